@@ -1,0 +1,177 @@
+//! Where pictures come from: a V4L2 camera, or the synthetic test pattern.
+
+pub mod pattern;
+pub mod stripe;
+pub mod v4l2;
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::frame::RawFrame;
+use pattern::TestPattern;
+use v4l2::V4l2Source;
+
+/// What the owner asked for with `--source`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// The first V4L2 capture device that works, else the test pattern.
+    Auto,
+    Test,
+    Device(PathBuf),
+}
+
+impl std::str::FromStr for SourceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(SourceSpec::Auto),
+            "test" => Ok(SourceSpec::Test),
+            p if p.starts_with('/') => Ok(SourceSpec::Device(PathBuf::from(p))),
+            other => Err(format!(
+                "unknown source '{other}': expected auto, test or a device path such as /dev/video0"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Auto => f.write_str("auto"),
+            SourceSpec::Test => f.write_str("test"),
+            SourceSpec::Device(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum CaptureError {
+    #[error("cannot open {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0} is not a video capture device with streaming I/O")]
+    NotCapture(PathBuf),
+    #[error("{path} offers none of YU12, NV12, YUYV (it offers: {})", offered.join(", "))]
+    NoFormat { path: PathBuf, offered: Vec<String> },
+    #[error("{0} is busy or cannot stream: {1}")]
+    Busy(PathBuf, std::io::Error),
+    #[error("{0} stopped delivering frames")]
+    Stalled(PathBuf),
+    #[error("reading {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("frame of {got} bytes is too short for {width}x{height}")]
+    ShortBuffer {
+        got: usize,
+        width: usize,
+        height: usize,
+    },
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// An open source of raw frames.
+pub enum Source {
+    Pattern(TestPattern),
+    V4l2(Box<V4l2Source>),
+}
+
+impl Source {
+    /// Opens what `spec` names. `Auto` never fails: it falls back to the
+    /// test pattern and says why in the log.
+    pub fn open(
+        spec: &SourceSpec,
+        width: u32,
+        height: u32,
+        fps: u32,
+    ) -> Result<Self, CaptureError> {
+        match spec {
+            SourceSpec::Test => Ok(Source::Pattern(TestPattern::new(
+                width as usize,
+                height as usize,
+                fps,
+            )?)),
+            SourceSpec::Device(path) => Ok(Source::V4l2(Box::new(V4l2Source::open(
+                path, width, height, fps,
+            )?))),
+            SourceSpec::Auto => {
+                for path in video_devices() {
+                    match V4l2Source::open(&path, width, height, fps) {
+                        Ok(s) => return Ok(Source::V4l2(Box::new(s))),
+                        Err(e) => tracing::info!("source auto: skipping {}: {e}", path.display()),
+                    }
+                }
+                tracing::info!("source auto: no usable camera found, using the test pattern");
+                Source::open(&SourceSpec::Test, width, height, fps)
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Pattern(p) => p.describe(),
+            Source::V4l2(v) => v.describe(),
+        }
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        match self {
+            Source::Pattern(p) => p.size(),
+            Source::V4l2(v) => v.size(),
+        }
+    }
+
+    /// Blocks until the next frame is ready and writes it into `frame`.
+    pub fn next_frame(&mut self, frame: &mut RawFrame) -> Result<(), CaptureError> {
+        match self {
+            Source::Pattern(p) => {
+                p.next_frame(frame);
+                Ok(())
+            }
+            Source::V4l2(v) => v.next_frame(frame),
+        }
+    }
+}
+
+/// `/dev/video*` in numeric order.
+fn video_devices() -> Vec<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(Path::new("/dev"))
+        .map(|dir| {
+            dir.filter_map(|e| e.ok())
+                .filter_map(|e| {
+                    let name = e.file_name().into_string().ok()?;
+                    let n = name.strip_prefix("video")?.parse().ok()?;
+                    Some((n, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.into_iter().map(|(_, p)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_source_specs() {
+        assert_eq!("auto".parse(), Ok(SourceSpec::Auto));
+        assert_eq!("test".parse(), Ok(SourceSpec::Test));
+        assert_eq!(
+            "/dev/video3".parse(),
+            Ok(SourceSpec::Device(PathBuf::from("/dev/video3")))
+        );
+        assert!("webcam".parse::<SourceSpec>().is_err());
+    }
+
+    #[test]
+    fn missing_device_is_a_clear_error() {
+        let err = Source::open(&SourceSpec::Device("/dev/video-none".into()), 640, 480, 30)
+            .err()
+            .expect("fails");
+        assert!(err.to_string().contains("/dev/video-none"), "{err}");
+    }
+}

@@ -1,0 +1,180 @@
+//! The synthetic source: colour bars, a moving box, and the timestamp stripe,
+//! paced by the clock at the requested rate.
+//!
+//! It is the default when no camera is present and what most tests use: the
+//! stripe lets any receiver check each frame and measure its latency.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::{CaptureError, stripe};
+use crate::frame::RawFrame;
+
+/// BT.601 limited-range colour bars: white, yellow, cyan, green, magenta, red, blue, black.
+const BARS: [(u8, u8, u8); 8] = [
+    (180, 128, 128),
+    (168, 44, 136),
+    (145, 147, 44),
+    (133, 63, 52),
+    (63, 193, 204),
+    (51, 109, 212),
+    (28, 212, 120),
+    (16, 128, 128),
+];
+
+const BOX: usize = 96;
+
+pub struct TestPattern {
+    width: usize,
+    height: usize,
+    interval: Duration,
+    background: Vec<u8>,
+    next_due: Option<Instant>,
+    frame_no: u64,
+}
+
+impl TestPattern {
+    pub fn new(width: usize, height: usize, fps: u32) -> Result<Self, CaptureError> {
+        if width < 2 * BOX || height < 2 * BOX || width % 2 != 0 || height % 2 != 0 {
+            return Err(CaptureError::Unsupported(format!(
+                "test pattern needs an even size of at least {}x{}, not {width}x{height}",
+                2 * BOX,
+                2 * BOX
+            )));
+        }
+        let mut bg = RawFrame::black(width, height);
+        let (y, u, v) = bg.planes_mut();
+        for row in 0..height {
+            for col in 0..width {
+                let bar = BARS[col * BARS.len() / width];
+                // A soft vertical ramp keeps the picture from being flat.
+                let ramp = (row * 24 / height) as u8;
+                y[row * width + col] = bar.0.saturating_sub(ramp).max(16);
+                if row % 2 == 0 && col % 2 == 0 {
+                    u[(row / 2) * (width / 2) + col / 2] = bar.1;
+                    v[(row / 2) * (width / 2) + col / 2] = bar.2;
+                }
+            }
+        }
+        Ok(TestPattern {
+            width,
+            height,
+            interval: Duration::from_secs_f64(1.0 / fps.max(1) as f64),
+            background: bg.data,
+            next_due: None,
+            frame_no: 0,
+        })
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "test pattern {}x{} @ {:.0} fps",
+            self.width,
+            self.height,
+            1.0 / self.interval.as_secs_f64()
+        )
+    }
+
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// Waits for the next frame's slot, then draws it into `frame`.
+    pub fn next_frame(&mut self, frame: &mut RawFrame) {
+        let now = Instant::now();
+        let due = self.next_due.unwrap_or(now);
+        if due > now {
+            std::thread::sleep(due - now);
+        }
+        // When we fall more than a frame behind (a stalled consumer), skip
+        // ahead instead of bursting to catch up.
+        let after = Instant::now();
+        self.next_due = Some(if after > due + self.interval {
+            after + self.interval
+        } else {
+            due + self.interval
+        });
+        self.draw(frame);
+        self.frame_no += 1;
+    }
+
+    /// Draws frame number `self.frame_no` and stamps it with the current time,
+    /// taken immediately before the frame is handed on (as the spec asks).
+    fn draw(&self, frame: &mut RawFrame) {
+        frame.width = self.width;
+        frame.height = self.height;
+        frame.data.clear();
+        frame.data.extend_from_slice(&self.background);
+        let (w, h) = (self.width, self.height);
+        let (y, u, v) = frame.planes_mut();
+        // A box that bounces left-right and up-down below the stripe.
+        let span_x = w - BOX;
+        let span_y = h - BOX - stripe::ROWS;
+        let t = self.frame_no as usize * 6;
+        let bx = bounce(t, span_x) & !1;
+        let by = (stripe::ROWS + bounce(t / 2, span_y)) & !1;
+        for row in by..by + BOX {
+            y[row * w + bx..row * w + bx + BOX].fill(235);
+        }
+        for row in by / 2..(by + BOX) / 2 {
+            let cw = w / 2;
+            u[row * cw + bx / 2..row * cw + (bx + BOX) / 2].fill(90);
+            v[row * cw + bx / 2..row * cw + (bx + BOX) / 2].fill(240);
+        }
+        let stamp = unix_ms(SystemTime::now());
+        stripe::draw_i420(y, u, v, w, stamp);
+        frame.captured = Instant::now();
+        frame.stamp_ms = stamp;
+    }
+}
+
+fn bounce(t: usize, span: usize) -> usize {
+    if span == 0 {
+        return 0;
+    }
+    let p = t % (2 * span);
+    if p < span { p } else { 2 * span - p }
+}
+
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_frame_carries_a_fresh_readable_stamp() {
+        let mut p = TestPattern::new(640, 480, 1000).unwrap();
+        let mut f = RawFrame::black(2, 2);
+        let mut last = 0;
+        for _ in 0..5 {
+            p.next_frame(&mut f);
+            assert_eq!((f.width, f.height), (640, 480));
+            assert_eq!(f.data.len(), RawFrame::i420_len(640, 480));
+            let (y, _, _) = f.planes();
+            let d = stripe::decode_luma(y, 640, 480, 640).expect("stripe");
+            assert_eq!(d.stamp_ms, f.stamp_ms);
+            assert!(f.stamp_ms >= last);
+            last = f.stamp_ms;
+        }
+    }
+
+    #[test]
+    fn the_box_moves() {
+        let mut p = TestPattern::new(640, 480, 1000).unwrap();
+        let mut a = RawFrame::black(2, 2);
+        let mut b = RawFrame::black(2, 2);
+        p.next_frame(&mut a);
+        p.next_frame(&mut b);
+        assert_ne!(a.data[32 * 640..], b.data[32 * 640..]);
+    }
+
+    #[test]
+    fn rejects_odd_or_tiny_sizes() {
+        assert!(TestPattern::new(641, 480, 30).is_err());
+        assert!(TestPattern::new(100, 100, 30).is_err());
+    }
+}

@@ -1,0 +1,322 @@
+//! Flags + TOML file -> one validated [`Config`].
+//!
+//! Every flag can also be set in the file given by `--config`, under the
+//! same name (`max-viewers = 4`); a flag on the command line wins over the
+//! file. Anything invalid is refused at start with a one-line error naming
+//! the problem (exit status 2), never discovered later at run time.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::capture::SourceSpec;
+use crate::encode::EncoderSettings;
+
+pub const DEFAULT_HTTP: &str = "0.0.0.0:8443";
+pub const DEFAULT_RTC: &str = "0.0.0.0:8443";
+const DEFAULT_SIZE: Size = Size {
+    width: 1280,
+    height: 720,
+};
+const DEFAULT_FPS: u32 = 30;
+const DEFAULT_MAX_VIEWERS: usize = 16;
+
+/// rtcam: a camera you watch live in any browser, over WebRTC.
+///
+/// Open https://<this device>:8443/ and press Call.
+#[derive(Debug, Parser, Default)]
+#[command(name = "rtcam", version, about, long_about = None)]
+pub struct Cli {
+    /// TOML file with any of these settings (flags win over it).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// HTTPS address for the page, /ws signaling and WHEP [default: 0.0.0.0:8443]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub http: Option<SocketAddr>,
+    /// The one UDP socket all viewers' media uses [default: 0.0.0.0:8443]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub rtc: Option<SocketAddr>,
+    /// Addresses to put in ICE candidates instead of the bound one (1:1 NAT,
+    /// port forwards, QEMU); comma-separated [default: every local address]
+    #[arg(long, value_name = "IP[,IP...]", value_delimiter = ',')]
+    pub advertise: Option<Vec<IpAddr>>,
+    /// Video source: auto (first working camera, else the test pattern),
+    /// test, or a device such as /dev/video0 [default: auto]
+    #[arg(long, value_name = "auto|test|/dev/videoN")]
+    pub source: Option<SourceSpec>,
+    /// Picture size; a camera without it gives its nearest [default: 1280x720]
+    #[arg(long, value_name = "WxH")]
+    pub size: Option<Size>,
+    /// Frames per second [default: 30]
+    #[arg(long, value_name = "N")]
+    pub fps: Option<u32>,
+    /// H.264 bitrate in kbit/s [default: from size and rate, 2000 at 720p30]
+    #[arg(long, value_name = "KBPS")]
+    pub bitrate: Option<u32>,
+    /// Most viewers at once; more are refused with a clear error [default: 16]
+    #[arg(long, value_name = "N")]
+    pub max_viewers: Option<usize>,
+    /// Where the generated certificate lives [default: $XDG_STATE_HOME/rtcam,
+    /// or /var/lib/rtcam as root]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The owner's certificate chain (PEM) instead of a generated one; needs --tls-key
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) for --tls-cert
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::str::FromStr for Size {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("size '{s}' is not WIDTHxHEIGHT, e.g. 1280x720");
+        let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+        let width: u32 = w.trim().parse().map_err(|_| bad())?;
+        let height: u32 = h.trim().parse().map_err(|_| bad())?;
+        if !(16..=3840).contains(&width) || !(16..=2160).contains(&height) {
+            return Err(format!(
+                "size {width}x{height} is outside 16x16 .. 3840x2160"
+            ));
+        }
+        if width % 2 != 0 || height % 2 != 0 {
+            return Err(format!(
+                "size {width}x{height} must have even width and height"
+            ));
+        }
+        Ok(Size { width, height })
+    }
+}
+
+/// The file form: the same names as the flags.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    rtc: Option<SocketAddr>,
+    advertise: Option<Vec<IpAddr>>,
+    source: Option<String>,
+    size: Option<String>,
+    fps: Option<u32>,
+    bitrate: Option<u32>,
+    max_viewers: Option<usize>,
+    state_dir: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {0}: {1}")]
+    Read(PathBuf, std::io::Error),
+    #[error("config file {0}: {1}")]
+    Parse(PathBuf, String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Everything the appliance runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub http: SocketAddr,
+    pub rtc: SocketAddr,
+    pub advertise: Vec<IpAddr>,
+    pub source: SourceSpec,
+    pub size: Size,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub max_viewers: usize,
+    pub state_dir: PathBuf,
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
+                parse_file(path, &text)?
+            }
+            None => FileConfig::default(),
+        };
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let source = match (cli.source, file.source) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s.parse().map_err(invalid)?,
+            (None, None) => SourceSpec::Auto,
+        };
+        let size = match (cli.size, file.size) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s.parse().map_err(invalid)?,
+            (None, None) => DEFAULT_SIZE,
+        };
+        let fps = cli.fps.or(file.fps).unwrap_or(DEFAULT_FPS);
+        if !(1..=120).contains(&fps) {
+            return Err(invalid(format!("fps {fps} is outside 1..120")));
+        }
+        let bitrate_kbps = cli
+            .bitrate
+            .or(file.bitrate)
+            .unwrap_or_else(|| EncoderSettings::default_bitrate_kbps(size.width, size.height, fps));
+        if !(50..=50_000).contains(&bitrate_kbps) {
+            return Err(invalid(format!(
+                "bitrate {bitrate_kbps} kbit/s is outside 50..50000"
+            )));
+        }
+        let max_viewers = cli
+            .max_viewers
+            .or(file.max_viewers)
+            .unwrap_or(DEFAULT_MAX_VIEWERS);
+        if !(1..=256).contains(&max_viewers) {
+            return Err(invalid(format!(
+                "max-viewers {max_viewers} is outside 1..256"
+            )));
+        }
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(invalid("tls-cert and tls-key go together".into())),
+        };
+        let advertise = cli.advertise.or(file.advertise).unwrap_or_default();
+        if advertise.iter().any(|ip| ip.is_unspecified()) {
+            return Err(invalid(
+                "advertise needs real addresses, not 0.0.0.0 or ::".into(),
+            ));
+        }
+        Ok(Config {
+            http: cli
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
+            rtc: cli
+                .rtc
+                .or(file.rtc)
+                .unwrap_or_else(|| DEFAULT_RTC.parse().expect("valid default")),
+            advertise,
+            source,
+            size,
+            fps,
+            bitrate_kbps,
+            max_viewers,
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(default_state_dir),
+            tls,
+        })
+    }
+}
+
+fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        // toml's messages span several lines; keep the first, which names the key.
+        let msg = e.to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("invalid TOML")
+            .trim()
+            .to_string();
+        ConfigError::Parse(path.to_path_buf(), format!("{first} ({})", e.message()))
+    })
+}
+
+/// `$XDG_STATE_HOME/rtcam`, else `/var/lib/rtcam` for root, else
+/// `~/.local/state/rtcam`.
+pub fn default_state_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+        // systemd's StateDirectory= sets this.
+        return PathBuf::from(dir);
+    }
+    if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir).join("rtcam");
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/rtcam");
+    }
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/state/rtcam"),
+        None => PathBuf::from("/var/lib/rtcam"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("rtcam").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::from_cli(cli(&["--state-dir", "/tmp/x"])).unwrap();
+        assert_eq!(c.http, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.rtc, "0.0.0.0:8443".parse().unwrap());
+        assert_eq!(c.source, SourceSpec::Auto);
+        assert_eq!((c.size.width, c.size.height, c.fps), (1280, 720, 30));
+        assert_eq!(c.bitrate_kbps, 1935);
+        assert!(c.advertise.is_empty());
+        assert_eq!(c.tls, None);
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = std::env::temp_dir().join(format!("rtcam-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("rtcam.toml");
+        std::fs::write(
+            &file,
+            "fps = 15\nsize = \"640x480\"\nmax-viewers = 3\nadvertise = [\"127.0.0.1\"]\nsource = \"test\"\n",
+        )
+        .unwrap();
+        let f = file.to_str().unwrap();
+        let c = Config::from_cli(cli(&["--config", f, "--fps", "25"])).unwrap();
+        assert_eq!(c.fps, 25);
+        assert_eq!((c.size.width, c.size.height), (640, 480));
+        assert_eq!(c.max_viewers, 3);
+        assert_eq!(c.source, SourceSpec::Test);
+        assert_eq!(c.advertise, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn bad_values_name_the_problem() {
+        for (args, needle) in [
+            (&["--fps", "0"][..], "fps"),
+            (&["--bitrate", "1"][..], "bitrate"),
+            (&["--max-viewers", "0"][..], "max-viewers"),
+            (&["--advertise", "0.0.0.0"][..], "advertise"),
+        ] {
+            let err = Config::from_cli(cli(args)).unwrap_err().to_string();
+            assert!(err.contains(needle), "{args:?}: {err}");
+        }
+        assert!(Cli::try_parse_from(["rtcam", "--size", "big"]).is_err());
+        assert!(Cli::try_parse_from(["rtcam", "--size", "641x480"]).is_err());
+        assert!(Cli::try_parse_from(["rtcam", "--source", "webcam"]).is_err());
+        assert!(Cli::try_parse_from(["rtcam", "--tls-cert", "a.pem"]).is_err());
+        assert!(Cli::try_parse_from(["rtcam", "--http", "nowhere"]).is_err());
+    }
+
+    #[test]
+    fn bad_file_names_the_key() {
+        let p = Path::new("x.toml");
+        let err = parse_file(p, "fsp = 3\n").unwrap_err().to_string();
+        assert!(err.contains("fsp"), "{err}");
+        let err = parse_file(p, "fps = \"fast\"\n").unwrap_err().to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(parse_file(p, "fps = 30\nhttp = \"127.0.0.1:9000\"\n").is_ok());
+    }
+}

@@ -1,0 +1,161 @@
+//! H.264 level from picture size and rate, and the SDP `profile-level-id`.
+//!
+//! The answer must advertise exactly the profile the encoder emits
+//! (constrained baseline, 42e0xx) and a level no lower than the stream
+//! needs, or strict decoders (and str0m's profile match) refuse it. We pick
+//! the level here, tell the encoder to use it, and check the SPS it writes.
+
+/// Levels from Table A-1 of H.264: (level_idc, max macroblocks per frame,
+/// max macroblocks per second). Level 1b is left out: we never need it.
+const LEVELS: [(u8, u32, u32); 15] = [
+    (10, 99, 1_485),
+    (11, 396, 3_000),
+    (12, 396, 6_000),
+    (13, 396, 11_880),
+    (20, 396, 11_880),
+    (21, 792, 19_800),
+    (22, 1_620, 20_250),
+    (30, 1_620, 40_500),
+    (31, 3_600, 108_000),
+    (32, 5_120, 216_000),
+    (40, 8_192, 245_760),
+    (41, 8_192, 245_760),
+    (42, 8_704, 522_240),
+    (50, 22_080, 589_824),
+    (51, 36_864, 983_040),
+];
+
+/// Level 5.2 (the largest openh264 encodes) for anything beyond the table.
+const LEVEL_MAX: (u8, u32, u32) = (52, 36_864, 2_073_600);
+
+/// The profile_idc and constraint flags of constrained baseline.
+const CONSTRAINED_BASELINE: u32 = 0x42e0_00;
+
+/// The lowest level that carries `width`x`height` at `fps`, or `None` when
+/// even level 5.2 cannot.
+pub fn level_idc(width: u32, height: u32, fps: u32) -> Option<u8> {
+    let mbs = width.div_ceil(16) * height.div_ceil(16);
+    let rate = mbs.saturating_mul(fps);
+    LEVELS
+        .iter()
+        .chain(std::iter::once(&LEVEL_MAX))
+        .find(|&&(_, max_fs, max_rate)| mbs <= max_fs && rate <= max_rate)
+        // Frame width is also bounded by sqrt(8 * MaxFS) macroblocks.
+        .filter(|&&(_, max_fs, _)| {
+            let limit = ((8 * max_fs) as f64).sqrt() as u32;
+            width.div_ceil(16) <= limit && height.div_ceil(16) <= limit
+        })
+        .map(|&(idc, _, _)| idc)
+}
+
+/// `profile-level-id` for constrained baseline at this level, e.g. 0x42e01f.
+pub fn profile_level_id(level_idc: u8) -> u32 {
+    CONSTRAINED_BASELINE | level_idc as u32
+}
+
+/// The matching openh264 level.
+pub fn openh264_level(level_idc: u8) -> openh264::encoder::Level {
+    use openh264::encoder::Level::*;
+    match level_idc {
+        10 => Level_1_0,
+        11 => Level_1_1,
+        12 => Level_1_2,
+        13 => Level_1_3,
+        20 => Level_2_0,
+        21 => Level_2_1,
+        22 => Level_2_2,
+        30 => Level_3_0,
+        31 => Level_3_1,
+        32 => Level_3_2,
+        40 => Level_4_0,
+        41 => Level_4_1,
+        42 => Level_4_2,
+        50 => Level_5_0,
+        51 => Level_5_1,
+        _ => Level_5_2,
+    }
+}
+
+/// profile_idc, constraint-flag byte and level_idc of the first SPS in an
+/// Annex-B stream.
+pub fn sps_profile_level(annexb: &[u8]) -> Option<(u8, u8, u8)> {
+    nal_units(annexb)
+        .find(|nal| nal.first().map(|b| b & 0x1f) == Some(7))
+        .and_then(|sps| (sps.len() >= 4).then(|| (sps[1], sps[2], sps[3])))
+}
+
+/// Whether an SPS's profile is compatible with what we advertise: profile 66
+/// with constraint_set1 (constrained baseline), at or below our level.
+pub fn sps_matches(sps: (u8, u8, u8), level_idc: u8) -> bool {
+    let (profile, flags, level) = sps;
+    profile == 66 && flags & 0x40 != 0 && level <= level_idc
+}
+
+/// The NAL units of an Annex-B stream (without their start codes).
+pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|&s| {
+            let mut e = s - 3;
+            // A four-byte start code leaves one more zero behind.
+            while e > 0 && data[e - 1] == 0 {
+                e -= 1;
+            }
+            e
+        })
+        .chain(std::iter::once(data.len()))
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .filter(|(s, e)| s < e)
+        .map(move |(s, e)| &data[s..e])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_sizes() {
+        assert_eq!(level_idc(1280, 720, 30), Some(31));
+        assert_eq!(profile_level_id(31), 0x42e01f);
+        assert_eq!(level_idc(640, 480, 30), Some(30));
+        assert_eq!(level_idc(640, 360, 30), Some(30));
+        assert_eq!(level_idc(320, 240, 30), Some(13));
+        assert_eq!(level_idc(1280, 720, 60), Some(32));
+        assert_eq!(level_idc(1920, 1080, 30), Some(40));
+        assert_eq!(level_idc(176, 144, 15), Some(10));
+        assert_eq!(level_idc(8192, 8192, 60), None);
+    }
+
+    #[test]
+    fn finds_sps_in_annexb() {
+        let stream = [
+            0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0xaa, 0, 0, 0, 1, 0x68, 0xce, 0, 0, 1, 0x65, 1,
+        ];
+        let nals: Vec<&[u8]> = nal_units(&stream).collect();
+        assert_eq!(nals.len(), 3);
+        assert_eq!(nals[0], &[0x67, 0x42, 0xc0, 0x1f, 0xaa]);
+        assert_eq!(nals[1], &[0x68, 0xce]);
+        assert_eq!(sps_profile_level(&stream), Some((0x42, 0xc0, 0x1f)));
+        assert!(sps_matches((0x42, 0xc0, 0x1f), 31));
+        assert!(
+            !sps_matches((0x42, 0x00, 0x1f), 31),
+            "plain baseline is not CB"
+        );
+        assert!(!sps_matches((0x42, 0xc0, 0x20), 31), "level too high");
+        assert_eq!(sps_profile_level(&[0, 0, 1, 0x65]), None);
+    }
+}

@@ -1,0 +1,50 @@
+//! The page from `web/`, embedded at build time: the appliance serves it
+//! with no files on disk, and a flashed binary cannot lose its page.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+struct Asset {
+    path: &'static str,
+    mime: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        mime: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/app.js"),
+    },
+    Asset {
+        path: "/stripe.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/stripe.js"),
+    },
+    Asset {
+        path: "/style.css",
+        mime: "text/css; charset=utf-8",
+        body: include_bytes!("../../web/style.css"),
+    },
+];
+
+/// Serves `path` if it is one of the page's files.
+pub fn serve(path: &str) -> Response {
+    let path = if path == "/index.html" { "/" } else { path };
+    match ASSETS.iter().find(|a| a.path == path) {
+        Some(a) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(a.mime)),
+                (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            ],
+            a.body,
+        )
+            .into_response(),
+        None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}

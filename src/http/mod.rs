@@ -1,0 +1,137 @@
+//! The control plane's door to the outside: HTTPS (rustls through
+//! tokio-rustls), routed by axum: the page, `/ws` signaling and WHEP.
+//!
+//! Connections are accepted here rather than by `axum::serve` so that the
+//! TLS handshake runs in each connection's own task, under a timeout, and a
+//! plain-HTTP request on the HTTPS port gets an answer instead of a hang.
+
+pub mod assets;
+pub mod tls;
+pub mod whep;
+pub mod ws;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::rtc::RtcHandle;
+use crate::signal::MAX_MESSAGE_BYTES;
+
+/// How long a client may take for its TLS handshake and request headers.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub rtc: RtcHandle,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/ws", get(ws::upgrade))
+        .route("/whep", post(whep::create))
+        .route(
+            "/whep/{id}",
+            axum::routing::patch(whep::patch).delete(whep::delete),
+        )
+        .route("/api/status", get(status))
+        .fallback(get(|req: Request| async move {
+            assets::serve(req.uri().path())
+        }))
+        .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .with_state(state)
+}
+
+async fn status(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    match state.rtc.stats().await {
+        Ok(s) => axum::Json(s).into_response(),
+        Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
+}
+
+/// Accepts connections until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            if !looks_like_tls(&tcp).await {
+                refuse_plain_http(tcp).await;
+                return;
+            }
+            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let service = TowerToHyperService::new(app);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HANDSHAKE_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+        });
+    }
+}
+
+/// A TLS connection starts with a handshake record (0x16). Waits briefly
+/// for the first byte; a silent client is treated as TLS and left to the
+/// handshake timeout.
+async fn looks_like_tls(tcp: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+async fn refuse_plain_http(mut tcp: tokio::net::TcpStream) {
+    const BODY: &str = "This is an HTTPS port: use https:// in the address.\n";
+    let response = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tcp.write_all(response.as_bytes())).await;
+    let _ = tcp.shutdown().await;
+}

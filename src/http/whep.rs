@@ -1,0 +1,123 @@
+//! `/whep`: the WHEP protocol (draft-ietf-wish-whep) so standard players
+//! can pull the stream. POST an offer -> 201 with the answer and a session
+//! resource; PATCH that resource with trickle fragments; DELETE to leave.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::rtc::{EndReason, RtcCallError, SessionError, ViewerId};
+use crate::signal::parse_sdpfrag;
+
+const SDP: &str = "application/sdp";
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !content_type_is(&headers, SDP) {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHEP offer must be sent as Content-Type: application/sdp",
+        );
+    }
+    let Ok(offer) = std::str::from_utf8(&body) else {
+        return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
+    };
+    match state.rtc.add_viewer(offer.to_string()).await {
+        Ok(ticket) => {
+            let location = format!("/whep/{}", ticket.id);
+            (
+                StatusCode::CREATED,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(SDP)),
+                    (
+                        header::LOCATION,
+                        HeaderValue::from_str(&location).expect("hex id is a valid header"),
+                    ),
+                ],
+                ticket.answer,
+            )
+                .into_response()
+        }
+        Err(e) => call_error(e),
+    }
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = id.parse::<ViewerId>() else {
+        return problem(StatusCode::NOT_FOUND, "no such WHEP session");
+    };
+    if !content_type_is(&headers, SDPFRAG) {
+        return problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "trickle ICE must be sent as Content-Type: application/trickle-ice-sdpfrag",
+        );
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "the SDP fragment is not UTF-8 text",
+        );
+    };
+    let candidates = match parse_sdpfrag(text) {
+        Ok(c) => c,
+        Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    for c in candidates {
+        if let Err(e) = state.rtc.add_candidate(id, c).await {
+            return call_error(e);
+        }
+    }
+    StatusCode::NO_CONTENT.into_response()
+}
+
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let Ok(id) = id.parse::<ViewerId>() else {
+        return problem(StatusCode::NOT_FOUND, "no such WHEP session");
+    };
+    match state.rtc.end(id, EndReason::HangUp).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => call_error(e),
+    }
+}
+
+fn content_type_is(headers: &HeaderMap, want: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case(want))
+}
+
+fn call_error(e: RtcCallError) -> Response {
+    let status = match &e {
+        RtcCallError::Session(SessionError::Full(_)) | RtcCallError::Gone => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        RtcCallError::Session(SessionError::UnknownViewer) => StatusCode::NOT_FOUND,
+        RtcCallError::Session(SessionError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
+        RtcCallError::Session(_) => StatusCode::BAD_REQUEST,
+    };
+    let mut r = problem(status, &e.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    r
+}
+
+/// A plain-text error body: players log it, people read it.
+fn problem(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}

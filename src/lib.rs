@@ -1,0 +1,15 @@
+//! rtcam: a camera appliance that serves its picture over WebRTC.
+//!
+//! Data flows one way: [`capture`] -> [`encode`] -> [`rtc`] -> the network.
+//! Control flows one way too: [`http`] -> [`signal`] -> [`rtc`].
+//! The library exists so that integration tests and benches can reuse the
+//! sans-IO parts (the stripe decoder above all); the binary is `src/main.rs`.
+
+pub mod app;
+pub mod capture;
+pub mod config;
+pub mod encode;
+pub mod frame;
+pub mod http;
+pub mod rtc;
+pub mod signal;

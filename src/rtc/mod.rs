@@ -1,0 +1,119 @@
+//! The data plane's network side: every viewer's WebRTC session, all on one
+//! UDP socket, driven by one tokio task.
+//!
+//! The control plane talks to that task through [`RtcHandle`] (commands in,
+//! an end notice out per viewer); encoded frames arrive on a channel from
+//! the encoder thread; keyframe asks go back to it.
+
+pub mod sessions;
+pub mod udp;
+pub mod viewer;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use sessions::{SessionConfig, SessionError, SessionEvent, Sessions};
+pub use viewer::{EndReason, ViewerId};
+
+/// What the control plane asks of the rtc task.
+pub enum Command {
+    AddViewer {
+        offer: String,
+        /// Told once, when the session ends (for any reason).
+        ended: oneshot::Sender<EndReason>,
+        reply: oneshot::Sender<Result<(ViewerId, String), SessionError>>,
+    },
+    Candidate {
+        id: ViewerId,
+        candidate: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    End {
+        id: ViewerId,
+        reason: EndReason,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
+    Stats {
+        reply: oneshot::Sender<RtcStats>,
+    },
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RtcStats {
+    pub viewers: usize,
+    pub frames_in: u64,
+}
+
+/// A viewer as the control plane holds it.
+pub struct ViewerTicket {
+    pub id: ViewerId,
+    pub answer: String,
+    pub ended: oneshot::Receiver<EndReason>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RtcCallError {
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error("the media engine is not running")]
+    Gone,
+}
+
+/// Cheap to clone; one per HTTP connection.
+#[derive(Clone)]
+pub struct RtcHandle {
+    tx: mpsc::Sender<Command>,
+}
+
+impl RtcHandle {
+    pub fn new(tx: mpsc::Sender<Command>) -> Self {
+        RtcHandle { tx }
+    }
+
+    async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, RtcCallError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| RtcCallError::Gone)?;
+        rx.await.map_err(|_| RtcCallError::Gone)
+    }
+
+    pub async fn add_viewer(&self, offer: String) -> Result<ViewerTicket, RtcCallError> {
+        let (ended, ended_rx) = oneshot::channel();
+        let (id, answer) = self
+            .call(|reply| Command::AddViewer {
+                offer,
+                ended,
+                reply,
+            })
+            .await??;
+        Ok(ViewerTicket {
+            id,
+            answer,
+            ended: ended_rx,
+        })
+    }
+
+    pub async fn add_candidate(&self, id: ViewerId, candidate: String) -> Result<(), RtcCallError> {
+        Ok(self
+            .call(|reply| Command::Candidate {
+                id,
+                candidate,
+                reply,
+            })
+            .await??)
+    }
+
+    pub async fn end(&self, id: ViewerId, reason: EndReason) -> Result<(), RtcCallError> {
+        Ok(self
+            .call(|reply| Command::End { id, reason, reply })
+            .await??)
+    }
+
+    pub async fn stats(&self) -> Result<RtcStats, RtcCallError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+}

@@ -1,0 +1,491 @@
+//! The table of viewers, sans-IO: datagrams, frames, commands and time go
+//! in; datagrams to send, events and the next deadline come out.
+//!
+//! No sockets and no clocks in here (str0m's shape), so every behaviour —
+//! fan-out, keyframe asks, timeouts, limits — is tested in one process on
+//! simulated time. The IO shell is `udp.rs`.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use rand::Rng;
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{Frequency, MediaKind, MediaTime};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{AbsCaptureTime, Extension};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use thiserror::Error;
+
+use super::viewer::{EndReason, Viewer, ViewerId};
+use crate::frame::EncodedFrame;
+
+pub use str0m::net::Transmit;
+
+/// Payload types we offer for H.264 and its retransmissions. Browsers answer
+/// with their own numbers; we look the real one up per viewer.
+const H264_PT: u8 = 108;
+const H264_RTX_PT: u8 = 109;
+/// RTP header extension ids in our codec config (the offer's ids win).
+const EXT_PLAYOUT_DELAY: u8 = 5;
+const EXT_ABS_CAPTURE_TIME: u8 = 6;
+
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    /// Host candidates every viewer is told about (ICE-lite: all of them
+    /// go in the answer).
+    pub candidates: Vec<SocketAddr>,
+    pub max_viewers: usize,
+    /// The encoder's constrained-baseline profile-level-id.
+    pub profile_level_id: u32,
+    /// A viewer that has not connected by then is dropped.
+    pub connect_timeout: Duration,
+    /// A connected viewer we hear nothing from (no RTCP, no consent checks)
+    /// for this long has vanished.
+    pub idle_timeout: Duration,
+    /// Ask the browser to render frames as soon as they are decoded
+    /// (playout-delay 0): its jitter buffer is otherwise the largest part
+    /// of the latency.
+    pub zero_playout_delay: bool,
+}
+
+impl SessionConfig {
+    pub fn new(candidates: Vec<SocketAddr>, max_viewers: usize, profile_level_id: u32) -> Self {
+        SessionConfig {
+            candidates,
+            max_viewers,
+            profile_level_id,
+            connect_timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(10),
+            zero_playout_delay: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// ICE and DTLS are up and media flows.
+    Connected(ViewerId),
+    /// Somebody needs an IDR: a new viewer, or PLI/FIR from one.
+    KeyframeWanted(ViewerId),
+    /// The viewer is gone and removed from the table.
+    Ended(ViewerId, EndReason),
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum SessionError {
+    #[error("the camera is already serving its maximum of {0} viewers")]
+    Full(usize),
+    #[error("malformed SDP offer: {0}")]
+    BadOffer(String),
+    #[error("the offer has no video section to receive the camera on")]
+    NoVideo,
+    #[error(
+        "the offer does not accept H.264 constrained baseline (profile-level-id 42e0xx) \
+         with packetization-mode=1"
+    )]
+    NoCodec,
+    #[error("no such session")]
+    UnknownViewer,
+    #[error("bad ICE candidate: {0}")]
+    BadCandidate(String),
+    #[error("cannot set up the session: {0}")]
+    Internal(String),
+}
+
+pub struct Sessions {
+    config: SessionConfig,
+    viewers: Vec<Viewer>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<SessionEvent>,
+    /// RTP time zero: all viewers share one media clock.
+    epoch: Instant,
+}
+
+impl Sessions {
+    pub fn new(config: SessionConfig, now: Instant) -> Self {
+        str0m::crypto::from_feature_flags().install_process_default();
+        Sessions {
+            config,
+            viewers: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            epoch: now,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.viewers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.viewers.is_empty()
+    }
+
+    pub fn ids(&self) -> Vec<ViewerId> {
+        self.viewers.iter().map(|v| v.id).collect()
+    }
+
+    /// Frames sent to a viewer so far, for stats and tests.
+    pub fn frames_sent(&self, id: ViewerId) -> Option<u64> {
+        self.viewer(id).map(|v| v.frames_sent)
+    }
+
+    /// Answers a browser's offer, creating the viewer.
+    pub fn add_viewer(
+        &mut self,
+        now: Instant,
+        offer: &str,
+    ) -> Result<(ViewerId, String), SessionError> {
+        if self.viewers.len() >= self.config.max_viewers {
+            return Err(SessionError::Full(self.config.max_viewers));
+        }
+        let offer =
+            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let mut cfg = Rtc::builder().set_ice_lite(true).clear_codecs();
+        cfg.codec_config().add_h264(
+            H264_PT.into(),
+            Some(H264_RTX_PT.into()),
+            true,
+            self.config.profile_level_id,
+        );
+        cfg.extension_map()
+            .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
+        cfg.extension_map()
+            .set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
+        let mut rtc = cfg.build(now);
+        for addr in &self.config.candidates {
+            let c = Candidate::host(*addr, "udp")
+                .map_err(|e| SessionError::Internal(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(c);
+        }
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let answer = answer.to_sdp_string();
+        if !answer.contains("m=video") {
+            return Err(SessionError::NoVideo);
+        }
+        let id = self.fresh_id();
+        let mut viewer = Viewer::new(id, rtc, now);
+        let mut events = VecDeque::new();
+        drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
+        if viewer.mid.is_some() && viewer.pt.is_none() {
+            return Err(SessionError::NoCodec);
+        }
+        if viewer.mid.is_none() && !answer.contains("H264") {
+            return Err(SessionError::NoCodec);
+        }
+        self.events.extend(events);
+        self.viewers.push(viewer);
+        Ok((id, answer))
+    }
+
+    /// A trickled candidate from the browser. Candidates we cannot use
+    /// (mDNS names, TCP) are ignored: as ICE-lite we learn the browser's
+    /// address from its own checks anyway.
+    pub fn add_remote_candidate(
+        &mut self,
+        id: ViewerId,
+        candidate: &str,
+    ) -> Result<(), SessionError> {
+        let line = candidate.trim().trim_start_matches("a=");
+        let v = self.viewer_mut(id).ok_or(SessionError::UnknownViewer)?;
+        if line.is_empty() {
+            return Ok(()); // end of candidates
+        }
+        if !line.starts_with("candidate:") {
+            return Err(SessionError::BadCandidate(format!(
+                "expected 'candidate:...', got '{}'",
+                truncate(line, 80)
+            )));
+        }
+        match Candidate::from_sdp_string(line) {
+            Ok(c) if c.proto() == Protocol::Udp => {
+                v.rtc.add_remote_candidate(c);
+                let v = self.viewer_index(id).ok_or(SessionError::UnknownViewer)?;
+                self.drain_at(v);
+                Ok(())
+            }
+            Ok(_) => Ok(()),
+            Err(e) if line.contains(".local ") => {
+                tracing::debug!("ignoring mDNS candidate: {e}");
+                Ok(())
+            }
+            Err(e) => Err(SessionError::BadCandidate(e.to_string())),
+        }
+    }
+
+    /// Ends a viewer's session (hang-up, DELETE, shutdown).
+    pub fn end(&mut self, id: ViewerId, reason: EndReason) -> Result<(), SessionError> {
+        let i = self.viewer_index(id).ok_or(SessionError::UnknownViewer)?;
+        self.viewers[i].ending.get_or_insert(reason);
+        self.reap();
+        Ok(())
+    }
+
+    /// Ends every session (shutdown), telling each browser.
+    pub fn end_all(&mut self, reason: EndReason) {
+        for v in &mut self.viewers {
+            v.ending.get_or_insert(reason.clone());
+        }
+        self.reap();
+    }
+
+    /// A datagram arrived. `destination` must be one of the configured
+    /// candidate addresses (the shell maps real local addresses to
+    /// advertised ones). Returns whether any viewer took it.
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> bool {
+        let Ok(contents) = data.try_into() else {
+            return false;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        let Some(i) = self.viewers.iter().position(|v| v.rtc.accepts(&input)) else {
+            return false;
+        };
+        let v = &mut self.viewers[i];
+        v.last_input = now;
+        if let Err(e) = v.rtc.handle_input(input) {
+            v.ending.get_or_insert(EndReason::Failed(e.to_string()));
+        }
+        self.drain_at(i);
+        self.reap();
+        true
+    }
+
+    /// Time moves on: str0m's timers, our connect and idle timeouts.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for i in 0..self.viewers.len() {
+            let v = &mut self.viewers[i];
+            if now >= v.next_timeout {
+                if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
+                    v.ending.get_or_insert(EndReason::Failed(e.to_string()));
+                }
+                self.drain_at(i);
+            }
+            let v = &mut self.viewers[i];
+            if !v.connected
+                && now.saturating_duration_since(v.created) >= self.config.connect_timeout
+            {
+                v.ending.get_or_insert(EndReason::ConnectTimeout);
+            } else if v.connected
+                && now.saturating_duration_since(v.last_input) >= self.config.idle_timeout
+            {
+                v.ending.get_or_insert(EndReason::Idle);
+            }
+        }
+        self.reap();
+    }
+
+    /// Sends one encoded frame to every viewer that can take it. A viewer
+    /// that just joined waits for the next IDR.
+    pub fn write_frame(&mut self, frame: &EncodedFrame) {
+        let rtp_time = MediaTime::new(
+            (frame
+                .captured
+                .saturating_duration_since(self.epoch)
+                .as_micros()
+                * 9
+                / 100) as u64,
+            Frequency::NINETY_KHZ,
+        );
+        let wall = UNIX_EPOCH + Duration::from_millis(frame.stamp_ms);
+        for i in 0..self.viewers.len() {
+            let v = &mut self.viewers[i];
+            if !v.sending() {
+                continue;
+            }
+            if v.awaiting_keyframe {
+                if !frame.keyframe {
+                    continue;
+                }
+                v.awaiting_keyframe = false;
+            }
+            let (Some(mid), Some(pt)) = (v.mid, v.pt) else {
+                continue;
+            };
+            let Some(mut writer) = v.rtc.writer(mid) else {
+                v.ending
+                    .get_or_insert(EndReason::Failed("media vanished".into()));
+                continue;
+            };
+            if self.config.zero_playout_delay {
+                writer = writer.playout_delay(MediaTime::ZERO, MediaTime::ZERO);
+            }
+            let result = writer
+                .abs_capture_time(AbsCaptureTime {
+                    capture_time: wall,
+                    clock_offset: None,
+                })
+                .write(pt, frame.captured, rtp_time, frame.data.clone());
+            match result {
+                Ok(()) => v.frames_sent += 1,
+                Err(e) => {
+                    v.ending.get_or_insert(EndReason::Failed(e.to_string()));
+                }
+            }
+            self.drain_at(i);
+        }
+        self.reap();
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.viewers
+            .iter()
+            .map(|v| {
+                let ours = if v.connected {
+                    v.last_input + self.config.idle_timeout
+                } else {
+                    v.created + self.config.connect_timeout
+                };
+                v.next_timeout.min(ours)
+            })
+            .min()
+    }
+
+    fn fresh_id(&self) -> ViewerId {
+        let mut rng = rand::rng();
+        loop {
+            let id = ViewerId(rng.random());
+            if self.viewer(id).is_none() {
+                return id;
+            }
+        }
+    }
+
+    fn viewer(&self, id: ViewerId) -> Option<&Viewer> {
+        self.viewers.iter().find(|v| v.id == id)
+    }
+
+    fn viewer_mut(&mut self, id: ViewerId) -> Option<&mut Viewer> {
+        self.viewers.iter_mut().find(|v| v.id == id)
+    }
+
+    fn viewer_index(&self, id: ViewerId) -> Option<usize> {
+        self.viewers.iter().position(|v| v.id == id)
+    }
+
+    fn drain_at(&mut self, i: usize) {
+        drain(
+            &mut self.viewers[i],
+            &mut self.transmits,
+            &mut self.events,
+            &self.config,
+        );
+    }
+
+    /// Removes viewers whose session is over, politely closing them first
+    /// (DTLS close_notify lets the browser notice at once).
+    fn reap(&mut self) {
+        let mut i = 0;
+        while i < self.viewers.len() {
+            if self.viewers[i].ending.is_none() && self.viewers[i].rtc.is_alive() {
+                i += 1;
+                continue;
+            }
+            let mut v = self.viewers.swap_remove(i);
+            let reason = v.ending.take().unwrap_or(EndReason::PeerClosed);
+            if v.rtc.is_alive() && v.rtc.close().is_ok() {
+                let mut ignored = VecDeque::new();
+                drain(&mut v, &mut self.transmits, &mut ignored, &self.config);
+            }
+            tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
+            self.events.push_back(SessionEvent::Ended(v.id, reason));
+        }
+    }
+}
+
+/// Polls one viewer's Rtc until it has nothing more to say, as str0m requires
+/// after every mutation.
+fn drain(
+    v: &mut Viewer,
+    transmits: &mut VecDeque<Transmit>,
+    events: &mut VecDeque<SessionEvent>,
+    config: &SessionConfig,
+) {
+    let was_sending = v.sending();
+    loop {
+        match v.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => {
+                v.next_timeout = t;
+                break;
+            }
+            Ok(Output::Transmit(t)) => transmits.push_back(t),
+            Ok(Output::Event(e)) => on_event(v, e, events, config),
+            Err(e) => {
+                v.ending.get_or_insert(EndReason::Failed(e.to_string()));
+                v.rtc.disconnect();
+                break;
+            }
+        }
+    }
+    if !was_sending && v.sending() {
+        events.push_back(SessionEvent::Connected(v.id));
+        events.push_back(SessionEvent::KeyframeWanted(v.id));
+    }
+}
+
+fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, config: &SessionConfig) {
+    match e {
+        Event::Connected => v.connected = true,
+        Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
+            v.mid = Some(m.mid);
+            v.pt = v.rtc.writer(m.mid).and_then(|w| {
+                w.payload_params()
+                    .find(|p| {
+                        let spec = p.spec();
+                        spec.codec == Codec::H264
+                            && spec.format.packetization_mode == Some(1)
+                            && spec.format.profile_level_id.map(|id| id >> 8)
+                                == Some(config.profile_level_id >> 8)
+                    })
+                    .map(|p| p.pt())
+            });
+        }
+        Event::KeyframeRequest(_) => {
+            if v.sending() {
+                events.push_back(SessionEvent::KeyframeWanted(v.id));
+            }
+            v.awaiting_keyframe = v.awaiting_keyframe || v.frames_sent == 0;
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            v.ending.get_or_insert(EndReason::IceDisconnected);
+        }
+        Event::Closed => {
+            v.ending.get_or_insert(EndReason::PeerClosed);
+        }
+        _ => {}
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,363 @@
+//! The IO shell around [`Sessions`]: the one UDP socket, the command and
+//! frame channels, and the timer, in one tokio task.
+//!
+//! The socket is bound once (usually to the wildcard address) and shared by
+//! every viewer. str0m drops STUN whose destination is not one of its host
+//! candidates, so each datagram's real destination is read with IP_PKTINFO
+//! (quinn-udp does the cmsg work) and mapped to the candidate it stands for.
+
+use std::collections::HashMap;
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use quinn_udp::{RecvMeta, UdpSocketState};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::{Command, EndReason, RtcStats, SessionEvent, Sessions, ViewerId};
+use crate::frame::EncodedFrame;
+
+/// The longest we sleep without looking at the session table.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// Which addresses viewers are told about, and how real local addresses map
+/// onto them.
+#[derive(Debug, Clone)]
+pub struct AddressMap {
+    candidates: Vec<SocketAddr>,
+    advertised: bool,
+}
+
+impl AddressMap {
+    /// `bound` is the socket's address; `advertise` overrides what goes in
+    /// candidates (1:1 NAT, port forwards); `local_ips` are the machine's
+    /// interface addresses, used when bound to the wildcard.
+    pub fn new(bound: SocketAddr, advertise: &[IpAddr], local_ips: &[IpAddr]) -> Self {
+        let port = bound.port();
+        let (ips, advertised): (Vec<IpAddr>, bool) = if !advertise.is_empty() {
+            (advertise.to_vec(), true)
+        } else if bound.ip().is_unspecified() {
+            let ips = local_ips
+                .iter()
+                .copied()
+                .filter(|ip| ip.is_ipv4() == bound.is_ipv4())
+                .filter(|ip| match ip {
+                    // Link-local v6 needs a scope id that SDP cannot carry.
+                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+                    IpAddr::V4(_) => true,
+                })
+                .collect();
+            (ips, false)
+        } else {
+            (vec![bound.ip()], false)
+        };
+        let mut candidates: Vec<SocketAddr> = Vec::new();
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            if !candidates.contains(&addr) {
+                candidates.push(addr);
+            }
+        }
+        AddressMap {
+            candidates,
+            advertised,
+        }
+    }
+
+    pub fn candidates(&self) -> &[SocketAddr] {
+        &self.candidates
+    }
+
+    /// The candidate a datagram that really arrived at `dst` was sent to.
+    pub fn to_candidate(&self, dst: SocketAddr) -> SocketAddr {
+        if self.candidates.contains(&dst) || !self.advertised {
+            return dst;
+        }
+        self.candidates
+            .iter()
+            .find(|c| c.is_ipv4() == dst.is_ipv4())
+            .or(self.candidates.first())
+            .copied()
+            .unwrap_or(dst)
+    }
+
+    /// The local address to send from for a transmit str0m sourced at
+    /// `candidate`: the same interface the viewer reached us on. Advertised
+    /// addresses are not ours, so the kernel picks.
+    pub fn source_ip(&self, candidate: SocketAddr) -> Option<IpAddr> {
+        (!self.advertised && !candidate.ip().is_unspecified()).then_some(candidate.ip())
+    }
+}
+
+/// The bound UDP socket with its quinn-udp state (pktinfo, GRO).
+pub struct MediaSocket {
+    socket: UdpSocket,
+    state: UdpSocketState,
+    local: SocketAddr,
+}
+
+impl MediaSocket {
+    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        let state = UdpSocketState::new((&std).into())?;
+        let local = std.local_addr()?;
+        let socket = UdpSocket::from_std(std)?;
+        Ok(MediaSocket {
+            socket,
+            state,
+            local,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    async fn send(&self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
+        let transmit = quinn_udp::Transmit {
+            destination: to,
+            ecn: None,
+            contents: data,
+            segment_size: None,
+            src_ip: from,
+        };
+        for _ in 0..3 {
+            let r = self.socket.try_io(Interest::WRITABLE, || {
+                self.state.try_send((&self.socket).into(), &transmit)
+            });
+            match r {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.socket.writable().await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!("UDP send to {to} failed: {e}");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Everything the rtc task owns.
+pub struct RtcTask {
+    pub socket: MediaSocket,
+    pub map: AddressMap,
+    pub sessions: Sessions,
+    pub commands: mpsc::Receiver<Command>,
+    pub frames: mpsc::Receiver<EncodedFrame>,
+    /// Asks the encoder thread for an IDR (it throttles).
+    pub keyframes: std::sync::mpsc::Sender<()>,
+    pub shutdown: watch::Receiver<bool>,
+    /// Called on every turn of the loop: the systemd watchdog hangs here,
+    /// so a stalled media loop (not just a dead process) gets restarted.
+    pub heartbeat: Box<dyn FnMut() + Send>,
+}
+
+impl RtcTask {
+    pub async fn run(mut self) {
+        let mut watchers: HashMap<ViewerId, oneshot::Sender<EndReason>> = HashMap::new();
+        let mut buf = vec![0u8; 65_536];
+        let mut frames_in = 0u64;
+        let mut frames_open = true;
+        loop {
+            (self.heartbeat)();
+            let now = Instant::now();
+            let deadline = self
+                .sessions
+                .poll_timeout()
+                .unwrap_or(now + MAX_SLEEP)
+                .min(now + MAX_SLEEP)
+                .max(now);
+            tokio::select! {
+                _ = self.shutdown.changed() => {
+                    self.sessions.end_all(EndReason::Shutdown);
+                    self.flush(&mut watchers).await;
+                    break;
+                }
+                r = self.socket.socket.readable() => {
+                    if r.is_ok() {
+                        self.receive(&mut buf);
+                    }
+                }
+                frame = self.frames.recv(), if frames_open => match frame {
+                    Some(frame) => {
+                        frames_in += 1;
+                        self.sessions.write_frame(&frame);
+                    }
+                    None => {
+                        tracing::error!("the encoder stopped: no more video");
+                        frames_open = false;
+                    }
+                },
+                cmd = self.commands.recv() => match cmd {
+                    Some(cmd) => self.command(cmd, &mut watchers, frames_in),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            self.sessions.handle_timeout(Instant::now());
+            self.flush(&mut watchers).await;
+        }
+    }
+
+    /// Reads every datagram waiting on the socket.
+    fn receive(&mut self, buf: &mut [u8]) {
+        loop {
+            let mut meta = [RecvMeta::default()];
+            let r = self.socket.socket.try_io(Interest::READABLE, || {
+                self.socket.state.recv(
+                    (&self.socket.socket).into(),
+                    &mut [IoSliceMut::new(buf)],
+                    &mut meta,
+                )
+            });
+            match r {
+                Ok(n) if n > 0 => {
+                    let now = Instant::now();
+                    let m = &meta[0];
+                    let dst = SocketAddr::new(
+                        m.dst_ip.unwrap_or(self.socket.local.ip()),
+                        self.socket.local.port(),
+                    );
+                    let dst = self.map.to_candidate(dst);
+                    // With GRO one buffer may hold several datagrams.
+                    let stride = m.stride.max(1);
+                    for d in buf[..m.len].chunks(stride) {
+                        if !self.sessions.handle_receive(now, m.addr, dst, d) {
+                            tracing::trace!("no viewer takes {} bytes from {}", d.len(), m.addr);
+                        }
+                    }
+                }
+                Ok(_) => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors surface here (ECONNREFUSED): not fatal.
+                    tracing::debug!("UDP receive: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn command(
+        &mut self,
+        cmd: Command,
+        watchers: &mut HashMap<ViewerId, oneshot::Sender<EndReason>>,
+        frames_in: u64,
+    ) {
+        let now = Instant::now();
+        match cmd {
+            Command::AddViewer {
+                offer,
+                ended,
+                reply,
+            } => {
+                let result = self.sessions.add_viewer(now, &offer);
+                match &result {
+                    Ok((id, _)) => {
+                        tracing::info!(viewer = %id, viewers = self.sessions.len(), "viewer joining");
+                        watchers.insert(*id, ended);
+                    }
+                    Err(e) => tracing::info!("viewer refused: {e}"),
+                }
+                let _ = reply.send(result);
+            }
+            Command::Candidate {
+                id,
+                candidate,
+                reply,
+            } => {
+                let _ = reply.send(self.sessions.add_remote_candidate(id, &candidate));
+            }
+            Command::End { id, reason, reply } => {
+                let _ = reply.send(self.sessions.end(id, reason));
+            }
+            Command::Stats { reply } => {
+                let _ = reply.send(RtcStats {
+                    viewers: self.sessions.len(),
+                    frames_in,
+                });
+            }
+        }
+    }
+
+    async fn flush(&mut self, watchers: &mut HashMap<ViewerId, oneshot::Sender<EndReason>>) {
+        while let Some(t) = self.sessions.poll_transmit() {
+            let from = self.map.source_ip(t.source);
+            self.socket.send(t.destination, from, &t.contents).await;
+        }
+        while let Some(e) = self.sessions.poll_event() {
+            match e {
+                SessionEvent::Connected(id) => tracing::info!(viewer = %id, "viewer connected"),
+                SessionEvent::KeyframeWanted(_) => {
+                    let _ = self.keyframes.send(());
+                }
+                SessionEvent::Ended(id, reason) => {
+                    if let Some(w) = watchers.remove(&id) {
+                        let _ = w.send(reason);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn wildcard_bind_lists_every_interface_of_its_family() {
+        let m = AddressMap::new(
+            "0.0.0.0:8443".parse().unwrap(),
+            &[],
+            &[
+                ip("127.0.0.1"),
+                ip("192.168.1.20"),
+                ip("fe80::1"),
+                ip("2001:db8::2"),
+            ],
+        );
+        let want: Vec<SocketAddr> = vec![
+            "127.0.0.1:8443".parse().unwrap(),
+            "192.168.1.20:8443".parse().unwrap(),
+        ];
+        assert_eq!(m.candidates(), &want[..]);
+        let dst: SocketAddr = "192.168.1.20:8443".parse().unwrap();
+        assert_eq!(m.to_candidate(dst), dst);
+        assert_eq!(m.source_ip(dst), Some(ip("192.168.1.20")));
+    }
+
+    #[test]
+    fn advertised_addresses_replace_real_ones() {
+        let m = AddressMap::new(
+            "0.0.0.0:5000".parse().unwrap(),
+            &[ip("127.0.0.1")],
+            &[ip("10.0.2.15")],
+        );
+        let cand: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(m.candidates(), &[cand]);
+        // QEMU's forward delivers to the guest's own address.
+        assert_eq!(m.to_candidate("10.0.2.15:5000".parse().unwrap()), cand);
+        assert_eq!(m.source_ip(cand), None, "the kernel picks the real source");
+    }
+
+    #[test]
+    fn specific_bind_is_its_own_candidate() {
+        let m = AddressMap::new("127.0.0.1:7000".parse().unwrap(), &[], &[ip("10.1.1.1")]);
+        assert_eq!(
+            m.candidates(),
+            &["127.0.0.1:7000".parse::<SocketAddr>().unwrap()]
+        );
+    }
+}

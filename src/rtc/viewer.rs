@@ -1,0 +1,109 @@
+//! One viewer: its str0m `Rtc` and what we track about it.
+
+use std::fmt;
+use std::time::Instant;
+
+use str0m::Rtc;
+use str0m::media::{Mid, Pt};
+
+/// Identifies a viewer in logs, in the WHEP resource URL and in signaling.
+/// Random, so a resource URL cannot be guessed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerId(pub u64);
+
+impl fmt::Display for ViewerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl std::str::FromStr for ViewerId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 16 {
+            // Reuse ParseIntError's "invalid digit" for a wrong length.
+            return u64::from_str_radix("x", 16).map(ViewerId);
+        }
+        u64::from_str_radix(s, 16).map(ViewerId)
+    }
+}
+
+/// Why a viewer's session ended; told to its signaling channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    HangUp,
+    IceDisconnected,
+    ConnectTimeout,
+    Idle,
+    PeerClosed,
+    Shutdown,
+    Failed(String),
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EndReason::HangUp => f.write_str("hung up"),
+            EndReason::IceDisconnected => f.write_str("connection lost (ICE disconnected)"),
+            EndReason::ConnectTimeout => f.write_str("could not connect in time (ICE timeout)"),
+            EndReason::Idle => f.write_str("viewer went silent"),
+            EndReason::PeerClosed => f.write_str("viewer closed the connection"),
+            EndReason::Shutdown => f.write_str("the camera is shutting down"),
+            EndReason::Failed(why) => write!(f, "session failed: {why}"),
+        }
+    }
+}
+
+pub struct Viewer {
+    pub id: ViewerId,
+    pub rtc: Rtc,
+    /// The video m-line we send on, once str0m reports it.
+    pub mid: Option<Mid>,
+    /// The payload type the browser chose for our H.264 profile.
+    pub pt: Option<Pt>,
+    pub connected: bool,
+    /// Nothing is sent until the first IDR: P-frames before it are useless.
+    pub awaiting_keyframe: bool,
+    pub created: Instant,
+    pub last_input: Instant,
+    pub next_timeout: Instant,
+    pub frames_sent: u64,
+    pub ending: Option<EndReason>,
+}
+
+impl Viewer {
+    pub fn new(id: ViewerId, rtc: Rtc, now: Instant) -> Self {
+        Viewer {
+            id,
+            rtc,
+            mid: None,
+            pt: None,
+            connected: false,
+            awaiting_keyframe: true,
+            created: now,
+            last_input: now,
+            next_timeout: now,
+            frames_sent: 0,
+            ending: None,
+        }
+    }
+
+    /// Ready to receive media.
+    pub fn sending(&self) -> bool {
+        self.connected && self.mid.is_some() && self.pt.is_some() && self.ending.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_round_trips_through_text() {
+        let id = ViewerId(0x00ab_cdef_0123_4567);
+        assert_eq!(id.to_string(), "00abcdef01234567");
+        assert_eq!("00abcdef01234567".parse::<ViewerId>(), Ok(id));
+        assert!("abc".parse::<ViewerId>().is_err());
+        assert!("zzzzzzzzzzzzzzzz".parse::<ViewerId>().is_err());
+    }
+}
