@@ -141,8 +141,8 @@ impl Sessions {
         if self.viewers.len() >= self.config.max_viewers {
             return Err(SessionError::Full(self.config.max_viewers));
         }
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| SessionError::BadOffer(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(offer)
+            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let mut cfg = Rtc::builder().set_ice_lite(true).clear_codecs();
         cfg.codec_config().add_h264(
             H264_PT.into(),
@@ -481,6 +481,16 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         }
         _ => {}
     }
+}
+
+/// str0m's parse errors span lines and carry a pointer address; keep the
+/// lines that say what was expected.
+fn one_line(msg: &str) -> String {
+    msg.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.contains("PointerOffset"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -1,0 +1,403 @@
+//! Test harness: the real rtcam binary on loopback, an HTTPS/WSS client,
+//! and a str0m viewer that receives, decodes and checks the video.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, UdpSocket};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use openh264::decoder::Decoder;
+use openh264::formats::YUVSource;
+use rtcam::capture::stripe;
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+pub struct Server {
+    child: Child,
+    pub http: SocketAddr,
+    pub rtc: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+    state_dir: std::path::PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    // A port free for both TCP and UDP.
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl Server {
+    /// Starts rtcam with the test source on loopback plus `extra` flags, and
+    /// waits for its "listening on https://" line.
+    pub fn start(extra: &[&str]) -> Server {
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let state_dir = std::env::temp_dir().join(format!(
+            "rtcam-it-{}-{}",
+            std::process::id(),
+            http.port()
+        ));
+        let mut args = vec![
+            "--source".to_string(),
+            "test".into(),
+            "--http".into(),
+            http.to_string(),
+            "--rtc".into(),
+            rtc.to_string(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_rtcam"))
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rtcam");
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("listening on https://") {
+                    let _ = ready_tx.send(());
+                }
+                let mut l = log2.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        if ready_rx.recv_timeout(Duration::from_secs(30)).is_err() {
+            let _ = child.kill();
+            panic!("rtcam did not start:\n{}", log.lock().unwrap());
+        }
+        Server {
+            child,
+            http,
+            rtc,
+            log,
+            state_dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn still_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+// ---------------------------------------------------------------- HTTPS
+
+#[derive(Debug)]
+struct AcceptAnyCert;
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
+        .with_no_client_auth();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    TlsConnector::from(Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over TLS, `Connection: close`.
+pub async fn https(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = tls_connect(addr).await;
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    // A server may answer (413) before reading a large body.
+    let _ = s.write_all(body).await;
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    HttpResponse {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+pub type Ws = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
+
+pub async fn ws_connect(addr: SocketAddr) -> Ws {
+    let tls = tls_connect(addr).await;
+    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
+        .await
+        .expect("websocket handshake");
+    ws
+}
+
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let r = https(addr, "GET", "/api/status", None, b"").await;
+    serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
+}
+
+// ---------------------------------------------------------------- viewer
+
+/// A browser stand-in: str0m as the offerer, recvonly H.264.
+pub struct Client {
+    pub rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    pub offer: String,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub connected: bool,
+    pub frames: usize,
+    pub decoded: usize,
+    pub stamped: usize,
+    pub unstamped: usize,
+    pub sizes: Vec<(usize, usize)>,
+    pub stamps: Vec<u64>,
+    pub latencies_ms: Vec<i64>,
+    pub first_frame_after: Option<Duration>,
+}
+
+impl Report {
+    pub fn latency_p50(&self) -> Option<i64> {
+        let mut l = self.latencies_ms.clone();
+        l.sort();
+        l.get(l.len() / 2).copied()
+    }
+}
+
+impl Client {
+    pub fn new() -> Client {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = socket.local_addr().unwrap();
+        let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        Client {
+            rtc,
+            socket,
+            local,
+            pending: Some(pending),
+            offer: offer.to_sdp_string(),
+        }
+    }
+
+    pub fn candidate_line(&self) -> String {
+        Candidate::host(self.local, "udp").unwrap().to_sdp_string()
+    }
+
+    pub fn accept_answer(&mut self, answer: &str) {
+        let answer = SdpAnswer::from_sdp_string(answer).expect("answer parses");
+        let pending = self.pending.take().expect("offer pending");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+    }
+
+    /// Receives until `want` frames carried a valid stamp, or `limit`
+    /// passes. Then goes silent (or closes politely when `close`).
+    pub fn run(mut self, want: usize, limit: Duration, close: bool) -> Report {
+        let start = Instant::now();
+        let mut report = Report::default();
+        let mut decoder = Decoder::new().unwrap();
+        let mut buf = vec![0u8; 2000];
+        loop {
+            let timeout = loop {
+                match self.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => break t,
+                    Ok(Output::Transmit(t)) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::Connected => report.connected = true,
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            return report;
+                        }
+                        Event::MediaData(m) => {
+                            report.frames += 1;
+                            report.first_frame_after.get_or_insert(start.elapsed());
+                            if let Ok(Some(yuv)) = decoder.decode(&m.data) {
+                                report.decoded += 1;
+                                let (w, h) = yuv.dimensions();
+                                if !report.sizes.contains(&(w, h)) {
+                                    report.sizes.push((w, h));
+                                }
+                                match stripe::decode_luma(yuv.y(), w, h, yuv.strides().0) {
+                                    Some(d) => {
+                                        report.stamped += 1;
+                                        report.stamps.push(d.stamp_ms);
+                                        report.latencies_ms.push(now_ms() as i64 - d.stamp_ms as i64);
+                                    }
+                                    None => report.unstamped += 1,
+                                }
+                            }
+                        }
+                        _ => {}
+                    },
+                    Err(e) => panic!("client rtc failed: {e}"),
+                }
+            };
+            if report.stamped >= want || start.elapsed() > limit || !self.rtc.is_alive() {
+                break;
+            }
+            let wait = timeout
+                .saturating_duration_since(Instant::now())
+                .clamp(Duration::from_millis(1), Duration::from_millis(50));
+            self.socket.set_read_timeout(Some(wait)).unwrap();
+            let input = match self.socket.recv_from(&mut buf) {
+                Ok((n, source)) => match buf[..n].try_into() {
+                    Ok(contents) => Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: self.local,
+                            contents,
+                        },
+                    ),
+                    Err(_) => continue,
+                },
+                Err(_) => Input::Timeout(Instant::now()),
+            };
+            self.rtc.handle_input(input).expect("client input");
+        }
+        if close {
+            let _ = self.rtc.close();
+            while let Ok(out) = self.rtc.poll_output() {
+                match out {
+                    Output::Transmit(t) => {
+                        let _ = self.socket.send_to(&t.contents, t.destination);
+                    }
+                    Output::Timeout(_) => break,
+                    Output::Event(_) => {}
+                }
+            }
+        }
+        report
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// POSTs the client's offer to /whep and applies the answer. Returns the
+/// session resource path.
+pub async fn whep_connect(server: SocketAddr, client: &mut Client) -> String {
+    let r = https(server, "POST", "/whep", Some("application/sdp"), client.offer.as_bytes()).await;
+    assert_eq!(r.status, 201, "WHEP POST: {r:?}");
+    assert_eq!(r.header("content-type"), Some("application/sdp"));
+    let location = r.header("location").expect("Location").to_string();
+    client.accept_answer(&r.body);
+    location
+}
