@@ -1,0 +1,112 @@
+//! The browser's path: offer, answer and trickle over secure WebSocket.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("a message in time")
+            .expect("socket open")
+            .expect("no error");
+        if let Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).expect("server sends JSON");
+        }
+    }
+}
+
+async fn send(ws: &mut Ws, v: serde_json::Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ws_viewer_receives_stamped_video_and_hangs_up() {
+    let server = Server::start(&["--size", "1280x720"]);
+    let mut ws = ws_connect(server.http).await;
+    let mut client = Client::new();
+    send(
+        &mut ws,
+        serde_json::json!({"type": "offer", "sdp": client.offer}),
+    )
+    .await;
+    send(&mut ws, serde_json::json!({"type": "candidate", "candidate": client.candidate_line(), "sdpMid": "0", "sdpMLineIndex": 0})).await;
+    send(
+        &mut ws,
+        serde_json::json!({"type": "candidate", "candidate": ""}),
+    )
+    .await;
+    let answer = next_json(&mut ws).await;
+    assert_eq!(answer["type"], "answer", "{answer}");
+    let sdp = answer["sdp"].as_str().unwrap();
+    assert!(sdp.contains("profile-level-id=42e01f"), "{sdp}");
+    assert!(sdp.contains("a=ice-lite"), "{sdp}");
+    client.accept_answer(sdp);
+
+    let report =
+        tokio::task::spawn_blocking(move || client.run(60, Duration::from_secs(20), false))
+            .await
+            .unwrap();
+    eprintln!(
+        "WS: {} stamped, first frame after {:?}",
+        report.stamped, report.first_frame_after
+    );
+    assert!(report.stamped >= 60, "{report:?}");
+    assert_eq!(report.sizes, vec![(1280, 720)]);
+    assert_eq!(status(server.http).await["viewers"], 1);
+
+    send(&mut ws, serde_json::json!({"type": "hangup"})).await;
+    for _ in 0..50 {
+        if status(server.http).await["viewers"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        status(server.http).await["viewers"],
+        0,
+        "hang-up removes the viewer"
+    );
+    // The same socket can call again.
+    let again = Client::new();
+    send(
+        &mut ws,
+        serde_json::json!({"type": "offer", "sdp": again.offer}),
+    )
+    .await;
+    assert_eq!(next_json(&mut ws).await["type"], "answer");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_socket_ends_the_call() {
+    let server = Server::start(&["--size", "640x360"]);
+    let mut ws = ws_connect(server.http).await;
+    let mut client = Client::new();
+    send(
+        &mut ws,
+        serde_json::json!({"type": "offer", "sdp": client.offer}),
+    )
+    .await;
+    let answer = next_json(&mut ws).await;
+    client.accept_answer(answer["sdp"].as_str().unwrap());
+    let report =
+        tokio::task::spawn_blocking(move || client.run(10, Duration::from_secs(15), false))
+            .await
+            .unwrap();
+    assert!(report.stamped >= 10);
+    drop(ws);
+    let mut viewers = serde_json::Value::Null;
+    for _ in 0..50 {
+        viewers = status(server.http).await["viewers"].clone();
+        if viewers == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(viewers, 0);
+}
