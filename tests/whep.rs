@@ -16,22 +16,41 @@ async fn whep_viewer_receives_stamped_720p_video() {
         "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
         client.candidate_line()
     );
-    let patch = https(server.http, "PATCH", &location, Some("application/trickle-ice-sdpfrag"), frag.as_bytes()).await;
+    let patch = https(
+        server.http,
+        "PATCH",
+        &location,
+        Some("application/trickle-ice-sdpfrag"),
+        frag.as_bytes(),
+    )
+    .await;
     assert_eq!(patch.status, 204, "{patch:?}");
 
-    let report = tokio::task::spawn_blocking(move || client.run(60, Duration::from_secs(20), false))
-        .await
-        .unwrap();
+    let report =
+        tokio::task::spawn_blocking(move || client.run(60, Duration::from_secs(20), false))
+            .await
+            .unwrap();
     eprintln!(
         "WHEP: {} frames, {} decoded, {} stamped, first after {:?}, latency p50 {:?} ms",
-        report.frames, report.decoded, report.stamped, report.first_frame_after, report.latency_p50()
+        report.frames,
+        report.decoded,
+        report.stamped,
+        report.first_frame_after,
+        report.latency_p50()
     );
     assert!(report.connected);
     assert!(report.stamped >= 60, "{report:?}");
     assert_eq!(report.sizes, vec![(1280, 720)]);
-    assert_eq!(report.unstamped, 0, "every decoded frame carries a valid stripe");
+    assert_eq!(
+        report.unstamped, 0,
+        "every decoded frame carries a valid stripe"
+    );
     // Stamps are strictly increasing: every frame has its own time.
-    assert!(report.stamps.windows(2).all(|w| w[0] < w[1]), "{:?}", report.stamps);
+    assert!(
+        report.stamps.windows(2).all(|w| w[0] < w[1]),
+        "{:?}",
+        report.stamps
+    );
 
     let del = https(server.http, "DELETE", &location, None, b"").await;
     assert_eq!(del.status, 200);
@@ -57,7 +76,14 @@ async fn whep_rejects_bad_requests_with_the_right_status() {
     let r = https(addr, "POST", "/whep", Some("application/sdp"), &big).await;
     assert_eq!(r.status, 413, "{r:?}");
 
-    let r = https(addr, "PATCH", "/whep/0000000000000001", Some("application/trickle-ice-sdpfrag"), b"a=candidate:1 1 udp 1 1.2.3.4 5 typ host").await;
+    let r = https(
+        addr,
+        "PATCH",
+        "/whep/0000000000000001",
+        Some("application/trickle-ice-sdpfrag"),
+        b"a=candidate:1 1 udp 1 1.2.3.4 5 typ host",
+    )
+    .await;
     assert_eq!(r.status, 404);
     let r = https(addr, "DELETE", "/whep/nonsense", None, b"").await;
     assert_eq!(r.status, 404);
@@ -66,14 +92,28 @@ async fn whep_rejects_bad_requests_with_the_right_status() {
     let mut first = Client::new();
     let location = whep_connect(addr, &mut first).await;
     let second = Client::new();
-    let r = https(addr, "POST", "/whep", Some("application/sdp"), second.offer.as_bytes()).await;
+    let r = https(
+        addr,
+        "POST",
+        "/whep",
+        Some("application/sdp"),
+        second.offer.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.body.contains("maximum of 1 viewers"), "{}", r.body);
     assert!(r.header("retry-after").is_some());
 
     let r = https(addr, "PATCH", &location, Some("application/sdp"), b"a=x").await;
     assert_eq!(r.status, 415);
-    let r = https(addr, "PATCH", &location, Some("application/trickle-ice-sdpfrag"), b"garbage").await;
+    let r = https(
+        addr,
+        "PATCH",
+        &location,
+        Some("application/trickle-ice-sdpfrag"),
+        b"garbage",
+    )
+    .await;
     assert_eq!(r.status, 400);
 
     // The server still serves: the first viewer gets its video.

@@ -45,11 +45,8 @@ impl Server {
     pub fn start(extra: &[&str]) -> Server {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let state_dir = std::env::temp_dir().join(format!(
-            "rtcam-it-{}-{}",
-            std::process::id(),
-            http.port()
-        ));
+        let state_dir =
+            std::env::temp_dir().join(format!("rtcam-it-{}-{}", std::process::id(), http.port()));
         let mut args = vec![
             "--source".to_string(),
             "test".into(),
@@ -227,9 +224,10 @@ pub type Ws = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
 
 pub async fn ws_connect(addr: SocketAddr) -> Ws {
     let tls = tls_connect(addr).await;
-    let (ws, _) = tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
-        .await
-        .expect("websocket handshake");
+    let (ws, _) =
+        tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
+            .await
+            .expect("websocket handshake");
     ws
 }
 
@@ -274,7 +272,10 @@ impl Client {
     pub fn new() -> Client {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = socket.local_addr().unwrap();
-        let mut rtc = Rtc::builder().clear_codecs().enable_h264(true).build(Instant::now());
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .build(Instant::now());
         rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -333,7 +334,9 @@ impl Client {
                                     Some(d) => {
                                         report.stamped += 1;
                                         report.stamps.push(d.stamp_ms);
-                                        report.latencies_ms.push(now_ms() as i64 - d.stamp_ms as i64);
+                                        report
+                                            .latencies_ms
+                                            .push(now_ms() as i64 - d.stamp_ms as i64);
                                     }
                                     None => report.unstamped += 1,
                                 }
@@ -394,10 +397,18 @@ pub fn now_ms() -> u64 {
 /// POSTs the client's offer to /whep and applies the answer. Returns the
 /// session resource path.
 pub async fn whep_connect(server: SocketAddr, client: &mut Client) -> String {
-    let r = https(server, "POST", "/whep", Some("application/sdp"), client.offer.as_bytes()).await;
+    let r = https(
+        server,
+        "POST",
+        "/whep",
+        Some("application/sdp"),
+        client.offer.as_bytes(),
+    )
+    .await;
     assert_eq!(r.status, 201, "WHEP POST: {r:?}");
     assert_eq!(r.header("content-type"), Some("application/sdp"));
     let location = r.header("location").expect("Location").to_string();
     client.accept_answer(&r.body);
     location
 }
+pub mod sim;

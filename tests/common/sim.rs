@@ -1,0 +1,244 @@
+//! Two sides in one process on simulated time, str0m style: the appliance's
+//! session table and str0m peers standing in for browsers, datagrams
+//! passed by hand. No sockets, no sleeping: fast and deterministic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rtcam::frame::EncodedFrame;
+use rtcam::rtc::{SessionConfig, SessionEvent, Sessions, ViewerId};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+pub const SERVER: &str = "10.0.0.1:8443";
+
+pub struct Peer {
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    pub id: Option<ViewerId>,
+    pub mid: Option<Mid>,
+    pub connected: bool,
+    pub frames: Vec<Arc<[u8]>>,
+    /// A peer that stopped talking (vanished browser).
+    pub silent: bool,
+}
+
+pub struct Sim {
+    pub now: Instant,
+    pub sessions: Sessions,
+    pub peers: Vec<Peer>,
+    pub events: Vec<SessionEvent>,
+    seq: u64,
+}
+
+impl Sim {
+    pub fn new(max_viewers: usize) -> Sim {
+        let now = Instant::now();
+        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, 0x42e01f);
+        Sim {
+            now,
+            sessions: Sessions::new(config, now),
+            peers: Vec::new(),
+            events: Vec::new(),
+            seq: 0,
+        }
+    }
+
+    /// A browser-like offer: recvonly video with the usual H.264 profiles.
+    pub fn offer(&self, index: usize) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr) {
+        let (rtc, offer, pending, addr, _) = self.offer_mid(index);
+        (rtc, offer, pending, addr)
+    }
+
+    fn offer_mid(
+        &self,
+        index: usize,
+    ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
+        let addr: SocketAddr = format!("10.0.0.{}:5000", 10 + index).parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_h264(true)
+            .build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        (rtc, offer.to_sdp_string(), pending, addr, mid)
+    }
+
+    /// Adds a peer and answers its offer. Returns its index.
+    pub fn join(&mut self) -> usize {
+        let index = self.peers.len();
+        let (mut rtc, offer, pending, addr, mid) = self.offer_mid(index);
+        let (id, answer) = self
+            .sessions
+            .add_viewer(self.now, &offer)
+            .expect("answered");
+        rtc.sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        self.peers.push(Peer {
+            rtc,
+            addr,
+            id: Some(id),
+            mid: Some(mid),
+            connected: false,
+            frames: Vec::new(),
+            silent: false,
+        });
+        index
+    }
+
+    /// Moves every pending datagram both ways, then advances time by `dt`.
+    pub fn step(&mut self, dt: Duration) {
+        for _ in 0..20 {
+            let mut moved = false;
+            while let Some(t) = self.sessions.poll_transmit() {
+                moved = true;
+                if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
+                    if p.silent {
+                        continue;
+                    }
+                    let input = Input::Receive(
+                        self.now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: t.source,
+                            destination: t.destination,
+                            contents: (&t.contents[..]).try_into().unwrap(),
+                        },
+                    );
+                    p.rtc.handle_input(input).unwrap();
+                }
+            }
+            for i in 0..self.peers.len() {
+                for (to, data) in self.drain_peer(i) {
+                    moved = true;
+                    let from = self.peers[i].addr;
+                    self.sessions.handle_receive(self.now, from, to, &data);
+                }
+            }
+            while let Some(e) = self.sessions.poll_event() {
+                self.events.push(e);
+            }
+            if !moved {
+                break;
+            }
+        }
+        self.now += dt;
+        self.sessions.handle_timeout(self.now);
+        for p in self.peers.iter_mut().filter(|p| !p.silent) {
+            let _ = p.rtc.handle_input(Input::Timeout(self.now));
+        }
+        while let Some(e) = self.sessions.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    fn drain_peer(&mut self, i: usize) -> Vec<(SocketAddr, Vec<u8>)> {
+        let p = &mut self.peers[i];
+        let mut out = Vec::new();
+        loop {
+            match p.rtc.poll_output() {
+                Ok(Output::Timeout(_)) | Err(_) => break,
+                Ok(Output::Transmit(t)) => {
+                    if !p.silent {
+                        out.push((t.destination, t.contents.to_vec()));
+                    }
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => p.connected = true,
+                    Event::MediaAdded(m) => p.mid = Some(m.mid),
+                    Event::MediaData(d) => p.frames.push(d.data),
+                    _ => {}
+                },
+            }
+        }
+        out
+    }
+
+    /// Runs until every peer is connected (or panics after 10 s simulated).
+    pub fn connect_all(&mut self) {
+        for _ in 0..1000 {
+            if self.peers.iter().all(|p| p.connected || p.silent) {
+                // One more turn so the server side sees its Connected too.
+                self.step(Duration::from_millis(10));
+                return;
+            }
+            self.step(Duration::from_millis(10));
+        }
+        panic!("peers did not connect");
+    }
+
+    /// One encoded frame (fake but well-formed Annex-B) to every viewer.
+    pub fn frame(&mut self, keyframe: bool) {
+        self.seq += 1;
+        let mut data = Vec::new();
+        if keyframe {
+            data.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0x8c]);
+            data.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
+            data.extend_from_slice(&[0, 0, 0, 1, 0x65]);
+        } else {
+            data.extend_from_slice(&[0, 0, 0, 1, 0x41]);
+        }
+        data.extend((0..300).map(|i| (i as u64 * self.seq) as u8 | 1));
+        let frame = EncodedFrame {
+            data: data.into(),
+            keyframe,
+            width: 640,
+            height: 360,
+            captured: self.now,
+            stamp_ms: 0,
+            seq: self.seq,
+        };
+        self.sessions.write_frame(&frame);
+    }
+
+    /// Sends `n` frames at 30 fps, the first a keyframe when `key_first`.
+    pub fn frames(&mut self, n: usize, key_first: bool) {
+        for i in 0..n {
+            self.frame(key_first && i == 0);
+            self.step(Duration::from_millis(33));
+        }
+    }
+
+    pub fn keyframe_asks(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::KeyframeWanted(_)))
+            .count()
+    }
+
+    pub fn ended(&self, id: ViewerId) -> Option<&rtcam::rtc::EndReason> {
+        self.events.iter().find_map(|e| match e {
+            SessionEvent::Ended(i, r) if *i == id => Some(r),
+            _ => None,
+        })
+    }
+
+    pub fn request_keyframe(&mut self, peer: usize) {
+        let p = &mut self.peers[peer];
+        let mid = p.mid.expect("media");
+        p.rtc
+            .writer(mid)
+            .unwrap()
+            .request_keyframe(None, KeyframeRequestKind::Pli)
+            .unwrap();
+    }
+}
+
+/// An offer text from a str0m offerer with the given codecs and media.
+pub fn offer_with(build: impl FnOnce(&mut Rtc)) -> String {
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_vp8(true)
+        .build(Instant::now());
+    build(&mut rtc);
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+    let (offer, _): (SdpOffer, _) = api.apply().unwrap();
+    offer.to_sdp_string()
+}

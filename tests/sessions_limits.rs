@@ -1,0 +1,85 @@
+//! What the session table refuses, and how it says so.
+
+mod common;
+
+use common::sim::{Sim, offer_with};
+use rtcam::rtc::SessionError;
+
+#[test]
+fn the_viewer_after_the_maximum_is_refused() {
+    let mut sim = Sim::new(2);
+    sim.join();
+    sim.join();
+    let (_, offer, _, _) = sim.offer(9);
+    let now = sim.now;
+    assert_eq!(
+        sim.sessions.add_viewer(now, &offer),
+        Err(SessionError::Full(2))
+    );
+}
+
+#[test]
+fn malformed_offers_are_refused_with_a_reason() {
+    let mut sim = Sim::new(2);
+    let now = sim.now;
+    for bad in [
+        "",
+        "hello",
+        "v=0\r\n",
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video",
+    ] {
+        match sim.sessions.add_viewer(now, bad) {
+            Err(SessionError::BadOffer(why)) => {
+                assert!(!why.is_empty());
+                assert!(!why.contains('\n'), "one line: {why}");
+            }
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    assert!(sim.sessions.is_empty());
+}
+
+#[test]
+fn an_offer_without_h264_is_refused() {
+    let mut sim = Sim::new(2);
+    let now = sim.now;
+    let vp8_only = offer_with(|_| {});
+    let err = sim.sessions.add_viewer(now, &vp8_only).unwrap_err();
+    assert_eq!(err, SessionError::NoCodec, "{err}");
+    assert!(sim.sessions.is_empty());
+}
+
+#[test]
+fn candidates_are_checked_and_mdns_ignored() {
+    let mut sim = Sim::new(2);
+    let p = sim.join();
+    let id = sim.peers[p].id.unwrap();
+    let s = &mut sim.sessions;
+    assert_eq!(
+        s.add_remote_candidate(id, "candidate:1 1 udp 2122260223 10.0.0.10 5000 typ host"),
+        Ok(())
+    );
+    assert_eq!(s.add_remote_candidate(id, ""), Ok(()), "end of candidates");
+    assert_eq!(
+        s.add_remote_candidate(
+            id,
+            "candidate:1 1 udp 2122260223 abcd-1234.local 5000 typ host"
+        ),
+        Ok(())
+    );
+    assert!(matches!(
+        s.add_remote_candidate(id, "candidate:1 1 udp nope"),
+        Err(SessionError::BadCandidate(_))
+    ));
+    assert!(matches!(
+        s.add_remote_candidate(id, "hello"),
+        Err(SessionError::BadCandidate(_))
+    ));
+    assert_eq!(
+        s.add_remote_candidate(
+            rtcam::rtc::ViewerId(1),
+            "candidate:1 1 udp 1 1.2.3.4 5 typ host"
+        ),
+        Err(SessionError::UnknownViewer)
+    );
+}
