@@ -116,10 +116,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(Duration::from_millis(800), rtc_task).await;
     server.abort();
     // The threads notice `stop` within one frame or read timeout.
-    let _ = tokio::task::spawn_blocking(move || {
+    let joined = tokio::task::spawn_blocking(move || {
         let _ = encode.join();
         let _ = capture.join();
     });
+    let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
     Ok(())
 }
 

@@ -89,7 +89,7 @@ impl std::str::FromStr for Size {
                 "size {width}x{height} is outside 16x16 .. 3840x2160"
             ));
         }
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             return Err(format!(
                 "size {width}x{height} must have even width and height"
             ));

@@ -34,7 +34,11 @@ pub struct TestPattern {
 
 impl TestPattern {
     pub fn new(width: usize, height: usize, fps: u32) -> Result<Self, CaptureError> {
-        if width < 2 * BOX || height < 2 * BOX || width % 2 != 0 || height % 2 != 0 {
+        if width < 2 * BOX
+            || height < 2 * BOX
+            || !width.is_multiple_of(2)
+            || !height.is_multiple_of(2)
+        {
             return Err(CaptureError::Unsupported(format!(
                 "test pattern needs an even size of at least {}x{}, not {width}x{height}",
                 2 * BOX,

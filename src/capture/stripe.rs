@@ -111,10 +111,10 @@ pub fn decode_luma(luma: &[u8], width: usize, height: usize, stride: usize) -> O
     if height < ROWS / 2 || stride < width || luma.len() < stride * height.min(ROWS) {
         return None;
     }
-    if let Some(bw) = block_width(width) {
-        if let Some(d) = decode_with(luma, width, height, stride, bw as f64, ROWS as f64) {
-            return Some(d);
-        }
+    if let Some(bw) = block_width(width)
+        && let Some(d) = decode_with(luma, width, height, stride, bw as f64, ROWS as f64)
+    {
+        return Some(d);
     }
     let scale = width as f64 / 1280.0;
     decode_with(luma, width, height, stride, 16.0 * scale, 32.0 * scale)

@@ -178,7 +178,7 @@ impl V4l2Source {
                 CaptureError::Io(self.path.clone(), e)
             }
         })?;
-        let age = capture_age(meta.timestamp.sec as i64, meta.timestamp.usec as i64);
+        let age = capture_age(meta.timestamp.sec, meta.timestamp.usec);
         let used = (meta.bytesused as usize).min(buf.len());
         let data = &buf[..used];
         frame.width = self.width;
@@ -215,7 +215,8 @@ fn capture_age(sec: i64, usec: i64) -> Duration {
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 || sec <= 0 {
         return Duration::ZERO;
     }
-    let now_us = now.tv_sec as i64 * 1_000_000 + now.tv_nsec as i64 / 1000;
+    // time_t and c_long are 32-bit on armhf: widen before multiplying.
+    let now_us = now.tv_sec * 1_000_000 + now.tv_nsec / 1000;
     let age_us = now_us - (sec * 1_000_000 + usec);
     if (0..1_000_000).contains(&age_us) {
         Duration::from_micros(age_us as u64)
@@ -299,8 +300,8 @@ fn yuyv_to_i420(src: &[u8], w: usize, h: usize, stride: usize, out: &mut RawFram
             ya[2 * i + 1] = pa[2];
             yb[2 * i] = pb[0];
             yb[2 * i + 1] = pb[2];
-            ur[i] = ((pa[1] as u16 + pb[1] as u16 + 1) / 2) as u8;
-            vr[i] = ((pa[3] as u16 + pb[3] as u16 + 1) / 2) as u8;
+            ur[i] = (pa[1] as u16 + pb[1] as u16).div_ceil(2) as u8;
+            vr[i] = (pa[3] as u16 + pb[3] as u16).div_ceil(2) as u8;
         }
     }
     true

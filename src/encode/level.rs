@@ -29,7 +29,7 @@ const LEVELS: [(u8, u32, u32); 15] = [
 const LEVEL_MAX: (u8, u32, u32) = (52, 36_864, 2_073_600);
 
 /// The profile_idc and constraint flags of constrained baseline.
-const CONSTRAINED_BASELINE: u32 = 0x42e0_00;
+const CONSTRAINED_BASELINE: u32 = 0x0042_e000;
 
 /// The lowest level that carries `width`x`height` at `fps`, or `None` when
 /// even level 5.2 cannot.

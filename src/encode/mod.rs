@@ -217,7 +217,6 @@ mod tests {
     use crate::capture::pattern::TestPattern;
     use crate::capture::stripe;
     use openh264::decoder::Decoder;
-    use openh264::formats::YUVSource as _;
 
     fn settings(width: u32, height: u32) -> EncoderSettings {
         EncoderSettings {

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building (and, with --test, testing) rtcam needs on Debian 12.
+# Idempotent and quick when everything is there already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+sudo_cmd=()
+[ "$(id -u)" -ne 0 ] && sudo_cmd=(sudo)
+
+need=()
+command -v clang >/dev/null || need+=(clang)          # v4l's bindgen needs libclang
+command -v nasm >/dev/null || need+=(nasm)            # openh264's x86 SIMD (plain C without it)
+command -v pkg-config >/dev/null || need+=(pkg-config)
+if [ "$want_test" = 1 ]; then
+  command -v chromium >/dev/null || need+=(chromium)  # Debian's browser for the page test
+  command -v node >/dev/null || need+=(nodejs)        # the page's stripe decoder test
+  python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  echo "setup: installing ${need[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
+    -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
+fi
+
+if [ "$want_test" = 1 ]; then
+  rustup component add clippy rustfmt >/dev/null 2>&1 || true
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest' 2>/dev/null; then
+    echo "setup: creating .venv with the browser test's Python packages"
+    python3 -m venv .venv
+    .venv/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt
+  fi
+fi
