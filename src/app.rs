@@ -51,7 +51,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let (raw_tx, raw_rx) = std_mpsc::sync_channel::<RawFrame>(1);
-    let (spare_tx, spare_rx) = std_mpsc::sync_channel::<RawFrame>(4);
+    // Two buffers circulate (one filling, one encoding) plus the one queued.
+    let (spare_tx, spare_rx) = std_mpsc::sync_channel::<RawFrame>(2);
     let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
     let (key_tx, key_rx) = std_mpsc::channel::<()>();
     let capture = spawn_capture(source, config.clone(), raw_tx, spare_rx, stop.clone())?;

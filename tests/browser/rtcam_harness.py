@@ -77,11 +77,16 @@ def launch_chromium(playwright, shim_dir: str | os.PathLike):
         raise FileNotFoundError(
             f"{CHROMIUM} not found: apt-get install -y chromium (or set RTCAM_CHROMIUM)"
         )
+    args = list(CHROMIUM_ARGS)
+    if os.environ.get("RTCAM_WEB_FROM_DISK") == "1":
+        # A document fulfilled by Playwright counts as a public page, and Chromium's Local
+        # Network Access checks then block its wss://127.0.0.1 socket. Only for this dev mode.
+        args.append("--disable-features=LocalNetworkAccessChecks")
     return playwright.chromium.launch(
         executable_path=chromium_shim(shim_dir),
         headless=True,
         chromium_sandbox=False,
-        args=CHROMIUM_ARGS,
+        args=args,
     )
 
 
@@ -283,3 +288,29 @@ def window_latencies(before: dict, after: dict) -> list[float]:
     n = max(0, after["stripeFrames"] - before["stripeFrames"])
     lat = after.get("latencies") or []
     return lat[-n:] if n else []
+
+
+# ---- developing the page without rebuilding the binary
+
+_WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+              ".css": "text/css; charset=utf-8"}
+
+
+def maybe_serve_web_from_disk(context):
+    """With RTCAM_WEB_FROM_DISK=1, the page's files come from web/ on disk instead of the ones
+    embedded in the binary (signaling and media still come from rtcam): edit, rerun, no rebuild."""
+    if os.environ.get("RTCAM_WEB_FROM_DISK") != "1":
+        return
+    web = REPO_ROOT / "web"
+
+    def handler(route):
+        from urllib.parse import urlparse
+        path = urlparse(route.request.url).path
+        name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
+        f = web / name
+        if "/" not in name and f.is_file() and f.suffix in _WEB_TYPES:
+            route.fulfill(status=200, body=f.read_bytes(), headers={"content-type": _WEB_TYPES[f.suffix]})
+        else:
+            route.continue_()
+
+    context.route("**/*", handler)

@@ -7,6 +7,8 @@ Run from the repository root (after `cargo build`):
 
 Environment: RTCAM_BIN (default target/debug/rtcam), RTCAM_CHROMIUM (default /usr/bin/chromium),
 RTCAM_BROWSER_TEST=skip to skip. A missing Chromium fails the test; it is never downloaded.
+RTCAM_WEB_FROM_DISK=1 serves web/ from disk instead of the copy embedded in the binary (page work
+without a rebuild; signaling and media still come from rtcam).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def open_page(browser):
 
     def open_(url):
         ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 860})
+        h.maybe_serve_web_from_disk(ctx)
         page = ctx.new_page()
         page.console_lines = []
         page.on("console", lambda m: page.console_lines.append(f"[{m.type}] {m.text}"))

@@ -1,0 +1,645 @@
+// rtcam viewer page: one recvonly WebRTC call to the camera, JSON signaling over
+// wss://<host>/ws, live stats and per-frame glass-to-glass latency from the
+// timestamp stripe (shared/TIMESTAMP_STRIPE.md). No framework, no inline code
+// (the page runs under a strict CSP).
+
+import { decodeStripe, lumaFromRGBA } from './stripe.js';
+
+const MAX_RETRIES = 3;
+const BACKOFF_MS = [1000, 2000, 4000];
+const ATTEMPT_TIMEOUT_MS = 15000; // no first frame by then: the attempt failed
+const DISCONNECTED_TIMEOUT_MS = 8000; // ICE "disconnected" that long: start afresh
+const STATS_INTERVAL_MS = 500;
+const MAX_LATENCIES = 600;
+const STRIPE_ROWS = 32;
+
+const $ = (id) => document.getElementById(id);
+const video = $('video');
+const screen = $('screen');
+const callBtn = $('call');
+const hangupBtn = $('hangup');
+const stateEl = $('state');
+const placeholder = $('placeholder');
+const statsEl = $('stats');
+const statsBtn = $('stats-toggle');
+
+const wallNow = () => performance.timeOrigin + performance.now();
+
+// Everything a person or a test may want to read, kept up to date.
+const rtcam = {
+  state: 'idle',
+  reason: '',
+  clickTime: null, // wall-clock ms (like Date.now()) of the Call click
+  firstFrameTime: null, // wall-clock ms at which the first frame was due on screen
+  clickToFirstFrameMs: null,
+  framesDecoded: 0,
+  framesDropped: 0,
+  fps: 0,
+  width: 0,
+  height: 0,
+  codec: '',
+  statsTime: null, // wall-clock ms of the getStats sample behind framesDecoded/fps/...
+  jitterBufferMs: null,
+  latencies: [], // last 600 stamp-to-display latencies, ms
+  lastLatency: null,
+  stripeFrames: 0,
+  stripeInvalid: 0,
+  stripeSkipped: 0, // frames not read because the previous read was still busy
+  stripeMargin: null, // smallest block margin seen (spec section 6.5)
+  stripeMethod: '', // "webcodecs" or "canvas"
+  lastStamp: null,
+  attempt: 0,
+  retries: 0,
+  serverErrors: [], // error messages the camera sent during a call that went on
+};
+window.rtcam = rtcam;
+
+// ---------------------------------------------------------------- state line
+
+function setState(state, reason = '') {
+  rtcam.state = state;
+  rtcam.reason = reason;
+  stateEl.dataset.state = state;
+  stateEl.textContent = reason ? `${state}: ${reason}` : state;
+  stateEl.title = stateEl.textContent;
+  const active = state === 'connecting' || state === 'live' || state === 'reconnecting';
+  callBtn.disabled = active;
+  hangupBtn.disabled = !active;
+  screen.classList.toggle('has-video', state === 'live' || (state === 'reconnecting' && video.srcObject !== null));
+  const text = {
+    idle: 'Press Call to watch the camera',
+    connecting: 'Connecting…',
+    live: '',
+    reconnecting: 'Reconnecting…',
+    ended: 'Call ended',
+    error: reason ? `Error: ${reason}` : 'Error',
+  }[state];
+  placeholder.firstElementChild.textContent = text;
+}
+
+// ---------------------------------------------------------------- the call
+
+let cur = null; // the current attempt (one WebSocket + one RTCPeerConnection)
+let attemptSeq = 0;
+let retryTimer = null;
+let hungUp = true; // no call wanted (idle, ended, error)
+let decodedBase = 0; // frames decoded by earlier attempts of this call
+let droppedBase = 0;
+let statsTimer = null;
+
+function resetCallStats() {
+  Object.assign(rtcam, {
+    clickTime: wallNow(),
+    firstFrameTime: null,
+    clickToFirstFrameMs: null,
+    framesDecoded: 0,
+    framesDropped: 0,
+    fps: 0,
+    width: 0,
+    height: 0,
+    codec: '',
+    statsTime: null,
+    jitterBufferMs: null,
+    latencies: [],
+    lastLatency: null,
+    stripeFrames: 0,
+    stripeInvalid: 0,
+    stripeSkipped: 0,
+    stripeMargin: null,
+    lastStamp: null,
+    retries: 0,
+    serverErrors: [],
+  });
+  decodedBase = 0;
+  droppedBase = 0;
+}
+
+function call() {
+  if (!hungUp) return;
+  if (typeof RTCPeerConnection !== 'function') {
+    setState('error', 'this browser has no WebRTC');
+    return;
+  }
+  hungUp = false;
+  resetCallStats();
+  setState('connecting');
+  startAttempt();
+  if (!statsTimer) statsTimer = setInterval(pollStats, STATS_INTERVAL_MS);
+}
+
+function startAttempt() {
+  const a = {
+    id: ++attemptSeq,
+    ws: null,
+    pc: null,
+    wsOpened: false,
+    outbox: [], // messages waiting for the socket to open
+    offerSent: false,
+    early: [], // local candidates gathered before the offer went out
+    endSent: false,
+    remoteSet: false,
+    remoteCandidates: [],
+    live: false,
+    closed: false,
+    timers: new Set(),
+    disconnectTimer: null,
+    lastDecoded: 0,
+    lastDropped: 0,
+    prevStats: null,
+  };
+  cur = a;
+  rtcam.attempt = a.id;
+
+  const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  try {
+    a.ws = new WebSocket(`${scheme}//${location.host}/ws`);
+  } catch (e) {
+    failAttempt(a, `cannot open signaling: ${e.message}`);
+    return;
+  }
+  a.ws.onopen = () => {
+    if (a !== cur || a.closed) return;
+    a.wsOpened = true;
+    for (const m of a.outbox.splice(0)) a.ws.send(JSON.stringify(m));
+  };
+  a.ws.onmessage = (ev) => {
+    if (a !== cur || a.closed) return;
+    onServerMessage(a, ev.data);
+  };
+  a.ws.onclose = (ev) => {
+    if (a !== cur || a.closed) return;
+    const why = a.wsOpened
+      ? `signaling closed${ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`}`
+      : 'cannot reach the camera';
+    failAttempt(a, why);
+  };
+
+  let pc;
+  try {
+    pc = new RTCPeerConnection({ iceServers: [] });
+  } catch (e) {
+    endCall('error', `cannot create the connection: ${e.message}`, false);
+    return;
+  }
+  a.pc = pc;
+  pc.addTransceiver('video', { direction: 'recvonly' });
+
+  pc.ontrack = (ev) => {
+    if (a !== cur || a.closed) return;
+    const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
+    video.srcObject = stream;
+    const p = video.play();
+    if (p && p.catch) p.catch(() => {});
+    watchFrames();
+  };
+
+  pc.onicecandidate = (ev) => {
+    if (a !== cur || a.closed) return;
+    const c = ev.candidate;
+    if (!c || !c.candidate) {
+      sendEndOfCandidates(a);
+      return;
+    }
+    queueCandidate(a, {
+      type: 'candidate',
+      candidate: c.candidate,
+      sdpMid: c.sdpMid,
+      sdpMLineIndex: c.sdpMLineIndex,
+    });
+  };
+  pc.onicegatheringstatechange = () => {
+    if (a === cur && !a.closed && pc.iceGatheringState === 'complete') sendEndOfCandidates(a);
+  };
+  pc.oniceconnectionstatechange = () => onIceState(a);
+  pc.onconnectionstatechange = () => {
+    if (a === cur && !a.closed && pc.connectionState === 'failed') failAttempt(a, 'connection failed');
+  };
+
+  addTimer(a, ATTEMPT_TIMEOUT_MS, () => {
+    if (!a.live) failAttempt(a, 'no video from the camera');
+  });
+
+  (async () => {
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    if (a !== cur || a.closed) return;
+    // Trickle ICE: the offer goes out at once, candidates follow it.
+    send(a, { type: 'offer', sdp: pc.localDescription.sdp });
+    a.offerSent = true;
+    for (const m of a.early.splice(0)) send(a, m);
+  })().catch((e) => {
+    if (a === cur && !a.closed) endCall('error', `cannot create an offer: ${e.message}`, true);
+  });
+}
+
+function addTimer(a, ms, fn) {
+  const t = setTimeout(() => {
+    a.timers.delete(t);
+    if (a === cur && !a.closed) fn();
+  }, ms);
+  a.timers.add(t);
+  return t;
+}
+
+function send(a, msg) {
+  if (a.ws && a.ws.readyState === WebSocket.OPEN) a.ws.send(JSON.stringify(msg));
+  else a.outbox.push(msg);
+}
+
+function queueCandidate(a, msg) {
+  if (a.offerSent) send(a, msg);
+  else a.early.push(msg);
+}
+
+function sendEndOfCandidates(a) {
+  if (a.endSent) return;
+  a.endSent = true;
+  queueCandidate(a, { type: 'candidate', candidate: '' });
+}
+
+async function onServerMessage(a, data) {
+  let msg;
+  try {
+    msg = JSON.parse(data);
+  } catch {
+    return;
+  }
+  switch (msg && msg.type) {
+    case 'answer':
+      try {
+        await a.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+      } catch (e) {
+        if (a === cur && !a.closed) endCall('error', `bad answer from the camera: ${e.message}`, true);
+        return;
+      }
+      if (a !== cur || a.closed) return;
+      a.remoteSet = true;
+      for (const c of a.remoteCandidates.splice(0)) addRemoteCandidate(a, c);
+      break;
+    case 'candidate':
+      if (a.remoteSet) addRemoteCandidate(a, msg);
+      else a.remoteCandidates.push(msg);
+      break;
+    case 'hangup':
+      endCall('ended', msg.reason || 'the camera hung up', false);
+      break;
+    case 'error':
+      if (a.remoteSet && !a.closed) {
+        // After the answer, an error is about one message (say a trickled candidate the
+        // camera could not use); the call itself lives or dies by its ICE state.
+        rtcam.serverErrors.push(String(msg.message || ''));
+        if (rtcam.serverErrors.length > 20) rtcam.serverErrors.shift();
+        console.warn('rtcam: camera reported:', msg.message);
+      } else {
+        endCall('error', msg.message || 'the camera refused the call', false);
+      }
+      break;
+    default:
+      break;
+  }
+}
+
+function addRemoteCandidate(a, msg) {
+  let p;
+  if (!msg.candidate) {
+    p = a.pc.addIceCandidate(); // end of candidates
+  } else {
+    const init = { candidate: msg.candidate, sdpMid: msg.sdpMid ?? '0', sdpMLineIndex: msg.sdpMLineIndex ?? 0 };
+    p = a.pc.addIceCandidate(init);
+  }
+  if (p && p.catch) p.catch(() => {}); // a bad candidate alone must not end the call
+}
+
+function onIceState(a) {
+  if (a !== cur || a.closed) return;
+  const s = a.pc.iceConnectionState;
+  if (s === 'disconnected') {
+    if (rtcam.state === 'live') setState('reconnecting', 'connection interrupted');
+    if (!a.disconnectTimer) {
+      a.disconnectTimer = addTimer(a, DISCONNECTED_TIMEOUT_MS, () => failAttempt(a, 'connection lost'));
+    }
+  } else if (s === 'connected' || s === 'completed') {
+    if (a.disconnectTimer) {
+      clearTimeout(a.disconnectTimer);
+      a.timers.delete(a.disconnectTimer);
+      a.disconnectTimer = null;
+    }
+    if (a.live && rtcam.state === 'reconnecting') setState('live');
+  } else if (s === 'failed') {
+    failAttempt(a, 'connection failed');
+  }
+}
+
+// Closes one attempt's socket and connection. With `sayBye`, tell the camera first.
+function teardown(a, sayBye) {
+  if (!a || a.closed) return;
+  a.closed = true;
+  for (const t of a.timers) clearTimeout(t);
+  a.timers.clear();
+  decodedBase += a.lastDecoded;
+  droppedBase += a.lastDropped;
+  a.lastDecoded = 0;
+  a.lastDropped = 0;
+  if (a.ws) {
+    try {
+      if (sayBye && a.ws.readyState === WebSocket.OPEN) a.ws.send(JSON.stringify({ type: 'hangup' }));
+    } catch {
+      /* closing anyway */
+    }
+    a.ws.onopen = a.ws.onmessage = a.ws.onclose = null;
+    try {
+      a.ws.close(1000, 'bye');
+    } catch {
+      /* already closed */
+    }
+  }
+  if (a.pc) {
+    a.pc.ontrack = a.pc.onicecandidate = a.pc.onicegatheringstatechange = null;
+    a.pc.oniceconnectionstatechange = a.pc.onconnectionstatechange = null;
+    try {
+      a.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+}
+
+function releaseVideo() {
+  if (video.srcObject) {
+    video.pause();
+    video.srcObject = null;
+  }
+}
+
+// An attempt failed: retry from scratch (a new socket and connection) a few times.
+function failAttempt(a, reason) {
+  if (a !== cur || a.closed || hungUp) return;
+  teardown(a, true);
+  if (rtcam.retries < MAX_RETRIES) {
+    const delay = BACKOFF_MS[Math.min(rtcam.retries, BACKOFF_MS.length - 1)];
+    rtcam.retries += 1;
+    setState('reconnecting', `${reason}; retry ${rtcam.retries} of ${MAX_RETRIES}`);
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      if (!hungUp && cur === a) startAttempt();
+    }, delay);
+  } else {
+    endCall('error', reason, false);
+  }
+}
+
+// The call is over: by the user (sayBye), by the camera, or for good after an error.
+function endCall(state, reason, sayBye) {
+  hungUp = true;
+  if (retryTimer) {
+    clearTimeout(retryTimer);
+    retryTimer = null;
+  }
+  teardown(cur, sayBye);
+  releaseVideo();
+  if (statsTimer) {
+    clearInterval(statsTimer);
+    statsTimer = null;
+  }
+  setState(state, reason);
+  renderStats();
+}
+
+function hangup() {
+  if (hungUp) return;
+  endCall('ended', '', true);
+}
+
+// ---------------------------------------------------------------- frames and the stripe
+
+let frameHandle = null;
+let stripeBusy = false;
+let webcodecsFailures = 0;
+let useWebCodecs = typeof VideoFrame === 'function';
+let canvas = null;
+let ctx2d = null;
+let copyBuf = null;
+
+function watchFrames() {
+  if (typeof video.requestVideoFrameCallback === 'function') {
+    if (frameHandle !== null) video.cancelVideoFrameCallback(frameHandle);
+    frameHandle = video.requestVideoFrameCallback(onVideoFrame);
+  }
+}
+
+function onVideoFrame(now, meta) {
+  frameHandle = video.requestVideoFrameCallback(onVideoFrame);
+  const a = cur;
+  if (!a || a.closed || hungUp) return;
+  const shown = performance.timeOrigin + (meta && meta.expectedDisplayTime ? meta.expectedDisplayTime : now);
+  if (!a.live) frameArrived(a, shown);
+  readStripe(shown);
+}
+
+// Browsers without requestVideoFrameCallback: go live on the first played frame.
+video.addEventListener('playing', () => {
+  if (typeof video.requestVideoFrameCallback === 'function') return;
+  const a = cur;
+  if (a && !a.closed && !a.live && !hungUp) frameArrived(a, wallNow());
+});
+
+function frameArrived(a, shown) {
+  a.live = true;
+  rtcam.retries = 0;
+  if (rtcam.firstFrameTime === null) {
+    rtcam.firstFrameTime = shown;
+    rtcam.clickToFirstFrameMs = shown - rtcam.clickTime;
+  }
+  const ice = a.pc.iceConnectionState;
+  if (ice !== 'disconnected' && ice !== 'failed') setState('live');
+}
+
+function readStripe(shown) {
+  if (stripeBusy) {
+    rtcam.stripeSkipped++;
+    return;
+  }
+  if (useWebCodecs) {
+    stripeBusy = true;
+    readStripeWebCodecs(shown)
+      .then((ok) => {
+        if (ok) webcodecsFailures = 0;
+      })
+      .catch(() => {
+        // Not every browser can wrap a <video> in a VideoFrame or copy it out.
+        if (++webcodecsFailures >= 5) useWebCodecs = false;
+      })
+      .finally(() => {
+        stripeBusy = false;
+      });
+    return;
+  }
+  try {
+    readStripeCanvas(shown);
+  } catch {
+    rtcam.stripeInvalid++;
+  }
+}
+
+const YUV_FORMATS = new Set(['I420', 'I420A', 'I422', 'I422A', 'I444', 'I444A', 'NV12']);
+const RGB_FORMATS = new Set(['RGBA', 'RGBX', 'BGRA', 'BGRX']);
+
+async function readStripeWebCodecs(shown) {
+  const frame = new VideoFrame(video);
+  try {
+    const vr = frame.visibleRect;
+    const width = vr.width & ~1;
+    const rows = Math.min(STRIPE_ROWS, vr.height & ~1);
+    if (width < 64 || rows < 2) return false;
+    const rect = { x: vr.x & ~1, y: vr.y & ~1, width, height: rows };
+    let fmt = frame.format;
+    const opts = { rect };
+    if (!YUV_FORMATS.has(fmt) && !RGB_FORMATS.has(fmt)) {
+      // Opaque (GPU) or exotic frames: ask for an RGBA conversion (Chromium 127+).
+      opts.format = 'RGBA';
+      fmt = 'RGBA';
+    }
+    const size = frame.allocationSize(opts);
+    if (!copyBuf || copyBuf.length < size) copyBuf = new Uint8Array(size);
+    const layout = await frame.copyTo(copyBuf, opts);
+    const plane = layout[0];
+    let res;
+    if (YUV_FORMATS.has(fmt)) {
+      res = decodeStripe(copyBuf.subarray(plane.offset), width, rows, plane.stride);
+    } else {
+      const luma = lumaFromRGBA(copyBuf.subarray(plane.offset), width, rows, plane.stride, fmt.startsWith('BGR'));
+      res = decodeStripe(luma, width, rows, width);
+    }
+    rtcam.stripeMethod = 'webcodecs';
+    recordStripe(res, shown);
+    return true;
+  } finally {
+    frame.close();
+  }
+}
+
+function readStripeCanvas(shown) {
+  const width = video.videoWidth & ~1;
+  const rows = Math.min(STRIPE_ROWS, video.videoHeight);
+  if (width < 64 || rows < 2) return;
+  if (!canvas) {
+    canvas = document.createElement('canvas');
+    ctx2d = canvas.getContext('2d', { willReadFrequently: true });
+  }
+  if (canvas.width !== width || canvas.height !== rows) {
+    canvas.width = width;
+    canvas.height = rows;
+  }
+  ctx2d.drawImage(video, 0, 0, width, rows, 0, 0, width, rows);
+  const img = ctx2d.getImageData(0, 0, width, rows);
+  const luma = lumaFromRGBA(img.data, width, rows, width * 4);
+  rtcam.stripeMethod = 'canvas';
+  recordStripe(decodeStripe(luma, width, rows, width), shown);
+}
+
+function recordStripe(res, shown) {
+  if (!res) {
+    rtcam.stripeInvalid++;
+    return;
+  }
+  const latency = shown - res.stamp;
+  rtcam.stripeFrames++;
+  rtcam.lastStamp = res.stamp;
+  rtcam.lastLatency = latency;
+  rtcam.latencies.push(latency);
+  if (rtcam.latencies.length > MAX_LATENCIES) rtcam.latencies.splice(0, rtcam.latencies.length - MAX_LATENCIES);
+  if (rtcam.stripeMargin === null || res.margin < rtcam.stripeMargin) rtcam.stripeMargin = res.margin;
+}
+
+// ---------------------------------------------------------------- getStats
+
+async function pollStats() {
+  const a = cur;
+  if (!a || a.closed || !a.pc) return;
+  let report;
+  try {
+    report = await a.pc.getStats();
+  } catch {
+    return;
+  }
+  if (a !== cur || a.closed) return;
+  let inbound = null;
+  report.forEach((s) => {
+    if (s.type === 'inbound-rtp' && (s.kind === 'video' || s.mediaType === 'video')) inbound = s;
+  });
+  if (!inbound) return;
+  const t = wallNow();
+  a.lastDecoded = inbound.framesDecoded || 0;
+  a.lastDropped = inbound.framesDropped || 0;
+  rtcam.framesDecoded = decodedBase + a.lastDecoded;
+  rtcam.framesDropped = droppedBase + a.lastDropped;
+  if (typeof inbound.framesPerSecond === 'number') {
+    rtcam.fps = inbound.framesPerSecond;
+  } else if (a.prevStats && t > a.prevStats.t) {
+    rtcam.fps = ((a.lastDecoded - a.prevStats.decoded) * 1000) / (t - a.prevStats.t);
+  }
+  a.prevStats = { t, decoded: a.lastDecoded };
+  rtcam.width = inbound.frameWidth || video.videoWidth || 0;
+  rtcam.height = inbound.frameHeight || video.videoHeight || 0;
+  if (inbound.jitterBufferEmittedCount) {
+    rtcam.jitterBufferMs = (inbound.jitterBufferDelay / inbound.jitterBufferEmittedCount) * 1000;
+  }
+  const codec = inbound.codecId ? report.get(inbound.codecId) : null;
+  if (codec && codec.mimeType) {
+    const m = /profile-level-id=([0-9a-fA-F]{6})/.exec(codec.sdpFmtpLine || '');
+    rtcam.codec = m ? `${codec.mimeType} ${m[1].toLowerCase()}` : codec.mimeType;
+  }
+  rtcam.statsTime = t;
+  renderStats();
+}
+
+// ---------------------------------------------------------------- stats panel
+
+function percentile(sorted, p) {
+  if (!sorted.length) return null;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.round((p / 100) * (sorted.length - 1))));
+  return sorted[i];
+}
+
+const ms = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${Math.round(v)} ms`);
+
+function renderStats() {
+  if (statsEl.hidden) return;
+  const set = (id, text) => {
+    $(id).textContent = text;
+  };
+  set('st-res', rtcam.width ? `${rtcam.width}×${rtcam.height}` : '–');
+  set('st-fps', rtcam.statsTime ? rtcam.fps.toFixed(1) : '–');
+  set('st-codec', rtcam.codec || '–');
+  set('st-lat', ms(rtcam.lastLatency));
+  const recent = rtcam.latencies.slice(-90).sort((x, y) => x - y);
+  set('st-latp', recent.length ? `${ms(percentile(recent, 50))} / ${ms(percentile(recent, 95))}` : '–');
+  set('st-first', ms(rtcam.clickToFirstFrameMs));
+  set('st-frames', `${rtcam.framesDecoded} decoded, ${rtcam.framesDropped} dropped`);
+  set(
+    'st-stripe',
+    rtcam.stripeFrames || rtcam.stripeInvalid
+      ? `${rtcam.stripeFrames} ok, ${rtcam.stripeInvalid} bad${rtcam.stripeMethod ? ` (${rtcam.stripeMethod})` : ''}`
+      : '–',
+  );
+}
+
+function toggleStats() {
+  statsEl.hidden = !statsEl.hidden;
+  statsBtn.setAttribute('aria-pressed', String(!statsEl.hidden));
+  renderStats();
+}
+
+// ---------------------------------------------------------------- wiring
+
+callBtn.addEventListener('click', call);
+hangupBtn.addEventListener('click', hangup);
+statsBtn.addEventListener('click', toggleStats);
+
+// Leaving the page: tell the camera and close the connection, so it does not keep a
+// zombie session until ICE consent times out.
+window.addEventListener('pagehide', () => {
+  if (!hungUp) endCall('ended', 'page closed', true);
+});
+
+setState('idle');
