@@ -201,6 +201,9 @@ impl RtcTask {
                 },
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
+            // Datagrams that queued up while we were busy (or stopped) count
+            // as signs of life before any idle timeout is judged.
+            self.receive(&mut buf);
             self.sessions.handle_timeout(Instant::now());
             self.flush(&mut watchers).await;
         }
