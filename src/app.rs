@@ -14,10 +14,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+use crate::auth::PasswordFile;
 use crate::capture::{Source, SourceSpec};
 use crate::config::Config;
 use crate::encode::{EncoderSettings, H264Encoder, level};
 use crate::frame::{EncodedFrame, RawFrame};
+use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask};
 use crate::rtc::{RtcHandle, SessionConfig, Sessions};
@@ -25,6 +27,7 @@ use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 /// Runs the appliance until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    first_start_password(&config.state_dir)?;
 
     let (w, h, fps) = (config.size.width, config.size.height, config.fps);
     let spec = config.source.clone();
@@ -72,11 +75,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    let session_config = SessionConfig::new(
+    let mut session_config = SessionConfig::new(
         map.candidates().to_vec(),
         config.max_viewers,
         level::profile_level_id(level_idc),
     );
+    session_config.max_per_address = config.max_viewers_per_address;
     let sessions = Sessions::new(session_config, Instant::now());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
@@ -104,8 +108,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTPS on {}", config.http))?;
     let http_addr = listener.local_addr()?;
+    if config.trust_loopback {
+        tracing::warn!("--trust-loopback: clients on loopback need no password");
+    }
     let app = http::router(AppState {
         rtc: RtcHandle::new(cmd_tx),
+        auth: AuthState::new(&config.state_dir, config.trust_loopback),
     });
     let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown_rx));
     tracing::info!("listening on https://{http_addr}/ (media on udp {media_addr})");
@@ -122,6 +130,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let _ = capture.join();
     });
     let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
+    Ok(())
+}
+
+/// On first start there is no password yet: make one and show it once, in
+/// the log and on the console, since the owner has no other way to learn it.
+fn first_start_password(state_dir: &std::path::Path) -> anyhow::Result<()> {
+    crate::auth::ensure_private_dir(state_dir)
+        .with_context(|| format!("creating the state dir {}", state_dir.display()))?;
+    let (_, shown) = PasswordFile::load_or_create(state_dir).context("the password store")?;
+    if let Some(password) = shown {
+        tracing::warn!(
+            "first start: the password for the page is {password} (shown only this once; \
+             change it with `rtcam passwd --state-dir {}`)",
+            state_dir.display()
+        );
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            println!("rtcam: first start: the password for the page is {password}");
+        }
+    }
     Ok(())
 }
 

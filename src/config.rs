@@ -30,8 +30,10 @@ const DEFAULT_MAX_VIEWERS: usize = 16;
 #[derive(Debug, Parser, Default)]
 #[command(name = "rtcam", version, about, long_about = None)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML file with any of these settings (flags win over it).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
     /// HTTPS address for the page, /ws signaling and WHEP [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR:PORT")]
@@ -59,9 +61,16 @@ pub struct Cli {
     /// Most viewers at once; more are refused with a clear error [default: 16]
     #[arg(long, value_name = "N")]
     pub max_viewers: Option<usize>,
-    /// Where the generated certificate lives [default: $XDG_STATE_HOME/rtcam,
-    /// or /var/lib/rtcam as root]
-    #[arg(long, value_name = "DIR")]
+    /// Most viewers from one IP address [default: 4]
+    #[arg(long, value_name = "N")]
+    pub max_viewers_per_address: Option<usize>,
+    /// Let clients on the loopback interface in without logging in (off by
+    /// default; authentication cannot be turned off for anyone else)
+    #[arg(long)]
+    pub trust_loopback: bool,
+    /// Where the certificate, password hash and tokens live [default:
+    /// $XDG_STATE_HOME/rtcam, or /var/lib/rtcam as root]
+    #[arg(long, value_name = "DIR", global = true)]
     pub state_dir: Option<PathBuf>,
     /// The owner's certificate chain (PEM) instead of a generated one; needs --tls-key
     #[arg(long, value_name = "FILE", requires = "tls_key")]
@@ -69,6 +78,31 @@ pub struct Cli {
     /// The private key (PEM) for --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// Set the password for the page (asked twice on the terminal)
+    Passwd {
+        /// Read the new password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Manage WHEP bearer tokens
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum TokenAction {
+    /// Create a token and print it (the only time it is shown)
+    Create { name: String },
+    /// Revoke a token; players using it are refused from then on
+    Revoke { name: String },
+    /// List token names
+    List,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +144,8 @@ struct FileConfig {
     fps: Option<u32>,
     bitrate: Option<u32>,
     max_viewers: Option<usize>,
+    max_viewers_per_address: Option<usize>,
+    trust_loopback: Option<bool>,
     state_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -136,20 +172,25 @@ pub struct Config {
     pub fps: u32,
     pub bitrate_kbps: u32,
     pub max_viewers: usize,
+    pub max_viewers_per_address: usize,
+    pub trust_loopback: bool,
     pub state_dir: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Config {
+    /// Just the state dir, for the `passwd` and `token` commands.
+    pub fn state_dir_of(cli: &Cli) -> Result<PathBuf, ConfigError> {
+        let file = read_file(cli)?;
+        Ok(cli
+            .state_dir
+            .clone()
+            .or(file.state_dir)
+            .unwrap_or_else(default_state_dir))
+    }
+
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
-        let file = match &cli.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read(path.clone(), e))?;
-                parse_file(path, &text)?
-            }
-            None => FileConfig::default(),
-        };
+        let file = read_file(&cli)?;
         let invalid = |m: String| ConfigError::Invalid(m);
         let source = match (cli.source, file.source) {
             (Some(s), _) => s,
@@ -183,6 +224,15 @@ impl Config {
                 "max-viewers {max_viewers} is outside 1..256"
             )));
         }
+        let max_viewers_per_address = cli
+            .max_viewers_per_address
+            .or(file.max_viewers_per_address)
+            .unwrap_or(4);
+        if !(1..=256).contains(&max_viewers_per_address) {
+            return Err(invalid(format!(
+                "max-viewers-per-address {max_viewers_per_address} is outside 1..256"
+            )));
+        }
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
@@ -209,6 +259,8 @@ impl Config {
             fps,
             bitrate_kbps,
             max_viewers,
+            max_viewers_per_address,
+            trust_loopback: cli.trust_loopback || file.trust_loopback.unwrap_or(false),
             state_dir: cli
                 .state_dir
                 .or(file.state_dir)
@@ -216,6 +268,22 @@ impl Config {
             tls,
         })
     }
+}
+
+fn read_file(cli: &Cli) -> Result<FileConfig, ConfigError> {
+    match &cli.config {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read(path.clone(), e))?;
+            parse_file(path, &text)
+        }
+        None => Ok(FileConfig::default()),
+    }
+}
+
+/// Parses a config file's text (public for the fuzz target).
+pub fn check_file_text(text: &str) -> Result<(), ConfigError> {
+    parse_file(Path::new("config"), text).map(|_| ())
 }
 
 fn parse_file(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
@@ -270,6 +338,8 @@ mod tests {
         assert_eq!(c.bitrate_kbps, 1935);
         assert!(c.advertise.is_empty());
         assert_eq!(c.tls, None);
+        assert!(!c.trust_loopback, "authentication for everyone by default");
+        assert_eq!(c.max_viewers_per_address, 4);
     }
 
     #[test]

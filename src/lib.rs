@@ -6,7 +6,9 @@
 //! sans-IO parts (the stripe decoder above all); the binary is `src/main.rs`.
 
 pub mod app;
+pub mod auth;
 pub mod capture;
+pub mod commands;
 pub mod config;
 pub mod encode;
 pub mod frame;

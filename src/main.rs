@@ -7,7 +7,23 @@ use clap::Parser;
 use rtcam::config::{Cli, Config};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        let state_dir = match Config::state_dir_of(&cli) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("rtcam: error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        return match rtcam::commands::run(command, &state_dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("rtcam: error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let config = match Config::from_cli(cli) {
         Ok(c) => c,
         Err(e) => {

@@ -227,6 +227,35 @@ fn error(message: String) -> Action {
     Action::Send(ServerMessage::Error { message })
 }
 
+/// At most `per_second` messages in any one-second window (fixed windows:
+/// simple, and a burst can be at most twice the rate).
+#[derive(Debug)]
+pub struct RateLimit {
+    per_second: u32,
+    window_start: Option<std::time::Instant>,
+    count: u32,
+}
+
+impl RateLimit {
+    pub fn new(per_second: u32) -> Self {
+        RateLimit {
+            per_second,
+            window_start: None,
+            count: 0,
+        }
+    }
+
+    pub fn allow(&mut self, now: std::time::Instant) -> bool {
+        let start = *self.window_start.get_or_insert(now);
+        if now.saturating_duration_since(start) >= std::time::Duration::from_secs(1) {
+            self.window_start = Some(now);
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count <= self.per_second
+    }
+}
+
 /// Candidates in a WHEP trickle body (`application/trickle-ice-sdpfrag`,
 /// RFC 8840): every `a=candidate:` line, in order. An ICE restart (new
 /// credentials without candidates) is not supported.
@@ -431,6 +460,15 @@ mod tests {
             reason: "bye".into(),
         };
         assert_eq!(m.to_json(), r#"{"type":"hangup","reason":"bye"}"#);
+    }
+
+    #[test]
+    fn rate_limit_windows() {
+        let t0 = std::time::Instant::now();
+        let mut r = RateLimit::new(3);
+        assert!((0..3).all(|_| r.allow(t0)));
+        assert!(!r.allow(t0));
+        assert!(r.allow(t0 + std::time::Duration::from_millis(1000)));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 /// Starts a WHEP viewer that keeps receiving for `secs` in the background.
 async fn background_viewer(server: &Server, secs: u64) -> tokio::task::JoinHandle<Report> {
     let mut client = Client::new();
-    whep_connect(server.http, &mut client).await;
+    whep_connect(server, &mut client).await;
     tokio::task::spawn_blocking(move || client.run(usize::MAX, Duration::from_secs(secs), true))
 }
 
@@ -29,7 +29,7 @@ async fn garbage_and_oversized_messages_get_errors_while_video_flows() {
     let watcher = background_viewer(&server, 6).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
 
-    let mut ws = ws_connect(server.http).await;
+    let mut ws = server.ws().await;
     let garbage = [
         "".to_string(),
         "{".into(),
@@ -59,7 +59,7 @@ async fn garbage_and_oversized_messages_get_errors_while_video_flows() {
     let r = reply(&mut ws).await.expect("an error before closing");
     assert!(r["message"].as_str().unwrap().contains("too large"), "{r}");
     // Far over it: tungstenite refuses the frame and closes.
-    let mut ws2 = ws_connect(server.http).await;
+    let mut ws2 = server.ws().await;
     let huge = "x".repeat(4 << 20);
     let _ = ws2.send(Message::Text(huge.into())).await;
     let closed = tokio::time::timeout(Duration::from_secs(5), async {
@@ -88,17 +88,17 @@ async fn a_viewer_that_vanishes_is_cleaned_up_and_others_keep_going() {
     let server = Server::start(&["--size", "640x360"]);
     let watcher = background_viewer(&server, 16).await;
     let mut ghost = Client::new();
-    whep_connect(server.http, &mut ghost).await;
+    whep_connect(&server, &mut ghost).await;
     // Receives a little, then goes silent without hanging up.
     let r = tokio::task::spawn_blocking(move || ghost.run(10, Duration::from_secs(10), false))
         .await
         .unwrap();
     assert!(r.stamped >= 10);
-    assert_eq!(status(server.http).await["viewers"], 2);
+    assert_eq!(server.status().await["viewers"], 2);
     let gone_at = Instant::now();
     let mut viewers = serde_json::Value::Null;
     while gone_at.elapsed() < Duration::from_secs(14) {
-        viewers = status(server.http).await["viewers"].clone();
+        viewers = server.status().await["viewers"].clone();
         if viewers == 1 {
             break;
         }

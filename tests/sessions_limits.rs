@@ -5,6 +5,30 @@ mod common;
 use common::sim::{Sim, offer_with};
 use rtcam::rtc::SessionError;
 
+fn ip(n: u8) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 0, 0, n])
+}
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let mut sim = Sim::new(8);
+    sim.sessions_config_per_address(2);
+    let now = sim.now;
+    for _ in 0..2 {
+        let (_, offer, _, _) = sim.offer(0);
+        assert!(sim.sessions.add_viewer(now, &offer, ip(50)).is_ok());
+    }
+    let (_, offer, _, _) = sim.offer(0);
+    assert_eq!(
+        sim.sessions.add_viewer(now, &offer, ip(50)),
+        Err(SessionError::TooManyFromAddress(2))
+    );
+    assert!(
+        sim.sessions.add_viewer(now, &offer, ip(51)).is_ok(),
+        "another address may"
+    );
+}
+
 #[test]
 fn the_viewer_after_the_maximum_is_refused() {
     let mut sim = Sim::new(2);
@@ -13,7 +37,7 @@ fn the_viewer_after_the_maximum_is_refused() {
     let (_, offer, _, _) = sim.offer(9);
     let now = sim.now;
     assert_eq!(
-        sim.sessions.add_viewer(now, &offer),
+        sim.sessions.add_viewer(now, &offer, ip(9)),
         Err(SessionError::Full(2))
     );
 }
@@ -28,7 +52,7 @@ fn malformed_offers_are_refused_with_a_reason() {
         "v=0\r\n",
         "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video",
     ] {
-        match sim.sessions.add_viewer(now, bad) {
+        match sim.sessions.add_viewer(now, bad, ip(1)) {
             Err(SessionError::BadOffer(why)) => {
                 assert!(!why.is_empty());
                 assert!(!why.contains('\n'), "one line: {why}");
@@ -44,7 +68,7 @@ fn an_offer_without_h264_is_refused() {
     let mut sim = Sim::new(2);
     let now = sim.now;
     let vp8_only = offer_with(|_| {});
-    let err = sim.sessions.add_viewer(now, &vp8_only).unwrap_err();
+    let err = sim.sessions.add_viewer(now, &vp8_only, ip(1)).unwrap_err();
     assert_eq!(err, SessionError::NoCodec, "{err}");
     assert!(sim.sessions.is_empty());
 }

@@ -9,11 +9,20 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
-    let server = Server::start(&["--size", "640x360", "--fps", "30", "--max-viewers", "10"]);
+    let server = Server::start(&[
+        "--size",
+        "640x360",
+        "--fps",
+        "30",
+        "--max-viewers",
+        "10",
+        "--max-viewers-per-address",
+        "10",
+    ]);
     let mut clients = Vec::new();
     for _ in 0..10 {
         let mut c = Client::new();
-        whep_connect(server.http, &mut c).await;
+        whep_connect(&server, &mut c).await;
         clients.push(c);
     }
     // Each viewer counts what it receives for 4 s after it connects.
@@ -55,19 +64,14 @@ async fn the_eleventh_viewer_is_refused_clearly() {
     let server = Server::start(&["--size", "640x360", "--max-viewers", "2"]);
     let mut a = Client::new();
     let mut b = Client::new();
-    whep_connect(server.http, &mut a).await;
-    whep_connect(server.http, &mut b).await;
+    whep_connect(&server, &mut a).await;
+    whep_connect(&server, &mut b).await;
     let c = Client::new();
-    let r = https(
-        server.http,
-        "POST",
-        "/whep",
-        Some("application/sdp"),
-        c.offer.as_bytes(),
-    )
-    .await;
+    let r = server
+        .https("POST", "/whep", Some("application/sdp"), c.offer.as_bytes())
+        .await;
     assert_eq!(r.status, 503);
-    let mut ws = ws_connect(server.http).await;
+    let mut ws = server.ws().await;
     use futures_util::{SinkExt, StreamExt};
     ws.send(tokio_tungstenite::tungstenite::Message::Text(
         serde_json::json!({"type":"offer","sdp": c.offer})

@@ -10,20 +10,20 @@ use common::*;
 async fn whep_viewer_receives_stamped_720p_video() {
     let server = Server::start(&["--size", "1280x720", "--fps", "30"]);
     let mut client = Client::new();
-    let location = whep_connect(server.http, &mut client).await;
+    let location = whep_connect(&server, &mut client).await;
     assert!(location.starts_with("/whep/"), "{location}");
     let frag = format!(
         "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
         client.candidate_line()
     );
-    let patch = https(
-        server.http,
-        "PATCH",
-        &location,
-        Some("application/trickle-ice-sdpfrag"),
-        frag.as_bytes(),
-    )
-    .await;
+    let patch = server
+        .https(
+            "PATCH",
+            &location,
+            Some("application/trickle-ice-sdpfrag"),
+            frag.as_bytes(),
+        )
+        .await;
     assert_eq!(patch.status, 204, "{patch:?}");
 
     let report =
@@ -52,68 +52,75 @@ async fn whep_viewer_receives_stamped_720p_video() {
         report.stamps
     );
 
-    let del = https(server.http, "DELETE", &location, None, b"").await;
+    let del = server.https("DELETE", &location, None, b"").await;
     assert_eq!(del.status, 200);
-    let again = https(server.http, "DELETE", &location, None, b"").await;
+    let again = server.https("DELETE", &location, None, b"").await;
     assert_eq!(again.status, 404);
-    assert_eq!(status(server.http).await["viewers"], 0);
+    assert_eq!(server.status().await["viewers"], 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whep_rejects_bad_requests_with_the_right_status() {
     let server = Server::start(&["--size", "640x360", "--max-viewers", "1"]);
-    let addr = server.http;
 
-    let r = https(addr, "POST", "/whep", Some("text/plain"), b"v=0").await;
+    let r = server
+        .https("POST", "/whep", Some("text/plain"), b"v=0")
+        .await;
     assert_eq!(r.status, 415, "{r:?}");
 
-    let r = https(addr, "POST", "/whep", Some("application/sdp"), b"hello").await;
+    let r = server
+        .https("POST", "/whep", Some("application/sdp"), b"hello")
+        .await;
     assert_eq!(r.status, 400);
     assert!(r.body.contains("malformed SDP offer"), "{}", r.body);
     assert!(!r.body.contains("PointerOffset"), "{}", r.body);
 
     let big = vec![b'a'; 1 << 20];
-    let r = https(addr, "POST", "/whep", Some("application/sdp"), &big).await;
+    let r = server
+        .https("POST", "/whep", Some("application/sdp"), &big)
+        .await;
     assert_eq!(r.status, 413, "{r:?}");
 
-    let r = https(
-        addr,
-        "PATCH",
-        "/whep/0000000000000001",
-        Some("application/trickle-ice-sdpfrag"),
-        b"a=candidate:1 1 udp 1 1.2.3.4 5 typ host",
-    )
-    .await;
+    let r = server
+        .https(
+            "PATCH",
+            "/whep/0000000000000001",
+            Some("application/trickle-ice-sdpfrag"),
+            b"a=candidate:1 1 udp 1 1.2.3.4 5 typ host",
+        )
+        .await;
     assert_eq!(r.status, 404);
-    let r = https(addr, "DELETE", "/whep/nonsense", None, b"").await;
+    let r = server.https("DELETE", "/whep/nonsense", None, b"").await;
     assert_eq!(r.status, 404);
 
     // One viewer fills it; the next is told to come back later.
     let mut first = Client::new();
-    let location = whep_connect(addr, &mut first).await;
+    let location = whep_connect(&server, &mut first).await;
     let second = Client::new();
-    let r = https(
-        addr,
-        "POST",
-        "/whep",
-        Some("application/sdp"),
-        second.offer.as_bytes(),
-    )
-    .await;
+    let r = server
+        .https(
+            "POST",
+            "/whep",
+            Some("application/sdp"),
+            second.offer.as_bytes(),
+        )
+        .await;
     assert_eq!(r.status, 503, "{r:?}");
     assert!(r.body.contains("maximum of 1 viewers"), "{}", r.body);
     assert!(r.header("retry-after").is_some());
 
-    let r = https(addr, "PATCH", &location, Some("application/sdp"), b"a=x").await;
+    let r = server
+        .https("PATCH", &location, Some("application/sdp"), b"a=x")
+        .await;
     assert_eq!(r.status, 415);
-    let r = https(
-        addr,
-        "PATCH",
-        &location,
-        Some("application/trickle-ice-sdpfrag"),
-        b"garbage",
-    )
-    .await;
+    let r = server
+        .https(
+            "PATCH",
+            &location,
+            Some("application/trickle-ice-sdpfrag"),
+            b"garbage",
+        )
+        .await;
     assert_eq!(r.status, 400);
 
     // The server still serves: the first viewer gets its video.

@@ -28,7 +28,7 @@ async fn send(ws: &mut Ws, v: serde_json::Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_viewer_receives_stamped_video_and_hangs_up() {
     let server = Server::start(&["--size", "1280x720"]);
-    let mut ws = ws_connect(server.http).await;
+    let mut ws = server.ws().await;
     let mut client = Client::new();
     send(
         &mut ws,
@@ -58,17 +58,17 @@ async fn ws_viewer_receives_stamped_video_and_hangs_up() {
     );
     assert!(report.stamped >= 60, "{report:?}");
     assert_eq!(report.sizes, vec![(1280, 720)]);
-    assert_eq!(status(server.http).await["viewers"], 1);
+    assert_eq!(server.status().await["viewers"], 1);
 
     send(&mut ws, serde_json::json!({"type": "hangup"})).await;
     for _ in 0..50 {
-        if status(server.http).await["viewers"] == 0 {
+        if server.status().await["viewers"] == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        status(server.http).await["viewers"],
+        server.status().await["viewers"],
         0,
         "hang-up removes the viewer"
     );
@@ -85,7 +85,7 @@ async fn ws_viewer_receives_stamped_video_and_hangs_up() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_the_socket_ends_the_call() {
     let server = Server::start(&["--size", "640x360"]);
-    let mut ws = ws_connect(server.http).await;
+    let mut ws = server.ws().await;
     let mut client = Client::new();
     send(
         &mut ws,
@@ -102,7 +102,7 @@ async fn closing_the_socket_ends_the_call() {
     drop(ws);
     let mut viewers = serde_json::Value::Null;
     for _ in 0..50 {
-        viewers = status(server.http).await["viewers"].clone();
+        viewers = server.status().await["viewers"].clone();
         if viewers == 0 {
             break;
         }

@@ -17,6 +17,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/index.html"),
     },
     Asset {
+        path: "/login",
+        mime: "text/html; charset=utf-8",
+        body: include_bytes!("../../web/login.html"),
+    },
+    Asset {
+        path: "/login.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/login.js"),
+    },
+    Asset {
         path: "/app.js",
         mime: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/app.js"),

@@ -6,6 +6,8 @@
 //! plain-HTTP request on the HTTPS port gets an answer instead of a hang.
 
 pub mod assets;
+pub mod guard;
+pub mod login;
 pub mod tls;
 pub mod whep;
 pub mod ws;
@@ -30,9 +32,15 @@ use crate::signal::MAX_MESSAGE_BYTES;
 /// How long a client may take for its TLS handshake and request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most connections served at once; more get 503.
+const MAX_CONNECTIONS: usize = 128;
+/// How long a request (headers, body, handler) may take: slow clients get 408.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
 #[derive(Clone)]
 pub struct AppState {
     pub rtc: RtcHandle,
+    pub auth: Arc<guard::AuthState>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -44,10 +52,24 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(whep::patch).delete(whep::delete),
         )
         .route("/api/status", get(status))
+        .route(
+            "/login",
+            get(|| async { assets::serve("/login") }).post(login::login),
+        )
+        .route("/logout", post(login::logout))
         .fallback(get(|req: Request| async move {
             assets::serve(req.uri().path())
         }))
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            guard::require_auth,
+        ))
+        .layer(axum::middleware::from_fn(guard::security_headers))
         .with_state(state)
 }
 
@@ -68,6 +90,9 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // Connections beyond the limit still get a 503, from a few refusers.
+    let refusers = Arc::new(tokio::sync::Semaphore::new(16));
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -83,8 +108,19 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::warn!(%peer, "connection limit ({MAX_CONNECTIONS}) reached: answering 503");
+                if let Ok(r) = refusers.clone().try_acquire_owned() {
+                    tokio::spawn(refuse_busy(acceptor, tcp, r));
+                }
+                continue;
+            }
+        };
         let app = app.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             if !looks_like_tls(&tcp).await {
                 refuse_plain_http(tcp).await;
                 return;
@@ -100,6 +136,13 @@ pub async fn serve(
                     return;
                 }
             };
+            let app = tower::ServiceExt::map_request(
+                app,
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(guard::Peer(peer));
+                    req
+                },
+            );
             let service = TowerToHyperService::new(app);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -112,6 +155,26 @@ pub async fn serve(
             }
         });
     }
+}
+
+/// Over the connection limit: a 503 over TLS, then close.
+async fn refuse_busy(
+    acceptor: TlsAcceptor,
+    tcp: tokio::net::TcpStream,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    const BODY: &str = "too many connections: try again shortly\n";
+    let Ok(Ok(mut tls)) = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+    else {
+        return;
+    };
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), tls.write_all(response.as_bytes())).await;
+    let _ = tls.shutdown().await;
 }
 
 /// A TLS connection starts with a handshake record (0x16). Waits briefly

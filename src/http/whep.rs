@@ -7,14 +7,22 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use std::net::IpAddr;
+
 use super::AppState;
+use super::guard::Peer;
 use crate::rtc::{EndReason, RtcCallError, SessionError, ViewerId};
 use crate::signal::parse_sdpfrag;
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
-pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !content_type_is(&headers, SDP) {
         return problem(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -24,7 +32,8 @@ pub async fn create(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let Ok(offer) = std::str::from_utf8(&body) else {
         return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
     };
-    match state.rtc.add_viewer(offer.to_string()).await {
+    let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    match state.rtc.add_viewer(offer.to_string(), from).await {
         Ok(ticket) => {
             let location = format!("/whep/{}", ticket.id);
             (
@@ -101,6 +110,7 @@ fn call_error(e: RtcCallError) -> Response {
             StatusCode::SERVICE_UNAVAILABLE
         }
         RtcCallError::Session(SessionError::UnknownViewer) => StatusCode::NOT_FOUND,
+        RtcCallError::Session(SessionError::TooManyFromAddress(_)) => StatusCode::TOO_MANY_REQUESTS,
         RtcCallError::Session(SessionError::Internal(_)) => StatusCode::INTERNAL_SERVER_ERROR,
         RtcCallError::Session(_) => StatusCode::BAD_REQUEST,
     };

@@ -7,36 +7,59 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
-use super::AppState;
-use crate::rtc::{EndReason, ViewerId};
-use crate::signal::{Action, MAX_MESSAGE_BYTES, ServerMessage, Signaling};
+use std::net::IpAddr;
+use std::time::Instant;
 
-pub async fn upgrade(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+use super::AppState;
+use super::guard::Peer;
+use crate::rtc::{EndReason, ViewerId};
+use crate::signal::{Action, MAX_MESSAGE_BYTES, RateLimit, ServerMessage, Signaling};
+
+/// Signaling messages one socket may send per second: a browser sends a
+/// handful per call (offer, a few candidates, hang-up).
+const MESSAGES_PER_SECOND: u32 = 50;
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+) -> Response {
+    let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
     // Up to twice our limit reaches `Signaling`, which answers with a clear
     // error; beyond that tungstenite closes with 1009 (message too big).
     ws.max_message_size(2 * MAX_MESSAGE_BYTES)
         .max_frame_size(2 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state))
+        .on_upgrade(move |socket| session(socket, state, from))
 }
 
-async fn session(socket: WebSocket, state: AppState) {
+async fn session(socket: WebSocket, state: AppState, from: IpAddr) {
     let (mut tx, mut rx) = socket.split();
     let mut signaling = Signaling::new();
+    let mut rate = RateLimit::new(MESSAGES_PER_SECOND);
     // The live viewer and the notice of its end.
     let mut live: Option<(ViewerId, oneshot::Receiver<EndReason>)> = None;
     loop {
         let actions = tokio::select! {
             msg = rx.next() => match msg {
+                Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow(Instant::now()) => {
+                    tracing::warn!(%from, "signaling flood: more than {MESSAGES_PER_SECOND} messages/s; closing");
+                    vec![
+                        Action::Send(ServerMessage::Error {
+                            message: format!("too many messages (limit {MESSAGES_PER_SECOND} per second)"),
+                        }),
+                        Action::Close,
+                    ]
+                }
                 Some(Ok(Message::Text(text))) => signaling.on_text(text.as_str()),
                 Some(Ok(Message::Binary(_))) => signaling.on_binary(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_))) | None => {
-                    run(signaling.on_closed(), &mut signaling, &state, &mut live, &mut tx).await;
+                    run(signaling.on_closed(), &mut signaling, &state, from, &mut live, &mut tx).await;
                     return;
                 }
                 Some(Err(e)) => {
                     tracing::debug!("signaling socket error: {e}");
-                    run(signaling.on_closed(), &mut signaling, &state, &mut live, &mut tx).await;
+                    run(signaling.on_closed(), &mut signaling, &state, from, &mut live, &mut tx).await;
                     return;
                 }
             },
@@ -50,7 +73,16 @@ async fn session(socket: WebSocket, state: AppState) {
                 signaling.viewer_ended(id, &reason)
             }
         };
-        if !run(actions, &mut signaling, &state, &mut live, &mut tx).await {
+        if !run(actions, &mut signaling, &state, from, &mut live, &mut tx).await {
+            run(
+                signaling.on_closed(),
+                &mut signaling,
+                &state,
+                from,
+                &mut live,
+                &mut tx,
+            )
+            .await;
             let _ = tx.close().await;
             return;
         }
@@ -62,6 +94,7 @@ async fn run<S>(
     mut actions: Vec<Action>,
     signaling: &mut Signaling,
     state: &AppState,
+    from: IpAddr,
     live: &mut Option<(ViewerId, oneshot::Receiver<EndReason>)>,
     tx: &mut S,
 ) -> bool
@@ -72,7 +105,7 @@ where
     while let Some(action) = queue.pop_front() {
         match action {
             Action::CreateViewer(offer) => {
-                let next = match state.rtc.add_viewer(offer).await {
+                let next = match state.rtc.add_viewer(offer, from).await {
                     Ok(ticket) => {
                         *live = Some((ticket.id, ticket.ended));
                         signaling.viewer_created(ticket.id, ticket.answer)

@@ -18,6 +18,7 @@ pub use viewer::{EndReason, ViewerId};
 pub enum Command {
     AddViewer {
         offer: String,
+        from: std::net::IpAddr,
         /// Told once, when the session ends (for any reason).
         ended: oneshot::Sender<EndReason>,
         reply: oneshot::Sender<Result<(ViewerId, String), SessionError>>,
@@ -81,11 +82,16 @@ impl RtcHandle {
         rx.await.map_err(|_| RtcCallError::Gone)
     }
 
-    pub async fn add_viewer(&self, offer: String) -> Result<ViewerTicket, RtcCallError> {
+    pub async fn add_viewer(
+        &self,
+        offer: String,
+        from: std::net::IpAddr,
+    ) -> Result<ViewerTicket, RtcCallError> {
         let (ended, ended_rx) = oneshot::channel();
         let (id, answer) = self
             .call(|reply| Command::AddViewer {
                 offer,
+                from,
                 ended,
                 reply,
             })

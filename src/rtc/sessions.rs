@@ -6,7 +6,7 @@
 //! simulated time. The IO shell is `udp.rs`.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rand::Rng;
@@ -37,6 +37,9 @@ pub struct SessionConfig {
     /// go in the answer).
     pub candidates: Vec<SocketAddr>,
     pub max_viewers: usize,
+    /// Most viewers from one IP address (one household should not be able
+    /// to take every slot).
+    pub max_per_address: usize,
     /// The encoder's constrained-baseline profile-level-id.
     pub profile_level_id: u32,
     /// A viewer that has not connected by then is dropped.
@@ -55,6 +58,7 @@ impl SessionConfig {
         SessionConfig {
             candidates,
             max_viewers,
+            max_per_address: max_viewers,
             profile_level_id,
             connect_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(10),
@@ -77,6 +81,8 @@ pub enum SessionEvent {
 pub enum SessionError {
     #[error("the camera is already serving its maximum of {0} viewers")]
     Full(usize),
+    #[error("this address already has its maximum of {0} viewers")]
+    TooManyFromAddress(usize),
     #[error("malformed SDP offer: {0}")]
     BadOffer(String),
     #[error("the offer has no video section to receive the camera on")]
@@ -137,9 +143,15 @@ impl Sessions {
         &mut self,
         now: Instant,
         offer: &str,
+        from: IpAddr,
     ) -> Result<(ViewerId, String), SessionError> {
         if self.viewers.len() >= self.config.max_viewers {
             return Err(SessionError::Full(self.config.max_viewers));
+        }
+        if self.viewers.iter().filter(|v| v.from == from).count() >= self.config.max_per_address {
+            return Err(SessionError::TooManyFromAddress(
+                self.config.max_per_address,
+            ));
         }
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
@@ -169,7 +181,7 @@ impl Sessions {
             return Err(SessionError::NoVideo);
         }
         let id = self.fresh_id();
-        let mut viewer = Viewer::new(id, rtc, now);
+        let mut viewer = Viewer::new(id, rtc, now, from);
         let mut events = VecDeque::new();
         drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
         if viewer.mid.is_some() && viewer.pt.is_none() {

@@ -258,10 +258,11 @@ impl RtcTask {
         match cmd {
             Command::AddViewer {
                 offer,
+                from,
                 ended,
                 reply,
             } => {
-                let result = self.sessions.add_viewer(now, &offer);
+                let result = self.sessions.add_viewer(now, &offer, from);
                 match &result {
                     Ok((id, _)) => {
                         tracing::info!(viewer = %id, viewers = self.sessions.len(), "viewer joining");

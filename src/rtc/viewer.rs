@@ -1,6 +1,7 @@
 //! One viewer: its str0m `Rtc` and what we track about it.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::time::Instant;
 
 use str0m::Rtc;
@@ -56,6 +57,8 @@ impl fmt::Display for EndReason {
 
 pub struct Viewer {
     pub id: ViewerId,
+    /// The address that signaled this viewer (for per-address limits).
+    pub from: IpAddr,
     pub rtc: Rtc,
     /// The video m-line we send on, once str0m reports it.
     pub mid: Option<Mid>,
@@ -72,9 +75,10 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    pub fn new(id: ViewerId, rtc: Rtc, now: Instant) -> Self {
+    pub fn new(id: ViewerId, rtc: Rtc, now: Instant, from: IpAddr) -> Self {
         Viewer {
             id,
+            from,
             rtc,
             mid: None,
             pt: None,

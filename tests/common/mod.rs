@@ -25,7 +25,35 @@ pub struct Server {
     pub http: SocketAddr,
     pub rtc: SocketAddr,
     pub log: Arc<Mutex<String>>,
-    state_dir: std::path::PathBuf,
+    pub state_dir: std::path::PathBuf,
+    /// A WHEP bearer token made with `rtcam token create`.
+    pub token: String,
+}
+
+pub const PASSWORD: &str = "integration-test-password";
+
+/// Runs an rtcam subcommand to completion; returns its stdout.
+pub fn rtcam_command(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rtcam"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run rtcam");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 pub fn free_port() -> u16 {
@@ -47,6 +75,15 @@ impl Server {
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let state_dir =
             std::env::temp_dir().join(format!("rtcam-it-{}-{}", std::process::id(), http.port()));
+        let dir = state_dir.display().to_string();
+        let (ok, _, err) = rtcam_command(
+            &["passwd", "--password-stdin", "--state-dir", &dir],
+            PASSWORD,
+        );
+        assert!(ok, "passwd: {err}");
+        let (ok, token, err) =
+            rtcam_command(&["token", "create", "tests", "--state-dir", &dir], "");
+        assert!(ok && token.len() == 64, "token create: {err}");
         let mut args = vec![
             "--source".to_string(),
             "test".into(),
@@ -89,7 +126,59 @@ impl Server {
             rtc,
             log,
             state_dir,
+            token,
         }
+    }
+
+    /// A request with the WHEP bearer token.
+    pub async fn https(
+        &self,
+        method: &str,
+        path: &str,
+        ct: Option<&str>,
+        body: &[u8],
+    ) -> HttpResponse {
+        let auth = format!("Bearer {}", self.token);
+        let mut headers = vec![("Authorization", auth.as_str())];
+        if let Some(ct) = ct {
+            headers.push(("Content-Type", ct));
+        }
+        https_raw(self.http, method, path, &headers, body).await
+    }
+
+    /// Logs in with the password; returns the session cookie (`name=value`).
+    pub async fn login(&self) -> String {
+        let body = format!("password={PASSWORD}");
+        let r = https_raw(
+            self.http,
+            "POST",
+            "/login",
+            &[("Content-Type", "application/x-www-form-urlencoded")],
+            body.as_bytes(),
+        )
+        .await;
+        assert_eq!(r.status, 204, "login: {r:?}");
+        let cookie = r.header("set-cookie").expect("Set-Cookie");
+        cookie.split(';').next().unwrap().to_string()
+    }
+
+    /// A logged-in, same-origin signaling socket.
+    pub async fn ws(&self) -> Ws {
+        let cookie = self.login().await;
+        ws_connect_with(
+            self.http,
+            &[
+                ("Cookie", cookie.as_str()),
+                ("Origin", &format!("https://localhost:{}", self.http.port())),
+            ],
+        )
+        .await
+        .expect("websocket handshake")
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let r = self.https("GET", "/api/status", None, b"").await;
+        serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
     }
 
     pub fn log(&self) -> String {
@@ -180,20 +269,21 @@ impl HttpResponse {
 }
 
 /// One HTTP/1.1 request over TLS, `Connection: close`.
-pub async fn https(
+pub async fn https_raw(
     addr: SocketAddr,
     method: &str,
     path: &str,
-    content_type: Option<&str>,
+    headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
     let mut s = tls_connect(addr).await;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        addr.port(),
         body.len()
     );
-    if let Some(ct) = content_type {
-        req.push_str(&format!("Content-Type: {ct}\r\n"));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
@@ -222,18 +312,24 @@ pub async fn https(
 
 pub type Ws = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
 
-pub async fn ws_connect(addr: SocketAddr) -> Ws {
+/// A WebSocket to /ws with these extra headers; the HTTP status on refusal.
+pub async fn ws_connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let tls = tls_connect(addr).await;
-    let (ws, _) =
-        tokio_tungstenite::client_async(format!("wss://localhost:{}/ws", addr.port()), tls)
-            .await
-            .expect("websocket handshake");
-    ws
-}
-
-pub async fn status(addr: SocketAddr) -> serde_json::Value {
-    let r = https(addr, "GET", "/api/status", None, b"").await;
-    serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
+    let mut req = format!("wss://localhost:{}/ws", addr.port())
+        .into_client_request()
+        .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            v.parse().unwrap(),
+        );
+    }
+    match tokio_tungstenite::client_async(req, tls).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("websocket: {e}"),
+    }
 }
 
 // ---------------------------------------------------------------- viewer
@@ -396,15 +492,15 @@ pub fn now_ms() -> u64 {
 
 /// POSTs the client's offer to /whep and applies the answer. Returns the
 /// session resource path.
-pub async fn whep_connect(server: SocketAddr, client: &mut Client) -> String {
-    let r = https(
-        server,
-        "POST",
-        "/whep",
-        Some("application/sdp"),
-        client.offer.as_bytes(),
-    )
-    .await;
+pub async fn whep_connect(server: &Server, client: &mut Client) -> String {
+    let r = server
+        .https(
+            "POST",
+            "/whep",
+            Some("application/sdp"),
+            client.offer.as_bytes(),
+        )
+        .await;
     assert_eq!(r.status, 201, "WHEP POST: {r:?}");
     assert_eq!(r.header("content-type"), Some("application/sdp"));
     let location = r.header("location").expect("Location").to_string();

@@ -47,6 +47,13 @@ impl Sim {
         }
     }
 
+    /// Rebuilds the table with a per-address limit (before anyone joins).
+    pub fn sessions_config_per_address(&mut self, n: usize) {
+        let mut config = SessionConfig::new(vec![SERVER.parse().unwrap()], 8, 0x42e01f);
+        config.max_per_address = n;
+        self.sessions = Sessions::new(config, self.now);
+    }
+
     /// A browser-like offer: recvonly video with the usual H.264 profiles.
     pub fn offer(&self, index: usize) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr) {
         let (rtc, offer, pending, addr, _) = self.offer_mid(index);
@@ -75,7 +82,7 @@ impl Sim {
         let (mut rtc, offer, pending, addr, mid) = self.offer_mid(index);
         let (id, answer) = self
             .sessions
-            .add_viewer(self.now, &offer)
+            .add_viewer(self.now, &offer, addr.ip())
             .expect("answered");
         rtc.sdp_api()
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())

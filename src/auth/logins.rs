@@ -1,0 +1,119 @@
+//! Login sessions behind the page's cookie: random ids, stored as digests,
+//! expiring. In memory: a restart logs everybody out, which is fine for a
+//! camera.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub const COOKIE: &str = "rtcam_session";
+pub const TTL: Duration = Duration::from_secs(12 * 3600);
+const MAX_SESSIONS: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct Logins {
+    /// digest of the session id -> expiry
+    sessions: HashMap<String, Instant>,
+}
+
+impl Logins {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Starts a session; returns the id for the cookie.
+    pub fn create(&mut self, now: Instant) -> String {
+        self.sessions.retain(|_, exp| *exp > now);
+        if self.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = self
+                .sessions
+                .iter()
+                .min_by_key(|(_, exp)| **exp)
+                .map(|(k, _)| k.clone())
+        {
+            self.sessions.remove(&oldest);
+        }
+        let id = super::random_hex(32);
+        self.sessions.insert(super::sha256_hex(&id), now + TTL);
+        id
+    }
+
+    pub fn check(&self, id: &str, now: Instant) -> bool {
+        self.sessions
+            .get(&super::sha256_hex(id))
+            .is_some_and(|exp| *exp > now)
+    }
+
+    pub fn remove(&mut self, id: &str) {
+        self.sessions.remove(&super::sha256_hex(id));
+    }
+}
+
+/// The session id in a `Cookie` header, if any.
+pub fn from_cookie_header(header: &str) -> Option<&str> {
+    header
+        .split(';')
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+}
+
+/// The `Set-Cookie` value for a new session.
+pub fn set_cookie(id: &str) -> String {
+    format!(
+        "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        TTL.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value that ends a session in the browser.
+pub fn clear_cookie() -> String {
+    format!("{COOKIE}=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_and_can_be_ended() {
+        let mut l = Logins::new();
+        let t0 = Instant::now();
+        let id = l.create(t0);
+        assert!(l.check(&id, t0 + Duration::from_secs(60)));
+        assert!(!l.check(&id, t0 + TTL), "expired");
+        assert!(!l.check("forged", t0));
+        l.remove(&id);
+        assert!(!l.check(&id, t0));
+    }
+
+    #[test]
+    fn the_table_is_bounded() {
+        let mut l = Logins::new();
+        let t0 = Instant::now();
+        for i in 0..(MAX_SESSIONS as u32 + 10) {
+            l.create(t0 + Duration::from_millis(i as u64));
+        }
+        assert!(l.sessions.len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn cookie_parsing() {
+        assert_eq!(
+            from_cookie_header("a=1; rtcam_session=abc; b=2"),
+            Some("abc")
+        );
+        assert_eq!(from_cookie_header("rtcam_session="), None);
+        assert_eq!(from_cookie_header("other=abc"), None);
+        let c = set_cookie("abc");
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Max-Age=43200",
+            "Path=/",
+        ] {
+            assert!(c.contains(attr), "{c}");
+        }
+    }
+}

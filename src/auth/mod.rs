@@ -1,0 +1,87 @@
+//! Who may watch: the owner's password (for the page), login sessions
+//! (cookies), WHEP bearer tokens, and backoff for failed logins.
+//!
+//! Everything here is sans-IO except the two small files in the state dir
+//! (`password`, `tokens`): time comes in as an argument, so expiry and
+//! backoff are tested without sleeping.
+
+pub mod backoff;
+pub mod logins;
+pub mod password;
+pub mod tokens;
+
+use std::path::Path;
+
+use aws_lc_rs::digest;
+use rand::Rng;
+
+pub use backoff::LoginBackoff;
+pub use logins::Logins;
+pub use password::PasswordFile;
+pub use tokens::TokenStore;
+
+/// A fresh random secret as lowercase hex (`bytes` of entropy).
+pub fn random_hex(bytes: usize) -> String {
+    let mut rng = rand::rng();
+    (0..bytes)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect()
+}
+
+/// SHA-256 of a high-entropy secret, as hex: what we store instead of it.
+pub fn sha256_hex(secret: &str) -> String {
+    digest::digest(&digest::SHA256, secret.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Compares two secrets' digests in constant time.
+pub fn same_digest(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// Creates the state dir owner-only (0700), tightening an existing one.
+pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+}
+
+/// Writes a file only its owner can read, replacing it atomically.
+pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_random_and_digests_stable() {
+        let a = random_hex(32);
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, random_hex(32));
+        assert_eq!(
+            sha256_hex("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert!(same_digest(&sha256_hex("x"), &sha256_hex("x")));
+        assert!(!same_digest(&sha256_hex("x"), &sha256_hex("y")));
+    }
+}

@@ -1,0 +1,97 @@
+//! `rtcam passwd` and `rtcam token ...`: the owner's tools for the state
+//! dir. They print secrets only to the terminal that asked, never to a log.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use anyhow::{Context, bail};
+
+use crate::auth::{PasswordFile, TokenStore, password};
+use crate::config::{Command, TokenAction};
+
+pub fn run(command: Command, state_dir: &Path) -> anyhow::Result<()> {
+    match command {
+        Command::Passwd { password_stdin } => passwd(state_dir, password_stdin),
+        Command::Token { action } => token(state_dir, action),
+    }
+}
+
+fn passwd(state_dir: &Path, from_stdin: bool) -> anyhow::Result<()> {
+    let new = if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        line.trim_end_matches(['\r', '\n']).to_string()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("standard input is not a terminal: use --password-stdin to pipe the password");
+        }
+        let first = prompt_hidden("New password: ")?;
+        let second = prompt_hidden("Again: ")?;
+        if first != second {
+            bail!("the two passwords differ; nothing changed");
+        }
+        first
+    };
+    if new.chars().count() < password::MIN_LEN {
+        bail!(
+            "the password must be at least {} characters; nothing changed",
+            password::MIN_LEN
+        );
+    }
+    PasswordFile::set(state_dir, &new)?;
+    eprintln!(
+        "password changed for {} (a running rtcam uses it from the next login)",
+        state_dir.display()
+    );
+    Ok(())
+}
+
+fn token(state_dir: &Path, action: TokenAction) -> anyhow::Result<()> {
+    let mut store = TokenStore::open(state_dir);
+    match action {
+        TokenAction::Create { name } => {
+            let token = store.create(&name)?;
+            eprintln!("token '{name}' created; it is shown only now. Players send it as");
+            eprintln!("  Authorization: Bearer <token>");
+            println!("{token}");
+        }
+        TokenAction::Revoke { name } => {
+            store.revoke(&name)?;
+            eprintln!("token '{name}' revoked");
+        }
+        TokenAction::List => {
+            for name in store.names()? {
+                println!("{name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a line from the terminal with echo off.
+fn prompt_hidden(prompt: &str) -> anyhow::Result<String> {
+    eprint!("{prompt}");
+    std::io::stderr().flush().ok();
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
+    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+    let have_tty = unsafe { libc::tcgetattr(fd, &mut saved) } == 0;
+    if have_tty {
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: sets attributes from a termios we got from tcgetattr.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &quiet) };
+    }
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if have_tty {
+        // SAFETY: restores the attributes saved above.
+        unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
+    }
+    eprintln!();
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_string())
+}

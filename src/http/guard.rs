@@ -1,0 +1,218 @@
+//! Who gets through, and the headers every answer carries.
+//!
+//! Every route is in one class: public (the login page and what it needs),
+//! page (session cookie), `/ws` (session cookie and a same-origin `Origin`),
+//! WHEP (bearer token, as the WHEP draft describes), API (either). There is
+//! no switch that turns this off, except `--trust-loopback` for clients on
+//! the loopback interface, and that is off by default.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::AppState;
+use crate::auth::{LoginBackoff, Logins, TokenStore, logins};
+
+/// The peer's address, put into each request's extensions by the server.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+pub struct AuthState {
+    pub state_dir: std::path::PathBuf,
+    pub logins: Mutex<Logins>,
+    pub backoff: Mutex<LoginBackoff>,
+    pub tokens: Mutex<TokenStore>,
+    pub trust_loopback: bool,
+}
+
+impl AuthState {
+    pub fn new(state_dir: &std::path::Path, trust_loopback: bool) -> Arc<Self> {
+        Arc::new(AuthState {
+            state_dir: state_dir.to_path_buf(),
+            logins: Mutex::new(Logins::new()),
+            backoff: Mutex::new(LoginBackoff::new()),
+            tokens: Mutex::new(TokenStore::open(state_dir)),
+            trust_loopback,
+        })
+    }
+
+    pub fn session_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(logins::from_cookie_header)
+        else {
+            return false;
+        };
+        lock(&self.logins).check(id, Instant::now())
+    }
+
+    pub fn bearer_ok(&self, headers: &HeaderMap) -> bool {
+        let Some(token) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty() && t.len() <= 256)
+        else {
+            return false;
+        };
+        lock(&self.tokens).check(token).is_some()
+    }
+}
+
+/// A poisoned lock only means another request panicked mid-update of a
+/// plain table; the data is still usable.
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    Public,
+    Page,
+    WebSocket,
+    Whep,
+    Api,
+}
+
+pub fn classify(method: &Method, path: &str) -> Class {
+    match path {
+        "/login" if method == Method::GET || method == Method::POST => Class::Public,
+        "/login.js" | "/style.css" | "/favicon.ico" => Class::Public,
+        "/ws" => Class::WebSocket,
+        "/whep" => Class::Whep,
+        p if p.starts_with("/whep/") => Class::Whep,
+        p if p.starts_with("/api/") => Class::Api,
+        _ => Class::Page,
+    }
+}
+
+/// Same-origin check for the WebSocket: `Origin` must be `https://<Host>`.
+pub fn origin_ok(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => origin
+            .strip_prefix("https://")
+            .is_some_and(|o| o.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
+pub async fn require_auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let auth = &state.auth;
+    let class = classify(req.method(), req.uri().path());
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let trusted = auth.trust_loopback && peer.is_some_and(|p| p.ip().is_loopback());
+    let headers = req.headers();
+    let allowed = trusted
+        || match class {
+            Class::Public => true,
+            Class::Page => auth.session_ok(headers),
+            Class::WebSocket => auth.session_ok(headers),
+            Class::Whep => auth.bearer_ok(headers),
+            Class::Api => auth.session_ok(headers) || auth.bearer_ok(headers),
+        };
+    if class == Class::WebSocket && !origin_ok(headers) {
+        tracing::warn!(
+            ?peer,
+            "refused a WebSocket from a foreign or missing Origin"
+        );
+        return (StatusCode::FORBIDDEN, "cross-origin WebSocket refused\n").into_response();
+    }
+    if allowed {
+        return next.run(req).await;
+    }
+    let path = req.uri().path();
+    if class == Class::Page && req.method() == Method::GET && (path == "/" || path == "/index.html")
+    {
+        return Redirect::to("/login").into_response();
+    }
+    tracing::debug!(?peer, path, "refused: not authenticated");
+    let mut r = (StatusCode::UNAUTHORIZED, "authentication required\n").into_response();
+    if class == Class::Whep || class == Class::Api {
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    r
+}
+
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self' wss:; media-src 'self' blob:; object-src 'none'; \
+                   base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Headers for every answer, refusals included.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut r = next.run(req).await;
+    let h = r.headers_mut();
+    h.insert(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static("max-age=31536000"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_a_class() {
+        let g = Method::GET;
+        let p = Method::POST;
+        assert_eq!(classify(&g, "/login"), Class::Public);
+        assert_eq!(classify(&p, "/login"), Class::Public);
+        assert_eq!(classify(&Method::DELETE, "/login"), Class::Page);
+        assert_eq!(classify(&g, "/style.css"), Class::Public);
+        assert_eq!(classify(&g, "/"), Class::Page);
+        assert_eq!(classify(&g, "/app.js"), Class::Page);
+        assert_eq!(classify(&g, "/anything"), Class::Page);
+        assert_eq!(classify(&p, "/logout"), Class::Page);
+        assert_eq!(classify(&g, "/ws"), Class::WebSocket);
+        assert_eq!(classify(&p, "/whep"), Class::Whep);
+        assert_eq!(classify(&Method::PATCH, "/whep/00"), Class::Whep);
+        assert_eq!(classify(&g, "/api/status"), Class::Api);
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("cam.local:8443"));
+        assert!(!origin_ok(&h), "missing Origin");
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://cam.local:8443"),
+        );
+        assert!(origin_ok(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(!origin_ok(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://cam.local:8443"),
+        );
+        assert!(!origin_ok(&h), "plain http origin");
+    }
+}

@@ -1,0 +1,87 @@
+//! `/login` and `/logout`: the page's password form and its session cookie.
+
+use std::time::Instant;
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::AppState;
+use super::guard::{Peer, lock};
+use crate::auth::{PasswordFile, logins};
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    password: String,
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    peer: Option<axum::Extension<Peer>>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let auth = state.auth.clone();
+    let ip = peer
+        .map(|p| p.0.0.ip())
+        .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
+    if let Err(wait) = lock(&auth.backoff).check(ip, Instant::now()) {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!("login from {ip} refused: throttled for {secs} s after failures");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, secs.to_string())],
+            format!("too many failed logins: try again in {secs} s\n"),
+        )
+            .into_response();
+    }
+    if form.password.len() > 1024 {
+        return (StatusCode::BAD_REQUEST, "password too long\n").into_response();
+    }
+    let dir = auth.state_dir.clone();
+    // Argon2 is slow on purpose: keep it off the async workers.
+    let verified = tokio::task::spawn_blocking(move || {
+        PasswordFile::load(&dir).map(|f| f.verify(&form.password))
+    })
+    .await;
+    match verified {
+        Ok(Ok(true)) => {
+            lock(&auth.backoff).succeeded(ip);
+            let id = lock(&auth.logins).create(Instant::now());
+            tracing::info!("login from {ip}");
+            let cookie = HeaderValue::from_str(&logins::set_cookie(&id)).expect("hex cookie");
+            (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
+        }
+        Ok(Ok(false)) => {
+            let wait = lock(&auth.backoff).failed(ip, Instant::now());
+            tracing::warn!(
+                "failed login from {ip}; next attempt allowed in {} s",
+                wait.as_secs()
+            );
+            (StatusCode::UNAUTHORIZED, "wrong password\n").into_response()
+        }
+        Ok(Err(e)) => {
+            tracing::error!("login: {e}");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the password store cannot be read\n",
+            )
+                .into_response()
+        }
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "login failed\n").into_response(),
+    }
+}
+
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(id) = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(logins::from_cookie_header)
+    {
+        lock(&state.auth.logins).remove(id);
+    }
+    let clear = HeaderValue::from_str(&logins::clear_cookie()).expect("static cookie");
+    (StatusCode::NO_CONTENT, [(header::SET_COOKIE, clear)]).into_response()
+}
