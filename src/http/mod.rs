@@ -35,7 +35,7 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections served at once; more get 503.
 const MAX_CONNECTIONS: usize = 128;
 /// How long a request (headers, body, handler) may take: slow clients get 408.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct AppState {

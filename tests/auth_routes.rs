@@ -1,0 +1,249 @@
+//! Every route, every way in: no credentials, wrong ones, an ended session,
+//! a foreign Origin; each is refused while the right credentials work.
+
+mod common;
+
+use common::*;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Cred {
+    None,
+    WrongCookie,
+    EndedSession,
+    WrongToken,
+    Session,
+    Token,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_strangers_and_admits_the_owner() {
+    let server = Server::start(&["--size", "640x360"]);
+    let session = server.login().await;
+    let ended = server.login().await;
+    let r = https_raw(server.http, "POST", "/logout", &[("Cookie", &ended)], b"").await;
+    assert_eq!(r.status, 204);
+    assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
+
+    // (method, path, content type, body, credential that works, status when it works)
+    let offer = Client::new().offer;
+    let routes: Vec<(&str, &str, Option<&str>, Vec<u8>, Cred, u16)> = vec![
+        ("GET", "/", None, vec![], Cred::Session, 200),
+        ("GET", "/index.html", None, vec![], Cred::Session, 200),
+        ("GET", "/app.js", None, vec![], Cred::Session, 200),
+        ("GET", "/stripe.js", None, vec![], Cred::Session, 200),
+        ("GET", "/nonexistent", None, vec![], Cred::Session, 404),
+        ("GET", "/api/status", None, vec![], Cred::Session, 200),
+        ("GET", "/api/status", None, vec![], Cred::Token, 200),
+        (
+            "POST",
+            "/whep",
+            Some("application/sdp"),
+            offer.into_bytes(),
+            Cred::Token,
+            201,
+        ),
+        (
+            "PATCH",
+            "/whep/0000000000000001",
+            Some("application/trickle-ice-sdpfrag"),
+            b"a=candidate:1 1 udp 1 10.0.0.1 9 typ host".to_vec(),
+            Cred::Token,
+            404,
+        ),
+        (
+            "DELETE",
+            "/whep/0000000000000001",
+            None,
+            vec![],
+            Cred::Token,
+            404,
+        ),
+    ];
+    for (method, path, ct, body, good, ok_status) in &routes {
+        for cred in [
+            Cred::None,
+            Cred::WrongCookie,
+            Cred::EndedSession,
+            Cred::WrongToken,
+            *good,
+        ] {
+            let cookie;
+            let bearer;
+            let mut headers: Vec<(&str, &str)> = Vec::new();
+            match cred {
+                Cred::None => {}
+                Cred::WrongCookie => headers.push(("Cookie", "rtcam_session=00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")),
+                Cred::EndedSession => headers.push(("Cookie", &ended)),
+                Cred::WrongToken => headers.push(("Authorization", "Bearer 0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")),
+                Cred::Session => {
+                    cookie = session.clone();
+                    headers.push(("Cookie", &cookie));
+                }
+                Cred::Token => {
+                    bearer = format!("Bearer {}", server.token);
+                    headers.push(("Authorization", &bearer));
+                }
+            }
+            if let Some(ct) = ct {
+                headers.push(("Content-Type", ct));
+            }
+            let r = https_raw(server.http, method, path, &headers, body).await;
+            let want_ok = cred == *good;
+            if want_ok {
+                assert_eq!(r.status, *ok_status, "{method} {path} with {cred:?}: {r:?}");
+            } else if *method == "GET" && (*path == "/" || *path == "/index.html") {
+                assert_eq!(r.status, 303, "{method} {path} with {cred:?}");
+                assert_eq!(r.header("location"), Some("/login"));
+            } else {
+                assert_eq!(r.status, 401, "{method} {path} with {cred:?}: {r:?}");
+            }
+            // Security headers on every answer, refusals included.
+            let csp = r.header("content-security-policy").unwrap_or("");
+            assert!(
+                csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+                "{csp}"
+            );
+            assert!(r.header("strict-transport-security").is_some());
+            assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+            assert_eq!(r.header("referrer-policy"), Some("no-referrer"));
+        }
+    }
+    // The WHEP session made above is real: a token is the owner's key.
+    assert_eq!(server.status().await["viewers"], 1);
+
+    // The login page and what it needs are public.
+    for path in ["/login", "/login.js", "/style.css"] {
+        let r = https_raw(server.http, "GET", path, &[], b"").await;
+        assert_eq!(r.status, 200, "{path}");
+    }
+
+    // /ws: session and same origin both required.
+    let origin = format!("https://localhost:{}", server.http.port());
+    let cases: Vec<(Vec<(&str, &str)>, Result<(), u16>)> = vec![
+        (vec![("Origin", &origin)], Err(401)),
+        (vec![("Cookie", &ended), ("Origin", &origin)], Err(401)),
+        (vec![("Cookie", &session)], Err(403)),
+        (
+            vec![("Cookie", &session), ("Origin", "https://evil.example")],
+            Err(403),
+        ),
+        (vec![("Cookie", &session), ("Origin", &origin)], Ok(())),
+    ];
+    for (headers, want) in cases {
+        let got = ws_connect_with(server.http, &headers).await.map(|_| ());
+        assert_eq!(got, want, "{headers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_slow_down_and_the_log_says_so() {
+    let server = Server::start(&["--size", "640x360"]);
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let r = https_raw(
+            server.http,
+            "POST",
+            "/login",
+            &form,
+            b"password=guess-guess",
+        )
+        .await;
+        statuses.push(r.status);
+        if r.status == 429 {
+            assert!(r.header("retry-after").is_some());
+        }
+    }
+    // Three free mistakes, then the fourth sets a wait: the fifth is refused
+    // even before its password is looked at.
+    assert_eq!(statuses, vec![401, 401, 401, 401, 429]);
+    // Even the right password waits its turn.
+    let body = format!("password={PASSWORD}");
+    let r = https_raw(server.http, "POST", "/login", &form, body.as_bytes()).await;
+    assert_eq!(r.status, 429);
+    let log = server.log();
+    assert!(log.contains("failed login from 127.0.0.1"), "{log}");
+    assert!(log.contains("throttled"), "{log}");
+    assert!(
+        !log.contains("guess-guess"),
+        "passwords never reach the log"
+    );
+    assert!(!log.contains(PASSWORD), "passwords never reach the log");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let r = https_raw(server.http, "POST", "/login", &form, body.as_bytes()).await;
+    assert_eq!(r.status, 204, "after the wait the owner gets in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_token_commands() {
+    let server = Server::start(&["--size", "640x360"]);
+    let dir = server.state_dir.display().to_string();
+    // A new password works at once; the old one no longer does.
+    let (ok, _, err) = rtcam_command(
+        &["passwd", "--password-stdin", "--state-dir", &dir],
+        "second-password-xyz\n",
+    );
+    assert!(ok, "{err}");
+    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+    let r = https_raw(
+        server.http,
+        "POST",
+        "/login",
+        &form,
+        b"password=second-password-xyz",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    let (ok, _, err) = rtcam_command(
+        &["passwd", "--password-stdin", "--state-dir", &dir],
+        "short\n",
+    );
+    assert!(!ok && err.contains("at least 8"), "{err}");
+    let (ok, _, err) = rtcam_command(&["passwd", "--state-dir", &dir], "");
+    assert!(!ok && err.contains("--password-stdin"), "{err}");
+
+    // Tokens: a second one works live; revoking it refuses it live.
+    let (ok, token, err) = rtcam_command(&["token", "create", "player-2", "--state-dir", &dir], "");
+    assert!(ok, "{err}");
+    let auth = format!("Bearer {token}");
+    let r = https_raw(
+        server.http,
+        "GET",
+        "/api/status",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let (_, names, _) = rtcam_command(&["token", "list", "--state-dir", &dir], "");
+    assert_eq!(names.lines().collect::<Vec<_>>(), vec!["tests", "player-2"]);
+    let stored = std::fs::read_to_string(server.state_dir.join("tokens")).unwrap();
+    assert!(!stored.contains(&token), "only digests are stored");
+    let (ok, _, _) = rtcam_command(&["token", "create", "player-2", "--state-dir", &dir], "");
+    assert!(!ok, "names are unique");
+    let (ok, _, err) = rtcam_command(&["token", "revoke", "player-2", "--state-dir", &dir], "");
+    assert!(ok, "{err}");
+    let r = https_raw(
+        server.http,
+        "GET",
+        "/api/status",
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    // The state dir is private.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&server.state_dir)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+    for f in ["password", "tokens", "key.pem"] {
+        let mode = std::fs::metadata(server.state_dir.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{f}");
+    }
+}
