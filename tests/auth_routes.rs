@@ -15,6 +15,12 @@ enum Cred {
     Token,
 }
 
+/// Method, path, content type, body, the credential that works, and the
+/// status it gets.
+type Route<'a> = (&'a str, &'a str, Option<&'a str>, Vec<u8>, Cred, u16);
+/// Extra headers for the WebSocket handshake, and what it should get.
+type WsCase<'a> = (Vec<(&'a str, &'a str)>, Result<(), u16>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_strangers_and_admits_the_owner() {
     let server = Server::start(&["--size", "640x360"]);
@@ -24,9 +30,8 @@ async fn every_route_refuses_strangers_and_admits_the_owner() {
     assert_eq!(r.status, 204);
     assert!(r.header("set-cookie").unwrap().contains("Max-Age=0"));
 
-    // (method, path, content type, body, credential that works, status when it works)
     let offer = Client::new().offer;
-    let routes: Vec<(&str, &str, Option<&str>, Vec<u8>, Cred, u16)> = vec![
+    let routes: Vec<Route> = vec![
         ("GET", "/", None, vec![], Cred::Session, 200),
         ("GET", "/index.html", None, vec![], Cred::Session, 200),
         ("GET", "/app.js", None, vec![], Cred::Session, 200),
@@ -119,7 +124,7 @@ async fn every_route_refuses_strangers_and_admits_the_owner() {
 
     // /ws: session and same origin both required.
     let origin = format!("https://localhost:{}", server.http.port());
-    let cases: Vec<(Vec<(&str, &str)>, Result<(), u16>)> = vec![
+    let cases: Vec<WsCase> = vec![
         (vec![("Origin", &origin)], Err(401)),
         (vec![("Cookie", &ended), ("Origin", &origin)], Err(401)),
         (vec![("Cookie", &session)], Err(403)),
