@@ -18,6 +18,7 @@ async fn oversized_body_is_413_and_slow_body_is_408() {
         .https("POST", "/whep", Some("application/sdp"), &big)
         .await;
     assert_eq!(r.status, 413);
+    assert!(server.log().contains("limit: answered 413"), "{}", server.log());
 
     // Promise a body and never send it.
     let mut s = tls_connect(server.http).await;
@@ -31,6 +32,7 @@ async fn oversized_body_is_413_and_slow_body_is_408() {
     assert!(read.is_ok(), "the server gives up on a slow client");
     let text = String::from_utf8_lossy(&raw);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(server.log().contains("limit: answered 408"));
     assert_eq!(server.status().await["viewers"], 0);
 }
 

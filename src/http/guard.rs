@@ -57,14 +57,20 @@ impl AuthState {
         let Some(token) = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
+            .and_then(bearer_token)
         else {
             return false;
         };
         lock(&self.tokens).check(token).is_some()
     }
+}
+
+/// The token in an `Authorization: Bearer <token>` value.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    value
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
 }
 
 /// A poisoned lock only means another request panicked mid-update of a
@@ -148,9 +154,23 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    connect-src 'self' wss:; media-src 'self' blob:; object-src 'none'; \
                    base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-/// Headers for every answer, refusals included.
+/// Headers for every answer, refusals included; and a log line for every
+/// limit that was hit, so an owner can see who is knocking.
 pub async fn security_headers(req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<Peer>().map(|p| p.0);
+    let path = req.uri().path().to_owned();
     let mut r = next.run(req).await;
+    let status = r.status();
+    if matches!(
+        status,
+        StatusCode::PAYLOAD_TOO_LARGE
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    ) {
+        tracing::warn!(?peer, path, "limit: answered {status}");
+    }
     let h = r.headers_mut();
     h.insert(
         header::STRICT_TRANSPORT_SECURITY,

@@ -12,9 +12,14 @@ use super::AppState;
 use super::guard::{Peer, lock};
 use crate::auth::{PasswordFile, logins};
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 pub struct LoginForm {
     password: String,
+}
+
+/// The form body as axum's `Form` reads it (public for the fuzz target).
+pub fn parse_form(body: &[u8]) -> Result<LoginForm, serde_urlencoded::de::Error> {
+    serde_urlencoded::from_bytes(body)
 }
 
 pub async fn login(
