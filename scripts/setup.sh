@@ -17,6 +17,7 @@ command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)  # Debian's browser for the page test
   command -v node >/dev/null || need+=(nodejs)        # the page's stripe decoder test
+  command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's exposure check
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi
 if [ "${#need[@]}" -gt 0 ]; then

@@ -21,6 +21,7 @@ use crate::encode::{EncoderSettings, H264Encoder, level};
 use crate::frame::{EncodedFrame, RawFrame};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
+use crate::notify::Notifier;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask};
 use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 
@@ -94,7 +95,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             frames: frames_rx,
             keyframes: key_tx,
             shutdown: shutdown_rx.clone(),
-            heartbeat: Box::new(|| {}),
+            heartbeat: {
+                let mut watchdog = Notifier::from_env();
+                Box::new(move |flowing| {
+                    if flowing {
+                        watchdog.watchdog(Instant::now());
+                    }
+                })
+            },
         }
         .run(),
     );
@@ -117,9 +125,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
     let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown_rx));
     tracing::info!("listening on https://{http_addr}/ (media on udp {media_addr})");
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!("serving https://{http_addr}/"));
 
     wait_for_signal().await;
     tracing::info!("shutting down");
+    notifier.stopping();
     let _ = shutdown_tx.send(true);
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_millis(800), rtc_task).await;

@@ -13,5 +13,6 @@ pub mod config;
 pub mod encode;
 pub mod frame;
 pub mod http;
+pub mod notify;
 pub mod rtc;
 pub mod signal;

@@ -21,6 +21,8 @@ use crate::frame::EncodedFrame;
 
 /// The longest we sleep without looking at the session table.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
+/// No frame for this long means the pipeline is stalled.
+const STALL_AFTER: Duration = Duration::from_secs(5);
 
 /// Which addresses viewers are told about, and how real local addresses map
 /// onto them.
@@ -154,9 +156,10 @@ pub struct RtcTask {
     /// Asks the encoder thread for an IDR (it throttles).
     pub keyframes: std::sync::mpsc::Sender<()>,
     pub shutdown: watch::Receiver<bool>,
-    /// Called on every turn of the loop: the systemd watchdog hangs here,
-    /// so a stalled media loop (not just a dead process) gets restarted.
-    pub heartbeat: Box<dyn FnMut() + Send>,
+    /// Called on every turn of the loop with whether video is flowing (a
+    /// frame within the last few seconds): the systemd watchdog hangs here,
+    /// so a stalled pipeline, not just a dead process, gets restarted.
+    pub heartbeat: Box<dyn FnMut(bool) + Send>,
 }
 
 impl RtcTask {
@@ -165,9 +168,10 @@ impl RtcTask {
         let mut buf = vec![0u8; 65_536];
         let mut frames_in = 0u64;
         let mut frames_open = true;
+        let mut last_frame = Instant::now();
         loop {
-            (self.heartbeat)();
             let now = Instant::now();
+            (self.heartbeat)(now.saturating_duration_since(last_frame) < STALL_AFTER);
             let deadline = self
                 .sessions
                 .poll_timeout()
@@ -188,6 +192,7 @@ impl RtcTask {
                 frame = self.frames.recv(), if frames_open => match frame {
                     Some(frame) => {
                         frames_in += 1;
+                        last_frame = Instant::now();
                         self.sessions.write_frame(&frame);
                     }
                     None => {
