@@ -18,7 +18,11 @@ async fn oversized_body_is_413_and_slow_body_is_408() {
         .https("POST", "/whep", Some("application/sdp"), &big)
         .await;
     assert_eq!(r.status, 413);
-    assert!(server.log().contains("limit: answered 413"), "{}", server.log());
+    assert!(
+        server.log().contains("limit: answered 413"),
+        "{}",
+        server.log()
+    );
 
     // Promise a body and never send it.
     let mut s = tls_connect(server.http).await;
