@@ -29,6 +29,15 @@ use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     first_start_password(&config.state_dir)?;
+    tracing::info!(
+        "board: {} ({}; {}); encoder threads {}, serial port {}, memory ceiling {}",
+        config.board.name,
+        config.board.description,
+        config.board_note,
+        config.board.encoder_threads,
+        config.board.serial_port.as_deref().unwrap_or("none"),
+        config.board.memory_max.as_deref().unwrap_or("none"),
+    );
 
     let (w, h, fps) = (config.size.width, config.size.height, config.fps);
     let spec = config.source.clone();
@@ -43,6 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         height: height as u32,
         fps,
         bitrate_kbps: config.bitrate_kbps,
+        threads: config.board.encoder_threads,
     };
     let level_idc = level::level_idc(settings.width, settings.height, fps)
         .with_context(|| format!("H.264 cannot carry {width}x{height} at {fps} fps"))?;

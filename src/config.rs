@@ -12,6 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::board::{self, Board};
 use crate::capture::SourceSpec;
 use crate::encode::EncoderSettings;
 
@@ -35,6 +36,10 @@ pub struct Cli {
     /// TOML file with any of these settings (flags win over it).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Board profile (board/*.toml): auto detects it from the device tree
+    /// [default: auto]
+    #[arg(long, value_name = "NAME|auto")]
+    pub board: Option<String>,
     /// HTTPS address for the page, /ws signaling and WHEP [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR:PORT")]
     pub http: Option<SocketAddr>,
@@ -136,6 +141,7 @@ impl std::str::FromStr for Size {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
+    board: Option<String>,
     http: Option<SocketAddr>,
     rtc: Option<SocketAddr>,
     advertise: Option<Vec<IpAddr>>,
@@ -164,6 +170,9 @@ pub enum ConfigError {
 /// Everything the appliance runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
+    pub board: Board,
+    /// Why the board was chosen, for the log.
+    pub board_note: String,
     pub http: SocketAddr,
     pub rtc: SocketAddr,
     pub advertise: Vec<IpAddr>,
@@ -192,23 +201,46 @@ impl Config {
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
         let file = read_file(&cli)?;
         let invalid = |m: String| ConfigError::Invalid(m);
-        let source = match (cli.source, file.source) {
+        let (board, board_note) = match cli.board.clone().or(file.board.clone()).as_deref() {
+            None | Some("auto") => {
+                let model = board::read_model();
+                let (b, warning) = board::detect(model.as_deref(), std::env::consts::ARCH);
+                let note = warning.unwrap_or_else(|| match &model {
+                    Some(m) => format!("detected from '{m}'"),
+                    None => "detected from the CPU architecture".into(),
+                });
+                (b, note)
+            }
+            Some(name) => (
+                board::by_name(name).map_err(invalid)?,
+                "chosen by name".into(),
+            ),
+        };
+        // Flags win over the file, the file over the board profile.
+        let source = match (cli.source, file.source.or(board.source.clone())) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(invalid)?,
             (None, None) => SourceSpec::Auto,
         };
-        let size = match (cli.size, file.size) {
+        let size = match (cli.size, file.size.clone().or(board.size.clone())) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(invalid)?,
             (None, None) => DEFAULT_SIZE,
         };
-        let fps = cli.fps.or(file.fps).unwrap_or(DEFAULT_FPS);
+        let fps = cli.fps.or(file.fps).or(board.fps).unwrap_or(DEFAULT_FPS);
         if !(1..=120).contains(&fps) {
             return Err(invalid(format!("fps {fps} is outside 1..120")));
         }
+        // The board's bitrate was chosen for the board's size and rate:
+        // it applies only while those do.
+        let board_picture = cli.size.is_none()
+            && file.size.is_none()
+            && cli.fps.is_none()
+            && file.fps.is_none();
         let bitrate_kbps = cli
             .bitrate
             .or(file.bitrate)
+            .or(board.bitrate.filter(|_| board_picture))
             .unwrap_or_else(|| EncoderSettings::default_bitrate_kbps(size.width, size.height, fps));
         if !(50..=50_000).contains(&bitrate_kbps) {
             return Err(invalid(format!(
@@ -218,6 +250,7 @@ impl Config {
         let max_viewers = cli
             .max_viewers
             .or(file.max_viewers)
+            .or(board.max_viewers)
             .unwrap_or(DEFAULT_MAX_VIEWERS);
         if !(1..=256).contains(&max_viewers) {
             return Err(invalid(format!(
@@ -245,6 +278,8 @@ impl Config {
             ));
         }
         Ok(Config {
+            board,
+            board_note,
             http: cli
                 .http
                 .or(file.http)
@@ -330,7 +365,8 @@ mod tests {
 
     #[test]
     fn defaults() {
-        let c = Config::from_cli(cli(&["--state-dir", "/tmp/x"])).unwrap();
+        let c =
+            Config::from_cli(cli(&["--state-dir", "/tmp/x", "--board", "generic-x86_64"])).unwrap();
         assert_eq!(c.http, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(c.rtc, "0.0.0.0:8443".parse().unwrap());
         assert_eq!(c.source, SourceSpec::Auto);
@@ -353,9 +389,15 @@ mod tests {
         )
         .unwrap();
         let f = file.to_str().unwrap();
-        let c = Config::from_cli(cli(&["--config", f, "--fps", "25"])).unwrap();
+        let c = Config::from_cli(cli(&["--config", f, "--fps", "25", "--board", "pi-5"])).unwrap();
         assert_eq!(c.fps, 25);
-        assert_eq!((c.size.width, c.size.height), (640, 480));
+        assert_eq!((c.size.width, c.size.height), (640, 480), "file over board");
+        assert_eq!(c.bitrate_kbps, 537, "computed for the file's picture, not the board's");
+        assert_eq!(c.board.name, "pi-5");
+        let p5 = Config::from_cli(cli(&["--board", "pi-5", "--state-dir", "/tmp/x"])).unwrap();
+        assert_eq!((p5.size.width, p5.size.height, p5.fps), (1920, 1080, 30), "board over built-in");
+        assert_eq!(p5.bitrate_kbps, 4000);
+        assert_eq!(p5.board.encoder_threads, 2);
         assert_eq!(c.max_viewers, 3);
         assert_eq!(c.source, SourceSpec::Test);
         assert_eq!(c.advertise, vec!["127.0.0.1".parse::<IpAddr>().unwrap()]);
@@ -369,6 +411,7 @@ mod tests {
             (&["--bitrate", "1"][..], "bitrate"),
             (&["--max-viewers", "0"][..], "max-viewers"),
             (&["--advertise", "0.0.0.0"][..], "advertise"),
+            (&["--board", "pi-9"][..], "unknown board"),
         ] {
             let err = Config::from_cli(cli(args)).unwrap_err().to_string();
             assert!(err.contains(needle), "{args:?}: {err}");

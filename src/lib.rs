@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod capture;
 pub mod commands;
 pub mod config;

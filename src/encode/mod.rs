@@ -35,6 +35,8 @@ pub struct EncoderSettings {
     pub height: u32,
     pub fps: u32,
     pub bitrate_kbps: u32,
+    /// openh264 worker threads (the board profile's choice).
+    pub threads: u16,
 }
 
 impl EncoderSettings {
@@ -78,6 +80,7 @@ impl H264Encoder {
             height,
             fps,
             bitrate_kbps,
+            threads,
         } = settings;
         let level_idc =
             level::level_idc(width, height, fps).ok_or(EncodeError::NoLevel(width, height, fps))?;
@@ -94,7 +97,7 @@ impl H264Encoder {
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 fps.max(1) * PERIODIC_IDR_SECONDS,
             ))
-            .num_threads(1)
+            .num_threads(threads.max(1))
             .background_detection(false)
             .scene_change_detect(false);
         let encoder = Encoder::with_api_config(OpenH264API::from_source(), config)?;
@@ -224,6 +227,7 @@ mod tests {
             height,
             fps: 30,
             bitrate_kbps: 1500,
+            threads: 1,
         }
     }
 
