@@ -233,10 +233,8 @@ impl Config {
         }
         // The board's bitrate was chosen for the board's size and rate:
         // it applies only while those do.
-        let board_picture = cli.size.is_none()
-            && file.size.is_none()
-            && cli.fps.is_none()
-            && file.fps.is_none();
+        let board_picture =
+            cli.size.is_none() && file.size.is_none() && cli.fps.is_none() && file.fps.is_none();
         let bitrate_kbps = cli
             .bitrate
             .or(file.bitrate)
@@ -392,10 +390,17 @@ mod tests {
         let c = Config::from_cli(cli(&["--config", f, "--fps", "25", "--board", "pi-5"])).unwrap();
         assert_eq!(c.fps, 25);
         assert_eq!((c.size.width, c.size.height), (640, 480), "file over board");
-        assert_eq!(c.bitrate_kbps, 537, "computed for the file's picture, not the board's");
+        assert_eq!(
+            c.bitrate_kbps, 537,
+            "computed for the file's picture, not the board's"
+        );
         assert_eq!(c.board.name, "pi-5");
         let p5 = Config::from_cli(cli(&["--board", "pi-5", "--state-dir", "/tmp/x"])).unwrap();
-        assert_eq!((p5.size.width, p5.size.height, p5.fps), (1920, 1080, 30), "board over built-in");
+        assert_eq!(
+            (p5.size.width, p5.size.height, p5.fps),
+            (1920, 1080, 30),
+            "board over built-in"
+        );
         assert_eq!(p5.bitrate_kbps, 4000);
         assert_eq!(p5.board.encoder_threads, 2);
         assert_eq!(c.max_viewers, 3);
@@ -431,5 +436,24 @@ mod tests {
         let err = parse_file(p, "fps = \"fast\"\n").unwrap_err().to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(parse_file(p, "fps = 30\nhttp = \"127.0.0.1:9000\"\n").is_ok());
+    }
+}
+
+#[cfg(test)]
+mod shipped_file {
+    /// The commented default config parses, and so does every commented
+    /// line in it once uncommented.
+    #[test]
+    fn the_default_config_file_is_valid() {
+        let text = include_str!("../etc/rtcam.toml");
+        super::check_file_text(text).expect("as shipped");
+        let uncommented: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| l.contains(" = ") && !l.starts_with(' '))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        super::check_file_text(&uncommented).expect("every setting uncommented");
+        assert!(uncommented.lines().count() >= 14, "{uncommented}");
     }
 }
