@@ -27,7 +27,6 @@ pub struct TestPattern {
     width: usize,
     height: usize,
     interval: Duration,
-    background: Vec<u8>,
     next_due: Option<Instant>,
     frame_no: u64,
 }
@@ -45,25 +44,10 @@ impl TestPattern {
                 2 * BOX
             )));
         }
-        let mut bg = RawFrame::black(width, height);
-        let (y, u, v) = bg.planes_mut();
-        for row in 0..height {
-            for col in 0..width {
-                let bar = BARS[col * BARS.len() / width];
-                // A soft vertical ramp keeps the picture from being flat.
-                let ramp = (row * 24 / height) as u8;
-                y[row * width + col] = bar.0.saturating_sub(ramp).max(16);
-                if row % 2 == 0 && col % 2 == 0 {
-                    u[(row / 2) * (width / 2) + col / 2] = bar.1;
-                    v[(row / 2) * (width / 2) + col / 2] = bar.2;
-                }
-            }
-        }
         Ok(TestPattern {
             width,
             height,
             interval: Duration::from_secs_f64(1.0 / fps.max(1) as f64),
-            background: bg.data,
             next_due: None,
             frame_no: 0,
         })
@@ -106,10 +90,29 @@ impl TestPattern {
     fn draw(&self, frame: &mut RawFrame) {
         frame.width = self.width;
         frame.height = self.height;
-        frame.data.clear();
-        frame.data.extend_from_slice(&self.background);
+        frame
+            .data
+            .resize(RawFrame::i420_len(self.width, self.height), 0);
         let (w, h) = (self.width, self.height);
         let (y, u, v) = frame.planes_mut();
+        // Colour bars with a soft vertical ramp, drawn a bar segment at a
+        // time: as cheap as copying a template, without keeping one.
+        let bar_x = |i: usize, width: usize| i * width / BARS.len();
+        for row in 0..h {
+            let ramp = (row * 24 / h) as u8;
+            let line = &mut y[row * w..(row + 1) * w];
+            for (i, bar) in BARS.iter().enumerate() {
+                line[bar_x(i, w)..bar_x(i + 1, w)].fill(bar.0.saturating_sub(ramp).max(16));
+            }
+        }
+        let cw = w / 2;
+        for row in 0..h / 2 {
+            for (i, bar) in BARS.iter().enumerate() {
+                let span = row * cw + bar_x(i, cw)..row * cw + bar_x(i + 1, cw);
+                u[span.clone()].fill(bar.1);
+                v[span].fill(bar.2);
+            }
+        }
         // A box that bounces left-right and up-down below the stripe.
         let span_x = w - BOX;
         let span_y = h - BOX - stripe::ROWS;
