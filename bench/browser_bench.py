@@ -7,6 +7,8 @@ latency, fps, rtcam CPU and memory). Phase 2: N viewers at once, the same figure
     python3 bench/browser_bench.py [--seconds 10] [--size 1280x720] [--fps 30] [--viewers 10]
 
 RTCAM_BIN (default target/release/rtcam), RTCAM_CHROMIUM (default /usr/bin/chromium).
+rtcam gets a known password (rtcam passwd) and every viewer logs in through the login form
+before the clock starts; all viewers come from 127.0.0.1, so the per-address limit is raised.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class Sampler:
         }
 
 
-def open_viewers(browser, url: str, n: int):
+def open_viewers(browser, url: str, n: int, password: str):
     """n pages, each in its own context: pages sharing a context are tabs of one window, and
     only the front tab renders (the others get no requestVideoFrameCallback, so no latency)."""
     ctxs, pages = [], []
@@ -71,7 +73,7 @@ def open_viewers(browser, url: str, n: int):
         ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 860})
         h.maybe_serve_web_from_disk(ctx)
         page = ctx.new_page()
-        page.goto(url)
+        h.login(page, url, password)
         page.wait_for_function("() => window.rtcam && window.rtcam.state === 'idle'", timeout=10_000)
         ctxs.append(ctx)
         pages.append(page)
@@ -156,7 +158,8 @@ def main():
     args = ap.parse_args()
 
     binary = h.rtcam_binary("target/release/rtcam")
-    extra = ["--max-viewers", str(max(16, args.viewers + 1))]
+    cap = str(max(16, args.viewers + 1))
+    extra = ["--max-viewers", cap, "--max-viewers-per-address", cap]
     columns = []
     with tempfile.TemporaryDirectory(prefix="rtcam-bench-") as tmp:
         srv = h.Rtcam(binary, size=args.size, fps=args.fps, extra=extra, workdir=tmp)
@@ -169,7 +172,7 @@ def main():
                     phases = [1] + ([args.viewers] if args.viewers > 0 else [])
                     for n in phases:
                         print(f"phase: {n} viewer(s)...", file=sys.stderr)
-                        ctxs, pages = open_viewers(browser, srv.url, n)
+                        ctxs, pages = open_viewers(browser, srv.url, n, srv.password)
                         t_call = time.monotonic()
                         firsts = call_all(pages, 20_000 + 2_000 * n)
                         all_live = time.monotonic() - t_call

@@ -22,6 +22,7 @@ const stateEl = $('state');
 const placeholder = $('placeholder');
 const statsEl = $('stats');
 const statsBtn = $('stats-toggle');
+const logoutBtn = $('logout');
 
 const wallNow = () => performance.timeOrigin + performance.now();
 
@@ -168,10 +169,16 @@ function startAttempt() {
   };
   a.ws.onclose = (ev) => {
     if (a !== cur || a.closed) return;
-    const why = a.wsOpened
-      ? `signaling closed${ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`}`
-      : 'cannot reach the camera';
-    failAttempt(a, why);
+    if (a.wsOpened) {
+      failAttempt(a, `signaling closed${ev.reason ? `: ${ev.reason}` : ` (code ${ev.code})`}`);
+      return;
+    }
+    // A refused upgrade looks just like an unreachable camera: ask whether the login is over.
+    sessionExpired().then((expired) => {
+      if (a !== cur || a.closed) return;
+      if (expired) toLogin('session expired');
+      else failAttempt(a, 'cannot reach the camera');
+    });
   };
 
   let pc;
@@ -410,6 +417,38 @@ function hangup() {
   endCall('ended', '', true);
 }
 
+// ---------------------------------------------------------------- login session
+
+// True when the camera says this page's session is gone (401), not when it is unreachable.
+async function sessionExpired() {
+  try {
+    const r = await fetch('/api/status', { cache: 'no-store', credentials: 'same-origin' });
+    return r.status === 401;
+  } catch {
+    return false;
+  }
+}
+
+function toLogin(reason) {
+  if (!hungUp) endCall('ended', reason, false);
+  location.replace('/login');
+}
+
+async function logout() {
+  logoutBtn.disabled = true;
+  if (!hungUp) endCall('ended', 'logged out', true);
+  try {
+    const r = await fetch('/logout', { method: 'POST', cache: 'no-store', credentials: 'same-origin' });
+    // 401: the session had already ended, which is what we want.
+    if (!r.ok && r.status !== 401) throw new Error(`the camera answered ${r.status}`);
+  } catch (e) {
+    logoutBtn.disabled = false;
+    setState('error', `cannot log out: ${e.message || e}`);
+    return;
+  }
+  location.replace('/login');
+}
+
 // ---------------------------------------------------------------- frames and the stripe
 
 let frameHandle = null;
@@ -635,6 +674,7 @@ function toggleStats() {
 callBtn.addEventListener('click', call);
 hangupBtn.addEventListener('click', hangup);
 statsBtn.addEventListener('click', toggleStats);
+logoutBtn.addEventListener('click', logout);
 
 // Leaving the page: tell the camera and close the connection, so it does not keep a
 // zombie session until ICE consent times out.

@@ -19,6 +19,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RTCAM_CHROMIUM", "/usr/bin/chromium")
 READY_MARK = "listening on https://"
+# The page needs a login: Rtcam.start() sets this password (rtcam passwd) before serving.
+PASSWORD = "browser-test-pass"
 
 # Chromium keeps only the LAST --disable-features / --enable-features switch, and
 # Playwright passes its own lists: the launcher shim below merges every occurrence
@@ -113,11 +115,12 @@ def rtcam_binary(default_rel: str) -> Path:
 
 
 class Rtcam:
-    """One rtcam process on loopback: test source, its own ports and state dir."""
+    """One rtcam process on loopback: test source, its own ports and state dir, a known password."""
 
     def __init__(self, binary: Path, size: str = "1280x720", fps: int = 30, extra: list[str] | None = None,
-                 workdir: str | None = None):
+                 workdir: str | None = None, password: str = PASSWORD):
         self.binary = Path(binary)
+        self.password = password
         self.http_port = free_port()
         self.rtc_port = free_port()
         while self.rtc_port == self.http_port:
@@ -155,6 +158,7 @@ class Rtcam:
             raise FileNotFoundError(f"rtcam binary {self.binary} not found (cargo build, or set RTCAM_BIN)")
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
+        self.set_password(self.password, env=env)
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env)
@@ -167,6 +171,15 @@ class Rtcam:
             time.sleep(0.1)
         self.stop()
         raise TimeoutError(f"rtcam did not log '{READY_MARK}' within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def set_password(self, password: str, env: dict | None = None):
+        """`rtcam passwd --password-stdin` on this state dir (a running rtcam uses it from the next login)."""
+        r = subprocess.run([str(self.binary), "passwd", "--password-stdin", "--state-dir", str(self.state_dir)],
+                           input=password + "\n", capture_output=True, text=True, env=env, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"rtcam passwd exited with {r.returncode} (does this binary have 'passwd'?):\n"
+                               f"{r.stdout}{r.stderr}")
+        self.password = password
 
     def log(self) -> str:
         try:
@@ -267,6 +280,23 @@ def wait_stats_after(page, t: float | None, timeout_ms: float = 10000):
         arg=t, timeout=timeout_ms)
 
 
+def login(page, base_url: str, password: str = PASSWORD, timeout_ms: float = 15_000):
+    """Logs `page` in through the login form; returns once the viewer page is up (#call visible)."""
+    base = base_url.rstrip("/")
+    page.goto(base + "/login")
+    page.fill("#password", password)
+    page.click("#login")
+    try:
+        page.wait_for_url(base + "/", timeout=timeout_ms)
+        page.wait_for_selector("#call", state="visible", timeout=timeout_ms)
+    except Exception as e:
+        try:
+            msg = page.text_content("#login-message")
+        except Exception:
+            msg = None
+        raise AssertionError(f"login failed: at {page.url}, login message {msg!r}: {e}") from None
+
+
 def hang_up_quietly(page):
     """Clicks Hang up if a call is active, so no zombie session outlives the page."""
     try:
@@ -298,19 +328,40 @@ _WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; char
 
 def maybe_serve_web_from_disk(context):
     """With RTCAM_WEB_FROM_DISK=1, the page's files come from web/ on disk instead of the ones
-    embedded in the binary (signaling and media still come from rtcam): edit, rerun, no rebuild."""
+    embedded in the binary (signaling and media still come from rtcam): edit, rerun, no rebuild.
+    rtcam still decides who gets each file: a GET goes to it first (with the context's cookies), and
+    only a 200 has its body swapped, keeping rtcam's headers (CSP included); redirects and refusals
+    pass through untouched. Playwright does not route the request a redirect leads to, so a page
+    reached through rtcam's 303 (/ -> /login) is the binary's copy: navigate with goto() below."""
     if os.environ.get("RTCAM_WEB_FROM_DISK") != "1":
         return
     web = REPO_ROOT / "web"
+    names = {"/": "index.html", "/index.html": "index.html", "/login": "login.html"}
 
     def handler(route):
         from urllib.parse import urlparse
         path = urlparse(route.request.url).path
-        name = "index.html" if path in ("/", "/index.html") else path.lstrip("/")
+        name = names.get(path, path.lstrip("/"))
         f = web / name
-        if "/" not in name and f.is_file() and f.suffix in _WEB_TYPES:
-            route.fulfill(status=200, body=f.read_bytes(), headers={"content-type": _WEB_TYPES[f.suffix]})
-        else:
+        if route.request.method != "GET" or "/" in name or not f.is_file() or f.suffix not in _WEB_TYPES:
             route.continue_()
+            return
+        resp = route.fetch(max_redirects=0)
+        if resp.status != 200:
+            route.fulfill(response=resp)  # rtcam's own answer: 303 to /login, 401, 404
+            return
+        headers = {k: v for k, v in resp.headers.items()
+                   if k.lower() not in ("content-length", "content-encoding", "transfer-encoding")}
+        headers["content-type"] = _WEB_TYPES[f.suffix]
+        route.fulfill(status=200, body=f.read_bytes(), headers=headers)
 
     context.route("**/*", handler)
+
+
+def goto(page, url: str):
+    """page.goto(url); with RTCAM_WEB_FROM_DISK=1, a page reached through a redirect is loaded
+    again (a plain navigation, so the copy on disk replaces the binary's). Returns the response."""
+    resp = page.goto(url)
+    if os.environ.get("RTCAM_WEB_FROM_DISK") == "1" and resp is not None and resp.request.redirected_from:
+        resp = page.reload()
+    return resp

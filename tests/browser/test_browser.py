@@ -7,6 +7,7 @@ Run from the repository root (after `cargo build`):
 
 Environment: RTCAM_BIN (default target/debug/rtcam), RTCAM_CHROMIUM (default /usr/bin/chromium),
 RTCAM_BROWSER_TEST=skip to skip. A missing Chromium fails the test; it is never downloaded.
+Each rtcam gets the password rtcam_harness.PASSWORD (rtcam passwd) and every page logs in first.
 RTCAM_WEB_FROM_DISK=1 serves web/ from disk instead of the copy embedded in the binary (page work
 without a rebuild; signaling and media still come from rtcam).
 """
@@ -62,19 +63,24 @@ def start_rtcam(tmp_path):
 
 @pytest.fixture
 def open_page(browser):
-    """Factory: open_page(url) -> a page in its own context, with its console kept for failures."""
+    """Factory: open_page(url, login=True) -> a page in its own context (so its own cookies),
+    logged in and showing the idle viewer; login=False only opens the url. The console is kept
+    for failures."""
     opened = []
 
-    def open_(url):
+    def open_(url, login=True, password=h.PASSWORD):
         ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 860})
         h.maybe_serve_web_from_disk(ctx)
         page = ctx.new_page()
         page.console_lines = []
         page.on("console", lambda m: page.console_lines.append(f"[{m.type}] {m.text}"))
         page.on("pageerror", lambda e: page.console_lines.append(f"[pageerror] {e}"))
-        page.goto(url)
-        page.wait_for_function("() => window.rtcam && window.rtcam.state === 'idle'", timeout=10_000)
         opened.append((ctx, page))
+        if not login:
+            h.goto(page, url)
+            return page
+        h.login(page, url, password)
+        page.wait_for_function("() => window.rtcam && window.rtcam.state === 'idle'", timeout=10_000)
         return page
 
     yield open_
@@ -97,6 +103,31 @@ def go_live(page):
         pytest.fail(f"not live within {LIVE_TIMEOUT_MS / 1000:.0f} s; state line {state_of(page)}, "
                     f"rtcam {h.snapshot(page)}")
     assert page.get_attribute("#state", "data-state") == "live"
+
+
+def csp_violations(page):
+    return [line for line in page.console_lines if "Content Security Policy" in line]
+
+
+def session_cookie(page):
+    return next((c for c in page.context.cookies() if c["name"] == "rtcam_session"), None)
+
+
+def login_message(page):
+    return page.text_content("#login-message") or ""
+
+
+def submit_password(page, password):
+    """Types `password` and presses Enter (the form's submit); returns the status of the POST /login."""
+    page.fill("#password", password)
+    with page.expect_response(lambda r: r.url.endswith("/login") and r.request.method == "POST") as info:
+        page.press("#password", "Enter")
+    status = info.value.status
+    # login.js shows "Checking…" while the request is out; wait for its verdict.
+    page.wait_for_function("() => location.pathname !== '/login'"
+                           " || document.getElementById('login-message').textContent !== 'Checking…'",
+                           timeout=10_000)
+    return status
 
 
 def measure(page, seconds: float):
@@ -192,3 +223,102 @@ def test_refused_call_shows_error_and_first_viewer_keeps_playing(start_rtcam, op
         time.sleep(1.0)
     second.click("#hangup")
     h.wait_state(second, "ended", 5_000)
+
+
+def test_login_required(start_rtcam, open_page):
+    srv = start_rtcam()
+    login_url = srv.url + "login"
+    page = open_page(srv.url, login=False)
+
+    # Not logged in: "/" sends the browser to the login form.
+    assert page.url == login_url, page.url
+    r = page.context.request.get(srv.url, max_redirects=0)
+    assert (r.status, r.headers.get("location")) == (303, "/login"), (r.status, r.headers)
+    assert page.is_visible("#password") and page.is_visible("#login")
+    assert page.get_attribute("#password", "autocomplete") == "current-password"
+    assert session_cookie(page) is None
+
+    # A wrong password: an error, still on the form, no session.
+    page.fill("#password", "not-the-password")
+    with page.expect_response(lambda r: r.url == login_url and r.request.method == "POST") as info:
+        page.click("#login")
+    assert info.value.status == 401
+    page.wait_for_function("() => document.getElementById('login-message').textContent === 'Wrong password.'",
+                           timeout=10_000)
+    assert page.url == login_url
+    assert session_cookie(page) is None
+    print(f"\nwrong password: message {login_message(page)!r}, still at {page.url}")
+
+    # The right one: the viewer, a strict session cookie, and a call that goes live.
+    page.fill("#password", srv.password)
+    page.click("#login")
+    page.wait_for_url(srv.url, timeout=15_000)
+    page.wait_for_selector("#call", state="visible", timeout=10_000)
+    h.wait_state(page, "idle", 10_000)
+    c = session_cookie(page)
+    assert c is not None, page.context.cookies()
+    assert c["httpOnly"] and c["secure"] and c["sameSite"] == "Strict", c
+    assert c["path"] == "/", c
+    go_live(page)
+    print(f"logged in, call live after {h.snapshot(page)['clickToFirstFrameMs']:.0f} ms; "
+          f"cookie HttpOnly Secure SameSite=Strict, expires in {c['expires'] - time.time():.0f} s")
+
+    # Log out in the middle of the call: back to the form, the cookie gone, "/" refused again.
+    with page.expect_response(lambda r: r.url == srv.url + "logout" and r.request.method == "POST") as info:
+        page.click("#logout")
+    assert info.value.status == 204
+    page.wait_for_url(login_url, timeout=10_000)
+    assert session_cookie(page) is None
+    h.goto(page, srv.url)
+    assert page.url == login_url, page.url
+    page.wait_for_selector("#password", state="visible")
+    # The server ended the session too, not just the browser: an old cookie value no longer works.
+    old = page.context.request.get(srv.url + "api/status", headers={"Cookie": f"rtcam_session={c['value']}"})
+    assert old.status == 401, old.status
+
+    assert not csp_violations(page), csp_violations(page)
+
+
+def test_login_throttled_then_allowed(start_rtcam, open_page):
+    """Wrong passwords (Enter key, no click) until rtcam asks to wait: login.js shows the wait,
+    keeps the button off for it, and the right password works afterwards."""
+    srv = start_rtcam()
+    page = open_page(srv.url, login=False)
+    statuses = []
+    for _ in range(10):
+        statuses.append(submit_password(page, "still-not-it"))
+        if statuses[-1] == 429:
+            break
+        assert statuses[-1] == 401 and login_message(page) == "Wrong password.", (statuses, login_message(page))
+    assert statuses[-1] == 429, statuses
+    msg = login_message(page)
+    print(f"\nlogin statuses {statuses}; message {msg!r}")
+    assert msg.startswith("Too many attempts: try again in ") and msg.endswith(" s."), msg
+    assert page.is_disabled("#login")
+    # The button comes back once the wait is over (at most 2 s at this point of the backoff).
+    t0 = time.monotonic()
+    page.wait_for_function("() => !document.getElementById('login').disabled", timeout=10_000)
+    print(f"button back after {time.monotonic() - t0:.1f} s")
+    assert login_message(page) == ""
+    assert submit_password(page, srv.password) == 204
+    page.wait_for_url(srv.url, timeout=15_000)
+    page.wait_for_selector("#call", state="visible", timeout=10_000)
+    assert not csp_violations(page), csp_violations(page)
+
+
+def test_ended_session_sends_the_page_to_login(start_rtcam, open_page):
+    """Logged out elsewhere (another tab of the same browser): the next Call cannot open /ws,
+    the page asks /api/status, gets 401 and goes to the login form instead of retrying."""
+    srv = start_rtcam()
+    page = open_page(srv.url)
+    other = page.context.new_page()
+    other.goto(srv.url)
+    other.wait_for_selector("#logout", state="visible")
+    other.click("#logout")
+    other.wait_for_url(srv.url + "login", timeout=10_000)
+
+    t0 = time.monotonic()
+    page.click("#call")
+    page.wait_for_url(srv.url + "login", timeout=15_000)
+    print(f"\nCall without a session: at the login form after {time.monotonic() - t0:.2f} s")
+    page.wait_for_selector("#password", state="visible")
