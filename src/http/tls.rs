@@ -6,15 +6,15 @@
 //! owner accepted keeps working across restarts.
 
 use std::fs;
-use std::io::Write;
 use std::net::IpAddr;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
+
+use crate::auth::{ensure_private_dir, write_private};
 
 const CERT_FILE: &str = "cert.pem";
 const KEY_FILE: &str = "key.pem";
@@ -85,14 +85,7 @@ fn ensure_generated(state_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     if cert.exists() && key.exists() {
         return Ok((cert, key));
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(state_dir)
-        .map_err(|e| TlsError::Write(state_dir.into(), e))?;
-    // The state dir may have existed with looser permissions.
-    fs::set_permissions(state_dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| TlsError::Write(state_dir.into(), e))?;
+    ensure_private_dir(state_dir).map_err(|e| TlsError::Write(state_dir.into(), e))?;
     let names = subject_names();
     let mut params = rcgen::CertificateParams::new(names.dns.clone())?;
     params.distinguished_name = rcgen::DistinguishedName::new();
@@ -104,7 +97,8 @@ fn ensure_generated(state_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         .extend(names.ips.iter().map(|ip| rcgen::SanType::IpAddress(*ip)));
     let key_pair = rcgen::KeyPair::generate()?;
     let generated = params.self_signed(&key_pair)?;
-    write_private(&key, key_pair.serialize_pem().as_bytes())?;
+    write_private(&key, key_pair.serialize_pem().as_bytes())
+        .map_err(|e| TlsError::Write(key.clone(), e))?;
     fs::write(&cert, generated.pem()).map_err(|e| TlsError::Write(cert.clone(), e))?;
     tracing::info!(
         "generated a self-signed certificate for {} and {} address(es) in {}",
@@ -113,19 +107,6 @@ fn ensure_generated(state_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
         state_dir.display()
     );
     Ok((cert, key))
-}
-
-/// Writes a file only its owner can read, from its first byte on.
-fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
-    let _ = fs::remove_file(path);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| TlsError::Write(path.into(), e))?;
-    f.write_all(data)
-        .map_err(|e| TlsError::Write(path.into(), e))
 }
 
 struct Names {
@@ -178,6 +159,7 @@ pub fn local_ips() -> Vec<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("rtcam-tls-{name}-{}", std::process::id()));
