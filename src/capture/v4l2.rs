@@ -178,7 +178,12 @@ impl V4l2Source {
                 CaptureError::Io(self.path.clone(), e)
             }
         })?;
-        let age = capture_age(meta.timestamp.sec, meta.timestamp.usec);
+        // time_t is 32-bit on armhf: widen (a no-op on 64-bit targets).
+        #[allow(clippy::useless_conversion)]
+        let age = capture_age(
+            i64::from(meta.timestamp.sec),
+            i64::from(meta.timestamp.usec),
+        );
         let used = (meta.bytesused as usize).min(buf.len());
         let data = &buf[..used];
         frame.width = self.width;
@@ -215,8 +220,10 @@ fn capture_age(sec: i64, usec: i64) -> Duration {
     if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) } != 0 || sec <= 0 {
         return Duration::ZERO;
     }
-    // time_t and c_long are 32-bit on armhf: widen before multiplying.
-    let now_us = now.tv_sec * 1_000_000 + now.tv_nsec / 1000;
+    // time_t and c_long are 32-bit on armhf: widen before multiplying (a
+    // no-op on 64-bit targets, hence the allow).
+    #[allow(clippy::useless_conversion)]
+    let now_us = i64::from(now.tv_sec) * 1_000_000 + i64::from(now.tv_nsec) / 1000;
     let age_us = now_us - (sec * 1_000_000 + usec);
     if (0..1_000_000).contains(&age_us) {
         Duration::from_micros(age_us as u64)
