@@ -32,7 +32,8 @@ pub async fn login(
         .map(|p| p.0.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
     if let Err(wait) = lock(&auth.backoff).check(ip, Instant::now()) {
-        let secs = wait.as_secs().max(1);
+        // Round up: a client that waits as told must find the door open.
+        let secs = (wait.as_millis().div_ceil(1000) as u64).max(1);
         tracing::warn!("login from {ip} refused: throttled for {secs} s after failures");
         return (
             StatusCode::TOO_MANY_REQUESTS,
