@@ -166,6 +166,7 @@ async fn failed_logins_slow_down_and_the_log_says_so() {
     let body = format!("password={PASSWORD}");
     let r = https_raw(server.http, "POST", "/login", &form, body.as_bytes()).await;
     assert_eq!(r.status, 429);
+    assert!(server.log_shows("throttled"), "{}", server.log());
     let log = server.log();
     assert!(log.contains("failed login from 127.0.0.1"), "{log}");
     assert!(log.contains("throttled"), "{log}");
@@ -251,4 +252,16 @@ async fn password_and_token_commands() {
             .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_loopback_is_off_by_default() {
+    let locked = Server::start(&["--size", "640x360"]);
+    let r = https_raw(locked.http, "GET", "/api/status", &[], b"").await;
+    assert_eq!(r.status, 401, "by default loopback needs credentials too");
+    drop(locked);
+    let open = Server::start(&["--size", "640x360", "--trust-loopback"]);
+    let r = https_raw(open.http, "GET", "/api/status", &[], b"").await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(open.log_shows("--trust-loopback"), "the log says so");
 }

@@ -100,6 +100,26 @@ pub fn classify(method: &Method, path: &str) -> Class {
     }
 }
 
+/// The decision itself: which credential each class of route needs, and
+/// the one exemption (loopback peers, only when the owner turned it on).
+pub fn admits(
+    class: Class,
+    trust_loopback: bool,
+    peer: Option<SocketAddr>,
+    session: impl Fn() -> bool,
+    bearer: impl Fn() -> bool,
+) -> bool {
+    if trust_loopback && peer.is_some_and(|p| p.ip().is_loopback()) {
+        return true;
+    }
+    match class {
+        Class::Public => true,
+        Class::Page | Class::WebSocket => session(),
+        Class::Whep => bearer(),
+        Class::Api => session() || bearer(),
+    }
+}
+
 /// Same-origin check for the WebSocket: `Origin` must be `https://<Host>`.
 pub fn origin_ok(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
@@ -116,16 +136,14 @@ pub async fn require_auth(State(state): State<AppState>, req: Request, next: Nex
     let auth = &state.auth;
     let class = classify(req.method(), req.uri().path());
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
-    let trusted = auth.trust_loopback && peer.is_some_and(|p| p.ip().is_loopback());
     let headers = req.headers();
-    let allowed = trusted
-        || match class {
-            Class::Public => true,
-            Class::Page => auth.session_ok(headers),
-            Class::WebSocket => auth.session_ok(headers),
-            Class::Whep => auth.bearer_ok(headers),
-            Class::Api => auth.session_ok(headers) || auth.bearer_ok(headers),
-        };
+    let allowed = admits(
+        class,
+        auth.trust_loopback,
+        peer,
+        || auth.session_ok(headers),
+        || auth.bearer_ok(headers),
+    );
     if class == Class::WebSocket && !origin_ok(headers) {
         tracing::warn!(
             ?peer,
@@ -212,6 +230,38 @@ mod tests {
         assert_eq!(classify(&p, "/whep"), Class::Whep);
         assert_eq!(classify(&Method::PATCH, "/whep/00"), Class::Whep);
         assert_eq!(classify(&g, "/api/status"), Class::Api);
+    }
+
+    #[test]
+    fn who_is_admitted_where() {
+        let lan: Option<SocketAddr> = Some("192.168.1.5:40000".parse().unwrap());
+        let lo: Option<SocketAddr> = Some("127.0.0.1:40000".parse().unwrap());
+        let yes = || true;
+        let no = || false;
+        for class in [Class::Page, Class::WebSocket, Class::Whep, Class::Api] {
+            assert!(!admits(class, false, lan, no, no), "{class:?}");
+            assert!(
+                !admits(class, false, lo, no, no),
+                "loopback is not exempt by default"
+            );
+            assert!(
+                !admits(class, true, lan, no, no),
+                "the exemption is for loopback only"
+            );
+            assert!(admits(class, true, lo, no, no));
+        }
+        assert!(admits(Class::Public, false, lan, no, no));
+        assert!(admits(Class::Page, false, lan, yes, no));
+        assert!(
+            !admits(Class::Page, false, lan, no, yes),
+            "a token is not a page session"
+        );
+        assert!(
+            !admits(Class::Whep, false, lan, yes, no),
+            "WHEP takes bearer tokens"
+        );
+        assert!(admits(Class::Whep, false, lan, no, yes));
+        assert!(admits(Class::Api, false, lan, no, yes) && admits(Class::Api, false, lan, yes, no));
     }
 
     #[test]

@@ -185,6 +185,19 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// Whether the log shows `needle` within 5 s: rtcam's stderr is read by
+    /// another thread, so a line can trail the answer it belongs to.
+    pub fn log_shows(&self, needle: &str) -> bool {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if self.log().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     pub fn still_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
