@@ -42,12 +42,7 @@ impl AuthState {
     }
 
     pub fn session_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(id) = headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(logins::from_cookie_header)
-        else {
+        let Some(id) = session_cookie(headers) else {
             return false;
         };
         lock(&self.logins).check(id, Instant::now())
@@ -63,6 +58,15 @@ impl AuthState {
         };
         lock(&self.tokens).check(token).is_some()
     }
+}
+
+/// The session id in a request's `Cookie` headers, if any.
+pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(logins::from_cookie_header)
 }
 
 /// The token in an `Authorization: Bearer <token>` value.

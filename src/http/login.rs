@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::AppState;
-use super::guard::{Peer, lock};
+use super::guard::{Peer, lock, session_cookie};
 use crate::auth::{PasswordFile, logins};
 
 #[derive(Debug, Deserialize)]
@@ -80,12 +80,7 @@ pub async fn login(
 }
 
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(id) = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(logins::from_cookie_header)
-    {
+    if let Some(id) = session_cookie(&headers) {
         lock(&state.auth.logins).remove(id);
     }
     let clear = HeaderValue::from_str(&logins::clear_cookie()).expect("static cookie");
