@@ -15,3 +15,20 @@ echo "== page tests";   node --test tests/web/
 echo "== browser test"
 cargo build --locked --bin rtcam
 RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser
+
+# The Pi: the suite again on an emulated arm64 CPU, the 32-bit build, the
+# whole appliance on an emulated board with a real V4L2 driver, the packages.
+arm64=aarch64-unknown-linux-gnu armhf=armv7-unknown-linux-gnueabihf
+scripts/cross-build.sh --toolchain-only "$arm64" "$armhf"
+echo "== cargo test for $arm64 (under qemu-aarch64)"
+cargo test --locked --target "$arm64" --all-targets
+echo "== cargo build for $armhf"
+cargo build --locked --target "$armhf" --bin rtcam
+qemu-arm -L /usr/arm-linux-gnueabihf "target/$armhf/debug/rtcam" --version
+echo "== system test (qemu-system-aarch64, vivid camera)"
+scripts/qemu-test.sh "target/$arm64/debug/rtcam"
+echo "== packages"
+scripts/package.sh --profile dev "$(rustc -vV | sed -n 's/^host: //p')" "$arm64" "$armhf"
+for deb in target/debian/rtcam_*_amd64.deb target/debian/rtcam_*_arm64.deb target/debian/rtcam_*_armhf.deb; do
+  scripts/deb-check.sh "$deb"
+done

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::PasswordFile;
-use crate::capture::{Source, SourceSpec};
+use crate::capture::{Source, SourceInfo, SourceSpec};
 use crate::config::Config;
 use crate::encode::{EncoderSettings, H264Encoder, level};
 use crate::frame::{EncodedFrame, RawFrame};
@@ -69,7 +69,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (spare_tx, spare_rx) = std_mpsc::sync_channel::<RawFrame>(2);
     let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
     let (key_tx, key_rx) = std_mpsc::channel::<()>();
-    let capture = spawn_capture(source, config.clone(), raw_tx, spare_rx, stop.clone())?;
+    let (source_tx, source_rx) = watch::channel(source.info());
+    let capture = spawn_capture(
+        source,
+        config.clone(),
+        raw_tx,
+        spare_rx,
+        source_tx,
+        stop.clone(),
+    )?;
     let encode = spawn_encode(encoder, raw_rx, spare_tx, frames_tx, key_rx, stop.clone())?;
 
     let socket = MediaSocket::bind(config.rtc)
@@ -132,6 +140,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let app = http::router(AppState {
         rtc: RtcHandle::new(cmd_tx),
         auth: AuthState::new(&config.state_dir, config.trust_loopback),
+        source: source_rx,
     });
     let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown_rx));
     tracing::info!("listening on https://{http_addr}/ (media on udp {media_addr})");
@@ -196,6 +205,7 @@ fn spawn_capture(
     config: Config,
     raw_tx: std_mpsc::SyncSender<RawFrame>,
     spare_rx: std_mpsc::Receiver<RawFrame>,
+    info: watch::Sender<SourceInfo>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
     let (want_w, want_h) = source.size();
@@ -217,6 +227,7 @@ fn spawn_capture(
                     match reopen(&spec, &config, (want_w, want_h)) {
                         Some(s) => {
                             tracing::info!("video source back: {}", s.describe());
+                            info.send_replace(s.info());
                             source = s;
                         }
                         None => continue,

@@ -9,11 +9,15 @@ use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
+    // Eleven H.264 codecs (one encoder, ten decoders) share this machine;
+    // under qemu-user they keep up with 10 fps, natively with 30.
+    let rate: u64 = if emulated() { 10 } else { 30 };
+    let want = 4 * rate as usize;
     let server = Server::start(&[
         "--size",
         "640x360",
         "--fps",
-        "30",
+        &rate.to_string(),
         "--max-viewers",
         "10",
         "--max-viewers-per-address",
@@ -28,7 +32,7 @@ async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
     // Each viewer counts what it receives for 4 s after it connects.
     let handles: Vec<_> = clients
         .into_iter()
-        .map(|c| std::thread::spawn(move || c.run(120, Duration::from_secs(8), true)))
+        .map(|c| std::thread::spawn(move || c.run(want, Duration::from_secs(10), true)))
         .collect();
     let reports: Vec<Report> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     for (i, r) in reports.iter().enumerate() {
@@ -39,10 +43,11 @@ async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
             r.stamped
         );
         assert_eq!(r.sizes, vec![(640, 360)]);
-        assert!(r.stamped >= 120, "viewer {i}: {r:?}");
-        // Full rate: 120 consecutive frames of a 30 fps source span ~4 s;
-        // a viewer missing frames would see gaps between stamps.
-        let gaps = r.stamps.windows(2).filter(|w| w[1] - w[0] > 70).count();
+        assert!(r.stamped >= want, "viewer {i}: {r:?}");
+        // Full rate: 4 s of consecutive frames; a viewer missing frames
+        // would see gaps of two frame intervals or more between stamps.
+        let gap = 2 * 1000 / rate + 4;
+        let gaps = r.stamps.windows(2).filter(|w| w[1] - w[0] > gap).count();
         assert!(gaps <= 3, "viewer {i} missed frames: {gaps} gaps");
     }
     // One encoder: the viewers saw the very same frames (same stamps).
@@ -52,7 +57,7 @@ async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
         .collect();
     let common_stamps = sets.iter().skip(1).fold(sets[0].clone(), |acc, s| &acc & s);
     assert!(
-        common_stamps.len() >= 60,
+        common_stamps.len() >= want / 2,
         "shared frames: {}",
         common_stamps.len()
     );

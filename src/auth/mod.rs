@@ -64,6 +64,17 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
         .mode(0o600)
         .open(&tmp)?;
     f.write_all(data)?;
+    // `sudo rtcam passwd` writes into the service's state directory, which
+    // belongs to the service's (dynamic) user: the file must stay readable
+    // by that user, so it takes the directory's owner.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        use std::os::unix::fs::MetadataExt;
+        let owner = std::fs::metadata(dir)?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } == 0 && owner.uid() != 0 {
+            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
+        }
+    }
     f.sync_all()?;
     std::fs::rename(&tmp, path)
 }
@@ -83,5 +94,24 @@ mod tests {
         );
         assert!(same_digest(&sha256_hex("x"), &sha256_hex("x")));
         assert!(!same_digest(&sha256_hex("x"), &sha256_hex("y")));
+    }
+
+    #[test]
+    fn root_writes_into_a_service_directory_as_its_owner() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root (chown)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("rtcam-owner-{}", random_hex(6)));
+        ensure_private_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(61234), Some(61235)).unwrap();
+        let file = dir.join("secret");
+        write_private(&file, b"x").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (61234, 61235));
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -73,6 +73,21 @@ pub enum CaptureError {
 }
 
 /// An open source of raw frames.
+/// The negotiated capture, as reported to owners.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SourceInfo {
+    /// `v4l2` or `test-pattern`.
+    pub kind: &'static str,
+    pub device: Option<String>,
+    /// The driver's card name (`VIDIOC_QUERYCAP`), e.g. "vivid".
+    pub card: Option<String>,
+    /// FourCC of the frames as captured.
+    pub format: &'static str,
+    pub width: usize,
+    pub height: usize,
+    pub fps: f64,
+}
+
 pub enum Source {
     Pattern(TestPattern),
     V4l2(Box<V4l2Source>),
@@ -120,6 +135,15 @@ impl Source {
         match self {
             Source::Pattern(p) => p.size(),
             Source::V4l2(v) => v.size(),
+        }
+    }
+
+    /// What the source delivers, as `/api/status` reports it: the owner (and
+    /// the system test) can see which camera, format and rate were agreed.
+    pub fn info(&self) -> SourceInfo {
+        match self {
+            Source::Pattern(p) => p.info(),
+            Source::V4l2(v) => v.info(),
         }
     }
 

@@ -66,6 +66,18 @@ impl TestPattern {
         (self.width, self.height)
     }
 
+    pub fn info(&self) -> super::SourceInfo {
+        super::SourceInfo {
+            kind: "test-pattern",
+            device: None,
+            card: None,
+            format: "YU12",
+            width: self.width,
+            height: self.height,
+            fps: 1.0 / self.interval.as_secs_f64(),
+        }
+    }
+
     /// Waits for the next frame's slot, then draws it into `frame`.
     pub fn next_frame(&mut self, frame: &mut RawFrame) {
         let now = Instant::now();

@@ -166,6 +166,18 @@ impl V4l2Source {
         (self.width, self.height)
     }
 
+    pub fn info(&self) -> super::SourceInfo {
+        super::SourceInfo {
+            kind: "v4l2",
+            device: Some(self.path.display().to_string()),
+            card: Some(self.card.clone()),
+            format: self.format.name(),
+            width: self.width,
+            height: self.height,
+            fps: self.fps,
+        }
+    }
+
     pub fn pixel_format(&self) -> PixelFormat {
         self.format
     }

@@ -41,6 +41,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AppState {
     pub rtc: RtcHandle,
     pub auth: Arc<guard::AuthState>,
+    /// What the camera delivers now (it changes when a camera comes back).
+    pub source: tokio::sync::watch::Receiver<crate::capture::SourceInfo>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -76,8 +78,17 @@ pub fn router(state: AppState) -> Router {
 async fn status(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
+    #[derive(serde::Serialize)]
+    struct Status {
+        #[serde(flatten)]
+        rtc: crate::rtc::RtcStats,
+        source: crate::capture::SourceInfo,
+    }
     match state.rtc.stats().await {
-        Ok(s) => axum::Json(s).into_response(),
+        Ok(rtc) => {
+            let source = state.source.borrow().clone();
+            axum::Json(Status { rtc, source }).into_response()
+        }
         Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }

@@ -21,10 +21,13 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 pub struct Server {
-    child: Child,
+    /// None when attached to an rtcam this harness did not start.
+    child: Option<Child>,
     pub http: SocketAddr,
     pub rtc: SocketAddr,
     pub log: Arc<Mutex<String>>,
+    /// Where an attached rtcam's log goes (the guest's serial console).
+    log_file: Option<std::path::PathBuf>,
     pub state_dir: std::path::PathBuf,
     /// A WHEP bearer token made with `rtcam token create`.
     pub token: String,
@@ -32,10 +35,32 @@ pub struct Server {
 
 pub const PASSWORD: &str = "integration-test-password";
 
+/// The rtcam binary as a command; under qemu-user (the ARM targets' cargo
+/// runner, scripts/qemu-runner.sh) it is started through the same emulator.
+pub fn rtcam() -> Command {
+    let bin = env!("CARGO_BIN_EXE_rtcam");
+    match std::env::var("RTCAM_TEST_WRAPPER") {
+        Ok(wrapper) if emulated() => {
+            let mut words = wrapper.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap_or_default());
+            cmd.args(words).arg(bin);
+            cmd
+        }
+        _ => Command::new(bin),
+    }
+}
+
+/// Whether the tests run under qemu-user (scripts/qemu-runner.sh), where the
+/// CPU is several times slower: tests that need a machine to keep up with
+/// live video choose a lower rate there, and check the same property.
+pub fn emulated() -> bool {
+    std::env::var("RTCAM_TEST_WRAPPER").is_ok_and(|w| !w.trim().is_empty())
+}
+
 /// Runs an rtcam subcommand to completion; returns its stdout.
 pub fn rtcam_command(args: &[&str], stdin: &str) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rtcam"))
+    let mut child = rtcam()
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -95,7 +120,7 @@ impl Server {
             state_dir.display().to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_rtcam"))
+        let mut child = rtcam()
             .args(&args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -121,12 +146,33 @@ impl Server {
             panic!("rtcam did not start:\n{}", log.lock().unwrap());
         }
         Server {
-            child,
+            child: Some(child),
             http,
             rtc,
             log,
+            log_file: None,
             state_dir,
             token,
+        }
+    }
+
+    /// Attaches to an rtcam running elsewhere (the QEMU guest of
+    /// `scripts/qemu-test.sh`), named by `{PREFIX}_HTTP`, `{PREFIX}_RTC`,
+    /// `{PREFIX}_TOKEN` and `{PREFIX}_LOG` (a file its log goes to).
+    pub fn attach(prefix: &str) -> Server {
+        let var = |name: &str| {
+            std::env::var(format!("{prefix}_{name}"))
+                .unwrap_or_else(|_| panic!("{prefix}_{name} is not set: run scripts/qemu-test.sh"))
+        };
+        let log_file = std::path::PathBuf::from(var("LOG"));
+        Server {
+            child: None,
+            http: var("HTTP").parse().expect("{prefix}_HTTP: host:port"),
+            rtc: var("RTC").parse().expect("{prefix}_RTC: host:port"),
+            log: Arc::new(Mutex::new(String::new())),
+            log_file: Some(log_file),
+            state_dir: std::path::PathBuf::new(),
+            token: var("TOKEN"),
         }
     }
 
@@ -182,7 +228,10 @@ impl Server {
     }
 
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        match &self.log_file {
+            None => self.log.lock().unwrap().clone(),
+            Some(file) => String::from_utf8_lossy(&std::fs::read(file).unwrap_or_default()).into(),
+        }
     }
 
     /// Whether the log shows `needle` within 5 s: rtcam's stderr is read by
@@ -198,16 +247,44 @@ impl Server {
         false
     }
 
+    /// Sends SIGTERM (as systemd does to stop the service) and waits for the
+    /// exit; returns the exit status and how long it took.
+    pub fn terminate(&mut self) -> (std::process::ExitStatus, Duration) {
+        let child = self
+            .child
+            .as_mut()
+            .expect("terminate: not started by this harness");
+        let pid = i32::try_from(child.id()).expect("pid");
+        let start = Instant::now();
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status, start.elapsed());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "rtcam ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     pub fn still_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.child {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.state_dir);
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&self.state_dir);
+        }
     }
 }
 
@@ -367,6 +444,60 @@ pub struct Report {
     pub stamps: Vec<u64>,
     pub latencies_ms: Vec<i64>,
     pub first_frame_after: Option<Duration>,
+    /// Each frame's RTP media time, in seconds: the sender's capture clock.
+    pub media_times: Vec<f64>,
+    /// The last decoded picture, kept by `run_decoded`.
+    pub picture: Option<Picture>,
+}
+
+/// A decoded I420 picture without row padding.
+#[derive(Debug, Clone)]
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub y: Vec<u8>,
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
+}
+
+impl Picture {
+    /// Mean (Y, U, V) over a rectangle given in luma pixels.
+    pub fn mean(&self, x0: usize, y0: usize, w: usize, h: usize) -> (f64, f64, f64) {
+        let (mut sy, mut su, mut sv, mut n, mut nc) = (0u64, 0u64, 0u64, 0u64, 0u64);
+        for y in y0..y0 + h {
+            for x in x0..x0 + w {
+                sy += u64::from(self.y[y * self.width + x]);
+                n += 1;
+                if x % 2 == 0 && y % 2 == 0 {
+                    let c = (y / 2) * (self.width / 2) + x / 2;
+                    su += u64::from(self.u[c]);
+                    sv += u64::from(self.v[c]);
+                    nc += 1;
+                }
+            }
+        }
+        (
+            sy as f64 / n as f64,
+            su as f64 / nc as f64,
+            sv as f64 / nc as f64,
+        )
+    }
+
+    /// As a binary PGM of the luma plane, for looking at by eye.
+    pub fn to_pgm(&self) -> Vec<u8> {
+        let mut out = format!("P5\n{} {}\n255\n", self.width, self.height).into_bytes();
+        out.extend_from_slice(&self.y);
+        out
+    }
+}
+
+/// When `Client::run_until` stops.
+#[derive(Debug, Clone, Copy)]
+pub enum Until {
+    /// This many frames carried a valid timestamp stripe.
+    Stamped(usize),
+    /// This many frames decoded (for sources without a stripe).
+    Decoded(usize),
 }
 
 impl Report {
@@ -413,7 +544,17 @@ impl Client {
 
     /// Receives until `want` frames carried a valid stamp, or `limit`
     /// passes. Then goes silent (or closes politely when `close`).
-    pub fn run(mut self, want: usize, limit: Duration, close: bool) -> Report {
+    pub fn run(self, want: usize, limit: Duration, close: bool) -> Report {
+        self.run_until(Until::Stamped(want), limit, close)
+    }
+
+    /// Receives until `want` frames decoded, keeping the last picture.
+    pub fn run_decoded(self, want: usize, limit: Duration) -> Report {
+        self.run_until(Until::Decoded(want), limit, true)
+    }
+
+    pub fn run_until(mut self, until: Until, limit: Duration, close: bool) -> Report {
+        let keep_picture = matches!(until, Until::Decoded(_));
         let start = Instant::now();
         let mut report = Report::default();
         let mut decoder = Decoder::new().unwrap();
@@ -433,9 +574,13 @@ impl Client {
                         Event::MediaData(m) => {
                             report.frames += 1;
                             report.first_frame_after.get_or_insert(start.elapsed());
+                            report.media_times.push(m.time.as_seconds());
                             if let Ok(Some(yuv)) = decoder.decode(&m.data) {
                                 report.decoded += 1;
                                 let (w, h) = yuv.dimensions();
+                                if keep_picture {
+                                    report.picture = Some(picture_of(&yuv));
+                                }
                                 if !report.sizes.contains(&(w, h)) {
                                     report.sizes.push((w, h));
                                 }
@@ -456,7 +601,11 @@ impl Client {
                     Err(e) => panic!("client rtc failed: {e}"),
                 }
             };
-            if report.stamped >= want || start.elapsed() > limit || !self.rtc.is_alive() {
+            let done = match until {
+                Until::Stamped(n) => report.stamped >= n,
+                Until::Decoded(n) => report.decoded >= n,
+            };
+            if done || start.elapsed() > limit || !self.rtc.is_alive() {
                 break;
             }
             let wait = timeout
@@ -493,6 +642,23 @@ impl Client {
             }
         }
         report
+    }
+}
+
+fn picture_of(yuv: &impl YUVSource) -> Picture {
+    let (w, h) = yuv.dimensions();
+    let (sy, su, sv) = yuv.strides();
+    let rows = |plane: &[u8], stride: usize, width: usize, height: usize| {
+        (0..height)
+            .flat_map(|r| plane[r * stride..r * stride + width].iter().copied())
+            .collect::<Vec<u8>>()
+    };
+    Picture {
+        width: w,
+        height: h,
+        y: rows(yuv.y(), sy, w, h),
+        u: rows(yuv.u(), su, w / 2, h / 2),
+        v: rows(yuv.v(), sv, w / 2, h / 2),
     }
 }
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The system test: rtcam for aarch64 boots on Debian's arm64 kernel under
+# qemu-system-aarch64 (scripts/qemu-vivid.sh) and captures from the kernel's
+# vivid camera; on the host, the str0m viewer of tests/qemu_vivid.rs and the
+# page in Chromium (tests/browser/test_qemu_guest.py) receive its video
+# through QEMU's port forwards.
+#   scripts/qemu-test.sh [AARCH64_RTCAM]
+# Default binary: target/aarch64-unknown-linux-gnu/debug/rtcam (built if
+# missing; scripts/test.sh has built it already for the qemu-user run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=aarch64-unknown-linux-gnu
+bin=${1:-target/$target/debug/rtcam}
+if [ ! -x "$bin" ]; then
+  scripts/cross-build.sh --toolchain-only "$target"
+  cargo build --locked --target "$target" --bin rtcam
+fi
+[ -x target/debug/rtcam ] || cargo build --locked --bin rtcam
+[ -x .venv/bin/python ] || scripts/setup.sh --test
+
+work=$(mktemp -d /tmp/rtcam-qemu.XXXXXX)
+cleanup() { scripts/qemu-vivid.sh stop "$work" || true; }
+trap cleanup EXIT
+
+# The guest's state, made on the host with the host's rtcam: a password for
+# the page and a WHEP token for the str0m viewer.
+password="qemu-system-test-$RANDOM$RANDOM"
+printf '%s\n' "$password" | target/debug/rtcam passwd --password-stdin --state-dir "$work/state" >/dev/null
+token=$(target/debug/rtcam token create qemu-test --state-dir "$work/state")
+
+# One port number for HTTPS (TCP) and media (UDP), free on the host for both:
+# the forward keeps the number, so the guest's ICE candidate 127.0.0.1:PORT
+# is right on the host.
+port=$(python3 - <<'EOF'
+import socket
+while True:
+    t = socket.socket(); t.bind(("127.0.0.1", 0)); p = t.getsockname()[1]
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        u.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        t.close(); u.close()
+EOF
+)
+scripts/qemu-vivid.sh start "$bin" "$work/state" "$work" "$port" "$port"
+
+export RTCAM_QEMU_HTTP="127.0.0.1:$port" RTCAM_QEMU_RTC="127.0.0.1:$port" \
+  RTCAM_QEMU_TOKEN="$token" RTCAM_QEMU_LOG="$work/serial.log" \
+  RTCAM_QEMU_URL="https://127.0.0.1:$port" RTCAM_QEMU_PASSWORD="$password"
+echo "== system test: str0m viewer on the host"
+cargo test --locked --test qemu_vivid -- --ignored --nocapture
+echo "== system test: the page in Chromium on the host"
+.venv/bin/python -m pytest -q -s tests/browser/test_qemu_guest.py
+echo "== system test: the guest's rtcam log"
+grep -a -E "board:|video source|encoding H.264|listening on|viewer" "$work/serial.log" | tail -n 20

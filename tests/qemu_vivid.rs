@@ -1,0 +1,134 @@
+//! The whole appliance on an emulated arm64 board: rtcam runs inside
+//! `qemu-system-aarch64` on Debian's kernel and captures from the kernel's
+//! vivid driver through the V4L2 path; this test, on the host, is a WHEP
+//! viewer through QEMU's port forwards. `scripts/qemu-test.sh` boots the
+//! guest and runs it (it is ignored in a plain `cargo test`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the QEMU guest that scripts/qemu-test.sh boots"]
+async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
+    let server = Server::attach("RTCAM_QEMU");
+
+    // The V4L2 format and rate rtcam negotiated with the driver.
+    let status = server.status().await;
+    eprintln!("guest status: {status}");
+    let source = &status["source"];
+    assert_eq!(source["kind"], "v4l2", "{status}");
+    assert_eq!(source["device"], "/dev/video0");
+    assert_eq!(
+        source["card"], "vivid",
+        "the camera is the kernel's vivid driver"
+    );
+    // vivid offers YU12, rtcam's first choice (no conversion before the encoder).
+    assert_eq!(source["format"], "YU12");
+    assert_eq!(
+        (source["width"].as_u64(), source["height"].as_u64()),
+        (Some(640), Some(360))
+    );
+    assert_eq!(
+        source["fps"], 15.0,
+        "the rate the qemu-virt profile asks for"
+    );
+
+    let mut client = Client::new();
+    let location = whep_connect(&server, &mut client).await;
+    let frag = format!(
+        "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
+        client.candidate_line()
+    );
+    let patch = server
+        .https(
+            "PATCH",
+            &location,
+            Some("application/trickle-ice-sdpfrag"),
+            frag.as_bytes(),
+        )
+        .await;
+    assert_eq!(patch.status, 204, "{patch:?}");
+
+    let report =
+        tokio::task::spawn_blocking(move || client.run_decoded(45, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    eprintln!(
+        "guest video: {} frames, {} decoded, {} stamped, first after {:?}",
+        report.frames, report.decoded, report.stamped, report.first_frame_after
+    );
+    assert!(report.connected, "ICE/DTLS through the forward: {report:?}");
+    assert!(report.decoded >= 45, "decoded {} of 45", report.decoded);
+    assert_eq!(report.sizes, vec![(640, 360)]);
+    // Not rtcam's own test pattern: no frame carries its timestamp stripe.
+    assert_eq!(
+        report.stamped, 0,
+        "a stamped frame means the test source ran"
+    );
+
+    // The rate asked for, read off the sender's capture clock (RTP media
+    // time, so it does not depend on how fast this machine emulates).
+    let mut steps: Vec<f64> = report.media_times.windows(2).map(|w| w[1] - w[0]).collect();
+    steps.sort_by(f64::total_cmp);
+    let median = steps[steps.len() / 2];
+    eprintln!(
+        "median frame step {:.1} ms ({:.2} fps)",
+        median * 1000.0,
+        1.0 / median
+    );
+    assert!(
+        (1.0 / median - 15.0).abs() < 1.0,
+        "frames every {median} s, want 1/15 s"
+    );
+
+    // vivid's picture: its default 75% colour bars, eight of them, left to
+    // right white, yellow, cyan, green, magenta, red, blue, black, so luma
+    // falls from bar to bar. Sampled in the lower half (vivid writes its
+    // text overlay at the top).
+    let picture = report.picture.expect("a decoded picture");
+    let pgm = std::env::temp_dir().join("rtcam-qemu-vivid.pgm");
+    let _ = std::fs::write(&pgm, picture.to_pgm());
+    eprintln!("last picture written to {}", pgm.display());
+    let bar = picture.width / 8;
+    let bars: Vec<(f64, f64, f64)> = (0..8)
+        .map(|i| {
+            picture.mean(
+                i * bar + bar / 4,
+                picture.height * 5 / 8,
+                bar / 2,
+                picture.height / 4,
+            )
+        })
+        .collect();
+    eprintln!("bars (Y, U, V): {bars:.0?}");
+    for pair in bars.windows(2) {
+        assert!(
+            pair[0].0 > pair[1].0 + 8.0,
+            "luma must fall bar to bar: {bars:.0?}"
+        );
+    }
+    let neutral = |c: f64| (c - 128.0).abs() < 12.0;
+    assert!(
+        neutral(bars[0].1) && neutral(bars[0].2),
+        "white bar is grey: {bars:.0?}"
+    );
+    assert!(bars[1].1 < 100.0, "yellow has little blue: {bars:.0?}");
+    assert!(bars[2].2 < 100.0, "cyan has little red: {bars:.0?}");
+    assert!(
+        bars[4].1 > 150.0 && bars[4].2 > 150.0,
+        "magenta: {bars:.0?}"
+    );
+    assert!(bars[6].1 > 150.0, "blue: {bars:.0?}");
+    assert!(bars[7].0 < 30.0, "black: {bars:.0?}");
+
+    let del = server.https("DELETE", &location, None, b"").await;
+    assert_eq!(del.status, 200);
+    assert!(
+        server.log_shows("video source: V4L2 /dev/video0 (vivid)"),
+        "{}",
+        server.log()
+    );
+}
