@@ -38,7 +38,12 @@ fn main() -> ExitCode {
         )
         .with_target(false)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        // Colours on a terminal, unless NO_COLOR asks otherwise (no-color.org):
+        // a serial console is a terminal whose log is read as text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+        )
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -550,7 +550,7 @@ impl Client {
 
     /// Receives until `want` frames decoded, keeping the last picture.
     pub fn run_decoded(self, want: usize, limit: Duration) -> Report {
-        self.run_until(Until::Decoded(want), limit, true)
+        self.run_until(Until::Decoded(want), limit, false)
     }
 
     pub fn run_until(mut self, until: Until, limit: Duration, close: bool) -> Report {
