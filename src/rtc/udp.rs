@@ -178,33 +178,44 @@ impl RtcTask {
                 .unwrap_or(now + MAX_SLEEP)
                 .min(now + MAX_SLEEP)
                 .max(now);
-            tokio::select! {
-                _ = self.shutdown.changed() => {
-                    self.sessions.end_all(EndReason::Shutdown);
-                    self.flush(&mut watchers).await;
-                    break;
-                }
+            let stopping = tokio::select! {
+                _ = self.shutdown.changed() => true,
                 r = self.socket.socket.readable() => {
                     if r.is_ok() {
                         self.receive(&mut buf);
                     }
+                    false
                 }
-                frame = self.frames.recv(), if frames_open => match frame {
-                    Some(frame) => {
-                        frames_in += 1;
-                        last_frame = Instant::now();
-                        self.sessions.write_frame(&frame);
+                frame = self.frames.recv(), if frames_open => {
+                    match frame {
+                        Some(frame) => {
+                            frames_in += 1;
+                            last_frame = Instant::now();
+                            self.sessions.write_frame(&frame);
+                        }
+                        None => {
+                            tracing::error!("the encoder stopped: no more video");
+                            frames_open = false;
+                        }
                     }
-                    None => {
-                        tracing::error!("the encoder stopped: no more video");
-                        frames_open = false;
-                    }
-                },
+                    false
+                }
                 cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => self.command(cmd, &mut watchers, frames_in),
-                    None => break,
+                    Some(cmd) => {
+                        self.command(cmd, &mut watchers, frames_in);
+                        false
+                    }
+                    // The HTTP server stops on the same signal and drops the
+                    // senders; whichever of the two this loop sees first, the
+                    // viewers are told before it ends.
+                    None => true,
                 },
-                _ = tokio::time::sleep_until(deadline.into()) => {}
+                _ = tokio::time::sleep_until(deadline.into()) => false,
+            };
+            if stopping {
+                self.sessions.end_all(EndReason::Shutdown);
+                self.flush(&mut watchers).await;
+                break;
             }
             // Datagrams that queued up while we were busy (or stopped) count
             // as signs of life before any idle timeout is judged.
