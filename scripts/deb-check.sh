@@ -14,10 +14,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deb=${1:?usage: scripts/deb-check.sh PACKAGE.deb}
 [ "$(id -u)" -eq 0 ] || { echo "deb-check: needs root (dpkg --root chroots into the throwaway root)" >&2; exit 2; }
-command -v busybox >/dev/null || {
+need=()
+command -v busybox >/dev/null || need+=(busybox-static)
+command -v curl >/dev/null || need+=(curl)
+if [ "${#need[@]}" -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 busybox-static >/dev/null 2>&1
-}
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null 2>&1
+fi
 
 fail() { echo "deb-check: FAIL: $*" >&2; exit 1; }
 ok() { echo "deb-check: ok: $*"; }
