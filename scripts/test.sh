@@ -4,15 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# Each step's heading says how far into the run it starts: what to trim first.
+t0=$SECONDS
+step() { echo "== [$(( (SECONDS - t0) / 60 ))m$(( (SECONDS - t0) % 60 ))s] $*"; }
 
-echo "== cargo fmt";    cargo fmt --all -- --check
-echo "== cargo clippy"; cargo clippy --locked --all-targets -- -D warnings
-echo "== cargo test";   cargo test --locked --all-targets
-echo "== systemd unit exposure (must be 1.5 or lower)"
+step "cargo fmt";    cargo fmt --all -- --check
+step "cargo clippy"; cargo clippy --locked --all-targets -- -D warnings
+step "cargo test";   cargo test --locked --all-targets
+step "systemd unit exposure (must be 1.5 or lower)"
 systemd-analyze security --offline=true --threshold=15 systemd/rtcam.service | tail -n 1
-echo "== fuzz (10 s per target)"; scripts/fuzz.sh 10
-echo "== page tests";   node --test tests/web/
-echo "== browser test"
+step "fuzz (10 s per target)"; scripts/fuzz.sh 10
+step "page tests";   node --test tests/web/
+step "browser test"
 cargo build --locked --bin rtcam
 RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser
 
@@ -20,15 +23,16 @@ RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/brows
 # whole appliance on an emulated board with a real V4L2 driver, the packages.
 arm64=aarch64-unknown-linux-gnu armhf=armv7-unknown-linux-gnueabihf
 scripts/cross-build.sh --toolchain-only "$arm64" "$armhf"
-echo "== cargo test for $arm64 (under qemu-aarch64)"
+step "cargo test for $arm64 (under qemu-aarch64)"
 cargo test --locked --target "$arm64" --all-targets
-echo "== cargo build for $armhf"
+step "cargo build for $armhf"
 cargo build --locked --target "$armhf" --bin rtcam
 qemu-arm -L /usr/arm-linux-gnueabihf "target/$armhf/debug/rtcam" --version
-echo "== system test (qemu-system-aarch64, vivid camera)"
+step "system test (qemu-system-aarch64, vivid camera)"
 scripts/qemu-test.sh "target/$arm64/debug/rtcam"
-echo "== packages"
+step "packages"
 scripts/package.sh --profile dev "$(rustc -vV | sed -n 's/^host: //p')" "$arm64" "$armhf"
 for deb in target/debian/rtcam_*_amd64.deb target/debian/rtcam_*_arm64.deb target/debian/rtcam_*_armhf.deb; do
   scripts/deb-check.sh "$deb"
 done
+step "done"

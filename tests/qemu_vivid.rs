@@ -38,18 +38,7 @@ async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
 
     let mut client = Client::new();
     let location = whep_connect(&server, &mut client).await;
-    let frag = format!(
-        "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
-        client.candidate_line()
-    );
-    let patch = server
-        .https(
-            "PATCH",
-            &location,
-            Some("application/trickle-ice-sdpfrag"),
-            frag.as_bytes(),
-        )
-        .await;
+    let patch = whep_trickle(&server, &location, &client).await;
     assert_eq!(patch.status, 204, "{patch:?}");
 
     let report =

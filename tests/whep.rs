@@ -12,18 +12,7 @@ async fn whep_viewer_receives_stamped_720p_video() {
     let mut client = Client::new();
     let location = whep_connect(&server, &mut client).await;
     assert!(location.starts_with("/whep/"), "{location}");
-    let frag = format!(
-        "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
-        client.candidate_line()
-    );
-    let patch = server
-        .https(
-            "PATCH",
-            &location,
-            Some("application/trickle-ice-sdpfrag"),
-            frag.as_bytes(),
-        )
-        .await;
+    let patch = whep_trickle(&server, &location, &client).await;
     assert_eq!(patch.status, 204, "{patch:?}");
 
     let report =

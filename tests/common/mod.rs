@@ -686,4 +686,21 @@ pub async fn whep_connect(server: &Server, client: &mut Client) -> String {
     client.accept_answer(&r.body);
     location
 }
+
+/// PATCHes the client's host candidate to a WHEP session (trickle ICE).
+pub async fn whep_trickle(server: &Server, location: &str, client: &Client) -> HttpResponse {
+    let frag = format!(
+        "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\na={}\r\n",
+        client.candidate_line()
+    );
+    server
+        .https(
+            "PATCH",
+            location,
+            Some("application/trickle-ice-sdpfrag"),
+            frag.as_bytes(),
+        )
+        .await
+}
+
 pub mod sim;
