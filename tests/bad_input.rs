@@ -16,6 +16,23 @@ async fn background_viewer(server: &Server, secs: u64) -> tokio::task::JoinHandl
     tokio::task::spawn_blocking(move || client.run(usize::MAX, Duration::from_secs(secs), true))
 }
 
+/// The background viewer's video never stopped: no gap of a second between
+/// frames, and on average at least 20 fps of the 30 sent over the window
+/// (10 under qemu-user, where the viewer decodes on an emulated CPU).
+fn assert_kept_flowing(report: &Report, secs: u64) {
+    let floor = if emulated() { 10 } else { 20 };
+    assert!(
+        report.stamped as u64 >= floor * secs,
+        "{} frames in {secs} s, want at least {floor} fps: {report:?}",
+        report.stamped
+    );
+    let longest = report.stamps.windows(2).map(|w| w[1] - w[0]).max();
+    assert!(
+        longest.is_some_and(|g| g < 1000),
+        "video stalled for {longest:?} ms"
+    );
+}
+
 async fn reply(ws: &mut Ws) -> Option<serde_json::Value> {
     match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
         Ok(Some(Ok(Message::Text(t)))) => serde_json::from_str(t.as_str()).ok(),
@@ -78,7 +95,7 @@ async fn garbage_and_oversized_messages_get_errors_while_video_flows() {
         "viewer during abuse: {} stamped frames in 6 s",
         report.stamped
     );
-    assert!(report.stamped >= 120, "video kept flowing: {report:?}");
+    assert_kept_flowing(&report, 6);
     let mut s = server;
     assert!(s.still_running());
 }
@@ -107,10 +124,7 @@ async fn a_viewer_that_vanishes_is_cleaned_up_and_others_keep_going() {
     assert_eq!(viewers, 1, "the silent viewer was removed");
     assert!(server.log_shows("viewer went silent"), "{}", server.log());
     let report = watcher.await.unwrap();
-    assert!(
-        report.stamped >= 300,
-        "the other viewer never stopped: {report:?}"
-    );
+    assert_kept_flowing(&report, 16);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,5 +138,5 @@ async fn junk_datagrams_on_the_media_port_change_nothing() {
         let _ = junk.send_to(&payload, server.rtc);
     }
     let report = watcher.await.unwrap();
-    assert!(report.stamped >= 80, "{report:?}");
+    assert_kept_flowing(&report, 4);
 }
