@@ -72,8 +72,8 @@ pub enum CaptureError {
     Unsupported(String),
 }
 
-/// An open source of raw frames.
-/// The negotiated capture, as reported to owners.
+/// The negotiated capture, as reported to owners (`/api/status`) and in the
+/// log: the one description of a source.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SourceInfo {
     /// `v4l2` or `test-pattern`.
@@ -88,6 +88,23 @@ pub struct SourceInfo {
     pub fps: f64,
 }
 
+impl std::fmt::Display for SourceInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (w, h, fps) = (self.width, self.height, self.fps);
+        match (&self.device, &self.card) {
+            (Some(device), Some(card)) => {
+                write!(
+                    f,
+                    "V4L2 {device} ({card}) {w}x{h} {} @ {fps:.1} fps",
+                    self.format
+                )
+            }
+            _ => write!(f, "test pattern {w}x{h} @ {fps:.0} fps"),
+        }
+    }
+}
+
+/// An open source of raw frames.
 pub enum Source {
     Pattern(TestPattern),
     V4l2(Box<V4l2Source>),
@@ -125,10 +142,7 @@ impl Source {
     }
 
     pub fn describe(&self) -> String {
-        match self {
-            Source::Pattern(p) => p.describe(),
-            Source::V4l2(v) => v.describe(),
-        }
+        self.info().to_string()
     }
 
     pub fn size(&self) -> (usize, usize) {
@@ -179,6 +193,25 @@ fn video_devices() -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_describes_itself_from_its_info() {
+        let pattern = Source::open(&SourceSpec::Test, 640, 360, 30).unwrap();
+        assert_eq!(pattern.describe(), "test pattern 640x360 @ 30 fps");
+        let camera = SourceInfo {
+            kind: "v4l2",
+            device: Some("/dev/video0".into()),
+            card: Some("vivid".into()),
+            format: "YU12",
+            width: 640,
+            height: 360,
+            fps: 15.0,
+        };
+        assert_eq!(
+            camera.to_string(),
+            "V4L2 /dev/video0 (vivid) 640x360 YU12 @ 15.0 fps"
+        );
+    }
 
     #[test]
     fn parses_source_specs() {

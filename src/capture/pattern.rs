@@ -53,15 +53,6 @@ impl TestPattern {
         })
     }
 
-    pub fn describe(&self) -> String {
-        format!(
-            "test pattern {}x{} @ {:.0} fps",
-            self.width,
-            self.height,
-            1.0 / self.interval.as_secs_f64()
-        )
-    }
-
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }

@@ -150,18 +150,6 @@ impl V4l2Source {
         Ok(source)
     }
 
-    pub fn describe(&self) -> String {
-        format!(
-            "V4L2 {} ({}) {}x{} {} @ {:.1} fps",
-            self.path.display(),
-            self.card,
-            self.width,
-            self.height,
-            self.format.name(),
-            self.fps
-        )
-    }
-
     pub fn size(&self) -> (usize, usize) {
         (self.width, self.height)
     }
