@@ -67,11 +67,12 @@ pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     // `sudo rtcam passwd` writes into the service's state directory, which
     // belongs to the service's (dynamic) user: the file must stay readable
     // by that user, so it takes the directory's owner.
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         use std::os::unix::fs::MetadataExt;
         let owner = std::fs::metadata(dir)?;
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        if unsafe { libc::geteuid() } == 0 && owner.uid() != 0 {
+        if owner.uid() != 0 {
             std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
         }
     }
