@@ -164,11 +164,16 @@ impl Server {
             std::env::var(format!("{prefix}_{name}"))
                 .unwrap_or_else(|_| panic!("{prefix}_{name} is not set: run scripts/qemu-test.sh"))
         };
+        let addr = |name: &str| -> SocketAddr {
+            var(name)
+                .parse()
+                .unwrap_or_else(|e| panic!("{prefix}_{name}: want host:port ({e})"))
+        };
         let log_file = std::path::PathBuf::from(var("LOG"));
         Server {
             child: None,
-            http: var("HTTP").parse().expect("{prefix}_HTTP: host:port"),
-            rtc: var("RTC").parse().expect("{prefix}_RTC: host:port"),
+            http: addr("HTTP"),
+            rtc: addr("RTC"),
             log: Arc::new(Mutex::new(String::new())),
             log_file: Some(log_file),
             state_dir: std::path::PathBuf::new(),
