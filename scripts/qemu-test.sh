@@ -54,4 +54,4 @@ cargo test --locked --test qemu_vivid -- --ignored --nocapture
 echo "== system test: the page in Chromium on the host"
 .venv/bin/python -m pytest -q -s tests/browser/test_qemu_guest.py
 echo "== system test: the guest's rtcam log"
-grep -a -E "board:|video source|encoding H.264|listening on|viewer" "$work/serial.log" | tail -n 20
+grep -a -E "board:|video source|encoders:|encoder started|listening on|viewer" "$work/serial.log" | tail -n 20

@@ -203,7 +203,7 @@ EOF
     sleep 0.5
   done
   echo "qemu-vivid: rtcam serves after $((SECONDS - boot)) s: https://127.0.0.1:$http_port/ (media udp $udp_port)"
-  grep -a -E "init: /dev/video|board:|video source|encoding H.264" "$work/serial.log" | sed 's/^/  guest: /'
+  grep -a -E "init: /dev/video|board:|video source|encoders:|encoder started" "$work/serial.log" | sed 's/^/  guest: /'
 }
 
 case "${1:-}" in

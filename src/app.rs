@@ -1,13 +1,15 @@
 //! Wires the planes together: the capture and encode threads, the rtc
 //! task, the HTTPS server, and an orderly shutdown.
 //!
-//! Capture and encode are plain threads (blocking V4L2 reads, CPU-bound
-//! encoding); between them sits a one-frame queue that drops rather than
-//! delays, so a slow encoder costs frame rate, never latency.
+//! Capture and the encoders are plain threads (blocking V4L2 reads,
+//! CPU-bound encoding); between them sits a one-frame mailbox per encoder
+//! that drops rather than delays, so a slow encoder costs its own viewers
+//! frame rate, never latency (`encode::pool`).
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self as std_mpsc, RecvTimeoutError, TrySendError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -17,8 +19,11 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::PasswordFile;
 use crate::capture::{Source, SourceInfo, SourceSpec};
 use crate::config::Config;
-use crate::encode::{EncoderSettings, H264Encoder, level};
-use crate::frame::{EncodedFrame, RawFrame};
+use crate::encode::openh264::OpenH264;
+use crate::encode::pool::{EncoderControl, Factory, FrameTap, H264Plan, Pool, StatusBoard};
+use crate::encode::v4l2m2m::V4l2M2m;
+use crate::encode::{EncodeError, Encoder, EncoderSettings, H264Choice, SdpParams};
+use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::notify::Notifier;
@@ -29,76 +34,42 @@ use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     first_start_password(&config.state_dir)?;
-    tracing::info!(
-        "board: {} ({}; {}); encoder threads {}, serial port {}, memory ceiling {}",
-        config.board.name,
-        config.board.description,
-        config.board_note,
-        config.board.encoder_threads,
-        config.board.serial_port.as_deref().unwrap_or("none"),
-        config.board.memory_max.as_deref().unwrap_or("none"),
-    );
-
-    let (w, h, fps) = (config.size.width, config.size.height, config.fps);
-    let spec = config.source.clone();
-    let source = tokio::task::spawn_blocking(move || Source::open(&spec, w, h, fps))
-        .await
-        .context("opening the video source")?
-        .with_context(|| format!("opening video source '{}'", config.source))?;
-    tracing::info!("video source: {}", source.describe());
+    log_board(&config);
+    let source = open_source(&config).await?;
     let (width, height) = source.size();
-    let settings = EncoderSettings {
-        width: width as u32,
-        height: height as u32,
-        fps,
-        bitrate_kbps: config.bitrate_kbps,
-        threads: config.board.encoder_threads,
-    };
-    let level_idc = level::level_idc(settings.width, settings.height, fps)
-        .with_context(|| format!("H.264 cannot carry {width}x{height} at {fps} fps"))?;
-    let encoder = H264Encoder::new(settings).context("starting the H.264 encoder")?;
-    tracing::info!(
-        "encoding H.264 constrained baseline {width}x{height} @ {fps} fps, {} kbit/s, profile-level-id {:06x}",
-        config.bitrate_kbps,
-        level::profile_level_id(level_idc)
-    );
+    let factory = encoders(&config, width as u32, height as u32)?;
+    let codecs = vec![factory.h264_sdp, SdpParams::Vp8];
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (raw_tx, raw_rx) = std_mpsc::sync_channel::<RawFrame>(1);
-    // Two buffers circulate (one filling, one encoding) plus the one queued.
-    let (spare_tx, spare_rx) = std_mpsc::sync_channel::<RawFrame>(2);
+    let board = StatusBoard::default();
+    let tap = Arc::new(FrameTap::new(board.clone()));
+    let captured = Arc::new(AtomicU64::new(0));
     let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
-    let (key_tx, key_rx) = std_mpsc::channel::<()>();
+    let (control_tx, control_rx) = std_mpsc::channel::<EncoderControl>();
     let (source_tx, source_rx) = watch::channel(source.info());
     let capture = spawn_capture(
         source,
         config.clone(),
-        raw_tx,
-        spare_rx,
+        tap.clone(),
         source_tx,
+        captured.clone(),
         stop.clone(),
     )?;
-    let encode = spawn_encode(encoder, raw_rx, spare_tx, frames_tx, key_rx, stop.clone())?;
+    let pool = Pool {
+        factory: Arc::new(factory.factory),
+        tap,
+        board: board.clone(),
+        control: control_rx,
+        frames: frames_tx,
+    }
+    .spawn()
+    .context("starting the encoder pool")?;
 
     let socket = MediaSocket::bind(config.rtc)
         .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
-    let map = AddressMap::new(socket.local_addr(), &config.advertise, &tls::local_ips());
-    if map.candidates().is_empty() {
-        anyhow::bail!("no address to offer viewers: give --advertise or bind --rtc to an address");
-    }
-    tracing::info!(
-        "ICE-lite candidates: {}",
-        map.candidates()
-            .iter()
-            .map(|a| a.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut session_config = SessionConfig::new(
-        map.candidates().to_vec(),
-        config.max_viewers,
-        level::profile_level_id(level_idc),
-    );
+    let map = address_map(&config, &socket)?;
+    let mut session_config =
+        SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
     session_config.max_per_address = config.max_viewers_per_address;
     let sessions = Sessions::new(session_config, Instant::now());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -111,7 +82,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             sessions,
             commands: cmd_rx,
             frames: frames_rx,
-            keyframes: key_tx,
+            encoders: control_tx,
+            captured,
             shutdown: shutdown_rx.clone(),
             heartbeat: {
                 let mut watchdog = Notifier::from_env();
@@ -141,6 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         rtc: RtcHandle::new(cmd_tx),
         auth: AuthState::new(&config.state_dir, config.trust_loopback),
         source: source_rx,
+        encoders: board,
     });
     let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown_rx));
     tracing::info!("listening on https://{http_addr}/ (media on udp {media_addr})");
@@ -154,13 +127,149 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = tokio::time::timeout(Duration::from_millis(800), rtc_task).await;
     server.abort();
-    // The threads notice `stop` within one frame or read timeout.
+    // The rtc task's end closed the encoders' control road; the capture
+    // thread notices `stop` within one frame or read timeout.
     let joined = tokio::task::spawn_blocking(move || {
-        let _ = encode.join();
+        let _ = pool.join();
         let _ = capture.join();
     });
     let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
     Ok(())
+}
+
+fn log_board(config: &Config) {
+    tracing::info!(
+        "board: {} ({}; {}); encoder threads {}, H.264 encoder {}, VP8 up to {}x{}, serial port {}, memory ceiling {}",
+        config.board.name,
+        config.board.description,
+        config.board_note,
+        config.board.encoder_threads,
+        config.encoder,
+        config.vp8_size.width,
+        config.vp8_size.height,
+        config.board.serial_port.as_deref().unwrap_or("none"),
+        config.board.memory_max.as_deref().unwrap_or("none"),
+    );
+}
+
+async fn open_source(config: &Config) -> anyhow::Result<Source> {
+    let (w, h, fps) = (config.size.width, config.size.height, config.fps);
+    let spec = config.source.clone();
+    let source = tokio::task::spawn_blocking(move || Source::open(&spec, w, h, fps))
+        .await
+        .context("opening the video source")?
+        .with_context(|| format!("opening video source '{}'", config.source))?;
+    tracing::info!("video source: {}", source.describe());
+    Ok(source)
+}
+
+/// The candidates viewers are told about.
+fn address_map(config: &Config, socket: &MediaSocket) -> anyhow::Result<AddressMap> {
+    let map = AddressMap::new(socket.local_addr(), &config.advertise, &tls::local_ips());
+    if map.candidates().is_empty() {
+        anyhow::bail!("no address to offer viewers: give --advertise or bind --rtc to an address");
+    }
+    let list: Vec<String> = map.candidates().iter().map(|a| a.to_string()).collect();
+    tracing::info!("ICE-lite candidates: {}", list.join(", "));
+    Ok(map)
+}
+
+struct Encoders {
+    factory: Factory,
+    /// What the H.264 encoder really writes, for every viewer's answer.
+    h264_sdp: SdpParams,
+}
+
+/// Decides the H.264 implementation (probing the hardware encoder) and the
+/// VP8 picture, and checks that both encoders start.
+fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders> {
+    let fps = config.fps;
+    let h264_settings = EncoderSettings {
+        width,
+        height,
+        fps,
+        bitrate_kbps: config.bitrate_kbps,
+        threads: config.board.encoder_threads,
+    };
+    let (vw, vh) = fit_within(
+        (width, height),
+        (config.vp8_size.width, config.vp8_size.height),
+    );
+    let vp8_settings = EncoderSettings {
+        width: vw,
+        height: vh,
+        bitrate_kbps: (config.bitrate_kbps as u64 * (vw * vh) as u64
+            / (width * height).max(1) as u64)
+            .max(150) as u32,
+        ..h264_settings
+    };
+    let (h264, h264_sdp) = choose_h264(config, h264_settings)?;
+    let factory = Factory {
+        h264,
+        h264_settings,
+        vp8_settings,
+    };
+    factory
+        .make(VideoCodec::Vp8)
+        .and_then(|mut e| e.probe())
+        .context("starting the VP8 encoder")?;
+    tracing::info!(
+        "encoders: H.264 {} {width}x{height} @ {fps} fps, {} kbit/s, {h264_sdp}; \
+         VP8 libvpx {vw}x{vh}, {} kbit/s; each starts with its first viewer",
+        match &factory.h264 {
+            H264Plan::OpenH264 => "openh264".to_string(),
+            H264Plan::V4l2M2m(p) => format!("v4l2m2m {}", p.display()),
+        },
+        h264_settings.bitrate_kbps,
+        vp8_settings.bitrate_kbps,
+    );
+    Ok(Encoders { factory, h264_sdp })
+}
+
+/// `--encoder`: the hardware encoder when asked for (or, with auto, when the
+/// board has one and it works), else openh264. The SDP parameters are read
+/// from a probe frame of the encoder that will run.
+fn choose_h264(config: &Config, s: EncoderSettings) -> anyhow::Result<(H264Plan, SdpParams)> {
+    let software = || -> anyhow::Result<(H264Plan, SdpParams)> {
+        let sdp = Encoder::new(Box::new(OpenH264::new(s)?))
+            .probe()
+            .context("starting the H.264 encoder (openh264)")?;
+        Ok((H264Plan::OpenH264, sdp))
+    };
+    let hardware = |path: PathBuf| -> Result<(H264Plan, SdpParams), EncodeError> {
+        let sdp = Encoder::new(Box::new(V4l2M2m::open(&path, s)?)).probe()?;
+        Ok((H264Plan::V4l2M2m(path), sdp))
+    };
+    let board_device = config.board.hardware_encoder.clone().map(PathBuf::from);
+    match &config.encoder {
+        H264Choice::OpenH264 => software(),
+        H264Choice::V4l2M2m(path) => {
+            let path = path.clone().or(board_device).context(
+                "--encoder v4l2m2m: this board has no hardware encoder; name the device (v4l2m2m:/dev/videoN)",
+            )?;
+            hardware(path.clone())
+                .with_context(|| format!("starting the hardware H.264 encoder {}", path.display()))
+        }
+        H264Choice::Auto => match board_device {
+            None => software(),
+            Some(path) => hardware(path.clone()).or_else(|e| {
+                tracing::warn!(
+                    "hardware H.264 encoder {} not used ({e}); encoding with openh264",
+                    path.display()
+                );
+                software()
+            }),
+        },
+    }
+}
+
+/// The largest even size within `max` with the picture's aspect ratio.
+fn fit_within(size: (u32, u32), max: (u32, u32)) -> (u32, u32) {
+    let scale = (max.0 as f64 / size.0 as f64)
+        .min(max.1 as f64 / size.1 as f64)
+        .min(1.0);
+    let even = |v: f64| ((v as u32) & !1).max(2);
+    (even(size.0 as f64 * scale), even(size.1 as f64 * scale))
 }
 
 /// On first start there is no password yet: make one and show it once, in
@@ -197,57 +306,66 @@ async fn wait_for_signal() {
     }
 }
 
-/// The capture thread: frames into the one-frame queue. A camera that fails
-/// (unplugged, driver error) is reopened every two seconds; viewers see the
-/// picture freeze, not the appliance die.
+/// The capture thread: each frame to every running encoder. A camera that
+/// fails (unplugged, driver error) is reopened every two seconds; viewers
+/// see the picture freeze, not the appliance die.
 fn spawn_capture(
     mut source: Source,
     config: Config,
-    raw_tx: std_mpsc::SyncSender<RawFrame>,
-    spare_rx: std_mpsc::Receiver<RawFrame>,
+    tap: Arc<FrameTap>,
     info: watch::Sender<SourceInfo>,
+    captured: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let (want_w, want_h) = source.size();
-    let spec = match &source {
-        Source::Pattern(_) => SourceSpec::Test,
-        Source::V4l2(_) => config.source.clone(),
-    };
+    let size = source.size();
     let thread = std::thread::Builder::new()
         .name("capture".into())
         .spawn(move || {
-            let mut dropped = 0u64;
+            let mut buffers = Buffers::default();
             while !stop.load(Ordering::Relaxed) {
-                let mut frame = spare_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| RawFrame::black(want_w, want_h));
-                if let Err(e) = source.next_frame(&mut frame) {
+                let mut frame = buffers.take(size);
+                let Some(raw) = Arc::get_mut(&mut frame) else {
+                    continue;
+                };
+                if let Err(e) = source.next_frame(raw) {
                     tracing::error!("capture: {e}; reopening in 2 s");
                     std::thread::sleep(Duration::from_secs(2));
-                    match reopen(&spec, &config, (want_w, want_h)) {
-                        Some(s) => {
-                            tracing::info!("video source back: {}", s.describe());
-                            info.send_replace(s.info());
-                            source = s;
-                        }
-                        None => continue,
+                    if let Some(s) = reopen(&config.source, &config, size) {
+                        tracing::info!("video source back: {}", s.describe());
+                        info.send_replace(s.info());
+                        source = s;
                     }
                     continue;
                 }
-                match raw_tx.try_send(frame) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        dropped += 1;
-                        if dropped.is_power_of_two() {
-                            tracing::warn!("encoder is behind: {dropped} frames dropped so far");
-                        }
-                    }
-                    Err(TrySendError::Disconnected(_)) => return,
-                }
+                captured.fetch_add(1, Ordering::Relaxed);
+                tap.publish(&frame);
+                buffers.give_back(frame);
             }
         })
         .context("starting the capture thread")?;
     Ok(thread)
+}
+
+/// Raw frame buffers, recycled once no encoder holds them any more.
+#[derive(Default)]
+struct Buffers(Vec<Arc<RawFrame>>);
+
+impl Buffers {
+    /// Most buffers kept: one filling, one per encoder, one spare.
+    const KEEP: usize = 4;
+
+    fn take(&mut self, (w, h): (usize, usize)) -> Arc<RawFrame> {
+        match self.0.iter().position(|b| Arc::strong_count(b) == 1) {
+            Some(i) => self.0.swap_remove(i),
+            None => Arc::new(RawFrame::black(w, h)),
+        }
+    }
+
+    fn give_back(&mut self, frame: Arc<RawFrame>) {
+        if self.0.len() < Self::KEEP {
+            self.0.push(frame);
+        }
+    }
 }
 
 fn reopen(spec: &SourceSpec, config: &Config, size: (usize, usize)) -> Option<Source> {
@@ -262,45 +380,4 @@ fn reopen(spec: &SourceSpec, config: &Config, size: (usize, usize)) -> Option<So
         return None;
     }
     Some(source)
-}
-
-/// The encode thread: one encoder for every viewer.
-fn spawn_encode(
-    mut encoder: H264Encoder,
-    raw_rx: std_mpsc::Receiver<RawFrame>,
-    spare_tx: std_mpsc::SyncSender<RawFrame>,
-    frames_tx: mpsc::Sender<EncodedFrame>,
-    key_rx: std_mpsc::Receiver<()>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let thread = std::thread::Builder::new()
-        .name("encode".into())
-        .spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let frame = match raw_rx.recv_timeout(Duration::from_millis(200)) {
-                    Ok(f) => f,
-                    Err(RecvTimeoutError::Timeout) => continue,
-                    Err(RecvTimeoutError::Disconnected) => return,
-                };
-                while key_rx.try_recv().is_ok() {
-                    encoder.request_keyframe();
-                }
-                match encoder.encode(&frame) {
-                    Ok(Some(encoded)) => match frames_tx.try_send(encoded) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => {
-                            // A lost frame breaks the picture until the next IDR.
-                            tracing::warn!("media loop is behind: frame dropped");
-                            encoder.request_keyframe();
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    },
-                    Ok(None) => {}
-                    Err(e) => tracing::error!("encode: {e}"),
-                }
-                let _ = spare_tx.try_send(frame);
-            }
-        })
-        .context("starting the encode thread")?;
-    Ok(thread)
 }

@@ -35,6 +35,8 @@ pub struct Board {
     pub encoder_threads: u16,
     /// The V4L2 memory-to-memory H.264 encoder, where the board has one.
     pub hardware_encoder: Option<String>,
+    /// The largest picture software VP8 keeps up with on this board.
+    pub vp8_size: Option<String>,
     /// The UART a pan/tilt head would use.
     pub serial_port: Option<String>,
     /// The ceiling the packaged service runs under (systemd MemoryMax=).

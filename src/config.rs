@@ -14,7 +14,7 @@ use thiserror::Error;
 
 use crate::board::{self, Board};
 use crate::capture::SourceSpec;
-use crate::encode::EncoderSettings;
+use crate::encode::{EncoderSettings, H264Choice};
 
 pub const DEFAULT_HTTP: &str = "0.0.0.0:8443";
 pub const DEFAULT_RTC: &str = "0.0.0.0:8443";
@@ -63,6 +63,14 @@ pub struct Cli {
     /// H.264 bitrate in kbit/s [default: from size and rate, 2000 at 720p30]
     #[arg(long, value_name = "KBPS")]
     pub bitrate: Option<u32>,
+    /// H.264 encoder: auto (the board's hardware encoder when it opens, else
+    /// openh264), openh264, or v4l2m2m[:/dev/videoN] [default: auto]
+    #[arg(long, value_name = "auto|openh264|v4l2m2m[:DEV]")]
+    pub encoder: Option<H264Choice>,
+    /// Largest picture VP8 viewers get (software VP8 costs more than H.264);
+    /// larger captures are scaled down for them [default: the board's]
+    #[arg(long, value_name = "WxH")]
+    pub vp8_size: Option<Size>,
     /// Most viewers at once; more are refused with a clear error [default: 16]
     #[arg(long, value_name = "N")]
     pub max_viewers: Option<usize>,
@@ -149,6 +157,8 @@ struct FileConfig {
     size: Option<String>,
     fps: Option<u32>,
     bitrate: Option<u32>,
+    encoder: Option<String>,
+    vp8_size: Option<String>,
     max_viewers: Option<usize>,
     max_viewers_per_address: Option<usize>,
     trust_loopback: Option<bool>,
@@ -180,6 +190,9 @@ pub struct Config {
     pub size: Size,
     pub fps: u32,
     pub bitrate_kbps: u32,
+    pub encoder: H264Choice,
+    /// The largest VP8 picture (the capture's size when smaller).
+    pub vp8_size: Size,
     pub max_viewers: usize,
     pub max_viewers_per_address: usize,
     pub trust_loopback: bool,
@@ -245,6 +258,16 @@ impl Config {
                 "bitrate {bitrate_kbps} kbit/s is outside 50..50000"
             )));
         }
+        let encoder = match (cli.encoder, file.encoder) {
+            (Some(e), _) => e,
+            (None, Some(e)) => e.parse().map_err(invalid)?,
+            (None, None) => H264Choice::Auto,
+        };
+        let vp8_size = match (cli.vp8_size, file.vp8_size.or(board.vp8_size.clone())) {
+            (Some(s), _) => s,
+            (None, Some(s)) => s.parse().map_err(invalid)?,
+            (None, None) => size,
+        };
         let max_viewers = cli
             .max_viewers
             .or(file.max_viewers)
@@ -291,6 +314,8 @@ impl Config {
             size,
             fps,
             bitrate_kbps,
+            encoder,
+            vp8_size,
             max_viewers,
             max_viewers_per_address,
             trust_loopback: cli.trust_loopback || file.trust_loopback.unwrap_or(false),

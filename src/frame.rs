@@ -58,14 +58,81 @@ impl RawFrame {
     }
 }
 
-/// One encoded H.264 access unit in Annex-B form, shared by every viewer.
+impl RawFrame {
+    /// Scales this picture down into `dst` at `width`x`height` (even), each
+    /// output pixel the mean of the 2x2 source pixels at its position: a box
+    /// filter for 2:1, close enough to one for other ratios. Times and stamp
+    /// are carried over.
+    pub fn scale_into(&self, dst: &mut RawFrame, width: usize, height: usize) {
+        dst.width = width;
+        dst.height = height;
+        dst.data.resize(RawFrame::i420_len(width, height), 0);
+        dst.captured = self.captured;
+        dst.stamp_ms = self.stamp_ms;
+        let (sy, su, sv) = self.planes();
+        let (dy, du, dv) = dst.planes_mut();
+        let (sw, sh) = (self.width, self.height);
+        scale_plane(sy, sw, sh, dy, width, height);
+        scale_plane(su, sw / 2, sh / 2, du, width / 2, height / 2);
+        scale_plane(sv, sw / 2, sh / 2, dv, width / 2, height / 2);
+    }
+}
+
+fn scale_plane(src: &[u8], sw: usize, sh: usize, dst: &mut [u8], dw: usize, dh: usize) {
+    if sw == 0 || sh == 0 || dw == 0 || dh == 0 {
+        return;
+    }
+    let cols: Vec<(usize, usize)> = (0..dw)
+        .map(|x| {
+            let c = x * sw / dw;
+            (c, (c + 1).min(sw - 1))
+        })
+        .collect();
+    for (y, line) in dst.chunks_exact_mut(dw).take(dh).enumerate() {
+        let r0 = y * sh / dh;
+        let r1 = (r0 + 1).min(sh - 1);
+        let (a, b) = (&src[r0 * sw..(r0 + 1) * sw], &src[r1 * sw..(r1 + 1) * sw]);
+        for (px, &(c0, c1)) in line.iter_mut().zip(&cols) {
+            let sum = a[c0] as u16 + a[c1] as u16 + b[c0] as u16 + b[c1] as u16;
+            *px = ((sum + 2) / 4) as u8;
+        }
+    }
+}
+
+/// The video codecs rtcam sends. A viewer is bound to one, from its offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum VideoCodec {
+    /// H.264 constrained baseline, packetization-mode 1.
+    #[serde(rename = "H264")]
+    H264,
+    /// VP8: what a browser without H.264 (Firefox offline) plays.
+    #[serde(rename = "VP8")]
+    Vp8,
+}
+
+impl VideoCodec {
+    pub const ALL: [VideoCodec; 2] = [VideoCodec::H264, VideoCodec::Vp8];
+}
+
+impl std::fmt::Display for VideoCodec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            VideoCodec::H264 => "H.264",
+            VideoCodec::Vp8 => "VP8",
+        })
+    }
+}
+
+/// One encoded picture, shared by every viewer of its codec: an H.264
+/// access unit in Annex-B form, or one VP8 frame.
 ///
 /// The payload is an `Arc` so that fan-out to N viewers costs N pointer
 /// copies, not N buffer copies.
 #[derive(Debug, Clone)]
 pub struct EncodedFrame {
+    pub codec: VideoCodec,
     pub data: Arc<[u8]>,
-    /// An IDR: a viewer that joins may start here.
+    /// A keyframe (an IDR for H.264): a viewer that joins may start here.
     pub keyframe: bool,
     pub width: usize,
     pub height: usize,
@@ -75,4 +142,25 @@ pub struct EncodedFrame {
     pub stamp_ms: u64,
     /// Running frame number, for logs and tests.
     pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaling_halves_a_picture_and_keeps_its_stamp() {
+        let mut src = RawFrame::black(8, 4);
+        src.stamp_ms = 42;
+        let (y, _, _) = src.planes_mut();
+        for (i, p) in y.iter_mut().enumerate() {
+            *p = if i % 8 < 4 { 20 } else { 220 };
+        }
+        let mut dst = RawFrame::black(2, 2);
+        src.scale_into(&mut dst, 4, 2);
+        assert_eq!((dst.width, dst.height, dst.stamp_ms), (4, 2, 42));
+        assert_eq!(dst.data.len(), RawFrame::i420_len(4, 2));
+        assert_eq!(dst.planes().0, &[20, 20, 220, 220, 20, 20, 220, 220]);
+        assert!(dst.planes().1.iter().all(|&c| c == 128));
+    }
 }

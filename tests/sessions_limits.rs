@@ -64,12 +64,16 @@ fn malformed_offers_are_refused_with_a_reason() {
 }
 
 #[test]
-fn an_offer_without_h264_is_refused() {
+fn an_offer_with_neither_h264_nor_vp8_is_refused_naming_what_it_offered() {
     let mut sim = Sim::new(2);
     let now = sim.now;
-    let vp8_only = offer_with(|_| {});
-    let err = sim.sessions.add_viewer(now, &vp8_only, ip(1)).unwrap_err();
-    assert_eq!(err, SessionError::NoCodec, "{err}");
+    let offer = offer_with(|b| b.enable_vp9(true).enable_av1(true));
+    let err = sim.sessions.add_viewer(now, &offer, ip(1)).unwrap_err();
+    let SessionError::NoCodec { offered } = &err else {
+        panic!("{err:?}");
+    };
+    assert_eq!(offered, &["VP9", "AV1"]);
+    assert!(err.to_string().ends_with("it offered: VP9, AV1"), "{err}");
     assert!(sim.sessions.is_empty());
 }
 

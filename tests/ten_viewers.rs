@@ -61,7 +61,7 @@ async fn ten_viewers_each_get_the_full_rate_from_one_encoder() {
         "shared frames: {}",
         common_stamps.len()
     );
-    assert_eq!(server.log().matches("encoding H.264").count(), 1);
+    assert_eq!(server.log().matches("H.264 encoder started").count(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! Where pictures come from: a V4L2 camera, or the synthetic test pattern.
 
 pub mod pattern;
+pub mod scene;
 pub mod stripe;
 pub mod v4l2;
 
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use thiserror::Error;
 
 use crate::frame::RawFrame;
-use pattern::TestPattern;
+use pattern::{Look, TestPattern};
 use v4l2::V4l2Source;
 
 /// What the owner asked for with `--source`.
@@ -17,7 +18,10 @@ use v4l2::V4l2Source;
 pub enum SourceSpec {
     /// The first V4L2 capture device that works, else the test pattern.
     Auto,
+    /// The camera-like scene.
     Test,
+    /// Colour bars: cheap to draw and encode (emulated CPUs).
+    Bars,
     Device(PathBuf),
 }
 
@@ -27,9 +31,10 @@ impl std::str::FromStr for SourceSpec {
         match s {
             "auto" => Ok(SourceSpec::Auto),
             "test" => Ok(SourceSpec::Test),
+            "bars" => Ok(SourceSpec::Bars),
             p if p.starts_with('/') => Ok(SourceSpec::Device(PathBuf::from(p))),
             other => Err(format!(
-                "unknown source '{other}': expected auto, test or a device path such as /dev/video0"
+                "unknown source '{other}': expected auto, test, bars or a device path such as /dev/video0"
             )),
         }
     }
@@ -40,6 +45,7 @@ impl std::fmt::Display for SourceSpec {
         match self {
             SourceSpec::Auto => f.write_str("auto"),
             SourceSpec::Test => f.write_str("test"),
+            SourceSpec::Bars => f.write_str("bars"),
             SourceSpec::Device(p) => write!(f, "{}", p.display()),
         }
     }
@@ -76,7 +82,7 @@ pub enum CaptureError {
 /// log: the one description of a source.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SourceInfo {
-    /// `v4l2` or `test-pattern`.
+    /// `v4l2`, `test-scene` or `test-bars`.
     pub kind: &'static str,
     pub device: Option<String>,
     /// The driver's card name (`VIDIOC_QUERYCAP`), e.g. "vivid".
@@ -99,7 +105,7 @@ impl std::fmt::Display for SourceInfo {
                     self.format
                 )
             }
-            _ => write!(f, "test pattern {w}x{h} @ {fps:.0} fps"),
+            _ => write!(f, "{} {w}x{h} @ {fps:.0} fps", self.kind),
         }
     }
 }
@@ -120,11 +126,14 @@ impl Source {
         fps: u32,
     ) -> Result<Self, CaptureError> {
         match spec {
-            SourceSpec::Test => Ok(Source::Pattern(TestPattern::new(
-                width as usize,
-                height as usize,
-                fps,
-            )?)),
+            SourceSpec::Test | SourceSpec::Bars => {
+                let look = match spec {
+                    SourceSpec::Bars => Look::Bars,
+                    _ => Look::Scene,
+                };
+                let (w, h) = (width as usize, height as usize);
+                Ok(Source::Pattern(TestPattern::new(w, h, fps, look)?))
+            }
             SourceSpec::Device(path) => Ok(Source::V4l2(Box::new(V4l2Source::open(
                 path, width, height, fps,
             )?))),
@@ -197,7 +206,7 @@ mod tests {
     #[test]
     fn a_source_describes_itself_from_its_info() {
         let pattern = Source::open(&SourceSpec::Test, 640, 360, 30).unwrap();
-        assert_eq!(pattern.describe(), "test pattern 640x360 @ 30 fps");
+        assert_eq!(pattern.describe(), "test-scene 640x360 @ 30 fps");
         let camera = SourceInfo {
             kind: "v4l2",
             device: Some("/dev/video0".into()),
@@ -217,6 +226,7 @@ mod tests {
     fn parses_source_specs() {
         assert_eq!("auto".parse(), Ok(SourceSpec::Auto));
         assert_eq!("test".parse(), Ok(SourceSpec::Test));
+        assert_eq!("bars".parse(), Ok(SourceSpec::Bars));
         assert_eq!(
             "/dev/video3".parse(),
             Ok(SourceSpec::Device(PathBuf::from("/dev/video3")))

@@ -1,13 +1,26 @@
-//! The synthetic source: colour bars, a moving box, and the timestamp stripe,
-//! paced by the clock at the requested rate.
+//! The synthetic source, paced by the clock at the requested rate: the
+//! camera-like scene (`--source test`, see `scene.rs`) or cheap colour bars
+//! with a moving box (`--source bars`, for emulated CPUs), both with the
+//! timestamp stripe.
 //!
 //! It is the default when no camera is present and what most tests use: the
 //! stripe lets any receiver check each frame and measure its latency.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::scene::Scene;
 use super::{CaptureError, stripe};
 use crate::frame::RawFrame;
+
+/// What the synthetic source draws.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Look {
+    /// Texture, motion over the whole picture and sensor noise: encodes
+    /// like a camera.
+    Scene,
+    /// Flat bars and a box: nearly free to draw and to encode.
+    Bars,
+}
 
 /// BT.601 limited-range colour bars: white, yellow, cyan, green, magenta, red, blue, black.
 const BARS: [(u8, u8, u8); 8] = [
@@ -24,6 +37,7 @@ const BARS: [(u8, u8, u8); 8] = [
 const BOX: usize = 96;
 
 pub struct TestPattern {
+    scene: Option<Box<Scene>>,
     width: usize,
     height: usize,
     interval: Duration,
@@ -32,7 +46,7 @@ pub struct TestPattern {
 }
 
 impl TestPattern {
-    pub fn new(width: usize, height: usize, fps: u32) -> Result<Self, CaptureError> {
+    pub fn new(width: usize, height: usize, fps: u32, look: Look) -> Result<Self, CaptureError> {
         if width < 2 * BOX
             || height < 2 * BOX
             || !width.is_multiple_of(2)
@@ -45,6 +59,7 @@ impl TestPattern {
             )));
         }
         Ok(TestPattern {
+            scene: (look == Look::Scene).then(|| Box::new(Scene::new(width, height))),
             width,
             height,
             interval: Duration::from_secs_f64(1.0 / fps.max(1) as f64),
@@ -59,7 +74,11 @@ impl TestPattern {
 
     pub fn info(&self) -> super::SourceInfo {
         super::SourceInfo {
-            kind: "test-pattern",
+            kind: if self.scene.is_some() {
+                "test-scene"
+            } else {
+                "test-bars"
+            },
             device: None,
             card: None,
             format: "YU12",
@@ -91,6 +110,13 @@ impl TestPattern {
     /// Draws frame number `self.frame_no` and stamps it with the current time,
     /// taken immediately before the frame is handed on (as the spec asks).
     fn draw(&self, frame: &mut RawFrame) {
+        if let Some(scene) = &self.scene {
+            let stamp = unix_ms(SystemTime::now());
+            scene.draw(frame, self.frame_no, stamp);
+            frame.captured = Instant::now();
+            frame.stamp_ms = stamp;
+            return;
+        }
         frame.width = self.width;
         frame.height = self.height;
         frame
@@ -157,7 +183,7 @@ mod tests {
 
     #[test]
     fn every_frame_carries_a_fresh_readable_stamp() {
-        let mut p = TestPattern::new(640, 480, 1000).unwrap();
+        let mut p = TestPattern::new(640, 480, 1000, Look::Bars).unwrap();
         let mut f = RawFrame::black(2, 2);
         let mut last = 0;
         for _ in 0..5 {
@@ -173,8 +199,18 @@ mod tests {
     }
 
     #[test]
+    fn the_scene_is_stamped_too() {
+        let mut p = TestPattern::new(640, 360, 1000, Look::Scene).unwrap();
+        let mut f = RawFrame::black(2, 2);
+        p.next_frame(&mut f);
+        let d = stripe::decode_luma(f.planes().0, 640, 360, 640).expect("stripe");
+        assert_eq!(d.stamp_ms, f.stamp_ms);
+        assert_eq!(p.info().kind, "test-scene");
+    }
+
+    #[test]
     fn the_box_moves() {
-        let mut p = TestPattern::new(640, 480, 1000).unwrap();
+        let mut p = TestPattern::new(640, 480, 1000, Look::Bars).unwrap();
         let mut a = RawFrame::black(2, 2);
         let mut b = RawFrame::black(2, 2);
         p.next_frame(&mut a);
@@ -184,7 +220,7 @@ mod tests {
 
     #[test]
     fn rejects_odd_or_tiny_sizes() {
-        assert!(TestPattern::new(641, 480, 30).is_err());
-        assert!(TestPattern::new(100, 100, 30).is_err());
+        assert!(TestPattern::new(641, 480, 30, Look::Scene).is_err());
+        assert!(TestPattern::new(100, 100, 30, Look::Bars).is_err());
     }
 }

@@ -91,6 +91,15 @@ pub fn sps_matches(sps: (u8, u8, u8), level_idc: u8) -> bool {
     profile == 66 && flags & 0x40 != 0 && level <= level_idc
 }
 
+/// The `profile-level-id` an SPS really stands for, when it is constrained
+/// baseline (profile 66 with constraint_set1): what the SDP must say. The
+/// level is the SPS's own, so a hardware encoder that picks a higher level
+/// than asked is advertised truthfully.
+pub fn sps_profile_level_id(sps: (u8, u8, u8)) -> Option<u32> {
+    let (profile, flags, level) = sps;
+    (profile == 66 && flags & 0x40 != 0).then_some(CONSTRAINED_BASELINE | level as u32)
+}
+
 /// The NAL units of an Annex-B stream (without their start codes).
 pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut starts = Vec::new();
@@ -157,5 +166,9 @@ mod tests {
         );
         assert!(!sps_matches((0x42, 0xc0, 0x20), 31), "level too high");
         assert_eq!(sps_profile_level(&[0, 0, 1, 0x65]), None);
+        assert_eq!(sps_profile_level_id((0x42, 0xc0, 0x1f)), Some(0x42e01f));
+        assert_eq!(sps_profile_level_id((0x42, 0xe0, 0x28)), Some(0x42e028));
+        assert_eq!(sps_profile_level_id((0x42, 0x00, 0x1f)), None);
+        assert_eq!(sps_profile_level_id((0x64, 0x00, 0x1f)), None, "high");
     }
 }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub auth: Arc<guard::AuthState>,
     /// What the camera delivers now (it changes when a camera comes back).
     pub source: tokio::sync::watch::Receiver<crate::capture::SourceInfo>,
+    /// The encoders running now.
+    pub encoders: crate::encode::pool::StatusBoard,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -83,11 +85,18 @@ async fn status(
         #[serde(flatten)]
         rtc: crate::rtc::RtcStats,
         source: crate::capture::SourceInfo,
+        encoders: Vec<crate::encode::pool::EncoderStatus>,
     }
     match state.rtc.stats().await {
         Ok(rtc) => {
             let source = state.source.borrow().clone();
-            axum::Json(Status { rtc, source }).into_response()
+            let encoders = state.encoders.snapshot();
+            axum::Json(Status {
+                rtc,
+                source,
+                encoders,
+            })
+            .into_response()
         }
         Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }

@@ -12,21 +12,25 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use rand::Rng;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Frequency, MediaKind, MediaTime};
+use str0m::media::{Frequency, MediaKind, MediaTime, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use thiserror::Error;
 
 use super::viewer::{EndReason, Viewer, ViewerId};
-use crate::frame::EncodedFrame;
+use crate::encode::SdpParams;
+use crate::frame::{EncodedFrame, VideoCodec};
 
 pub use str0m::net::Transmit;
 
-/// Payload types we offer for H.264 and its retransmissions. Browsers answer
-/// with their own numbers; we look the real one up per viewer.
+/// Payload types in our codec config for H.264, VP8 and their
+/// retransmissions. Browsers answer with their own numbers; we look the real
+/// one up per viewer.
 const H264_PT: u8 = 108;
 const H264_RTX_PT: u8 = 109;
+const VP8_PT: u8 = 96;
+const VP8_RTX_PT: u8 = 97;
 /// RTP header extension ids in our codec config (the offer's ids win).
 const EXT_PLAYOUT_DELAY: u8 = 5;
 const EXT_ABS_CAPTURE_TIME: u8 = 6;
@@ -40,8 +44,9 @@ pub struct SessionConfig {
     /// Most viewers from one IP address (one household should not be able
     /// to take every slot).
     pub max_per_address: usize,
-    /// The encoder's constrained-baseline profile-level-id.
-    pub profile_level_id: u32,
+    /// What each encoder produces, in order of preference: a viewer is
+    /// bound to the first its offer accepts.
+    pub codecs: Vec<SdpParams>,
     /// A viewer that has not connected by then is dropped.
     pub connect_timeout: Duration,
     /// A connected viewer we hear nothing from (no RTCP, no consent checks)
@@ -54,12 +59,12 @@ pub struct SessionConfig {
 }
 
 impl SessionConfig {
-    pub fn new(candidates: Vec<SocketAddr>, max_viewers: usize, profile_level_id: u32) -> Self {
+    pub fn new(candidates: Vec<SocketAddr>, max_viewers: usize, codecs: Vec<SdpParams>) -> Self {
         SessionConfig {
             candidates,
             max_viewers,
             max_per_address: max_viewers,
-            profile_level_id,
+            codecs,
             connect_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(10),
             zero_playout_delay: true,
@@ -71,8 +76,8 @@ impl SessionConfig {
 pub enum SessionEvent {
     /// ICE and DTLS are up and media flows.
     Connected(ViewerId),
-    /// Somebody needs an IDR: a new viewer, or PLI/FIR from one.
-    KeyframeWanted(ViewerId),
+    /// Somebody needs a keyframe of its codec: a new viewer, or PLI/FIR.
+    KeyframeWanted(ViewerId, VideoCodec),
     /// The viewer is gone and removed from the table.
     Ended(ViewerId, EndReason),
 }
@@ -88,10 +93,11 @@ pub enum SessionError {
     #[error("the offer has no video section to receive the camera on")]
     NoVideo,
     #[error(
-        "the offer does not accept H.264 constrained baseline (profile-level-id 42e0xx) \
-         with packetization-mode=1"
+        "the offer accepts neither H.264 constrained baseline (profile-level-id 42e0xx, \
+         packetization-mode=1) nor VP8; it offered: {}",
+        if offered.is_empty() { "no video codec".to_string() } else { offered.join(", ") }
     )]
-    NoCodec,
+    NoCodec { offered: Vec<String> },
     #[error("no such session")]
     UnknownViewer,
     #[error("bad ICE candidate: {0}")]
@@ -153,15 +159,28 @@ impl Sessions {
                 self.config.max_per_address,
             ));
         }
+        let offered = offered_video_codecs(offer);
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let mut cfg = Rtc::builder().set_ice_lite(true).clear_codecs();
-        cfg.codec_config().add_h264(
-            H264_PT.into(),
-            Some(H264_RTX_PT.into()),
-            true,
-            self.config.profile_level_id,
-        );
+        for params in &self.config.codecs {
+            match *params {
+                SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
+                    H264_PT.into(),
+                    Some(H264_RTX_PT.into()),
+                    true,
+                    profile_level_id,
+                ),
+                SdpParams::Vp8 => cfg.codec_config().add_config(
+                    VP8_PT.into(),
+                    Some(VP8_RTX_PT.into()),
+                    Codec::Vp8,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    Default::default(),
+                ),
+            }
+        }
         cfg.extension_map()
             .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
         cfg.extension_map()
@@ -182,13 +201,18 @@ impl Sessions {
         }
         let id = self.fresh_id();
         let mut viewer = Viewer::new(id, rtc, now, from);
+        // Bound now, from the answer, so its encoder can start while ICE
+        // and DTLS are still under way.
+        if let Some(mid) = video_mid(&answer)
+            && let Some((codec, pt)) = bind_codec(&mut viewer, mid, &self.config.codecs)
+        {
+            viewer.codec = Some(codec);
+            viewer.pt = Some(pt);
+        }
         let mut events = VecDeque::new();
         drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
-        if viewer.mid.is_some() && viewer.pt.is_none() {
-            return Err(SessionError::NoCodec);
-        }
-        if viewer.mid.is_none() && !answer.contains("H264") {
-            return Err(SessionError::NoCodec);
+        if viewer.codec.is_none() {
+            return Err(SessionError::NoCodec { offered });
         }
         self.events.extend(events);
         self.viewers.push(viewer);
@@ -320,7 +344,7 @@ impl Sessions {
         let wall = UNIX_EPOCH + Duration::from_millis(frame.stamp_ms);
         for i in 0..self.viewers.len() {
             let v = &mut self.viewers[i];
-            if !v.sending() {
+            if !v.sending() || v.codec != Some(frame.codec) {
                 continue;
             }
             if v.awaiting_keyframe {
@@ -355,6 +379,20 @@ impl Sessions {
             self.drain_at(i);
         }
         self.reap();
+    }
+
+    /// Viewers bound to `codec` (joining or connected, not ending): what
+    /// decides whether its encoder runs.
+    pub fn viewers_of(&self, codec: VideoCodec) -> usize {
+        self.viewers
+            .iter()
+            .filter(|v| v.codec == Some(codec) && v.ending.is_none())
+            .count()
+    }
+
+    /// The codec a viewer was bound to from its offer.
+    pub fn codec_of(&self, id: ViewerId) -> Option<VideoCodec> {
+        self.viewer(id).and_then(|v| v.codec)
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
@@ -458,7 +496,9 @@ fn drain(
     }
     if !was_sending && v.sending() {
         events.push_back(SessionEvent::Connected(v.id));
-        events.push_back(SessionEvent::KeyframeWanted(v.id));
+        if let Some(codec) = v.codec {
+            events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
+        }
     }
 }
 
@@ -467,21 +507,17 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         Event::Connected => v.connected = true,
         Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
             v.mid = Some(m.mid);
-            v.pt = v.rtc.writer(m.mid).and_then(|w| {
-                w.payload_params()
-                    .find(|p| {
-                        let spec = p.spec();
-                        spec.codec == Codec::H264
-                            && spec.format.packetization_mode == Some(1)
-                            && spec.format.profile_level_id.map(|id| id >> 8)
-                                == Some(config.profile_level_id >> 8)
-                    })
-                    .map(|p| p.pt())
-            });
+            if v.codec.is_some() {
+                return;
+            }
+            if let Some((codec, pt)) = bind_codec(v, m.mid, &config.codecs) {
+                v.codec = Some(codec);
+                v.pt = Some(pt);
+            }
         }
         Event::KeyframeRequest(_) => {
-            if v.sending() {
-                events.push_back(SessionEvent::KeyframeWanted(v.id));
+            if let (true, Some(codec)) = (v.sending(), v.codec) {
+                events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
             }
             v.awaiting_keyframe = v.awaiting_keyframe || v.frames_sent == 0;
         }
@@ -493,6 +529,74 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         }
         _ => {}
     }
+}
+
+/// The first of our codecs (in preference order) that the negotiated media
+/// carries, with the payload type the browser gave it.
+fn bind_codec(
+    v: &mut Viewer,
+    mid: str0m::media::Mid,
+    ours: &[SdpParams],
+) -> Option<(VideoCodec, Pt)> {
+    let writer = v.rtc.writer(mid)?;
+    let params: Vec<_> = writer.payload_params().collect();
+    ours.iter().find_map(|want| {
+        params
+            .iter()
+            .find(|p| {
+                let spec = p.spec();
+                match want {
+                    SdpParams::H264 { profile_level_id } => {
+                        spec.codec == Codec::H264
+                            && spec.format.packetization_mode == Some(1)
+                            && spec.format.profile_level_id.map(|id| id >> 8)
+                                == Some(profile_level_id >> 8)
+                    }
+                    SdpParams::Vp8 => spec.codec == Codec::Vp8,
+                }
+            })
+            .map(|p| (want.codec(), p.pt()))
+    })
+}
+
+/// The mid of the first video section of our answer.
+fn video_mid(answer: &str) -> Option<str0m::media::Mid> {
+    let mut in_video = false;
+    for line in answer.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if let (true, Some(mid)) = (in_video, line.strip_prefix("a=mid:")) {
+            return Some(mid.trim().into());
+        }
+    }
+    None
+}
+
+/// The video codecs an offer names (`a=rtpmap` names outside audio and
+/// data sections, without retransmission and FEC entries), for an error
+/// that tells the owner what the browser could do.
+fn offered_video_codecs(sdp: &str) -> Vec<String> {
+    let mut in_video = false;
+    let mut names: Vec<String> = Vec::new();
+    for line in sdp.lines().take(2_000) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if let (true, Some(map)) = (in_video, line.strip_prefix("a=rtpmap:")) {
+            let name = map
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.split('/').next());
+            if let Some(name) =
+                name.filter(|n| !matches!(*n, "rtx" | "red" | "ulpfec" | "flexfec-03"))
+            {
+                let name = truncate(name, 16).to_string();
+                if !names.contains(&name) && names.len() < 16 {
+                    names.push(name);
+                }
+            }
+        }
+    }
+    names
 }
 
 /// str0m's parse errors span lines and carry a pointer address; keep the

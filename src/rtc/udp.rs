@@ -9,6 +9,8 @@
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use quinn_udp::{RecvMeta, UdpSocketState};
@@ -17,7 +19,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, EndReason, RtcStats, SessionEvent, Sessions, ViewerId};
-use crate::frame::EncodedFrame;
+use crate::encode::pool::EncoderControl;
+use crate::frame::{EncodedFrame, VideoCodec};
 
 /// The longest we sleep without looking at the session table.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -146,6 +149,14 @@ impl MediaSocket {
     }
 }
 
+/// What the watchdog check remembers between turns of the loop.
+struct Liveness {
+    captured: u64,
+    camera_at: Instant,
+    /// Since when someone has been watching (encoded frames are due).
+    watched_since: Option<Instant>,
+}
+
 /// Everything the rtc task owns.
 pub struct RtcTask {
     pub socket: MediaSocket,
@@ -153,8 +164,12 @@ pub struct RtcTask {
     pub sessions: Sessions,
     pub commands: mpsc::Receiver<Command>,
     pub frames: mpsc::Receiver<EncodedFrame>,
-    /// Asks the encoder thread for an IDR (it throttles).
-    pub keyframes: std::sync::mpsc::Sender<()>,
+    /// Tells the encoders how many viewers each codec has and who needs a
+    /// keyframe (they throttle).
+    pub encoders: std::sync::mpsc::Sender<EncoderControl>,
+    /// Frames the camera has delivered so far (the capture thread counts):
+    /// with no viewer no encoder runs, yet the camera must be alive.
+    pub captured: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
     /// Called on every turn of the loop with whether video is flowing (a
     /// frame within the last few seconds): the systemd watchdog hangs here,
@@ -169,9 +184,16 @@ impl RtcTask {
         let mut frames_in = 0u64;
         let mut frames_open = true;
         let mut last_frame = Instant::now();
+        let mut live = Liveness {
+            captured: 0,
+            camera_at: Instant::now(),
+            watched_since: None,
+        };
+        let mut demand = [0usize; VideoCodec::ALL.len()];
         loop {
             let now = Instant::now();
-            (self.heartbeat)(now.saturating_duration_since(last_frame) < STALL_AFTER);
+            let flowing = self.flowing(now, &mut live, last_frame);
+            (self.heartbeat)(flowing);
             let deadline = self
                 .sessions
                 .poll_timeout()
@@ -222,6 +244,37 @@ impl RtcTask {
             self.receive(&mut buf);
             self.sessions.handle_timeout(Instant::now());
             self.flush(&mut watchers).await;
+            self.report_demand(&mut demand);
+        }
+    }
+
+    /// Video flows when the camera delivered a frame lately and, while
+    /// anyone watches, encoded frames arrive too.
+    fn flowing(&self, now: Instant, live: &mut Liveness, last_frame: Instant) -> bool {
+        let n = self.captured.load(Ordering::Relaxed);
+        if n != live.captured {
+            (live.captured, live.camera_at) = (n, now);
+        }
+        live.watched_since = match (self.sessions.is_empty(), live.watched_since) {
+            (true, _) => None,
+            (false, None) => Some(now),
+            (false, since) => since,
+        };
+        let camera_ok = now.saturating_duration_since(live.camera_at) < STALL_AFTER;
+        let encoders_ok = live
+            .watched_since
+            .is_none_or(|t| now.saturating_duration_since(t.max(last_frame)) < STALL_AFTER);
+        camera_ok && encoders_ok
+    }
+
+    /// Tells the encoders when a codec's viewer count changed.
+    fn report_demand(&self, last: &mut [usize; VideoCodec::ALL.len()]) {
+        for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
+            let n = self.sessions.viewers_of(codec);
+            if n != last[i] {
+                last[i] = n;
+                let _ = self.encoders.send(EncoderControl::Viewers(codec, n));
+            }
         }
     }
 
@@ -315,8 +368,8 @@ impl RtcTask {
         while let Some(e) = self.sessions.poll_event() {
             match e {
                 SessionEvent::Connected(id) => tracing::info!(viewer = %id, "viewer connected"),
-                SessionEvent::KeyframeWanted(_) => {
-                    let _ = self.keyframes.send(());
+                SessionEvent::KeyframeWanted(_, codec) => {
+                    let _ = self.encoders.send(EncoderControl::Keyframe(codec));
                 }
                 SessionEvent::Ended(id, reason) => {
                     if let Some(w) = watchers.remove(&id) {

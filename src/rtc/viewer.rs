@@ -7,6 +7,8 @@ use std::time::Instant;
 use str0m::Rtc;
 use str0m::media::{Mid, Pt};
 
+use crate::frame::VideoCodec;
+
 /// Identifies a viewer in logs, in the WHEP resource URL and in signaling.
 /// Random, so a resource URL cannot be guessed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -62,7 +64,9 @@ pub struct Viewer {
     pub rtc: Rtc,
     /// The video m-line we send on, once str0m reports it.
     pub mid: Option<Mid>,
-    /// The payload type the browser chose for our H.264 profile.
+    /// The codec this viewer was bound to from its offer (H.264 when it
+    /// takes ours, else VP8), and the payload type the browser gave it.
+    pub codec: Option<VideoCodec>,
     pub pt: Option<Pt>,
     pub connected: bool,
     /// Nothing is sent until the first IDR: P-frames before it are useless.
@@ -81,6 +85,7 @@ impl Viewer {
             from,
             rtc,
             mid: None,
+            codec: None,
             pt: None,
             connected: false,
             awaiting_keyframe: true,

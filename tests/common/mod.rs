@@ -109,9 +109,11 @@ impl Server {
         let (ok, token, err) =
             rtcam_command(&["token", "create", "tests", "--state-dir", &dir], "");
         assert!(ok && token.len() == 64, "token create: {err}");
+        // The camera-like scene natively; the cheap bars on an emulated CPU.
+        let source = if emulated() { "bars" } else { "test" };
         let mut args = vec![
             "--source".to_string(),
-            "test".into(),
+            source.into(),
             "--http".into(),
             http.to_string(),
             "--rtc".into(),

@@ -6,7 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtcam::frame::EncodedFrame;
+use rtcam::encode::SdpParams;
+use rtcam::frame::{EncodedFrame, VideoCodec};
 use rtcam::rtc::{SessionConfig, SessionEvent, Sessions, ViewerId};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
@@ -37,7 +38,7 @@ pub struct Sim {
 impl Sim {
     pub fn new(max_viewers: usize) -> Sim {
         let now = Instant::now();
-        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, 0x42e01f);
+        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, codecs());
         Sim {
             now,
             sessions: Sessions::new(config, now),
@@ -49,26 +50,31 @@ impl Sim {
 
     /// Rebuilds the table with a per-address limit (before anyone joins).
     pub fn sessions_config_per_address(&mut self, n: usize) {
-        let mut config = SessionConfig::new(vec![SERVER.parse().unwrap()], 8, 0x42e01f);
+        let mut config = SessionConfig::new(vec![SERVER.parse().unwrap()], 8, codecs());
         config.max_per_address = n;
         self.sessions = Sessions::new(config, self.now);
     }
 
     /// A browser-like offer: recvonly video with the usual H.264 profiles.
     pub fn offer(&self, index: usize) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr) {
-        let (rtc, offer, pending, addr, _) = self.offer_mid(index);
+        let (rtc, offer, pending, addr, _) = self.offer_mid(index, Browser::Chromium);
         (rtc, offer, pending, addr)
     }
 
     fn offer_mid(
         &self,
         index: usize,
+        browser: Browser,
     ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
         let addr: SocketAddr = format!("10.0.0.{}:5000", 10 + index).parse().unwrap();
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_h264(true)
-            .build(self.now);
+        let builder = Rtc::builder().clear_codecs();
+        let builder = match browser {
+            // Chromium offers both; we must pick H.264.
+            Browser::Chromium => builder.enable_vp8(true).enable_h264(true),
+            // Firefox without its OpenH264 plugin.
+            Browser::FirefoxOffline => builder.enable_vp8(true).enable_vp9(true),
+        };
+        let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
@@ -78,8 +84,13 @@ impl Sim {
 
     /// Adds a peer and answers its offer. Returns its index.
     pub fn join(&mut self) -> usize {
+        self.join_as(Browser::Chromium)
+    }
+
+    /// Adds a peer that offers what `browser` offers.
+    pub fn join_as(&mut self, browser: Browser) -> usize {
         let index = self.peers.len();
-        let (mut rtc, offer, pending, addr, mid) = self.offer_mid(index);
+        let (mut rtc, offer, pending, addr, mid) = self.offer_mid(index, browser);
         let (id, answer) = self
             .sessions
             .add_viewer(self.now, &offer, addr.ip())
@@ -180,11 +191,23 @@ impl Sim {
         panic!("peers did not connect");
     }
 
-    /// One encoded frame (fake but well-formed Annex-B) to every viewer.
+    /// One encoded H.264 frame (fake but well-formed Annex-B) to every viewer.
     pub fn frame(&mut self, keyframe: bool) {
+        self.frame_of(VideoCodec::H264, keyframe);
+    }
+
+    /// One encoded frame of `codec`: fake but well-formed Annex-B, or a
+    /// VP8 frame header (keyframe: start code and size).
+    pub fn frame_of(&mut self, codec: VideoCodec, keyframe: bool) {
         self.seq += 1;
         let mut data = Vec::new();
-        if keyframe {
+        if codec == VideoCodec::Vp8 {
+            let tag = if keyframe { 0x10 } else { 0x11 };
+            data.extend_from_slice(&[tag, 0x02, 0x00]);
+            if keyframe {
+                data.extend_from_slice(&[0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]);
+            }
+        } else if keyframe {
             data.extend_from_slice(&[0, 0, 0, 1, 0x67, 0x42, 0xc0, 0x1f, 0x8c]);
             data.extend_from_slice(&[0, 0, 0, 1, 0x68, 0xce, 0x3c, 0x80]);
             data.extend_from_slice(&[0, 0, 0, 1, 0x65]);
@@ -193,6 +216,7 @@ impl Sim {
         }
         data.extend((0..300).map(|i| (i as u64 * self.seq) as u8 | 1));
         let frame = EncodedFrame {
+            codec,
             data: data.into(),
             keyframe,
             width: 640,
@@ -215,7 +239,7 @@ impl Sim {
     pub fn keyframe_asks(&self) -> usize {
         self.events
             .iter()
-            .filter(|e| matches!(e, SessionEvent::KeyframeWanted(_)))
+            .filter(|e| matches!(e, SessionEvent::KeyframeWanted(..)))
             .count()
     }
 
@@ -237,13 +261,26 @@ impl Sim {
     }
 }
 
-/// An offer text from a str0m offerer with the given codecs and media.
-pub fn offer_with(build: impl FnOnce(&mut Rtc)) -> String {
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_vp8(true)
-        .build(Instant::now());
-    build(&mut rtc);
+/// What the simulated table offers: H.264 as openh264 writes it, then VP8.
+pub fn codecs() -> Vec<SdpParams> {
+    vec![
+        SdpParams::H264 {
+            profile_level_id: 0x42e01f,
+        },
+        SdpParams::Vp8,
+    ]
+}
+
+/// Which browser a simulated peer stands for (what its offer holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Browser {
+    Chromium,
+    FirefoxOffline,
+}
+
+/// An offer text from a str0m offerer with the codecs `codecs` enables.
+pub fn offer_with(codecs: impl FnOnce(str0m::RtcConfig) -> str0m::RtcConfig) -> String {
+    let mut rtc = codecs(Rtc::builder().clear_codecs()).build(Instant::now());
     let mut api = rtc.sdp_api();
     api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
     let (offer, _): (SdpOffer, _) = api.apply().unwrap();

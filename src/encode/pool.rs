@@ -1,0 +1,404 @@
+//! The encoders as threads: one per codec in use, each fed the newest raw
+//! frame, all feeding the rtc task. The IO shell around [`Demand`].
+//!
+//! The capture thread publishes each frame to a [`FrameTap`]; every running
+//! encoder has a one-frame mailbox there that drops rather than queues, so a
+//! slow encoder (VP8 on a small board) costs its own viewers frames, never
+//! latency, and never the other codec's rate. The rtc task sends
+//! [`EncoderControl`] messages (viewer counts, keyframe asks, bitrates);
+//! the pool turns viewer counts into starts and stops. Everything ends when
+//! the rtc task drops its sender: the pool returns, dropping each worker's
+//! control sender, and each worker returns.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc as tokio_mpsc;
+
+use super::demand::{Action, Demand};
+use super::openh264::OpenH264;
+use super::v4l2m2m::V4l2M2m;
+use super::vp8::Vp8;
+use super::{EncodeError, Encoder, EncoderSettings};
+use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
+
+/// How long an encoder outlives its last viewer.
+pub const GRACE: Duration = Duration::from_secs(5);
+/// The longest a worker waits for a frame before looking at its controls.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+
+/// What the rtc task tells the encoders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderControl {
+    /// This many viewers are bound to the codec now.
+    Viewers(VideoCodec, usize),
+    /// A viewer of this codec needs a keyframe (throttled by the encoder).
+    Keyframe(VideoCodec),
+    /// A new target for this codec's encoder, without a keyframe.
+    Bitrate(VideoCodec, u32),
+}
+
+/// Which H.264 implementation runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum H264Plan {
+    OpenH264,
+    /// The hardware encoder; openh264 takes over if it fails.
+    V4l2M2m(PathBuf),
+}
+
+/// Makes each codec's encoder, and the fallback when hardware fails.
+#[derive(Debug, Clone)]
+pub struct Factory {
+    pub h264: H264Plan,
+    pub h264_settings: EncoderSettings,
+    pub vp8_settings: EncoderSettings,
+}
+
+impl Factory {
+    pub fn make(&self, codec: VideoCodec) -> Result<Encoder, EncodeError> {
+        Ok(Encoder::new(match (codec, &self.h264) {
+            (VideoCodec::Vp8, _) => Box::new(Vp8::new(self.vp8_settings)?),
+            (VideoCodec::H264, H264Plan::OpenH264) => Box::new(OpenH264::new(self.h264_settings)?),
+            (VideoCodec::H264, H264Plan::V4l2M2m(path)) => {
+                Box::new(V4l2M2m::open(path, self.h264_settings)?)
+            }
+        }))
+    }
+
+    /// The software encoder that replaces a failed hardware one.
+    pub fn fallback(&self, codec: VideoCodec) -> Option<Encoder> {
+        match (codec, &self.h264) {
+            (VideoCodec::H264, H264Plan::V4l2M2m(_)) => OpenH264::new(self.h264_settings)
+                .map(|e| Encoder::new(Box::new(e)))
+                .map_err(|e| tracing::error!("the openh264 fallback failed too: {e}"))
+                .ok(),
+            _ => None,
+        }
+    }
+
+    /// The size an encoder of `codec` works at.
+    pub fn settings(&self, codec: VideoCodec) -> EncoderSettings {
+        match codec {
+            VideoCodec::H264 => self.h264_settings,
+            VideoCodec::Vp8 => self.vp8_settings,
+        }
+    }
+}
+
+/// One running encoder, as `/api/status` lists it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct EncoderStatus {
+    pub codec: VideoCodec,
+    pub implementation: String,
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub bitrate_kbps: u32,
+    pub viewers: usize,
+    /// Frames the encoder was too slow to take.
+    pub frames_dropped: u64,
+}
+
+/// The running encoders, shared with the HTTP plane.
+#[derive(Debug, Clone, Default)]
+pub struct StatusBoard(Arc<Mutex<BTreeMap<VideoCodec, EncoderStatus>>>);
+
+impl StatusBoard {
+    pub fn snapshot(&self) -> Vec<EncoderStatus> {
+        self.lock().values().cloned().collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<VideoCodec, EncoderStatus>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, codec: VideoCodec, f: impl FnOnce(&mut EncoderStatus)) {
+        if let Some(s) = self.lock().get_mut(&codec) {
+            f(s);
+        }
+    }
+
+    fn running(&self, enc: &Encoder, viewers: usize) {
+        let s = enc.settings();
+        self.lock().insert(
+            enc.codec(),
+            EncoderStatus {
+                codec: enc.codec(),
+                implementation: enc.implementation(),
+                width: s.width,
+                height: s.height,
+                fps: s.fps,
+                bitrate_kbps: s.bitrate_kbps,
+                viewers,
+                frames_dropped: 0,
+            },
+        );
+    }
+
+    fn stopped(&self, codec: VideoCodec) {
+        self.lock().remove(&codec);
+    }
+}
+
+/// Where the capture thread hands each frame to every running encoder.
+#[derive(Default)]
+pub struct FrameTap {
+    mailboxes: Mutex<Vec<(VideoCodec, SyncSender<Arc<RawFrame>>)>>,
+    board: StatusBoard,
+}
+
+impl FrameTap {
+    pub fn new(board: StatusBoard) -> Self {
+        FrameTap {
+            mailboxes: Mutex::default(),
+            board,
+        }
+    }
+
+    /// Offers the frame to every encoder; one still busy with the last
+    /// frame misses this one. Returns how many took it.
+    pub fn publish(&self, frame: &Arc<RawFrame>) -> usize {
+        let mut boxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut took = 0;
+        boxes.retain(|(codec, tx)| match tx.try_send(frame.clone()) {
+            Ok(()) => {
+                took += 1;
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.board.update(*codec, |s| s.frames_dropped += 1);
+                true
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+        took
+    }
+
+    fn subscribe(&self, codec: VideoCodec) -> Receiver<Arc<RawFrame>> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let mut boxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
+        boxes.push((codec, tx));
+        rx
+    }
+}
+
+/// Everything the pool thread owns.
+pub struct Pool {
+    pub factory: Arc<Factory>,
+    pub tap: Arc<FrameTap>,
+    pub board: StatusBoard,
+    pub control: Receiver<EncoderControl>,
+    pub frames: tokio_mpsc::Sender<EncodedFrame>,
+}
+
+/// A worker's own control road.
+enum WorkerControl {
+    Keyframe,
+    Bitrate(u32),
+}
+
+impl Pool {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("encoders".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let mut demand = Demand::new(GRACE);
+        let mut workers: BTreeMap<VideoCodec, mpsc::Sender<WorkerControl>> = BTreeMap::new();
+        loop {
+            let now = Instant::now();
+            let wait = demand
+                .poll_timeout()
+                .map_or(Duration::from_secs(3600), |t| {
+                    t.saturating_duration_since(now)
+                });
+            match self.control.recv_timeout(wait) {
+                Ok(EncoderControl::Viewers(codec, n)) => {
+                    demand.set_viewers(Instant::now(), codec, n);
+                    self.board.update(codec, |s| s.viewers = n);
+                }
+                Ok(EncoderControl::Keyframe(codec)) => {
+                    if let Some(w) = workers.get(&codec) {
+                        let _ = w.send(WorkerControl::Keyframe);
+                    }
+                }
+                Ok(EncoderControl::Bitrate(codec, kbps)) => {
+                    if let Some(w) = workers.get(&codec) {
+                        let _ = w.send(WorkerControl::Bitrate(kbps));
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            demand.handle_timeout(Instant::now());
+            while let Some(action) = demand.poll_action() {
+                match action {
+                    Action::Start(codec) => {
+                        if let Some(tx) = self.start(codec, demand.viewers(codec)) {
+                            workers.insert(codec, tx);
+                        }
+                    }
+                    Action::Stop(codec) => {
+                        tracing::info!("{codec} encoder stopped: no viewers for {GRACE:?}");
+                        workers.remove(&codec);
+                        self.board.stopped(codec);
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&self, codec: VideoCodec, viewers: usize) -> Option<mpsc::Sender<WorkerControl>> {
+        let (tx, rx) = mpsc::channel();
+        let worker = Worker {
+            codec,
+            factory: self.factory.clone(),
+            board: self.board.clone(),
+            input: self.tap.subscribe(codec),
+            control: rx,
+            frames: self.frames.clone(),
+            viewers,
+        };
+        match std::thread::Builder::new()
+            .name(format!("encode-{codec}"))
+            .spawn(move || worker.run())
+        {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::error!("cannot start the {codec} encoder thread: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// One codec's encoder thread.
+struct Worker {
+    codec: VideoCodec,
+    factory: Arc<Factory>,
+    board: StatusBoard,
+    input: Receiver<Arc<RawFrame>>,
+    control: Receiver<WorkerControl>,
+    frames: tokio_mpsc::Sender<EncodedFrame>,
+    viewers: usize,
+}
+
+impl Worker {
+    fn run(self) {
+        let codec = self.codec;
+        let mut enc = match self.factory.make(codec) {
+            Ok(e) => e,
+            Err(e) => match self.factory.fallback(codec) {
+                Some(fallback) => {
+                    tracing::warn!(
+                        "{codec} encoder did not open ({e}); using {}",
+                        fallback.implementation()
+                    );
+                    fallback
+                }
+                None => {
+                    tracing::error!("{codec} encoder did not start: {e}");
+                    return;
+                }
+            },
+        };
+        self.board.running(&enc, self.viewers);
+        let s = enc.settings();
+        tracing::info!(
+            "{codec} encoder started: {} {}x{} @ {} fps, {} kbit/s",
+            enc.implementation(),
+            s.width,
+            s.height,
+            s.fps,
+            s.bitrate_kbps
+        );
+        let mut scaled = RawFrame::black(s.width as usize, s.height as usize);
+        let mut errors = 0u64;
+        loop {
+            let frame = match self.input.recv_timeout(IDLE_POLL) {
+                Ok(f) => f,
+                Err(RecvTimeoutError::Timeout) => {
+                    if !self.apply_controls(&mut enc) {
+                        return;
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if !self.apply_controls(&mut enc) {
+                return;
+            }
+            let input = fit(&frame, &mut scaled, enc.settings());
+            match enc.encode(input) {
+                Ok(Some(out)) => self.send(out, &mut enc),
+                Ok(None) => {}
+                Err(e) => match self.factory.fallback(codec) {
+                    Some(fallback) => {
+                        tracing::error!(
+                            "{codec} encoder {} failed ({e}); switching to {}",
+                            enc.implementation(),
+                            fallback.implementation()
+                        );
+                        enc = fallback;
+                        self.board.running(&enc, self.board_viewers());
+                    }
+                    None => {
+                        errors += 1;
+                        if errors.is_power_of_two() {
+                            tracing::error!("{codec} encode: {e} ({errors} errors so far)");
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Applies keyframe asks and bitrates; false when the pool let go.
+    fn apply_controls(&self, enc: &mut Encoder) -> bool {
+        loop {
+            match self.control.try_recv() {
+                Ok(WorkerControl::Keyframe) => enc.request_keyframe(),
+                Ok(WorkerControl::Bitrate(kbps)) => match enc.set_bitrate(kbps) {
+                    Ok(()) => self.board.update(self.codec, |s| s.bitrate_kbps = kbps),
+                    Err(e) => tracing::warn!("{} bitrate {kbps} kbit/s refused: {e}", self.codec),
+                },
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+    }
+
+    fn send(&self, out: EncodedFrame, enc: &mut Encoder) {
+        match self.frames.try_send(out) {
+            Ok(()) | Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
+            Err(tokio_mpsc::error::TrySendError::Full(_)) => {
+                // A lost frame breaks the picture until the next keyframe.
+                tracing::warn!("media loop is behind: {} frame dropped", self.codec);
+                enc.request_keyframe();
+            }
+        }
+    }
+
+    fn board_viewers(&self) -> usize {
+        self.board
+            .snapshot()
+            .iter()
+            .find(|s| s.codec == self.codec)
+            .map_or(self.viewers, |s| s.viewers)
+    }
+}
+
+/// The frame at the encoder's size: itself, or scaled into `scaled` (a
+/// board that runs VP8 smaller than the camera).
+fn fit<'a>(frame: &'a RawFrame, scaled: &'a mut RawFrame, s: EncoderSettings) -> &'a RawFrame {
+    if frame.width == s.width as usize && frame.height == s.height as usize {
+        return frame;
+    }
+    frame.scale_into(scaled, s.width as usize, s.height as usize);
+    scaled
+}
