@@ -8,24 +8,28 @@
 //! is one file: no libvpx soname to match on the board, nothing more to
 //! copy into the QEMU test's initramfs.
 //!
-//! The library comes from Debian's `libvpx-dev` for the target's
-//! architecture (multiarch: `libvpx-dev:arm64`, `libvpx-dev:armhf`);
-//! `RTCAM_VPX_LIB_DIR` points elsewhere.
+//! The library comes from Debian's `libvpx-dev`: the host's for a native
+//! build; for the ARM targets the one scripts/cross-build.sh unpacks under
+//! target/vpx/ (`RTCAM_VPX_LIB_DIR_<target>` in .cargo/config.toml). The
+//! headers are the host's (arch-independent). `RTCAM_VPX_LIB_DIR` overrides.
 
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/encode/vpx.h");
-    println!("cargo:rerun-if-env-changed=RTCAM_VPX_LIB_DIR");
     let target = env::var("TARGET").expect("cargo sets TARGET");
-    let lib_dir = env::var("RTCAM_VPX_LIB_DIR")
+    let per_target = format!("RTCAM_VPX_LIB_DIR_{}", target.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed=RTCAM_VPX_LIB_DIR");
+    println!("cargo:rerun-if-env-changed={per_target}");
+    let lib_dir = env::var(&per_target)
+        .or_else(|_| env::var("RTCAM_VPX_LIB_DIR"))
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from("/usr/lib").join(multiarch(&target)));
     if !lib_dir.join("libvpx.a").exists() {
         panic!(
-            "{}/libvpx.a not found: install Debian's libvpx-dev for {target} \
-             (scripts/setup.sh and scripts/cross-build.sh do), or set RTCAM_VPX_LIB_DIR",
+            "{}/libvpx.a not found: install Debian's libvpx-dev (scripts/setup.sh does) \
+             or, for an ARM target, run scripts/cross-build.sh --toolchain-only {target}",
             lib_dir.display()
         );
     }

@@ -14,17 +14,28 @@ need=()
 command -v clang >/dev/null || need+=(clang)          # v4l's bindgen needs libclang
 command -v nasm >/dev/null || need+=(nasm)            # openh264's x86 SIMD (plain C without it)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+[ -f /usr/include/vpx/vp8cx.h ] || need+=(libvpx-dev)  # VP8, linked statically (build.rs)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)  # Debian's browser for the page test
   command -v node >/dev/null || need+=(nodejs)        # the page's stripe decoder test
+  command -v npm >/dev/null || need+=(npm)            # puppeteer-core for the Firefox test
+  command -v ip >/dev/null || need+=(iproute2)        # the Firefox test's network namespace
   command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's exposure check
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"
-  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get update -qq || echo "setup: apt-get update reported errors (continuing)" >&2
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
     -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
+fi
+
+# Firefox for the VP8 browser test. Without recommends: the browser alone, no desktop extras.
+if [ "$want_test" = 1 ] && ! command -v firefox-esr >/dev/null; then
+  echo "setup: installing firefox-esr"
+  "${sudo_cmd[@]}" apt-get update -qq || echo "setup: apt-get update reported errors (continuing)" >&2
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 firefox-esr >/dev/null
 fi
 
 if [ "$want_test" = 1 ]; then
@@ -33,5 +44,12 @@ if [ "$want_test" = 1 ]; then
     echo "setup: creating .venv with the browser test's Python packages"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt
+  fi
+  # The Firefox test's driver: puppeteer-core exactly as package-lock.json pins it (no browser
+  # download: the -core package has none, and --ignore-scripts runs no install scripts).
+  ff=tests/browser/firefox
+  if [ ! -f "$ff/node_modules/.package-lock.json" ] || [ "$ff/package-lock.json" -nt "$ff/node_modules/.package-lock.json" ]; then
+    echo "setup: npm ci in $ff"
+    npm ci --prefix "$ff" --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >/dev/null
   fi
 fi

@@ -85,6 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             encoders: control_tx,
             captured,
             shutdown: shutdown_rx.clone(),
+            reply_from: Default::default(),
             heartbeat: {
                 let mut watchdog = Notifier::from_env();
                 Box::new(move |flowing| {

@@ -58,6 +58,23 @@ impl RawFrame {
     }
 }
 
+impl EncodedFrame {
+    /// The encoding of `picture`: its size, capture time and stamp carried
+    /// over; `seq` is for the encoder wrapper to fill in.
+    pub fn of(picture: &RawFrame, codec: VideoCodec, data: &[u8], keyframe: bool) -> Self {
+        EncodedFrame {
+            codec,
+            data: Arc::from(data),
+            keyframe,
+            width: picture.width,
+            height: picture.height,
+            captured: picture.captured,
+            stamp_ms: picture.stamp_ms,
+            seq: 0,
+        }
+    }
+}
+
 impl RawFrame {
     /// Scales this picture down into `dst` at `width`x`height` (even), each
     /// output pixel the mean of the 2x2 source pixels at its position: a box

@@ -9,8 +9,16 @@
 //! bookkeeping. Any failure is a typed [`M2mError`]; the caller then falls
 //! back to openh264.
 //!
-//! Every ioctl, mmap and poll goes through the small [`Device`] trait:
-//! [`FdDevice`] is the only code that talks to the kernel, and the tests
+//! Required of the driver: H.264 out, YU12 or NV12 in, the constrained
+//! baseline profile, a bitrate control (also changed live, without a
+//! keyframe) and FORCE_KEY_FRAME (checked with QUERYCTRL at open: without
+//! it a joining viewer would wait for the periodic IDR). Optional, warned
+//! about once and skipped when refused: the level, the I-period, repeated
+//! SPS/PPS (put back in front of IDRs from the last ones seen) and the
+//! frame rate.
+//!
+//! Every ioctl, mmap and poll goes through the small `Device` trait:
+//! `FdDevice` is the only code that talks to the kernel, and the tests
 //! drive the negotiation and buffer logic against a fake driver.
 
 use std::collections::VecDeque;
@@ -1009,6 +1017,44 @@ fn setup_queue(dev: &mut dyn Device, q: Queue, count: u32, need: usize) -> Resul
     Ok(granted)
 }
 
+/// Caps, coded then raw format, frame rate and controls: everything before
+/// the buffers. Returns where a frame's bytes go.
+fn configure(d: &mut dyn Device, s: &EncoderSettings) -> Result<Layout, EncodeError> {
+    let level_idc = level::level_idc(s.width, s.height, s.fps)
+        .ok_or(EncodeError::NoLevel(s.width, s.height, s.fps))?;
+    let even = |n: u32| n > 0 && n.is_multiple_of(2);
+    if !even(s.width) || !even(s.height) {
+        return Err(M2mError::BadSize {
+            width: s.width,
+            height: s.height,
+        }
+        .into());
+    }
+    check_caps(d)?;
+    negotiate_capture(d, s)?;
+    let layout = negotiate_output(d, s)?;
+    if let Err(e) = d.set_frame_rate(s.fps.max(1)) {
+        warn_once(0, "the frame rate (VIDIOC_S_PARM)", &e);
+    }
+    apply_controls(d, &controls(s, level_idc))?;
+    // Without it a joining viewer waits for the periodic IDR.
+    require_control(
+        d,
+        sys::V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME,
+        "FORCE_KEY_FRAME",
+    )?;
+    Ok(layout)
+}
+
+/// A control used later, checked now without side effects (QUERYCTRL).
+fn require_control(d: &mut dyn Device, id: u32, control: &'static str) -> Result<(), M2mError> {
+    if d.has_control(id).map_err(ioctl_error("VIDIOC_QUERYCTRL"))? {
+        Ok(())
+    } else {
+        Err(M2mError::MissingControl { control })
+    }
+}
+
 // --- the encoder ----------------------------------------------------------
 
 /// A queued frame's capture times, found again by the timestamp its
@@ -1082,48 +1128,22 @@ impl V4l2M2m {
         Self::with_device(Box::new(dev), path, settings)
     }
 
-    /// The whole dev-encoder.rst initialisation on any [`Device`]: caps,
-    /// coded then raw format, frame rate, controls, buffers, streaming.
+    /// The whole dev-encoder.rst initialisation on any `Device`, then
+    /// buffers and streaming.
     fn with_device(
         mut dev: Box<dyn Device>,
         path: &Path,
         settings: EncoderSettings,
     ) -> Result<Self, EncodeError> {
-        let s = settings;
-        let level_idc = level::level_idc(s.width, s.height, s.fps)
-            .ok_or(EncodeError::NoLevel(s.width, s.height, s.fps))?;
-        if s.width == 0
-            || s.height == 0
-            || !s.width.is_multiple_of(2)
-            || !s.height.is_multiple_of(2)
-        {
-            return Err(M2mError::BadSize {
-                width: s.width,
-                height: s.height,
-            }
-            .into());
-        }
+        let layout = configure(dev.as_mut(), &settings)?;
         let d = dev.as_mut();
-        check_caps(d)?;
-        negotiate_capture(d, &s)?;
-        let layout = negotiate_output(d, &s)?;
-        if let Err(e) = d.set_frame_rate(s.fps.max(1)) {
-            warn_once(0, "the frame rate (VIDIOC_S_PARM)", &e);
-        }
-        apply_controls(d, &controls(&s, level_idc))?;
-        // Without it a joining viewer waits for the periodic IDR.
-        let force = sys::V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME;
-        if !d
-            .has_control(force)
-            .map_err(ioctl_error("VIDIOC_QUERYCTRL"))?
-        {
-            return Err(M2mError::MissingControl {
-                control: "FORCE_KEY_FRAME",
-            }
-            .into());
-        }
         let outputs = setup_queue(d, Queue::Output, OUTPUT_BUFFERS, layout.size())?;
-        let captures = setup_queue(d, Queue::Capture, CAPTURE_BUFFERS, 0)?;
+        let captures = setup_queue(
+            d,
+            Queue::Capture,
+            CAPTURE_BUFFERS,
+            CODED_BUFFER_MIN as usize,
+        )?;
         let mut enc = V4l2M2m {
             dev,
             path: path.to_path_buf(),
@@ -1416,6 +1436,8 @@ mod tests {
         stall: bool,
         /// Sends an IDR's SPS/PPS in a buffer of their own.
         separate_headers: bool,
+        /// Splits each P picture over a full buffer and the next one.
+        split: bool,
     }
 
     /// A stateful encoder driver in memory: aligns strides to 64 and
@@ -1463,7 +1485,11 @@ mod tests {
                 return;
             }
             // Room for a picture, and for its headers when they come apart.
-            let need = if self.cfg.separate_headers { 2 } else { 1 };
+            let need = if self.cfg.separate_headers || self.cfg.split {
+                2
+            } else {
+                1
+            };
             while !self.queued[0].is_empty() && self.queued[1].len() >= need {
                 let Some((out, ts)) = self.queued[0].pop_front() else {
                     return;
@@ -1506,13 +1532,27 @@ mod tests {
                 [0, 0, 0, 1, 0x41, 0x9a, n as u8]
             };
             let flags = if key { sys::V4L2_BUF_FLAG_KEYFRAME } else { 0 };
-            if self.cfg.separate_headers && !headers.is_empty() {
+            if self.cfg.split && !key {
+                self.emit_split(&slice, ts);
+            } else if self.cfg.separate_headers && !headers.is_empty() {
                 self.emit(&headers, 0, ts);
                 self.emit(&slice, flags, ts);
             } else {
                 headers.extend_from_slice(&slice);
                 self.emit(&headers, flags, ts);
             }
+        }
+
+        /// A picture bigger than a buffer: the first one filled to the brim
+        /// with the slice padded out, the rest of it in the next.
+        fn emit_split(&mut self, slice: &[u8], ts: u64) {
+            let Some(&(index, _)) = self.queued[1].front() else {
+                return;
+            };
+            let mut first = slice[..5].to_vec();
+            first.resize(self.bufs[1][index].len(), 0xff);
+            self.emit(&first, 0, ts);
+            self.emit(&slice[5..], 0, ts);
         }
 
         fn emit(&mut self, bytes: &[u8], flags: u32, ts: u64) {
@@ -1960,6 +2000,23 @@ mod tests {
     }
 
     #[test]
+    fn a_picture_split_over_full_buffers_is_joined() {
+        let cfg = Config {
+            split: true,
+            ..Config::default()
+        };
+        let (mut enc, _log) = open_ok(cfg, settings(320, 240));
+        let t0 = Instant::now();
+        enc.encode(&frame(320, 240, 0, t0), true).unwrap();
+        let f = frame(320, 240, 1, t0);
+        let out = enc.encode(&f, false).unwrap().unwrap();
+        assert_eq!(out.stamp_ms, f.stamp_ms);
+        assert_eq!(out.data.len(), CODED_BUFFER_MIN as usize + 2);
+        assert_eq!(&out.data[..6], &[0, 0, 0, 1, 0x41, 0xff]);
+        assert_eq!(&out.data[out.data.len() - 2..], &[0x9a, 1]);
+    }
+
+    #[test]
     fn the_probe_finds_constrained_baseline() {
         let (enc, _log) = open_ok(Config::default(), settings(1280, 720));
         let mut enc = crate::encode::Encoder::new(Box::new(enc));
@@ -1980,6 +2037,25 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("/nonexistent/rtcam-video99"), "{text}");
         assert!(matches!(e, EncodeError::V4l2M2m(M2mError::Open { .. })));
+    }
+
+    #[test]
+    fn a_file_that_is_no_v4l2_device_fails_querycap() {
+        let Err(e) = V4l2M2m::open(Path::new("/dev/null"), settings(640, 480)) else {
+            panic!("/dev/null opened as an encoder");
+        };
+        match e {
+            EncodeError::V4l2M2m(M2mError::Ioctl { call, source }) => {
+                assert_eq!(call, "VIDIOC_QUERYCAP");
+                // qemu-user answers an ioctl it does not know with ENOSYS.
+                let errno = source.raw_os_error();
+                assert!(
+                    matches!(errno, Some(libc::ENOTTY | libc::ENOSYS)),
+                    "{errno:?}"
+                );
+            }
+            other => panic!("{other}"),
+        }
     }
 
     #[test]

@@ -10,7 +10,6 @@
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
 use std::os::raw::c_int;
-use std::sync::Arc;
 
 use super::{EncodeError, EncoderSettings, PERIODIC_KEYFRAME_SECONDS, VideoEncoder};
 use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
@@ -221,16 +220,12 @@ impl VideoEncoder for Vp8 {
         if self.out.is_empty() {
             return Ok(None);
         }
-        Ok(Some(EncodedFrame {
-            codec: VideoCodec::Vp8,
-            data: Arc::from(&self.out[..]),
+        Ok(Some(EncodedFrame::of(
+            frame,
+            VideoCodec::Vp8,
+            &self.out,
             keyframe,
-            width: frame.width,
-            height: frame.height,
-            captured: frame.captured,
-            stamp_ms: frame.stamp_ms,
-            seq: 0,
-        }))
+        )))
     }
 
     fn set_bitrate(&mut self, kbps: u32) -> Result<(), EncodeError> {

@@ -149,6 +149,30 @@ impl MediaSocket {
     }
 }
 
+/// The local address each viewer's datagrams arrived at, so that replies
+/// leave from that very address. With `--advertise` the candidate is not a
+/// local address, and the kernel's own choice may be another interface's:
+/// Firefox ignores STUN answers from an address it did not send to (seen in
+/// a network namespace whose veth peer is also local). Only addresses a
+/// viewer's datagram was taken from are learned, and the table is bounded.
+#[derive(Debug, Default)]
+pub struct ReplyFrom(HashMap<SocketAddr, IpAddr>);
+
+impl ReplyFrom {
+    const MAX: usize = 4096;
+
+    pub fn learn(&mut self, peer: SocketAddr, local: IpAddr) {
+        if self.0.len() >= Self::MAX && !self.0.contains_key(&peer) {
+            self.0.clear();
+        }
+        self.0.insert(peer, local);
+    }
+
+    pub fn get(&self, peer: SocketAddr) -> Option<IpAddr> {
+        self.0.get(&peer).copied()
+    }
+}
+
 /// What the watchdog check remembers between turns of the loop.
 struct Liveness {
     captured: u64,
@@ -171,6 +195,7 @@ pub struct RtcTask {
     /// with no viewer no encoder runs, yet the camera must be alive.
     pub captured: Arc<AtomicU64>,
     pub shutdown: watch::Receiver<bool>,
+    pub reply_from: ReplyFrom,
     /// Called on every turn of the loop with whether video is flowing (a
     /// frame within the last few seconds): the systemd watchdog hangs here,
     /// so a stalled pipeline, not just a dead process, gets restarted.
@@ -301,7 +326,11 @@ impl RtcTask {
                     // With GRO one buffer may hold several datagrams.
                     let stride = m.stride.max(1);
                     for d in buf[..m.len].chunks(stride) {
-                        if !self.sessions.handle_receive(now, m.addr, dst, d) {
+                        if self.sessions.handle_receive(now, m.addr, dst, d) {
+                            if let Some(ip) = m.dst_ip {
+                                self.reply_from.learn(m.addr, ip);
+                            }
+                        } else {
                             tracing::trace!("no viewer takes {} bytes from {}", d.len(), m.addr);
                         }
                     }
@@ -362,7 +391,10 @@ impl RtcTask {
 
     async fn flush(&mut self, watchers: &mut HashMap<ViewerId, oneshot::Sender<EndReason>>) {
         while let Some(t) = self.sessions.poll_transmit() {
-            let from = self.map.source_ip(t.source);
+            let from = self
+                .reply_from
+                .get(t.destination)
+                .or_else(|| self.map.source_ip(t.source));
             self.socket.send(t.destination, from, &t.contents).await;
         }
         while let Some(e) = self.sessions.poll_event() {
@@ -423,6 +455,19 @@ mod tests {
         // QEMU's forward delivers to the guest's own address.
         assert_eq!(m.to_candidate("10.0.2.15:5000".parse().unwrap()), cand);
         assert_eq!(m.source_ip(cand), None, "the kernel picks the real source");
+    }
+
+    #[test]
+    fn replies_leave_from_where_the_viewer_reached_us() {
+        let mut r = ReplyFrom::default();
+        let peer: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        assert_eq!(r.get(peer), None);
+        r.learn(peer, ip("198.51.100.2"));
+        assert_eq!(r.get(peer), Some(ip("198.51.100.2")));
+        for i in 0..ReplyFrom::MAX as u16 + 10 {
+            r.learn(SocketAddr::new(ip("10.0.0.1"), i), ip("10.0.0.2"));
+        }
+        assert!(r.0.len() <= ReplyFrom::MAX, "bounded");
     }
 
     #[test]

@@ -1,12 +1,18 @@
-"""Shared by tests/browser/test_browser.py and bench/browser_bench.py.
+"""Shared by tests/browser/test_browser.py, tests/browser/test_firefox.py and bench/browser_bench.py.
 
 Starts the rtcam binary on loopback and drives Debian's /usr/bin/chromium through
-Python Playwright (never a downloaded browser).
+Python Playwright (never a downloaded browser). For Firefox, which gathers no loopback
+candidates, NetNs gives rtcam and the browsers a network namespace with a veth pair, and
+FirefoxWatcher drives Debian's /usr/bin/firefox-esr through tests/browser/firefox/watch.mjs
+(puppeteer-core over WebDriver BiDi).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import select
+import shutil
 import signal
 import socket
 import stat
@@ -56,25 +62,28 @@ for arg in sys.argv[1:]:
     else:
         rest.append(arg)
 merged = [p + ",".join(f) for p, f in lists.items() if f]
-argv = [real] + merged + rest
+argv = {prefix!r} + [real] + merged + rest
 log = os.environ.get("RTCAM_CHROMIUM_ARGV_LOG")
 if log:
     with open(log, "w") as fh:
         fh.write("\n".join(argv) + "\n")
-os.execv(real, argv)
+os.execv(argv[0], argv)
 '''
 
 
-def chromium_shim(directory: str | os.PathLike) -> str:
-    """Writes the feature-merging launcher into `directory`; returns its path."""
+def chromium_shim(directory: str | os.PathLike, prefix: list[str] | None = None) -> str:
+    """Writes the feature-merging launcher into `directory`; returns its path. `prefix` goes
+    before the browser's command line (NetNs.prefix: the browser runs in that namespace)."""
     path = Path(directory) / "chromium-merged-features"
-    path.write_text(_SHIM.format(python=sys.executable, real=CHROMIUM))
+    path.write_text(_SHIM.format(python=sys.executable, real=CHROMIUM, prefix=list(prefix or [])))
     path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return str(path)
 
 
-def launch_chromium(playwright, shim_dir: str | os.PathLike):
-    """A headless Chromium from /usr/bin/chromium with the flags WebRTC tests need."""
+def launch_chromium(playwright, shim_dir: str | os.PathLike, prefix: list[str] | None = None):
+    """A headless Chromium from /usr/bin/chromium with the flags WebRTC tests need; with
+    `prefix` (NetNs.prefix) it runs inside that network namespace (Playwright talks to it over
+    pipes, so the driver itself stays outside)."""
     if not os.path.exists(CHROMIUM):
         raise FileNotFoundError(
             f"{CHROMIUM} not found: apt-get install -y chromium (or set RTCAM_CHROMIUM)"
@@ -85,7 +94,7 @@ def launch_chromium(playwright, shim_dir: str | os.PathLike):
         # Network Access checks then block its wss://127.0.0.1 socket. Only for this dev mode.
         args.append("--disable-features=LocalNetworkAccessChecks")
     return playwright.chromium.launch(
-        executable_path=chromium_shim(shim_dir),
+        executable_path=chromium_shim(shim_dir, prefix),
         headless=True,
         chromium_sandbox=False,
         args=args,
@@ -118,13 +127,24 @@ class Rtcam:
     """One rtcam process on loopback: test source, its own ports and state dir, a known password."""
 
     def __init__(self, binary: Path, size: str = "1280x720", fps: int = 30, extra: list[str] | None = None,
-                 workdir: str | None = None, password: str = PASSWORD):
+                 workdir: str | None = None, password: str = PASSWORD, netns: "NetNs | None" = None):
         self.binary = Path(binary)
         self.password = password
-        self.http_port = free_port()
-        self.rtc_port = free_port()
-        while self.rtc_port == self.http_port:
+        self.netns = netns
+        if netns is not None:
+            # A namespace of its own: every port is free. The page on loopback, the media socket
+            # on NetNs.RTC_BIND (one port for both, like the defaults), the veth peer advertised.
+            self.http_port = self.rtc_port = NetNs.PORT
+            http = f"127.0.0.1:{self.http_port}"
+            rtc = f"{NetNs.RTC_BIND}:{self.rtc_port}"
+            extra = ["--advertise", NetNs.DEVICE_IP] + list(extra or [])
+        else:
+            self.http_port = free_port()
             self.rtc_port = free_port()
+            while self.rtc_port == self.http_port:
+                self.rtc_port = free_port()
+            http = f"127.0.0.1:{self.http_port}"
+            rtc = f"127.0.0.1:{self.rtc_port}"
         self._tmp = None
         if workdir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="rtcam-test-")
@@ -133,11 +153,11 @@ class Rtcam:
         self.state_dir = self.workdir / "state"
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.workdir / "rtcam.log"
-        self.args = [
+        self.args = (netns.prefix if netns is not None else []) + [
             str(self.binary),
             "--source", "test",
-            "--http", f"127.0.0.1:{self.http_port}",
-            "--rtc", f"127.0.0.1:{self.rtc_port}",
+            "--http", http,
+            "--rtc", rtc,
             "--state-dir", str(self.state_dir),
             "--size", size,
             "--fps", str(fps),
@@ -215,6 +235,219 @@ class Rtcam:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# ---- a network namespace for Firefox (and whoever watches with it)
+
+class NetNs:
+    """A network namespace of its own, per shared/notes/firefox-testing.md: Firefox gathers host
+    candidates only on its default route's interface and never on loopback, so the namespace
+    gets `lo` plus a veth pair, v0 = BROWSER_IP with the default route, v1 = DEVICE_IP.
+    rtcam binds its media socket to RTC_BIND:PORT (0.0.0.0 unless RTCAM_NETNS_RTC_BIND says
+    otherwise) and advertises DEVICE_IP; the page is
+    loaded from https://127.0.0.1:PORT/. Nothing leaves the namespace (its only route is into v1).
+
+    A holder process (`unshare -n`, then `cat` on a pipe from us) keeps the namespace alive;
+    everything that must live in it starts with `prefix` (nsenter). If this Python process
+    dies, the pipe closes and the holder goes with it. Needs root (CI runs as root)."""
+
+    BROWSER_IP = "198.51.100.1"
+    DEVICE_IP = "198.51.100.2"
+    PORT = 8443
+    RTC_BIND = os.environ.get("RTCAM_NETNS_RTC_BIND", "0.0.0.0")
+    _SETUP = (
+        "set -e; ip link set lo up; ip link add v0 type veth peer name v1; "
+        f"ip addr add {BROWSER_IP}/24 dev v0; ip addr add {DEVICE_IP}/24 dev v1; "
+        "ip link set v0 up; ip link set v1 up; "
+        f"ip route add default via {DEVICE_IP} dev v0; "
+        "echo ready; exec cat >/dev/null"
+    )
+
+    def __init__(self):
+        self.proc: subprocess.Popen | None = None
+        self.nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+
+    def start(self, timeout: float = 10.0) -> "NetNs":
+        for tool in ("unshare", "ip"):
+            if shutil.which(tool) is None:
+                raise FileNotFoundError(f"{tool} not found (util-linux / iproute2)")
+        self.proc = subprocess.Popen(["unshare", "-n", "sh", "-c", self._SETUP], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.stop()
+            raise RuntimeError(f"network namespace setup failed (root needed; veth?): "
+                               f"{line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+        return self
+
+    @property
+    def prefix(self) -> list[str]:
+        """Command prefix that runs a program inside the namespace."""
+        assert self.proc is not None
+        return [self.nsenter, f"--net=/proc/{self.proc.pid}/ns/net", "--"]
+
+    def run(self, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.prefix + cmd, capture_output=True, text=True, timeout=10, **kw)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        try:
+            self.proc.stdin.close()
+        except Exception:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+# ---- Firefox, through tests/browser/firefox/watch.mjs
+
+FIREFOX = os.environ.get("RTCAM_FIREFOX", "/usr/bin/firefox-esr")
+FIREFOX_DIR = REPO_ROOT / "tests" / "browser" / "firefox"
+
+
+class FirefoxWatcher:
+    """One headless Firefox watching rtcam's page, driven by watch.mjs (node + puppeteer-core
+    over WebDriver BiDi). Speaks its line protocol: `RTCAM {json}` events out, `measure` /
+    `quit` commands in. Every wait is bounded; stderr (progress, console) goes to a log file."""
+
+    def __init__(self, url: str, password: str = PASSWORD, seconds: float = 5.0,
+                 prefix: list[str] | None = None, log_path: str | os.PathLike | None = None):
+        self.url = url
+        self.password = password
+        self.seconds = seconds
+        self.prefix = list(prefix or [])
+        self.log_path = Path(log_path) if log_path else None
+        self.proc: subprocess.Popen | None = None
+        self.events: list[dict] = []
+        self._buf = ""
+
+    @staticmethod
+    def check_installed():
+        if not os.path.exists(FIREFOX):
+            raise FileNotFoundError(f"{FIREFOX} not found: apt-get install -y --no-install-recommends firefox-esr "
+                                    "(scripts/setup.sh --test), or set RTCAM_FIREFOX")
+        if not (FIREFOX_DIR / "node_modules" / "puppeteer-core").is_dir():
+            raise FileNotFoundError(f"{FIREFOX_DIR}/node_modules/puppeteer-core missing: "
+                                    f"npm ci --prefix {FIREFOX_DIR} (scripts/setup.sh --test)")
+        if shutil.which("node") is None:
+            raise FileNotFoundError("node not found (apt-get install nodejs)")
+
+    def start(self) -> "FirefoxWatcher":
+        self.check_installed()
+        cmd = self.prefix + [shutil.which("node") or "node", str(FIREFOX_DIR / "watch.mjs"),
+                             "--url", self.url, "--password", self.password, "--seconds", str(self.seconds)]
+        err = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        env = dict(os.environ, RTCAM_FIREFOX=FIREFOX)
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                     cwd=str(FIREFOX_DIR), env=env)
+        if self.log_path:
+            err.close()
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        return self
+
+    def _read(self, timeout: float) -> dict | None:
+        """The next event, or None at the timeout / end of output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if "\n" in self._buf:
+                line, self._buf = self._buf.split("\n", 1)
+                if line.startswith("RTCAM "):
+                    ev = json.loads(line[len("RTCAM "):])
+                    self.events.append(ev)
+                    return ev
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                return None
+            chunk = self.proc.stdout.read()
+            if chunk is None:
+                continue  # nothing after all (non-blocking pipe)
+            if not chunk:
+                return None  # end of output: the script exited
+            self._buf += chunk.decode(errors="replace")
+
+    def wait_for(self, *names: str, timeout: float) -> dict:
+        """Waits for one of the named events; a `failed` event or the script's end raises, with
+        everything the script said about it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self._read(max(0.0, deadline - time.monotonic()))
+            if ev is None:
+                raise AssertionError(f"Firefox: no {'/'.join(names)} event within {timeout:.0f} s "
+                                     f"(watch.mjs {'exited ' + str(self.proc.poll()) if self.proc.poll() is not None else 'still running'}); "
+                                     f"events so far {self.events}\n{self.log_tail()}")
+            if ev["event"] in names:
+                return ev
+            if ev["event"] == "failed":
+                raise AssertionError(f"Firefox: {failure_text(ev)}\n{self.log_tail()}")
+
+    def command(self, cmd: str):
+        self.proc.stdin.write((cmd + "\n").encode())
+        self.proc.stdin.flush()
+
+    def measure(self, timeout: float | None = None) -> dict:
+        self.command("measure")
+        return self.wait_for("result", timeout=timeout or self.seconds + 20)
+
+    def close(self, timeout: float = 25.0) -> int | None:
+        """quit: hang up, close the peer connections, close Firefox. Kills the script if it hangs."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            try:
+                self.command("quit")
+                self.proc.stdin.close()
+            except (BrokenPipeError, OSError):
+                pass
+            try:
+                self.wait_for("closed", timeout=timeout)
+            except AssertionError:
+                pass
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        return self.proc.returncode
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "--- watch.mjs stderr ---\n" + "\n".join(text[-lines:])
+
+
+def failure_text(ev: dict) -> str:
+    """A `failed` event from watch.mjs, for people: the page's state line and the camera's reason."""
+    parts = [f"call not live: state {ev.get('state')!r}, reason {ev.get('reason')!r}"]
+    if ev.get("stateLine"):
+        parts.append(f"state line {ev['stateLine'].get('text')!r}")
+    if ev.get("placeholder"):
+        parts.append(f"screen {ev['placeholder']!r}")
+    snap = ev.get("snapshot") or {}
+    if snap:
+        parts.append(f"attempts {snap.get('attempt')} retries {snap.get('retries')} "
+                     f"server errors {snap.get('serverErrors')}")
+    if ev.get("direct"):
+        parts.append(f"getStats {ev['direct']}")
+    if ev.get("console"):
+        parts.append("console:\n  " + "\n  ".join(ev["console"][-20:]))
+    return "; ".join(parts)
 
 
 # ---- /proc readings for the benchmark
