@@ -31,7 +31,13 @@ fn offer() -> &'static str {
 fuzz_target!(|data: &[u8]| {
     let Ok(body) = std::str::from_utf8(data) else { return };
     let Ok(candidates) = parse_sdpfrag(body) else { return };
-    let config = SessionConfig::new(vec!["127.0.0.1:8443".parse().unwrap()], 4, 0x42e01f);
+    let codecs = vec![
+        rtcam::encode::SdpParams::H264 {
+            profile_level_id: 0x42e01f,
+        },
+        rtcam::encode::SdpParams::Vp8,
+    ];
+    let config = SessionConfig::new(vec!["127.0.0.1:8443".parse().unwrap()], 4, codecs);
     let now = Instant::now();
     let mut sessions = Sessions::new(config, now);
     let (id, _) = sessions

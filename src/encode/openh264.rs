@@ -293,6 +293,35 @@ mod tests {
     }
 
     #[test]
+    fn set_bitrate_changes_the_size_without_an_idr() {
+        let mut enc = encoder(640, 360, 1200);
+        let scene = Scene::new(640, 360);
+        let mut raw = RawFrame::black(2, 2);
+        let t0 = std::time::Instant::now();
+        let mut second = |enc: &mut Encoder, from: u64| {
+            let (mut bytes, mut idrs) = (0, 0);
+            for i in from..from + 30 {
+                scene.draw(&mut raw, i, i);
+                raw.captured = t0 + Duration::from_millis(i * 33);
+                let f = enc.encode(&raw).unwrap().expect("no frame is skipped");
+                bytes += f.data.len();
+                idrs += f.keyframe as usize;
+            }
+            (bytes, idrs)
+        };
+        second(&mut enc, 0);
+        let (high, _) = second(&mut enc, 30);
+        enc.set_bitrate(300).unwrap();
+        second(&mut enc, 60);
+        let (low, idrs) = second(&mut enc, 90);
+        assert_eq!(idrs, 0, "no IDR from a bitrate change");
+        assert!(
+            low * 2 < high,
+            "1200 kbit/s: {high} B/s, 300 kbit/s: {low} B/s"
+        );
+    }
+
+    #[test]
     fn a_frame_of_another_size_is_refused() {
         let mut enc = encoder(640, 480, 1000);
         let raw = RawFrame::black(320, 240);
