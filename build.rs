@@ -10,8 +10,9 @@
 //!
 //! The library comes from Debian's `libvpx-dev`: the host's for a native
 //! build; for the ARM targets the one scripts/cross-build.sh unpacks under
-//! target/vpx/ (`RTCAM_VPX_LIB_DIR_<target>` in .cargo/config.toml). The
-//! headers are the host's (arch-independent). `RTCAM_VPX_LIB_DIR` overrides.
+//! target/vpx/ (`RTCAM_VPX_LIB_DIR_<target>` and `RTCAM_VPX_INCLUDE_DIR_<target>`
+//! in .cargo/config.toml: library and headers of the same package).
+//! `RTCAM_VPX_LIB_DIR` overrides.
 
 use std::env;
 use std::path::PathBuf;
@@ -37,9 +38,16 @@ fn main() {
     println!("cargo:rustc-link-lib=static=vpx");
     println!("cargo:rustc-link-lib=m");
 
+    // The headers of the very package the library came from, where given
+    // (cross builds): the ABI version and struct layouts must match it.
+    let include = format!("RTCAM_VPX_INCLUDE_DIR_{}", target.replace('-', "_"));
+    println!("cargo:rerun-if-env-changed={include}");
+    let include_args = env::var(&include).map(|dir| format!("-I{dir}")).into_iter();
+
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("vpx.rs");
     let bindings = bindgen::Builder::default()
         .header("src/encode/vpx.h")
+        .clang_args(include_args)
         .allowlist_function("vpx_(codec|img)_.*")
         .allowlist_type("vpx_.*|vp8e_enc_control_id")
         .allowlist_var("VPX_.*|VP8_.*")

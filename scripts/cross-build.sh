@@ -41,7 +41,7 @@ rustup target add "${targets[@]}" >/dev/null
 # /usr/lib/aarch64-linux-gnu and the host's ld.so.cache, and qemu-user's
 # programs then load that libc beside the cross ld.so and hang.
 # .cargo/config.toml points build.rs there (RTCAM_VPX_LIB_DIR_<target>).
-# The headers are the host's libvpx-dev (the same version, arch-independent).
+# build.rs generates the bindings from that package's own headers.
 fetch_libvpx() {
   local arch=$1 triple=$2 dir=target/vpx/$2 apt_dir=$PWD/target/vpx/apt-$1
   [ -f "$dir/usr/lib/$triple/libvpx.a" ] && return 0
@@ -57,7 +57,7 @@ fetch_libvpx() {
   # the download below says whether the package still resolves.
   apt-get "${opts[@]}" update -qq >/dev/null 2>&1 || echo "cross-build: apt index for $arch incomplete (continuing)" >&2
   (cd "$apt_dir/archives" && apt-get "${opts[@]}" download "libvpx-dev:$arch" >/dev/null)
-  dpkg-deb -x "$(ls "$apt_dir/archives"/libvpx-dev_*_"$arch".deb | tail -n 1)" "$dir"
+  dpkg-deb -x "$(ls -v "$apt_dir/archives"/libvpx-dev_*_"$arch".deb | tail -n 1)" "$dir"
   echo "cross-build: libvpx for $arch in $dir"
 }
 for t in "${targets[@]}"; do

@@ -38,7 +38,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let source = open_source(&config).await?;
     let (width, height) = source.size();
     let factory = encoders(&config, width as u32, height as u32)?;
-    let codecs = vec![factory.h264_sdp, SdpParams::Vp8];
+    let codecs: Vec<SdpParams> = std::iter::once(factory.h264_sdp)
+        .chain(factory.vp8)
+        .collect();
 
     let stop = Arc::new(AtomicBool::new(false));
     let board = StatusBoard::default();
@@ -179,6 +181,8 @@ struct Encoders {
     factory: Factory,
     /// What the H.264 encoder really writes, for every viewer's answer.
     h264_sdp: SdpParams,
+    /// VP8, when libvpx started.
+    vp8: Option<SdpParams>,
 }
 
 /// Decides the H.264 implementation (probing the hardware encoder) and the
@@ -210,10 +214,16 @@ fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders
         h264_settings,
         vp8_settings,
     };
-    factory
-        .make(VideoCodec::Vp8)
-        .and_then(|mut e| e.probe())
-        .context("starting the VP8 encoder")?;
+    // VP8 is for the viewers H.264 cannot serve: if libvpx does not start,
+    // those are refused (their offer names no codec we have) and everyone
+    // else is served as before.
+    let vp8 = match factory.make(VideoCodec::Vp8).and_then(|mut e| e.probe()) {
+        Ok(sdp) => Some(sdp),
+        Err(e) => {
+            tracing::error!("VP8 encoder does not start ({e}): viewers without H.264 are refused");
+            None
+        }
+    };
     tracing::info!(
         "encoders: H.264 {} {width}x{height} @ {fps} fps, {} kbit/s, {h264_sdp}; \
          VP8 libvpx {vw}x{vh}, {} kbit/s; each starts with its first viewer",
@@ -224,7 +234,11 @@ fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders
         h264_settings.bitrate_kbps,
         vp8_settings.bitrate_kbps,
     );
-    Ok(Encoders { factory, h264_sdp })
+    Ok(Encoders {
+        factory,
+        h264_sdp,
+        vp8,
+    })
 }
 
 /// `--encoder`: the hardware encoder when asked for (or, with auto, when the
@@ -352,8 +366,9 @@ fn spawn_capture(
 struct Buffers(Vec<Arc<RawFrame>>);
 
 impl Buffers {
-    /// Most buffers kept: one filling, one per encoder, one spare.
-    const KEEP: usize = 4;
+    /// Most buffers kept: one filling, and for each of the two encoders one
+    /// in its mailbox and one being encoded, and a spare.
+    const KEEP: usize = 6;
 
     fn take(&mut self, (w, h): (usize, usize)) -> Arc<RawFrame> {
         match self.0.iter().position(|b| Arc::strong_count(b) == 1) {

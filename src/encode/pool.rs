@@ -29,6 +29,9 @@ use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
 pub const GRACE: Duration = Duration::from_secs(5);
 /// The longest a worker waits for a frame before looking at its controls.
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often the pool looks for a worker that died while its codec still
+/// has viewers, and the least time between two starts of one codec.
+const RESTART_AFTER: Duration = Duration::from_secs(2);
 
 /// What the rtc task tells the encoders.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,14 +212,13 @@ impl Pool {
 
     fn run(self) {
         let mut demand = Demand::new(GRACE);
-        let mut workers: BTreeMap<VideoCodec, mpsc::Sender<WorkerControl>> = BTreeMap::new();
+        let mut workers: BTreeMap<VideoCodec, Running> = BTreeMap::new();
         loop {
             let now = Instant::now();
             let wait = demand
                 .poll_timeout()
-                .map_or(Duration::from_secs(3600), |t| {
-                    t.saturating_duration_since(now)
-                });
+                .map_or(RESTART_AFTER, |t| t.saturating_duration_since(now))
+                .min(RESTART_AFTER);
             match self.control.recv_timeout(wait) {
                 Ok(EncoderControl::Viewers(codec, n)) => {
                     demand.set_viewers(Instant::now(), codec, n);
@@ -224,12 +226,12 @@ impl Pool {
                 }
                 Ok(EncoderControl::Keyframe(codec)) => {
                     if let Some(w) = workers.get(&codec) {
-                        let _ = w.send(WorkerControl::Keyframe);
+                        let _ = w.control.send(WorkerControl::Keyframe);
                     }
                 }
                 Ok(EncoderControl::Bitrate(codec, kbps)) => {
                     if let Some(w) = workers.get(&codec) {
-                        let _ = w.send(WorkerControl::Bitrate(kbps));
+                        let _ = w.control.send(WorkerControl::Bitrate(kbps));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -239,8 +241,8 @@ impl Pool {
             while let Some(action) = demand.poll_action() {
                 match action {
                     Action::Start(codec) => {
-                        if let Some(tx) = self.start(codec, demand.viewers(codec)) {
-                            workers.insert(codec, tx);
+                        if let Some(w) = self.start(codec, demand.viewers(codec)) {
+                            workers.insert(codec, w);
                         }
                     }
                     Action::Stop(codec) => {
@@ -250,10 +252,33 @@ impl Pool {
                     }
                 }
             }
+            self.restart_dead(&demand, &mut workers);
         }
     }
 
-    fn start(&self, codec: VideoCodec, viewers: usize) -> Option<mpsc::Sender<WorkerControl>> {
+    /// A worker that ended by itself (its encoder did not open, or it
+    /// panicked) while its codec still has viewers is started again, at most
+    /// once per `RESTART_AFTER`: its viewers must not wait for all of them to
+    /// leave first.
+    fn restart_dead(&self, demand: &Demand, workers: &mut BTreeMap<VideoCodec, Running>) {
+        for codec in VideoCodec::ALL {
+            let missing = match workers.get(&codec) {
+                None => true,
+                Some(w) => w.thread.is_finished() && w.started.elapsed() >= RESTART_AFTER,
+            };
+            if !demand.is_running(codec) || !missing {
+                continue;
+            }
+            self.board.stopped(codec);
+            tracing::warn!("{codec} encoder is not running while viewers wait: starting it again");
+            match self.start(codec, demand.viewers(codec)) {
+                Some(w) => workers.insert(codec, w),
+                None => workers.remove(&codec),
+            };
+        }
+    }
+
+    fn start(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
             codec,
@@ -268,13 +293,24 @@ impl Pool {
             .name(format!("encode-{codec}"))
             .spawn(move || worker.run())
         {
-            Ok(_) => Some(tx),
+            Ok(thread) => Some(Running {
+                control: tx,
+                thread,
+                started: Instant::now(),
+            }),
             Err(e) => {
                 tracing::error!("cannot start the {codec} encoder thread: {e}");
                 None
             }
         }
     }
+}
+
+/// A started worker, as the pool holds it.
+struct Running {
+    control: mpsc::Sender<WorkerControl>,
+    thread: std::thread::JoinHandle<()>,
+    started: Instant,
 }
 
 /// One codec's encoder thread.
@@ -319,6 +355,8 @@ impl Worker {
         );
         let mut scaled = RawFrame::black(s.width as usize, s.height as usize);
         let mut errors = 0u64;
+        let mut fell_back = false;
+        let mut lost = 0u64;
         loop {
             let frame = match self.input.recv_timeout(IDLE_POLL) {
                 Ok(f) => f,
@@ -335,10 +373,11 @@ impl Worker {
             }
             let input = fit(&frame, &mut scaled, enc.settings());
             match enc.encode(input) {
-                Ok(Some(out)) => self.send(out, &mut enc),
+                Ok(Some(out)) => self.send(out, &mut enc, &mut lost),
                 Ok(None) => {}
-                Err(e) => match self.factory.fallback(codec) {
+                Err(e) => match (!fell_back).then(|| self.factory.fallback(codec)).flatten() {
                     Some(fallback) => {
+                        fell_back = true;
                         tracing::error!(
                             "{codec} encoder {} failed ({e}); switching to {}",
                             enc.implementation(),
@@ -373,12 +412,18 @@ impl Worker {
         }
     }
 
-    fn send(&self, out: EncodedFrame, enc: &mut Encoder) {
+    fn send(&self, out: EncodedFrame, enc: &mut Encoder, lost: &mut u64) {
         match self.frames.try_send(out) {
             Ok(()) | Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
             Err(tokio_mpsc::error::TrySendError::Full(_)) => {
                 // A lost frame breaks the picture until the next keyframe.
-                tracing::warn!("media loop is behind: {} frame dropped", self.codec);
+                *lost += 1;
+                if lost.is_power_of_two() {
+                    tracing::warn!(
+                        "media loop is behind: {lost} {} frames dropped so far",
+                        self.codec
+                    );
+                }
                 enc.request_keyframe();
             }
         }

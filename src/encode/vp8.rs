@@ -47,7 +47,10 @@ pub struct Vp8 {
     ctx: Box<ffi::vpx_codec_ctx_t>,
     cfg: ffi::vpx_codec_enc_cfg_t,
     settings: EncoderSettings,
-    pts: i64,
+    /// Capture time of the first frame: pts are milliseconds since, so
+    /// libvpx budgets by the real frame interval when frames are dropped.
+    first: Option<std::time::Instant>,
+    last_pts: i64,
     out: Vec<u8>,
 }
 
@@ -75,7 +78,8 @@ impl Vp8 {
             ctx,
             cfg,
             settings,
-            pts: 0,
+            first: None,
+            last_pts: -1,
             out: Vec::with_capacity(256 * 1024),
         };
         vp8.control(ffi::VP8E_SET_CPUUSED, CPU_USED, "VP8E_SET_CPUUSED")?;
@@ -202,20 +206,23 @@ impl VideoEncoder for Vp8 {
             .into());
         }
         let flags = if keyframe { ffi::VPX_EFLAG_FORCE_KF } else { 0 };
-        let duration = (1000 / self.settings.fps.max(1)) as _;
+        let first = *self.first.get_or_insert(frame.captured);
+        let since = frame.captured.saturating_duration_since(first).as_millis() as i64;
+        let pts = since.max(self.last_pts + 1);
+        let duration = (pts - self.last_pts.max(0)).max(1) as _;
         // SAFETY: ctx is initialised; img points at a live buffer.
         let rc = unsafe {
             ffi::vpx_codec_encode(
                 &mut *self.ctx,
                 img,
-                self.pts,
+                pts,
                 duration,
                 flags as _,
                 ffi::VPX_DL_REALTIME as _,
             )
         };
         check(rc, "vpx_codec_encode", Some(&self.ctx))?;
-        self.pts += duration as i64;
+        self.last_pts = pts;
         let keyframe = self.collect();
         if self.out.is_empty() {
             return Ok(None);

@@ -589,8 +589,12 @@ fn offered_video_codecs(sdp: &str) -> Vec<String> {
             if let Some(name) =
                 name.filter(|n| !matches!(*n, "rtx" | "red" | "ulpfec" | "flexfec-03"))
             {
-                let name = truncate(name, 16).to_string();
-                if !names.contains(&name) && names.len() < 16 {
+                // The client's text goes into logs and replies: printable only.
+                let name: String = truncate(name, 16)
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .collect();
+                if !name.is_empty() && !names.contains(&name) && names.len() < 16 {
                     names.push(name);
                 }
             }
