@@ -155,11 +155,14 @@ def main():
     ap.add_argument("--fps", type=int, default=30, help="frame rate (default 30)")
     ap.add_argument("--viewers", type=int, default=10, help="viewers in phase 2 (default 10; 0 skips it)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait after going live (default 2)")
+    ap.add_argument("--bitrate", type=int, default=None, help="rtcam --bitrate in kbit/s (default: rtcam's)")
     args = ap.parse_args()
 
     binary = h.rtcam_binary("target/release/rtcam")
     cap = str(max(16, args.viewers + 1))
     extra = ["--max-viewers", cap, "--max-viewers-per-address", cap]
+    if args.bitrate:
+        extra += ["--bitrate", str(args.bitrate)]
     columns = []
     with tempfile.TemporaryDirectory(prefix="rtcam-bench-") as tmp:
         srv = h.Rtcam(binary, size=args.size, fps=args.fps, extra=extra, workdir=tmp)

@@ -193,12 +193,9 @@ pub struct Encoder {
 impl Encoder {
     pub fn new(inner: Box<dyn VideoEncoder>) -> Self {
         let bitrate_kbps = inner.settings().bitrate_kbps;
-        let mut throttle = KeyframeThrottle::new(KEYFRAME_MIN_INTERVAL);
-        // The first frame out must be a keyframe whatever the implementation.
-        throttle.request();
         Encoder {
             inner,
-            throttle,
+            throttle: KeyframeThrottle::new(KEYFRAME_MIN_INTERVAL),
             seq: 0,
             bitrate_kbps,
         }
@@ -235,12 +232,19 @@ impl Encoder {
 
     /// Encodes one frame; its capture time is the throttle's clock, so no
     /// encoder holds a clock of its own.
+    ///
+    /// The first frame out is a keyframe whatever the implementation, and it
+    /// does not count for the throttle: an encoder starts with its first
+    /// viewer's offer, so that keyframe usually leaves before the viewer is
+    /// connected, and the keyframe the viewer asks for on connecting must not
+    /// wait out a throttle window for it.
     pub fn encode(&mut self, frame: &RawFrame) -> Result<Option<EncodedFrame>, EncodeError> {
-        let force = self.throttle.poll(frame.captured);
+        let first = self.seq == 0;
+        let force = first || self.throttle.poll(frame.captured);
         let Some(mut out) = self.inner.encode(frame, force)? else {
             return Ok(None);
         };
-        if out.keyframe {
+        if out.keyframe && !first {
             self.throttle.idr_sent(frame.captured);
         }
         self.seq += 1;
@@ -250,7 +254,8 @@ impl Encoder {
 
     /// Encodes black frames until a keyframe comes out and returns the SDP
     /// parameters of what this encoder really writes. The next real frame
-    /// is a keyframe again (a probe frame is never sent).
+    /// is a keyframe again (a probe frame is never sent). Call it before the
+    /// first `encode`.
     pub fn probe(&mut self) -> Result<SdpParams, EncodeError> {
         let s = self.inner.settings();
         let mut black = RawFrame::black(s.width as usize, s.height as usize);
@@ -274,8 +279,6 @@ impl Encoder {
                     SdpParams::H264 { profile_level_id }
                 }
             };
-            self.throttle = KeyframeThrottle::new(KEYFRAME_MIN_INTERVAL);
-            self.throttle.request();
             return Ok(sdp);
         }
         Err(EncodeError::NoKeyframe(PROBE_FRAMES))
@@ -285,6 +288,60 @@ impl Encoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Instant;
+
+    /// An encoder that keyframes exactly when told to.
+    struct Obedient(EncoderSettings);
+
+    impl VideoEncoder for Obedient {
+        fn codec(&self) -> VideoCodec {
+            VideoCodec::Vp8
+        }
+        fn implementation(&self) -> String {
+            "obedient".into()
+        }
+        fn settings(&self) -> EncoderSettings {
+            self.0
+        }
+        fn encode(&mut self, f: &RawFrame, key: bool) -> Result<Option<EncodedFrame>, EncodeError> {
+            Ok(Some(EncodedFrame::of(
+                f,
+                VideoCodec::Vp8,
+                &[key as u8],
+                key,
+            )))
+        }
+        fn set_bitrate(&mut self, _: u32) -> Result<(), EncodeError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_start_keyframe_does_not_hold_back_the_first_viewers_ask() {
+        let s = EncoderSettings {
+            width: 64,
+            height: 64,
+            fps: 30,
+            bitrate_kbps: 100,
+            threads: 1,
+        };
+        let mut enc = Encoder::new(Box::new(Obedient(s)));
+        let t0 = Instant::now();
+        let mut frame = RawFrame::black(64, 64);
+        let mut at = |enc: &mut Encoder, ms: u64| {
+            frame.captured = t0 + Duration::from_millis(ms);
+            enc.encode(&frame).unwrap().unwrap().keyframe
+        };
+        assert!(at(&mut enc, 0), "the first frame is a keyframe");
+        assert!(!at(&mut enc, 33));
+        // The viewer connects 100 ms later and asks: granted at once.
+        enc.request_keyframe();
+        assert!(at(&mut enc, 100));
+        // Its neighbour asks right after: that one waits out the window.
+        enc.request_keyframe();
+        assert!(!at(&mut enc, 133));
+        assert!(at(&mut enc, 600));
+    }
 
     #[test]
     fn parses_encoder_choices() {
