@@ -38,6 +38,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let source = open_source(&config).await?;
     let (width, height) = source.size();
     let factory = encoders(&config, width as u32, height as u32)?;
+    // The probe encoders are gone: give their memory back.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap memory to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
     let codecs: Vec<SdpParams> = std::iter::once(factory.h264_sdp)
         .chain(factory.vp8)
         .collect();

@@ -45,6 +45,7 @@ fn main() -> ExitCode {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         )
         .init();
+    one_malloc_arena();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -63,5 +64,21 @@ fn main() -> ExitCode {
             eprintln!("rtcam: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One glibc malloc arena for the whole process, set before any thread
+/// starts. Each encoder, the capture thread and the runtime's workers would
+/// otherwise get arenas of their own, and memory one of them freed (the
+/// start-up probe encoders, a stopped encoder) stays resident in it instead
+/// of serving the next: with one 720p viewer VmRSS was 46 MiB with two
+/// arenas (`MALLOC_ARENA_MAX=2`, the unit's old setting) and 37 MiB with one.
+/// These threads allocate a few times per frame, so one arena's lock is not
+/// contended.
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets a malloc parameter; no thread but this one runs yet.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
     }
 }
