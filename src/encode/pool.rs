@@ -353,8 +353,7 @@ impl Worker {
             s.fps,
             s.bitrate_kbps
         );
-        // Sized on first use: only an encoder smaller than the camera scales.
-        let mut scaled = RawFrame::black(2, 2);
+        let mut scaled = RawFrame::black(s.width as usize, s.height as usize);
         let mut errors = 0u64;
         let mut fell_back = false;
         let mut lost = 0u64;

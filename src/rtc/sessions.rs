@@ -210,7 +210,7 @@ impl Sessions {
             viewer.pt = Some(pt);
         }
         let mut events = VecDeque::new();
-        drain(&mut viewer, &mut self.transmits, &mut events);
+        drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
         if viewer.codec.is_none() {
             return Err(SessionError::NoCodec { offered });
         }
@@ -441,7 +441,12 @@ impl Sessions {
     }
 
     fn drain_at(&mut self, i: usize) {
-        drain(&mut self.viewers[i], &mut self.transmits, &mut self.events);
+        drain(
+            &mut self.viewers[i],
+            &mut self.transmits,
+            &mut self.events,
+            &self.config,
+        );
     }
 
     /// Removes viewers whose session is over, politely closing them first
@@ -457,7 +462,7 @@ impl Sessions {
             let reason = v.ending.take().unwrap_or(EndReason::PeerClosed);
             if v.rtc.is_alive() && v.rtc.close().is_ok() {
                 let mut ignored = VecDeque::new();
-                drain(&mut v, &mut self.transmits, &mut ignored);
+                drain(&mut v, &mut self.transmits, &mut ignored, &self.config);
             }
             tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
             self.events.push_back(SessionEvent::Ended(v.id, reason));
@@ -467,7 +472,12 @@ impl Sessions {
 
 /// Polls one viewer's Rtc until it has nothing more to say, as str0m requires
 /// after every mutation.
-fn drain(v: &mut Viewer, transmits: &mut VecDeque<Transmit>, events: &mut VecDeque<SessionEvent>) {
+fn drain(
+    v: &mut Viewer,
+    transmits: &mut VecDeque<Transmit>,
+    events: &mut VecDeque<SessionEvent>,
+    config: &SessionConfig,
+) {
     let was_sending = v.sending();
     loop {
         match v.rtc.poll_output() {
@@ -476,7 +486,7 @@ fn drain(v: &mut Viewer, transmits: &mut VecDeque<Transmit>, events: &mut VecDeq
                 break;
             }
             Ok(Output::Transmit(t)) => transmits.push_back(t),
-            Ok(Output::Event(e)) => on_event(v, e, events),
+            Ok(Output::Event(e)) => on_event(v, e, events, config),
             Err(e) => {
                 v.ending.get_or_insert(EndReason::Failed(e.to_string()));
                 v.rtc.disconnect();
@@ -492,12 +502,18 @@ fn drain(v: &mut Viewer, transmits: &mut VecDeque<Transmit>, events: &mut VecDeq
     }
 }
 
-fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>) {
+fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, config: &SessionConfig) {
     match e {
         Event::Connected => v.connected = true,
         Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
-            // The codec was bound from the answer in `add_viewer`.
             v.mid = Some(m.mid);
+            if v.codec.is_some() {
+                return;
+            }
+            if let Some((codec, pt)) = bind_codec(v, m.mid, &config.codecs) {
+                v.codec = Some(codec);
+                v.pt = Some(pt);
+            }
         }
         Event::KeyframeRequest(_) => {
             if let (true, Some(codec)) = (v.sending(), v.codec) {
@@ -545,45 +561,43 @@ fn bind_codec(
 
 /// The mid of the first video section of our answer.
 fn video_mid(answer: &str) -> Option<str0m::media::Mid> {
-    video_lines(answer)
-        .find_map(|line| line.strip_prefix("a=mid:"))
-        .map(|mid| mid.trim().into())
-}
-
-/// The attribute lines of an SDP's video sections, within its first 2,000
-/// lines (offers are capped at 64 KiB upstream; this bounds the scan too).
-fn video_lines(sdp: &str) -> impl Iterator<Item = &str> {
     let mut in_video = false;
-    sdp.lines().take(2_000).filter(move |line| {
+    for line in answer.lines() {
         if let Some(m) = line.strip_prefix("m=") {
             in_video = m.starts_with("video");
-            return false;
+        } else if let (true, Some(mid)) = (in_video, line.strip_prefix("a=mid:")) {
+            return Some(mid.trim().into());
         }
-        in_video
-    })
+    }
+    None
 }
 
 /// The video codecs an offer names (`a=rtpmap` names outside audio and
 /// data sections, without retransmission and FEC entries), for an error
 /// that tells the owner what the browser could do.
 fn offered_video_codecs(sdp: &str) -> Vec<String> {
+    let mut in_video = false;
     let mut names: Vec<String> = Vec::new();
-    for map in video_lines(sdp).filter_map(|line| line.strip_prefix("a=rtpmap:")) {
-        let name = map
-            .split_whitespace()
-            .nth(1)
-            .and_then(|n| n.split('/').next());
-        let Some(name) = name.filter(|n| !matches!(*n, "rtx" | "red" | "ulpfec" | "flexfec-03"))
-        else {
-            continue;
-        };
-        // The client's text goes into logs and replies: printable only.
-        let name: String = truncate(name, 16)
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-            .collect();
-        if !name.is_empty() && !names.contains(&name) && names.len() < 16 {
-            names.push(name);
+    for line in sdp.lines().take(2_000) {
+        if let Some(m) = line.strip_prefix("m=") {
+            in_video = m.starts_with("video");
+        } else if let (true, Some(map)) = (in_video, line.strip_prefix("a=rtpmap:")) {
+            let name = map
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.split('/').next());
+            if let Some(name) =
+                name.filter(|n| !matches!(*n, "rtx" | "red" | "ulpfec" | "flexfec-03"))
+            {
+                // The client's text goes into logs and replies: printable only.
+                let name: String = truncate(name, 16)
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                    .collect();
+                if !name.is_empty() && !names.contains(&name) && names.len() < 16 {
+                    names.push(name);
+                }
+            }
         }
     }
     names
