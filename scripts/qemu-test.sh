@@ -44,14 +44,16 @@ while True:
         t.close(); u.close()
 EOF
 )
-scripts/qemu-vivid.sh start "$bin" "$work/state" "$work" "$port" "$port"
+control=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+scripts/qemu-vivid.sh start "$bin" "$work/state" "$work" "$port" "$port" "$control"
 
 export RTCAM_QEMU_HTTP="127.0.0.1:$port" RTCAM_QEMU_RTC="127.0.0.1:$port" \
   RTCAM_QEMU_TOKEN="$token" RTCAM_QEMU_LOG="$work/serial.log" \
-  RTCAM_QEMU_URL="https://127.0.0.1:$port" RTCAM_QEMU_PASSWORD="$password"
+  RTCAM_QEMU_URL="https://127.0.0.1:$port" RTCAM_QEMU_PASSWORD="$password" \
+  RTCAM_QEMU_CONTROL="127.0.0.1:$control"
 echo "== system test: str0m viewer on the host"
 cargo test --locked --test qemu_vivid -- --ignored --nocapture
-echo "== system test: the page in Chromium on the host"
+echo "== system test: the page in Chromium on the host (then the camera unplugged and back)"
 .venv/bin/python -m pytest -q -s tests/browser/test_qemu_guest.py
 echo "== system test: the guest's rtcam log"
-grep -a -E "board:|video source|encoders:|encoder started|listening on|viewer" "$work/serial.log" | tail -n 20
+grep -a -E "board:|video source|encoders:|encoder started|listening on|viewer|vivid|capture" "$work/serial.log" | tail -n 30

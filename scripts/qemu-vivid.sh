@@ -5,8 +5,14 @@
 # aarch64 rtcam with its shared libraries, and a state dir made on the host.
 # QEMU forwards the HTTPS port (TCP) and the media port (UDP) from 127.0.0.1.
 #
-#   scripts/qemu-vivid.sh start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT
+#   scripts/qemu-vivid.sh start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT [CONTROL_PORT]
 #   scripts/qemu-vivid.sh stop WORKDIR
+#
+# With CONTROL_PORT, a TCP connection to 127.0.0.1:CONTROL_PORT that sends the
+# line "unplug" unplugs the camera inside the guest the way a pulled USB cable
+# does (vivid's Disconnect control, then the module unloaded), waits 3 s, and
+# plugs it back in (the module loaded again); the console says
+# "init: vivid unplugged" and "init: vivid reloaded".
 #
 # `start` returns once rtcam serves (its "listening on https://" line on the
 # serial console, WORKDIR/serial.log) and fails with the console's tail if it
@@ -104,8 +110,17 @@ copy_libraries() {
   done
 }
 
+# The guest's tool that presses vivid's Disconnect button (it has no v4l2-ctl).
+build_disconnect() {
+  local out=$1 src=$repo/tests/qemu/vivid-disconnect.c
+  if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+    command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc is missing (scripts/cross-build.sh --toolchain-only installs it)"
+    aarch64-linux-gnu-gcc -static -O2 -o "$out" "$src"
+  fi
+}
+
 start() {
-  local bin=$1 state=$2 work=$3 http_port=$4 udp_port=$5
+  local bin=$1 state=$2 work=$3 http_port=$4 udp_port=$5 control_port=${6:-}
   [ -x "$bin" ] || die "no binary at $bin"
   [ -d "$state" ] || die "no state dir at $state"
   od -An -tx1 -j18 -N2 "$bin" | grep -q "b7 00" || die "$bin is not an aarch64 binary"
@@ -128,6 +143,8 @@ EOF
   rm -rf "$root"
   mkdir -p "$root"/{bin,lib,modules,proc,sys,dev,tmp,run}
   cp "$bbroot/bin/busybox" "$root/bin/busybox"
+  build_disconnect "$cache/vivid-disconnect"
+  cp "$cache/vivid-disconnect" "$root/bin/vivid-disconnect"
   cp "$bin" "$root/rtcam"
   copy_libraries "$bin" "$root/lib"
   cp -a "$state" "$root/state"
@@ -148,6 +165,29 @@ EOF
       echo "$name" >>"$root/modules/order"
     done
   done
+  # One webcam-like capture node on the single-planar API. Error injection
+  # stays available: its Disconnect control is how the test unplugs it.
+  local vivid_params="n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0 multiplanar=1"
+  cat >"$root/control" <<EOF
+#!/bin/busybox sh
+# One command per connection (nc -e): "unplug" pulls the camera out and puts it back.
+read -r cmd
+case "\$cmd" in
+  unplug)
+    echo "init: unplugging vivid" >/dev/console
+    vivid-disconnect /dev/video0 || echo "init: vivid-disconnect failed" >/dev/console
+    # rtcam closes the vanished node on its next read; then the module can go.
+    i=0
+    until rmmod vivid 2>/dev/null; do i=\$((i + 1)); [ \$i -gt 100 ] && break; sleep 0.1; done
+    echo "init: vivid unplugged (\$(ls /dev/video* 2>&1))" >/dev/console
+    sleep 3
+    insmod /modules/vivid.ko $vivid_params
+    echo "init: vivid reloaded (\$(ls /dev/video* 2>&1))" >/dev/console
+    echo done ;;
+  *) echo "unknown command: \$cmd" ;;
+esac
+EOF
+  chmod 755 "$root/control"
   cat >"$root/init" <<EOF
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -158,8 +198,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 for m in \$(cat /modules/order); do
   case "\$m" in
-    # One webcam-like capture node on the single-planar API, no injected errors.
-    vivid.ko) insmod /modules/\$m n_devs=1 node_types=0x1 num_inputs=1 input_types=0x0 multiplanar=1 no_error_inj=1 ;;
+    vivid.ko) insmod /modules/\$m $vivid_params ;;
     *) insmod /modules/\$m ;;
   esac || echo "init: insmod \$m failed"
 done
@@ -168,6 +207,7 @@ ip addr add 10.0.2.15/24 dev eth0
 ip link set eth0 up
 ip route add default via 10.0.2.2
 echo "init: \$(ls /dev/video* 2>&1)"
+( while true; do nc -l -p 2323 -e /control; done ) &
 echo "init: starting rtcam"
 NO_COLOR=1 RUST_LOG=info LD_LIBRARY_PATH=/lib /rtcam --state-dir /state --board qemu-virt \\
   --http 0.0.0.0:$http_port --rtc 0.0.0.0:$udp_port --advertise 127.0.0.1
@@ -184,7 +224,7 @@ EOF
     -kernel "$kroot/boot/vmlinuz-$kver" -initrd "$work/initramfs.cpio" \
     -append "console=ttyAMA0 rdinit=/init panic=-1 loglevel=4" \
     -display none -serial "file:$work/serial.log" -no-reboot \
-    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$http_port-:$http_port,hostfwd=udp:127.0.0.1:$udp_port-:$udp_port" \
+    -netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$http_port-:$http_port,hostfwd=udp:127.0.0.1:$udp_port-:$udp_port${control_port:+,hostfwd=tcp:127.0.0.1:$control_port-:2323}" \
     -device virtio-net-pci,netdev=n0,romfile= -device virtio-rng-pci \
     -pidfile "$work/qemu.pid" >"$work/qemu.log" 2>&1 &
   local qemu=$!
@@ -207,7 +247,7 @@ EOF
 }
 
 case "${1:-}" in
-  start) [ $# -eq 6 ] || die "usage: $0 start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT"; start "$2" "$3" "$4" "$5" "$6" ;;
+  start) [ $# -eq 6 ] || [ $# -eq 7 ] || die "usage: $0 start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT [CONTROL_PORT]"; start "${@:2}" ;;
   stop) [ $# -eq 2 ] || die "usage: $0 stop WORKDIR"; stop "$2" ;;
-  *) die "usage: $0 start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT | stop WORKDIR" ;;
+  *) die "usage: $0 start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT [CONTROL_PORT] | stop WORKDIR" ;;
 esac

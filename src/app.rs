@@ -17,13 +17,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::PasswordFile;
-use crate::capture::{Source, SourceInfo, SourceSpec};
+use crate::capture::run::Capture;
+use crate::capture::{Source, SourceInfo, Want};
 use crate::config::Config;
 use crate::encode::openh264::OpenH264;
 use crate::encode::pool::{EncoderControl, Factory, FrameTap, H264Plan, Pool, StatusBoard};
 use crate::encode::v4l2m2m::V4l2M2m;
 use crate::encode::{EncodeError, Encoder, EncoderSettings, H264Choice, SdpParams};
-use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
+use crate::frame::{EncodedFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::notify::Notifier;
@@ -35,9 +36,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     first_start_password(&config.state_dir)?;
     log_board(&config);
-    let source = open_source(&config).await?;
-    let (width, height) = source.size();
-    let factory = encoders(&config, width as u32, height as u32)?;
+    let want = Want {
+        width: config.size.width,
+        height: config.size.height,
+        fps: config.fps,
+        format: config.capture_format,
+    };
+    let source = open_source(&config, want).await;
+    let (width, height) = source
+        .as_ref()
+        .map_or((want.width as usize, want.height as usize), |s| s.size());
+    let passthrough = source.as_ref().and_then(|s| s.info().passthrough);
+    let factory = encoders(&config, width as u32, height as u32, passthrough.as_deref())?;
     // The probe encoders are gone: give their memory back.
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free heap memory to the system.
@@ -54,15 +64,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let captured = Arc::new(AtomicU64::new(0));
     let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
     let (control_tx, control_rx) = std_mpsc::channel::<EncoderControl>();
-    let (source_tx, source_rx) = watch::channel(source.info());
-    let capture = spawn_capture(
-        source,
-        config.clone(),
-        tap.clone(),
-        source_tx,
-        captured.clone(),
-        stop.clone(),
-    )?;
+    let info = source
+        .as_ref()
+        .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());
+    let (source_tx, source_rx) = watch::channel(info);
+    let capture = Capture {
+        spec: config.source.clone(),
+        want,
+        size: (width, height),
+        sink: tap.clone(),
+        status: source_tx,
+        captured: captured.clone(),
+        stop: stop.clone(),
+    }
+    .spawn(source)
+    .context("starting the capture thread")?;
     let pool = Pool {
         factory: Arc::new(factory.factory),
         tap,
@@ -161,15 +177,30 @@ fn log_board(config: &Config) {
     );
 }
 
-async fn open_source(config: &Config) -> anyhow::Result<Source> {
-    let (w, h, fps) = (config.size.width, config.size.height, config.fps);
+/// The source at start. A camera that is missing (or broken) is not a
+/// failure: rtcam serves its page, shows the "camera lost" slate, and the
+/// capture thread keeps looking for it.
+async fn open_source(config: &Config, want: Want) -> Option<Source> {
     let spec = config.source.clone();
-    let source = tokio::task::spawn_blocking(move || Source::open(&spec, w, h, fps))
-        .await
-        .context("opening the video source")?
-        .with_context(|| format!("opening video source '{}'", config.source))?;
-    tracing::info!("video source: {}", source.describe());
-    Ok(source)
+    let opened = tokio::task::spawn_blocking(move || Source::open(&spec, &want)).await;
+    match opened {
+        Ok(Ok(source)) => {
+            let info = source.info();
+            tracing::info!("video source: {} ({})", source.describe(), info.why);
+            Some(source)
+        }
+        Ok(Err(e)) => {
+            tracing::error!(
+                "video source '{}' is not there ({e}); serving the \"camera lost\" slate and looking for it every second",
+                config.source
+            );
+            None
+        }
+        Err(e) => {
+            tracing::error!("opening the video source: {e}");
+            None
+        }
+    }
 }
 
 /// The candidates viewers are told about.
@@ -193,7 +224,12 @@ struct Encoders {
 
 /// Decides the H.264 implementation (probing the hardware encoder) and the
 /// VP8 picture, and checks that both encoders start.
-fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders> {
+fn encoders(
+    config: &Config,
+    width: u32,
+    height: u32,
+    passthrough: Option<&str>,
+) -> anyhow::Result<Encoders> {
     let fps = config.fps;
     let h264_settings = EncoderSettings {
         width,
@@ -214,6 +250,9 @@ fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders
             .max(150) as u32,
         ..h264_settings
     };
+    if let Some(id) = passthrough {
+        return passthrough_encoders(id, h264_settings, vp8_settings);
+    }
     let (h264, h264_sdp) = choose_h264(config, h264_settings)?;
     let factory = Factory {
         h264,
@@ -236,6 +275,7 @@ fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders
         match &factory.h264 {
             H264Plan::OpenH264 => "openh264".to_string(),
             H264Plan::V4l2M2m(p) => format!("v4l2m2m {}", p.display()),
+            H264Plan::Passthrough => "passthrough".to_string(),
         },
         h264_settings.bitrate_kbps,
         vp8_settings.bitrate_kbps,
@@ -244,6 +284,33 @@ fn encoders(config: &Config, width: u32, height: u32) -> anyhow::Result<Encoders
         factory,
         h264_sdp,
         vp8,
+    })
+}
+
+/// The camera's own H.264 goes to viewers as it is: nothing is encoded, and
+/// with no raw frames there is no VP8 (Firefox without H.264 is refused).
+fn passthrough_encoders(
+    profile_level_id: &str,
+    h264_settings: EncoderSettings,
+    vp8_settings: EncoderSettings,
+) -> anyhow::Result<Encoders> {
+    let id = u32::from_str_radix(profile_level_id, 16)
+        .with_context(|| format!("the camera's profile-level-id '{profile_level_id}'"))?;
+    let h264_sdp = SdpParams::H264 {
+        profile_level_id: id,
+    };
+    tracing::info!(
+        "encoders: none, H.264 passthrough of the camera's own stream ({h264_sdp}); \
+         viewers whose browser cannot take it (and VP8-only browsers) are refused"
+    );
+    Ok(Encoders {
+        factory: Factory {
+            h264: H264Plan::Passthrough,
+            h264_settings,
+            vp8_settings,
+        },
+        h264_sdp,
+        vp8: None,
     })
 }
 
@@ -325,81 +392,4 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
-}
-
-/// The capture thread: each frame to every running encoder. A camera that
-/// fails (unplugged, driver error) is reopened every two seconds; viewers
-/// see the picture freeze, not the appliance die.
-fn spawn_capture(
-    mut source: Source,
-    config: Config,
-    tap: Arc<FrameTap>,
-    info: watch::Sender<SourceInfo>,
-    captured: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    let size = source.size();
-    let thread = std::thread::Builder::new()
-        .name("capture".into())
-        .spawn(move || {
-            let mut buffers = Buffers::default();
-            while !stop.load(Ordering::Relaxed) {
-                let mut frame = buffers.take(size);
-                let Some(raw) = Arc::get_mut(&mut frame) else {
-                    continue;
-                };
-                if let Err(e) = source.next_frame(raw) {
-                    tracing::error!("capture: {e}; reopening in 2 s");
-                    std::thread::sleep(Duration::from_secs(2));
-                    if let Some(s) = reopen(&config.source, &config, size) {
-                        tracing::info!("video source back: {}", s.describe());
-                        info.send_replace(s.info());
-                        source = s;
-                    }
-                    continue;
-                }
-                captured.fetch_add(1, Ordering::Relaxed);
-                tap.publish(&frame);
-                buffers.give_back(frame);
-            }
-        })
-        .context("starting the capture thread")?;
-    Ok(thread)
-}
-
-/// Raw frame buffers, recycled once no encoder holds them any more.
-#[derive(Default)]
-struct Buffers(Vec<Arc<RawFrame>>);
-
-impl Buffers {
-    /// Most buffers kept: one filling, and for each of the two encoders one
-    /// in its mailbox and one being encoded, and a spare.
-    const KEEP: usize = 6;
-
-    fn take(&mut self, (w, h): (usize, usize)) -> Arc<RawFrame> {
-        match self.0.iter().position(|b| Arc::strong_count(b) == 1) {
-            Some(i) => self.0.swap_remove(i),
-            None => Arc::new(RawFrame::black(w, h)),
-        }
-    }
-
-    fn give_back(&mut self, frame: Arc<RawFrame>) {
-        if self.0.len() < Self::KEEP {
-            self.0.push(frame);
-        }
-    }
-}
-
-fn reopen(spec: &SourceSpec, config: &Config, size: (usize, usize)) -> Option<Source> {
-    let source = Source::open(spec, config.size.width, config.size.height, config.fps)
-        .map_err(|e| tracing::warn!("reopening the source: {e}"))
-        .ok()?;
-    if source.size() != size {
-        tracing::warn!(
-            "the source came back at {:?} instead of {size:?}; waiting for the original size",
-            source.size()
-        );
-        return None;
-    }
-    Some(source)
 }

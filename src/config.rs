@@ -13,7 +13,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::board::{self, Board};
-use crate::capture::SourceSpec;
+use crate::capture::{CaptureFormat, SourceSpec};
 use crate::encode::{EncoderSettings, H264Choice};
 
 pub const DEFAULT_HTTP: &str = "0.0.0.0:8443";
@@ -50,10 +50,20 @@ pub struct Cli {
     /// port forwards, QEMU); comma-separated [default: every local address]
     #[arg(long, value_name = "IP[,IP...]", value_delimiter = ',')]
     pub advertise: Option<Vec<IpAddr>>,
-    /// Video source: auto (first working camera, else the test pattern),
-    /// test, or a device such as /dev/video0 [default: auto]
-    #[arg(long, value_name = "auto|test|/dev/videoN")]
+    /// Video source: auto (a CSI camera through rpicam-vid, else the first
+    /// working V4L2 camera, else the test pattern), test, bars, rpicam[:N]
+    /// (CSI camera N through rpicam-vid), or a device such as /dev/video0 or
+    /// /dev/v4l/by-id/... [default: auto]
+    #[arg(long, value_name = "auto|test|rpicam[:N]|/dev/videoN")]
     pub source: Option<SourceSpec>,
+    /// What to take from the camera: auto (raw at the size and rate asked
+    /// if it has them, else MJPEG, else H.264), raw, mjpeg, or h264. h264 is
+    /// passthrough: the camera's own H.264 goes to viewers as it is (no
+    /// decode, no encode; H.264 viewers only, keyframes on the camera's
+    /// schedule unless it takes requests, no bitrate control; with rpicam
+    /// it is the Pi's hardware encoder inside rpicam-vid) [default: auto]
+    #[arg(long, value_name = "auto|raw|mjpeg|h264")]
+    pub capture_format: Option<CaptureFormat>,
     /// Picture size; a camera without it gives its nearest [default: 1280x720]
     #[arg(long, value_name = "WxH")]
     pub size: Option<Size>,
@@ -154,6 +164,7 @@ struct FileConfig {
     rtc: Option<SocketAddr>,
     advertise: Option<Vec<IpAddr>>,
     source: Option<String>,
+    capture_format: Option<String>,
     size: Option<String>,
     fps: Option<u32>,
     bitrate: Option<u32>,
@@ -187,6 +198,7 @@ pub struct Config {
     pub rtc: SocketAddr,
     pub advertise: Vec<IpAddr>,
     pub source: SourceSpec,
+    pub capture_format: CaptureFormat,
     pub size: Size,
     pub fps: u32,
     pub bitrate_kbps: u32,
@@ -198,6 +210,18 @@ pub struct Config {
     pub trust_loopback: bool,
     pub state_dir: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// A flag over the file's (or the board's) value over the default.
+fn layered<T>(flag: Option<T>, file: Option<String>) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr<Err = String> + Default,
+{
+    match (flag, file) {
+        (Some(v), _) => Ok(v),
+        (None, Some(s)) => s.parse().map_err(ConfigError::Invalid),
+        (None, None) => Ok(T::default()),
+    }
 }
 
 impl Config {
@@ -230,11 +254,8 @@ impl Config {
             ),
         };
         // Flags win over the file, the file over the board profile.
-        let source = match (cli.source, file.source.or(board.source.clone())) {
-            (Some(s), _) => s,
-            (None, Some(s)) => s.parse().map_err(invalid)?,
-            (None, None) => SourceSpec::Auto,
-        };
+        let source = layered(cli.source, file.source.or(board.source.clone()))?;
+        let capture_format = layered(cli.capture_format, file.capture_format)?;
         let size = match (cli.size, file.size.clone().or(board.size.clone())) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(invalid)?,
@@ -258,11 +279,7 @@ impl Config {
                 "bitrate {bitrate_kbps} kbit/s is outside 50..50000"
             )));
         }
-        let encoder = match (cli.encoder, file.encoder) {
-            (Some(e), _) => e,
-            (None, Some(e)) => e.parse().map_err(invalid)?,
-            (None, None) => H264Choice::Auto,
-        };
+        let encoder = layered(cli.encoder, file.encoder)?;
         let vp8_size = match (cli.vp8_size, file.vp8_size.or(board.vp8_size.clone())) {
             (Some(s), _) => s,
             (None, Some(s)) => s.parse().map_err(invalid)?,
@@ -311,6 +328,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_RTC.parse().expect("valid default")),
             advertise,
             source,
+            capture_format,
             size,
             fps,
             bitrate_kbps,

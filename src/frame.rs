@@ -140,6 +140,18 @@ impl std::fmt::Display for VideoCodec {
     }
 }
 
+/// A piece of a camera's own H.264 (Annex B), on its way to passthrough:
+/// one V4L2 buffer (a whole access unit) or a read of `rpicam-vid`'s stdout.
+#[derive(Debug, Clone)]
+pub struct CodedChunk {
+    pub data: Vec<u8>,
+    /// Whether the bytes so far end an access unit (a V4L2 buffer does; a
+    /// pipe read does not say).
+    pub end_of_unit: bool,
+    pub captured: Instant,
+    pub stamp_ms: u64,
+}
+
 /// One encoded picture, shared by every viewer of its codec: an H.264
 /// access unit in Annex-B form, or one VP8 frame.
 ///

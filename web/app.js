@@ -4,6 +4,7 @@
 // (the page runs under a strict CSP).
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
+import { cameraNotice } from './camera.js';
 
 const MAX_RETRIES = 3;
 const BACKOFF_MS = [1000, 2000, 4000];
@@ -681,5 +682,26 @@ logoutBtn.addEventListener('click', logout);
 window.addEventListener('pagehide', () => {
   if (!hungUp) endCall('ended', 'page closed', true);
 });
+
+// ---------------------------------------------------------------- the camera itself
+
+// The camera can vanish (unplugged, a driver timeout) while the call goes on: rtcam
+// then sends a "camera lost" slate and looks for it. Say so above the video.
+const noticeEl = document.getElementById('camera-notice');
+async function watchCamera() {
+  try {
+    const r = await fetch('/api/status', { cache: 'no-store', credentials: 'same-origin' });
+    if (r.ok) {
+      const notice = cameraNotice((await r.json()).source);
+      noticeEl.hidden = !notice;
+      noticeEl.textContent = notice ? notice.text : '';
+      noticeEl.dataset.kind = notice ? notice.kind : '';
+    }
+  } catch {
+    // Unreachable: the call's own state says so.
+  }
+  setTimeout(watchCamera, 1000);
+}
+watchCamera();
 
 setState('idle');

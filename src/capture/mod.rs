@@ -1,28 +1,43 @@
-//! Where pictures come from: a V4L2 camera, or the synthetic test pattern.
+//! Where pictures come from: a V4L2 camera (raw, MJPEG or its own H.264), a
+//! CSI camera through `rpicam-vid`, or the synthetic test pattern; and the
+//! supervision that brings a lost camera back (`supervise`, `run`).
 
+pub mod annexb;
+pub mod find;
+pub mod mjpeg;
 pub mod pattern;
+pub mod rpicam;
+pub mod run;
 pub mod scene;
+pub mod slate;
 pub mod stripe;
+pub mod supervise;
 pub mod v4l2;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use thiserror::Error;
 
-use crate::frame::RawFrame;
+use crate::frame::{CodedChunk, RawFrame};
 use pattern::{Look, TestPattern};
+use rpicam::RpicamSource;
+pub use supervise::CameraId;
 use v4l2::V4l2Source;
 
 /// What the owner asked for with `--source`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SourceSpec {
-    /// The first V4L2 capture device that works, else the test pattern.
+    /// A CSI camera through rpicam-vid, else the first V4L2 capture device
+    /// that works, else the test pattern.
+    #[default]
     Auto,
     /// The camera-like scene.
     Test,
     /// Colour bars: cheap to draw and encode (emulated CPUs).
     Bars,
     Device(PathBuf),
+    /// CSI camera N through `rpicam-vid`.
+    Rpicam(u32),
 }
 
 impl std::str::FromStr for SourceSpec {
@@ -32,9 +47,14 @@ impl std::str::FromStr for SourceSpec {
             "auto" => Ok(SourceSpec::Auto),
             "test" => Ok(SourceSpec::Test),
             "bars" => Ok(SourceSpec::Bars),
+            "rpicam" => Ok(SourceSpec::Rpicam(0)),
+            p if p.starts_with("rpicam:") => p["rpicam:".len()..]
+                .parse()
+                .map(SourceSpec::Rpicam)
+                .map_err(|_| format!("bad CSI camera number in '{p}': expected rpicam:N")),
             p if p.starts_with('/') => Ok(SourceSpec::Device(PathBuf::from(p))),
             other => Err(format!(
-                "unknown source '{other}': expected auto, test, bars or a device path such as /dev/video0"
+                "unknown source '{other}': expected auto, test, bars, rpicam[:N] or a device path such as /dev/video0"
             )),
         }
     }
@@ -47,8 +67,58 @@ impl std::fmt::Display for SourceSpec {
             SourceSpec::Test => f.write_str("test"),
             SourceSpec::Bars => f.write_str("bars"),
             SourceSpec::Device(p) => write!(f, "{}", p.display()),
+            SourceSpec::Rpicam(n) => write!(f, "rpicam:{n}"),
         }
     }
+}
+
+/// `--capture-format`: what to take from a V4L2 camera (or `rpicam-vid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptureFormat {
+    /// Raw at the asked size and rate if the camera has it, else MJPEG,
+    /// else H.264 passthrough.
+    #[default]
+    Auto,
+    Raw,
+    Mjpeg,
+    /// Passthrough: the camera's own H.264 to the viewers, untouched.
+    H264,
+}
+
+impl std::str::FromStr for CaptureFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(CaptureFormat::Auto),
+            "raw" => Ok(CaptureFormat::Raw),
+            "mjpeg" => Ok(CaptureFormat::Mjpeg),
+            "h264" => Ok(CaptureFormat::H264),
+            other => Err(format!(
+                "unknown capture format '{other}': expected auto, raw, mjpeg or h264"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for CaptureFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            CaptureFormat::Auto => "auto",
+            CaptureFormat::Raw => "raw",
+            CaptureFormat::Mjpeg => "mjpeg",
+            CaptureFormat::H264 => "h264",
+        })
+    }
+}
+
+/// What the owner asked of the camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Want {
+    pub width: u32,
+    pub height: u32,
+    pub fps: u32,
+    pub format: CaptureFormat,
 }
 
 #[derive(Debug, Error)]
@@ -60,8 +130,14 @@ pub enum CaptureError {
     },
     #[error("{0} is not a video capture device with streaming I/O")]
     NotCapture(PathBuf),
-    #[error("{path} offers none of YU12, NV12, YUYV (it offers: {})", offered.join(", "))]
-    NoFormat { path: PathBuf, offered: Vec<String> },
+    #[error("{0} is a {1} node of the Pi's camera system, not a camera")]
+    NotACamera(PathBuf, String),
+    #[error("{path} offers nothing rtcam can use for --capture-format {asked} (it offers: {})", offered.join(", "))]
+    NoFormat {
+        path: PathBuf,
+        asked: CaptureFormat,
+        offered: Vec<String>,
+    },
     #[error("{0} is busy or cannot stream: {1}")]
     Busy(PathBuf, std::io::Error),
     #[error("{0} stopped delivering frames")]
@@ -74,6 +150,14 @@ pub enum CaptureError {
         width: usize,
         height: usize,
     },
+    #[error("no camera found ({0})")]
+    NoCamera(String),
+    #[error("{0} is not connected")]
+    Missing(String),
+    #[error("the camera's H.264 cannot be passed through: {0}")]
+    Passthrough(String),
+    #[error(transparent)]
+    Rpicam(#[from] rpicam::RpicamError),
     #[error("{0}")]
     Unsupported(String),
 }
@@ -82,16 +166,51 @@ pub enum CaptureError {
 /// log: the one description of a source.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct SourceInfo {
-    /// `v4l2`, `test-scene` or `test-bars`.
+    /// `v4l2`, `rpicam`, `test-scene`, `test-bars`, or `none` (no camera yet).
     pub kind: &'static str,
     pub device: Option<String>,
-    /// The driver's card name (`VIDIOC_QUERYCAP`), e.g. "vivid".
+    /// The driver's card name (`VIDIOC_QUERYCAP`), e.g. "vivid", or the
+    /// CSI sensor.
     pub card: Option<String>,
-    /// FourCC of the frames as captured.
+    /// FourCC of the frames as captured (`YUYV`, `MJPG`, `H264`, ...).
     pub format: &'static str,
     pub width: usize,
     pub height: usize,
     pub fps: f64,
+    /// Why this source and format were chosen.
+    pub why: String,
+    /// Whether the camera delivers full-range colour (converted to the
+    /// limited range the encoders signal).
+    pub full_range: bool,
+    /// H.264 passthrough: the camera's own `profile-level-id`.
+    pub passthrough: Option<String>,
+    /// Live, lost (viewers see the "camera lost" slate) or starting.
+    pub state: supervise::CameraState,
+    /// What went wrong last, while the camera is lost.
+    pub problem: Option<String>,
+    /// Camera frames dropped because they were corrupt or truncated.
+    pub corrupt_frames: u64,
+}
+
+impl SourceInfo {
+    /// A source that has not delivered yet: the size the stream runs at.
+    pub fn none(width: usize, height: usize, fps: u32) -> Self {
+        SourceInfo {
+            kind: "none",
+            device: None,
+            card: None,
+            format: "-",
+            width,
+            height,
+            fps: fps as f64,
+            why: String::new(),
+            full_range: false,
+            passthrough: None,
+            state: supervise::CameraState::Starting,
+            problem: None,
+            corrupt_frames: 0,
+        }
+    }
 }
 
 impl std::fmt::Display for SourceInfo {
@@ -99,9 +218,14 @@ impl std::fmt::Display for SourceInfo {
         let (w, h, fps) = (self.width, self.height, self.fps);
         match (&self.device, &self.card) {
             (Some(device), Some(card)) => {
+                let kind = if self.kind == "rpicam" {
+                    "rpicam-vid"
+                } else {
+                    "V4L2"
+                };
                 write!(
                     f,
-                    "V4L2 {device} ({card}) {w}x{h} {} @ {fps:.1} fps",
+                    "{kind} {device} ({card}) {w}x{h} {} @ {fps:.1} fps",
                     self.format
                 )
             }
@@ -110,44 +234,39 @@ impl std::fmt::Display for SourceInfo {
     }
 }
 
-/// An open source of raw frames.
+/// What one read of a source gave.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A picture, written into the frame passed in.
+    Picture,
+    /// A piece of the camera's own H.264 (passthrough).
+    Coded(CodedChunk),
+    /// A frame the camera sent broken (counted, not shown).
+    Dropped(String),
+}
+
+/// An open source of frames.
 pub enum Source {
     Pattern(TestPattern),
     V4l2(Box<V4l2Source>),
+    Rpicam(Box<RpicamSource>),
 }
 
 impl Source {
-    /// Opens what `spec` names. `Auto` never fails: it falls back to the
-    /// test pattern and says why in the log.
-    pub fn open(
-        spec: &SourceSpec,
-        width: u32,
-        height: u32,
-        fps: u32,
-    ) -> Result<Self, CaptureError> {
-        match spec {
-            SourceSpec::Test | SourceSpec::Bars => {
-                let look = match spec {
-                    SourceSpec::Bars => Look::Bars,
-                    _ => Look::Scene,
-                };
-                let (w, h) = (width as usize, height as usize);
-                Ok(Source::Pattern(TestPattern::new(w, h, fps, look)?))
-            }
-            SourceSpec::Device(path) => Ok(Source::V4l2(Box::new(V4l2Source::open(
-                path, width, height, fps,
-            )?))),
-            SourceSpec::Auto => {
-                for path in video_devices() {
-                    match V4l2Source::open(&path, width, height, fps) {
-                        Ok(s) => return Ok(Source::V4l2(Box::new(s))),
-                        Err(e) => tracing::info!("source auto: skipping {}: {e}", path.display()),
-                    }
-                }
-                tracing::info!("source auto: no usable camera found, using the test pattern");
-                Source::open(&SourceSpec::Test, width, height, fps)
-            }
-        }
+    /// The test pattern `spec` names (`test` or `bars`).
+    pub fn pattern(spec: &SourceSpec, want: &Want) -> Result<Self, CaptureError> {
+        let look = match spec {
+            SourceSpec::Bars => Look::Bars,
+            _ => Look::Scene,
+        };
+        let (w, h) = (want.width as usize, want.height as usize);
+        Ok(Source::Pattern(TestPattern::new(w, h, want.fps, look)?))
+    }
+
+    /// Opens what `spec` names as given; for `auto`, the first camera that
+    /// works, else the test pattern (and the log says why).
+    pub fn open(spec: &SourceSpec, want: &Want) -> Result<Self, CaptureError> {
+        find::open(spec, &supervise::Target::AsGiven, want, None)
     }
 
     pub fn describe(&self) -> String {
@@ -158,63 +277,73 @@ impl Source {
         match self {
             Source::Pattern(p) => p.size(),
             Source::V4l2(v) => v.size(),
+            Source::Rpicam(r) => r.size(),
         }
     }
 
     /// What the source delivers, as `/api/status` reports it: the owner (and
     /// the system test) can see which camera, format and rate were agreed.
     pub fn info(&self) -> SourceInfo {
-        match self {
+        let mut info = match self {
             Source::Pattern(p) => p.info(),
             Source::V4l2(v) => v.info(),
+            Source::Rpicam(r) => r.info(),
+        };
+        info.state = supervise::CameraState::Live;
+        info
+    }
+
+    /// Who the camera is; `None` for the test pattern.
+    pub fn identity(&self) -> Option<CameraId> {
+        match self {
+            Source::Pattern(_) => None,
+            Source::V4l2(v) => Some(v.identity().clone()),
+            Source::Rpicam(r) => Some(r.identity()),
         }
     }
 
-    /// Blocks until the next frame is ready and writes it into `frame`.
-    pub fn next_frame(&mut self, frame: &mut RawFrame) -> Result<(), CaptureError> {
+    /// Asks a passthrough camera for a keyframe, where it can take one.
+    pub fn request_keyframe(&mut self) {
+        if let Source::V4l2(v) = self {
+            v.request_keyframe();
+        }
+    }
+
+    /// Blocks until the camera delivers; a picture goes into `frame`.
+    pub fn next(&mut self, frame: &mut RawFrame) -> Result<Delivery, CaptureError> {
         match self {
             Source::Pattern(p) => {
                 p.next_frame(frame);
-                Ok(())
+                Ok(Delivery::Picture)
             }
-            Source::V4l2(v) => v.next_frame(frame),
+            Source::V4l2(v) => v.next(frame),
+            Source::Rpicam(r) => r.next(frame),
         }
     }
-}
-
-/// `/dev/video*` in numeric order.
-fn video_devices() -> Vec<PathBuf> {
-    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir(Path::new("/dev"))
-        .map(|dir| {
-            dir.filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let name = e.file_name().into_string().ok()?;
-                    let n = name.strip_prefix("video")?.parse().ok()?;
-                    Some((n, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    found.sort();
-    found.into_iter().map(|(_, p)| p).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const WANT: Want = Want {
+        width: 640,
+        height: 360,
+        fps: 30,
+        format: CaptureFormat::Auto,
+    };
+
     #[test]
     fn a_source_describes_itself_from_its_info() {
-        let pattern = Source::open(&SourceSpec::Test, 640, 360, 30).unwrap();
+        let pattern = Source::open(&SourceSpec::Test, &WANT).unwrap();
         assert_eq!(pattern.describe(), "test-scene 640x360 @ 30 fps");
         let camera = SourceInfo {
             kind: "v4l2",
             device: Some("/dev/video0".into()),
             card: Some("vivid".into()),
             format: "YU12",
-            width: 640,
-            height: 360,
             fps: 15.0,
+            ..SourceInfo::none(640, 360, 15)
         };
         assert_eq!(
             camera.to_string(),
@@ -223,20 +352,26 @@ mod tests {
     }
 
     #[test]
-    fn parses_source_specs() {
+    fn parses_source_specs_and_formats() {
         assert_eq!("auto".parse(), Ok(SourceSpec::Auto));
         assert_eq!("test".parse(), Ok(SourceSpec::Test));
         assert_eq!("bars".parse(), Ok(SourceSpec::Bars));
+        assert_eq!("rpicam".parse(), Ok(SourceSpec::Rpicam(0)));
+        assert_eq!("rpicam:1".parse(), Ok(SourceSpec::Rpicam(1)));
+        assert!("rpicam:x".parse::<SourceSpec>().is_err());
         assert_eq!(
             "/dev/video3".parse(),
             Ok(SourceSpec::Device(PathBuf::from("/dev/video3")))
         );
         assert!("webcam".parse::<SourceSpec>().is_err());
+        assert_eq!("mjpeg".parse(), Ok(CaptureFormat::Mjpeg));
+        assert_eq!("h264".parse(), Ok(CaptureFormat::H264));
+        assert!("yuv".parse::<CaptureFormat>().is_err());
     }
 
     #[test]
     fn missing_device_is_a_clear_error() {
-        let err = Source::open(&SourceSpec::Device("/dev/video-none".into()), 640, 480, 30)
+        let err = Source::open(&SourceSpec::Device("/dev/video-none".into()), &WANT)
             .err()
             .expect("fails");
         assert!(err.to_string().contains("/dev/video-none"), "{err}");

@@ -82,9 +82,9 @@ impl TestPattern {
             device: None,
             card: None,
             format: "YU12",
-            width: self.width,
-            height: self.height,
             fps: 1.0 / self.interval.as_secs_f64(),
+            why: "the test pattern".into(),
+            ..super::SourceInfo::none(self.width, self.height, 0)
         }
     }
 

@@ -15,6 +15,7 @@ pub mod demand;
 pub mod keyframe;
 pub mod level;
 pub mod openh264;
+pub mod passthrough;
 pub mod pool;
 pub mod v4l2m2m;
 pub mod vp8;
@@ -55,9 +56,10 @@ impl EncoderSettings {
 }
 
 /// `--encoder`: which H.264 encoder to use.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum H264Choice {
     /// The board profile's hardware encoder when it opens, else openh264.
+    #[default]
     Auto,
     OpenH264,
     /// The V4L2 memory-to-memory encoder at this device (or the board's).
@@ -147,6 +149,8 @@ pub enum EncodeError {
     NotConstrainedBaseline(u8, u8, u8),
     #[error("the encoder gave no keyframe with an SPS in its first {0} frames")]
     NoKeyframe(usize),
+    #[error("H.264 passthrough encodes nothing: the camera does")]
+    Passthrough,
 }
 
 /// What every encoder implementation does. Implementations hold no clock and

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,10 +21,12 @@ use tokio::sync::mpsc as tokio_mpsc;
 
 use super::demand::{Action, Demand};
 use super::openh264::OpenH264;
+use super::passthrough::Passthrough;
 use super::v4l2m2m::V4l2M2m;
 use super::vp8::Vp8;
 use super::{EncodeError, Encoder, EncoderSettings};
-use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
+use crate::capture::run::FrameSink;
+use crate::frame::{CodedChunk, EncodedFrame, RawFrame, VideoCodec};
 
 /// How long an encoder outlives its last viewer.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -50,6 +53,8 @@ pub enum H264Plan {
     OpenH264,
     /// The hardware encoder; openh264 takes over if it fails.
     V4l2M2m(PathBuf),
+    /// The camera's own H.264, forwarded (`passthrough`).
+    Passthrough,
 }
 
 /// Makes each codec's encoder, and the fallback when hardware fails.
@@ -64,6 +69,9 @@ impl Factory {
     pub fn make(&self, codec: VideoCodec) -> Result<Encoder, EncodeError> {
         Ok(Encoder::new(match (codec, &self.h264) {
             (VideoCodec::Vp8, _) => Box::new(Vp8::new(self.vp8_settings)?),
+            (VideoCodec::H264, H264Plan::Passthrough) => {
+                return Err(EncodeError::Passthrough);
+            }
             (VideoCodec::H264, H264Plan::OpenH264) => Box::new(OpenH264::new(self.h264_settings)?),
             (VideoCodec::H264, H264Plan::V4l2M2m(path)) => {
                 Box::new(V4l2M2m::open(path, self.h264_settings)?)
@@ -141,24 +149,84 @@ impl StatusBoard {
         );
     }
 
+    fn passthrough(&self, s: EncoderSettings, viewers: usize) {
+        self.lock().insert(
+            VideoCodec::H264,
+            EncoderStatus {
+                codec: VideoCodec::H264,
+                implementation: "passthrough (the camera's own H.264)".into(),
+                width: s.width,
+                height: s.height,
+                fps: s.fps,
+                bitrate_kbps: 0,
+                viewers,
+                frames_dropped: 0,
+            },
+        );
+    }
+
     fn stopped(&self, codec: VideoCodec) {
         self.lock().remove(&codec);
     }
 }
 
-/// Where the capture thread hands each frame to every running encoder.
+/// Where the capture thread hands each frame to every running encoder, and
+/// passthrough H.264 to its forwarder.
 #[derive(Default)]
 pub struct FrameTap {
     mailboxes: Mutex<Vec<(VideoCodec, SyncSender<Arc<RawFrame>>)>>,
+    /// The passthrough forwarder's queue, while it runs.
+    coded: Mutex<Option<SyncSender<CodedChunk>>>,
+    /// A chunk was dropped (the forwarder was behind): the stream is broken
+    /// until the next IDR.
+    coded_lost: AtomicBool,
+    keyframe: AtomicBool,
     board: StatusBoard,
+}
+
+/// Camera H.264 waiting for the forwarder: a second or so at 30 fps. More
+/// would only be latency; fewer drops at the forwarder's first hiccup.
+const CODED_QUEUE: usize = 32;
+
+impl FrameSink for FrameTap {
+    fn picture(&self, frame: &Arc<RawFrame>) {
+        self.publish(frame);
+    }
+
+    fn coded(&self, chunk: CodedChunk) {
+        let mut slot = self.coded.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = slot.as_ref() else {
+            return;
+        };
+        match tx.try_send(chunk) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.coded_lost.store(true, Ordering::Relaxed);
+                self.board
+                    .update(VideoCodec::H264, |s| s.frames_dropped += 1);
+            }
+            Err(TrySendError::Disconnected(_)) => *slot = None,
+        }
+    }
+
+    fn take_keyframe_request(&self) -> bool {
+        self.keyframe.swap(false, Ordering::Relaxed)
+    }
 }
 
 impl FrameTap {
     pub fn new(board: StatusBoard) -> Self {
         FrameTap {
-            mailboxes: Mutex::default(),
             board,
+            ..FrameTap::default()
         }
+    }
+
+    fn subscribe_coded(&self) -> Receiver<CodedChunk> {
+        let (tx, rx) = mpsc::sync_channel(CODED_QUEUE);
+        *self.coded.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        self.coded_lost.store(false, Ordering::Relaxed);
+        rx
     }
 
     /// Offers the frame to every encoder; one still busy with the last
@@ -279,6 +347,9 @@ impl Pool {
     }
 
     fn start(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
+        if codec == VideoCodec::H264 && self.factory.h264 == H264Plan::Passthrough {
+            return self.start_forwarder(viewers);
+        }
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
             codec,
@@ -301,6 +372,122 @@ impl Pool {
             Err(e) => {
                 tracing::error!("cannot start the {codec} encoder thread: {e}");
                 None
+            }
+        }
+    }
+}
+
+impl Pool {
+    fn start_forwarder(&self, viewers: usize) -> Option<Running> {
+        let (tx, rx) = mpsc::channel();
+        let forwarder = Forwarder {
+            tap: self.tap.clone(),
+            board: self.board.clone(),
+            input: self.tap.subscribe_coded(),
+            control: rx,
+            frames: self.frames.clone(),
+            settings: self.factory.h264_settings,
+            viewers,
+        };
+        match std::thread::Builder::new()
+            .name("passthrough".into())
+            .spawn(move || forwarder.run())
+        {
+            Ok(thread) => Some(Running {
+                control: tx,
+                thread,
+                started: Instant::now(),
+            }),
+            Err(e) => {
+                tracing::error!("cannot start the passthrough thread: {e}");
+                None
+            }
+        }
+    }
+}
+
+/// H.264 passthrough's thread: the camera's stream cut into access units
+/// (SPS and PPS before every IDR), to the rtc task. It starts, like an
+/// encoder, with the first viewer, and drops everything before the next
+/// IDR; it asks the camera for one, which only some cameras can give.
+struct Forwarder {
+    tap: Arc<FrameTap>,
+    board: StatusBoard,
+    input: Receiver<CodedChunk>,
+    control: Receiver<WorkerControl>,
+    frames: tokio_mpsc::Sender<EncodedFrame>,
+    settings: EncoderSettings,
+    viewers: usize,
+}
+
+impl Forwarder {
+    fn run(self) {
+        self.board.passthrough(self.settings, self.viewers);
+        tracing::info!("H.264 passthrough started: the camera's stream goes to viewers as it is");
+        self.tap.keyframe.store(true, Ordering::Relaxed);
+        let mut stream = Passthrough::new();
+        let mut errors = 0u64;
+        let mut seq = 0u64;
+        loop {
+            let chunk = match self.input.recv_timeout(IDLE_POLL) {
+                Ok(c) => Some(c),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            if !self.apply_controls() {
+                return;
+            }
+            let Some(chunk) = chunk else { continue };
+            if self.tap.coded_lost.swap(false, Ordering::Relaxed) {
+                stream.resync();
+                self.tap.keyframe.store(true, Ordering::Relaxed);
+            }
+            stream.push(&chunk.data);
+            if chunk.end_of_unit {
+                stream.end_of_unit();
+            }
+            while let Some(unit) = stream.next_access_unit() {
+                match unit {
+                    Ok(au) => {
+                        let (width, height) = stream
+                            .stream()
+                            .map_or((self.settings.width, self.settings.height), |s| {
+                                (s.width, s.height)
+                            });
+                        seq += 1;
+                        let frame = EncodedFrame {
+                            codec: VideoCodec::H264,
+                            data: Arc::from(au.data),
+                            keyframe: au.keyframe,
+                            width: width as usize,
+                            height: height as usize,
+                            captured: chunk.captured,
+                            stamp_ms: chunk.stamp_ms,
+                            seq,
+                        };
+                        if self.frames.try_send(frame).is_err() {
+                            stream.resync();
+                        }
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        if errors.is_power_of_two() {
+                            tracing::error!("H.264 passthrough: {e} ({errors} so far)");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Keyframe asks go to the camera; bitrates are the camera's own.
+    fn apply_controls(&self) -> bool {
+        loop {
+            match self.control.try_recv() {
+                Ok(WorkerControl::Keyframe) => self.tap.keyframe.store(true, Ordering::Relaxed),
+                Ok(WorkerControl::Bitrate(_)) => {}
+                Err(mpsc::TryRecvError::Empty) => return true,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
     }

@@ -37,6 +37,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/stripe.js"),
     },
     Asset {
+        path: "/camera.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/camera.js"),
+    },
+    Asset {
         path: "/style.css",
         mime: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),

@@ -96,6 +96,13 @@ impl Server {
     /// Starts rtcam with the test source on loopback plus `extra` flags, and
     /// waits for its "listening on https://" line.
     pub fn start(extra: &[&str]) -> Server {
+        Server::start_with_env(extra, &[])
+    }
+
+    /// [`Server::start`] with extra environment for rtcam (and so for the
+    /// children it starts, such as a stand-in `rpicam-vid` found through a
+    /// `PATH` given here). A `--source` in `extra` replaces the test source.
+    pub fn start_with_env(extra: &[&str], envs: &[(&str, &str)]) -> Server {
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let rtc: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let state_dir =
@@ -111,20 +118,26 @@ impl Server {
         assert!(ok && token.len() == 64, "token create: {err}");
         // The camera-like scene natively; the cheap bars on an emulated CPU.
         let source = if emulated() { "bars" } else { "test" };
-        let mut args = vec![
-            "--source".to_string(),
-            source.into(),
+        let own_source = extra
+            .iter()
+            .any(|a| *a == "--source" || a.starts_with("--source="));
+        let mut args = Vec::new();
+        if !own_source {
+            args.extend(["--source".to_string(), source.into()]);
+        }
+        args.extend([
             "--http".into(),
             http.to_string(),
             "--rtc".into(),
             rtc.to_string(),
             "--state-dir".into(),
             state_dir.display().to_string(),
-        ];
+        ]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = rtcam()
             .args(&args)
             .env("RUST_LOG", "info")
+            .envs(envs.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

@@ -1,0 +1,261 @@
+//! The capture thread: the IO shell around [`Supervisor`]. It reads the
+//! camera, hands each picture (or passthrough H.264) to the sink, shows the
+//! "camera lost" slate while the camera is gone, and opens what the
+//! supervisor asks for. The stream keeps the size it started with: a camera
+//! that comes back at another size is scaled to it, so encoders and viewers
+//! never notice.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::find;
+use super::slate::Slate;
+use super::supervise::{CameraState, Failure, Supervisor, Target};
+use super::{CaptureError, Delivery, Source, SourceInfo, SourceSpec, Want};
+use crate::frame::{CodedChunk, RawFrame};
+
+/// How often the slate is sent while the camera is gone: enough for a new
+/// viewer's keyframe and a moving dot, little work for the encoders.
+const SLATE_INTERVAL: Duration = Duration::from_millis(200);
+/// The least time between two log lines about the same kind of trouble.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Where captured frames go (the encoders' tap).
+pub trait FrameSink: Send + Sync {
+    /// A picture for every encoder that wants one.
+    fn picture(&self, frame: &Arc<RawFrame>);
+    /// A piece of the camera's own H.264, for passthrough.
+    fn coded(&self, chunk: CodedChunk);
+    /// Whether a viewer asked for a keyframe since the last call (the
+    /// passthrough camera is asked, where it can be).
+    fn take_keyframe_request(&self) -> bool;
+}
+
+/// Everything the capture thread owns.
+pub struct Capture {
+    pub spec: SourceSpec,
+    pub want: Want,
+    /// The stream's picture size, fixed for the process's life.
+    pub size: (usize, usize),
+    pub sink: Arc<dyn FrameSink>,
+    pub status: watch::Sender<SourceInfo>,
+    /// Frames delivered, slate included: the watchdog's sign of life.
+    pub captured: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Capture {
+    pub fn spawn(self, first: Option<Source>) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || self.run(first))
+    }
+
+    fn run(self, first: Option<Source>) {
+        let mut sup = Supervisor::new(&self.spec, Instant::now());
+        let mut source = None;
+        let mut problem = Problem::default();
+        match first {
+            Some(s) => {
+                let _ = sup.poll_open(Instant::now());
+                self.went_live(&mut sup, &s);
+                source = Some(s);
+            }
+            None => self.report_lost(&sup, None),
+        }
+        let mut buffers = Buffers::default();
+        let mut slate = Slate::new(self.size.0, self.size.1);
+        let mut next_slate = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            if let Some(target) = sup.poll_open(now) {
+                self.try_open(&mut sup, &target, &mut source, &mut problem);
+                continue;
+            }
+            let Some(s) = source.as_mut() else {
+                let until = sup
+                    .poll_timeout()
+                    .unwrap_or(now + SLATE_INTERVAL)
+                    .min(next_slate);
+                std::thread::sleep(until.saturating_duration_since(now));
+                if Instant::now() >= next_slate {
+                    next_slate += SLATE_INTERVAL;
+                    let mut frame = buffers.take(self.size);
+                    if let Some(raw) = Arc::get_mut(&mut frame) {
+                        slate.next_frame(raw);
+                        self.deliver(frame, &mut buffers);
+                    }
+                }
+                continue;
+            };
+            if self.sink.take_keyframe_request() {
+                s.request_keyframe();
+            }
+            match self.read(s, &mut buffers, &mut problem) {
+                Ok(()) => {}
+                Err(e) => {
+                    problem.log(format!("capture: {e}; looking for the camera again"));
+                    source = None;
+                    sup.failed(Instant::now(), Failure::Stopped);
+                    self.report_lost(&sup, Some(e.to_string()));
+                    next_slate = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// One read of the camera, delivered.
+    fn read(
+        &self,
+        source: &mut Source,
+        buffers: &mut Buffers,
+        problem: &mut Problem,
+    ) -> Result<(), CaptureError> {
+        let mut frame = buffers.take(self.size);
+        let Some(raw) = Arc::get_mut(&mut frame) else {
+            return Ok(());
+        };
+        let delivery = match source.next(raw) {
+            Ok(d) => d,
+            Err(e) => {
+                buffers.give_back(frame);
+                return Err(e);
+            }
+        };
+        match delivery {
+            Delivery::Picture => {
+                if (raw.width, raw.height) != self.size {
+                    let mut fitted = RawFrame::black(self.size.0, self.size.1);
+                    raw.scale_into(&mut fitted, self.size.0, self.size.1);
+                    (fitted.captured, fitted.stamp_ms) = (raw.captured, raw.stamp_ms);
+                    *raw = fitted;
+                }
+                self.deliver(frame, buffers);
+            }
+            Delivery::Coded(chunk) => {
+                buffers.give_back(frame);
+                self.captured.fetch_add(1, Ordering::Relaxed);
+                self.sink.coded(chunk);
+            }
+            Delivery::Dropped(why) => {
+                buffers.give_back(frame);
+                problem.log(format!("capture: dropped a broken camera frame: {why}"));
+                self.status.send_modify(|i| i.corrupt_frames += 1);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, frame: Arc<RawFrame>, buffers: &mut Buffers) {
+        self.captured.fetch_add(1, Ordering::Relaxed);
+        self.sink.picture(&frame);
+        buffers.give_back(frame);
+    }
+
+    fn try_open(
+        &self,
+        sup: &mut Supervisor,
+        target: &Target,
+        source: &mut Option<Source>,
+        problem: &mut Problem,
+    ) {
+        let rescan = source.is_some();
+        match find::open(&self.spec, target, &self.want, sup.preferred()) {
+            Ok(s) => {
+                self.went_live(sup, &s);
+                *source = Some(s);
+            }
+            Err(e) if rescan => tracing::debug!("source auto: still no camera: {e}"),
+            Err(e) => {
+                problem.log(format!("capture: {e}; trying again"));
+                sup.failed(Instant::now(), Failure::Open);
+                self.report_lost(sup, Some(e.to_string()));
+            }
+        }
+    }
+
+    fn went_live(&self, sup: &mut Supervisor, s: &Source) {
+        let was_lost = sup.state() == CameraState::Lost;
+        sup.opened(Instant::now(), s.identity());
+        let mut info = s.info();
+        if (info.width, info.height) != self.size {
+            tracing::warn!(
+                "{} delivers {}x{}; the stream stays at {}x{} (scaled)",
+                s.describe(),
+                info.width,
+                info.height,
+                self.size.0,
+                self.size.1
+            );
+        }
+        info.corrupt_frames = self.status.borrow().corrupt_frames;
+        if was_lost {
+            tracing::info!("video source back: {}", s.describe());
+        }
+        self.status.send_replace(info);
+    }
+
+    fn report_lost(&self, sup: &Supervisor, problem: Option<String>) {
+        self.status.send_modify(|info| {
+            info.state = sup.state();
+            if problem.is_some() {
+                info.problem = problem;
+            }
+        });
+    }
+}
+
+/// Rate-limited trouble: the first line of a kind at once, then at most one
+/// every [`LOG_EVERY`] with how many were held back.
+#[derive(Default)]
+struct Problem {
+    last: Option<(String, Instant)>,
+    held: u64,
+}
+
+impl Problem {
+    fn log(&mut self, line: String) {
+        let now = Instant::now();
+        let kind = line.split(':').take(2).collect::<Vec<_>>().join(":");
+        match &self.last {
+            Some((k, at)) if *k == kind && now.duration_since(*at) < LOG_EVERY => {
+                self.held += 1;
+            }
+            _ => {
+                if self.held > 0 {
+                    tracing::warn!("{line} ({} more like it)", self.held);
+                } else {
+                    tracing::warn!("{line}");
+                }
+                self.held = 0;
+                self.last = Some((kind, now));
+            }
+        }
+    }
+}
+
+/// Raw frame buffers, recycled once no encoder holds them any more.
+#[derive(Default)]
+struct Buffers(Vec<Arc<RawFrame>>);
+
+impl Buffers {
+    /// Most buffers kept: one filling, and for each of the two encoders one
+    /// in its mailbox and one being encoded, and a spare.
+    const KEEP: usize = 6;
+
+    fn take(&mut self, (w, h): (usize, usize)) -> Arc<RawFrame> {
+        match self.0.iter().position(|b| Arc::strong_count(b) == 1) {
+            Some(i) => self.0.swap_remove(i),
+            None => Arc::new(RawFrame::black(w, h)),
+        }
+    }
+
+    fn give_back(&mut self, frame: Arc<RawFrame>) {
+        if self.0.len() < Self::KEEP {
+            self.0.push(frame);
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! A CSI camera through `rpicam-vid`, end to end: rtcam finds the tool on
+//! PATH (here the stand-in `tests/fake-rpicam/rpicam-vid`, which writes
+//! padded full-range YUV420 with the timestamp stripe as the real tool
+//! does), a WHEP viewer decodes the camera's frames, a crashed rpicam-vid is
+//! started again, and no child outlives rtcam.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// One line of the stand-in's log: a start (`argv`) or an exit (`why`).
+#[derive(Debug, Clone)]
+struct Event {
+    pid: u64,
+    time_ms: u64,
+    argv: Vec<String>,
+    why: Option<String>,
+}
+
+/// The stand-in's log and the environment that points rtcam at it.
+struct Fake {
+    log: PathBuf,
+    path: String,
+}
+
+impl Fake {
+    fn new(name: &str) -> Fake {
+        let log = std::env::temp_dir().join(format!(
+            "rtcam-it-fake-rpicam-{}-{name}.log",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&log);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-rpicam");
+        let path = format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Fake { log, path }
+    }
+
+    fn log_path(&self) -> String {
+        self.log.display().to_string()
+    }
+
+    fn events(&self) -> Vec<Event> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .map(|v| Event {
+                pid: v["pid"].as_u64().unwrap_or(0),
+                time_ms: v["time_ms"].as_u64().unwrap_or(0),
+                argv: v["argv"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|s| s.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                why: v["why"].as_str().map(String::from),
+            })
+            .collect()
+    }
+
+    /// Starts that stream video (not `--list-cameras`).
+    fn video_starts(&self) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(|e| e.why.is_none() && !e.argv.iter().any(|a| a == "--list-cameras"))
+            .collect()
+    }
+
+    fn exit_of(&self, pid: u64) -> Option<String> {
+        self.events()
+            .into_iter()
+            .find(|e| e.pid == pid && e.why.is_some())
+            .and_then(|e| e.why)
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Whether `argv` sets `opt` to `value`, as `--opt value` or `--opt=value`.
+fn has_opt(argv: &[String], opt: &str, value: &str) -> bool {
+    argv.windows(2).any(|w| w[0] == opt && w[1] == value)
+        || argv.iter().any(|a| *a == format!("{opt}={value}"))
+}
+
+/// Waits until every pid has left /proc (exited and reaped).
+fn all_gone(pids: &[u64], within: Duration) -> Vec<u64> {
+    let until = Instant::now() + within;
+    loop {
+        let alive: Vec<u64> = pids
+            .iter()
+            .copied()
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .collect();
+        if alive.is_empty() || Instant::now() >= until {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `/api/status` once the capture reports the CSI camera.
+async fn rpicam_status(server: &Server) -> Value {
+    let until = Instant::now() + Duration::from_secs(15);
+    loop {
+        let status = server.status().await;
+        if status["source"]["kind"] == "rpicam" || Instant::now() >= until {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Stops rtcam and checks that it stopped every rpicam-vid it started.
+fn terminate_and_check_children(server: &mut Server, fake: &Fake) {
+    let (_status, took) = server.terminate();
+    eprintln!("rtcam stopped in {took:?}");
+    let pids: Vec<u64> = fake.events().iter().map(|e| e.pid).collect();
+    let alive = all_gone(&pids, Duration::from_secs(3));
+    assert!(alive.is_empty(), "rpicam-vid outlived rtcam: {alive:?}");
+    for start in fake.video_starts() {
+        let why = fake.exit_of(start.pid);
+        assert!(
+            matches!(why.as_deref(), Some("sigterm") | Some("crash")),
+            "rpicam-vid {} ended by {why:?}: rtcam must stop it (SIGTERM), not leave it to a broken pipe",
+            start.pid
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csi_camera_through_rpicam_vid_reaches_a_whep_viewer() {
+    let fake = Fake::new("stream");
+    let log = fake.log_path();
+    // An emulated CPU encodes slower: a lower rate, the same checks.
+    let (fps, want) = if emulated() { ("15", 30) } else { ("30", 60) };
+    let mut server = Server::start_with_env(
+        &["--source", "rpicam", "--size", "640x360", "--fps", fps],
+        &[("PATH", &fake.path), ("RTCAM_FAKE_RPICAM_LOG", &log)],
+    );
+    let status = rpicam_status(&server).await;
+    let source = &status["source"];
+    assert_eq!(source["kind"], "rpicam", "{status}");
+    assert_eq!(source["device"], "csi:0", "{status}");
+    assert_eq!(source["card"], "imx708", "{status}");
+    assert_eq!(source["format"], "YU12", "{status}");
+    assert_eq!(source["full_range"], true, "{status}");
+    assert_eq!(
+        (source["width"].as_u64(), source["height"].as_u64()),
+        (Some(640), Some(360)),
+        "{status}"
+    );
+
+    let mut client = Client::new();
+    whep_connect(&server, &mut client).await;
+    let limit = Duration::from_secs(if emulated() { 60 } else { 20 });
+    let report = tokio::task::spawn_blocking(move || client.run_decoded(want, limit))
+        .await
+        .unwrap();
+    eprintln!(
+        "rpicam: {} frames, {} decoded, {} stamped, latency p50 {:?} ms",
+        report.frames,
+        report.decoded,
+        report.stamped,
+        report.latency_p50()
+    );
+    assert!(report.connected);
+    assert!(report.stamped >= want, "{report:?}");
+    assert_eq!(report.unstamped, 0, "every frame carries a valid stripe");
+    assert_eq!(report.sizes, vec![(640, 360)]);
+    assert!(
+        report.stamps.windows(2).all(|w| w[0] < w[1]),
+        "each frame its own time: {:?}",
+        report.stamps
+    );
+    let p50 = report.latency_p50().expect("latencies");
+    let bound = if emulated() { 3000 } else { 1000 };
+    assert!(
+        (0..bound).contains(&p50),
+        "stamped by the wall clock: p50 {p50} ms"
+    );
+
+    // The picture is the stand-in's, unpadded and in limited range: a luma
+    // ramp along x (about 0.86 per pixel once converted) and U rising from
+    // left to right.
+    let picture = report.picture.expect("a decoded picture");
+    let row = 200 * picture.width;
+    let steps: Vec<i32> = (0..picture.width - 8)
+        .step_by(8)
+        .map(|x| i32::from(picture.y[row + x + 8]) - i32::from(picture.y[row + x]))
+        .collect();
+    let ramp = steps.iter().filter(|d| (4..=10).contains(*d)).count();
+    assert!(ramp * 10 >= steps.len() * 8, "a luma ramp: {steps:?}");
+    let (_, u_left, _) = picture.mean(8, 100, 32, 32);
+    let (_, u_right, _) = picture.mean(600, 100, 32, 32);
+    assert!(u_left < 100.0 && u_right > 130.0, "U {u_left} .. {u_right}");
+
+    let starts = fake.video_starts();
+    assert_eq!(
+        starts.len(),
+        1,
+        "one rpicam-vid, never restarted: {starts:?}"
+    );
+    let argv = &starts[0].argv;
+    for (opt, value) in [
+        ("--codec", "yuv420"),
+        ("--width", "640"),
+        ("--height", "360"),
+        ("--framerate", fps),
+        ("--camera", "0"),
+    ] {
+        assert!(has_opt(argv, opt, value), "{opt} {value} in {argv:?}");
+    }
+    assert!(
+        has_opt(argv, "--output", "-") || has_opt(argv, "-o", "-"),
+        "to stdout: {argv:?}"
+    );
+    terminate_and_check_children(&mut server, &fake);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_rpicam_vid_is_started_again_and_video_continues() {
+    let fake = Fake::new("crash");
+    let log = fake.log_path();
+    let (fps, exit_after) = if emulated() { ("15", 20) } else { ("30", 45) };
+    let exit_after_s = exit_after.to_string();
+    let mut server = Server::start_with_env(
+        &["--source", "rpicam", "--size", "640x360", "--fps", fps],
+        &[
+            ("PATH", &fake.path),
+            ("RTCAM_FAKE_RPICAM_LOG", &log),
+            ("RTCAM_FAKE_RPICAM_EXIT_AFTER", &exit_after_s),
+        ],
+    );
+    let status = rpicam_status(&server).await;
+    assert_eq!(status["source"]["kind"], "rpicam", "{status}");
+
+    // More stamped frames than one life of the child has: some must come
+    // from a second rpicam-vid.
+    let mut client = Client::new();
+    whep_connect(&server, &mut client).await;
+    let want = exit_after + exit_after / 2;
+    let limit = Duration::from_secs(if emulated() { 90 } else { 30 });
+    let report = tokio::task::spawn_blocking(move || client.run(want, limit, false))
+        .await
+        .unwrap();
+    eprintln!(
+        "rpicam crash: {} frames, {} decoded, {} stamped, {} unstamped (the camera-lost slate)",
+        report.frames, report.decoded, report.stamped, report.unstamped
+    );
+    assert!(report.connected);
+    assert!(report.stamped >= want, "{report:?}");
+
+    let starts = fake.video_starts();
+    assert!(starts.len() >= 2, "rpicam-vid started again: {starts:?}");
+    assert_eq!(
+        fake.exit_of(starts[0].pid).as_deref(),
+        Some("crash"),
+        "the first one crashed"
+    );
+    let second = starts[1].time_ms;
+    let after = report.stamps.iter().filter(|&&s| s > second).count();
+    assert!(
+        after > 0,
+        "stamped frames from the second rpicam-vid (started at {second}): {:?}",
+        report.stamps
+    );
+    assert!(
+        server.log_shows("simulated crash"),
+        "rpicam-vid's stderr reaches rtcam's log:\n{}",
+        server.log()
+    );
+    terminate_and_check_children(&mut server, &fake);
+}
