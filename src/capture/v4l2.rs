@@ -535,8 +535,8 @@ impl V4l2Source {
     }
 }
 
-/// One raw buffer into I420.
-fn convert(
+/// One raw buffer into I420 (public for examples/capture_bench.rs).
+pub fn convert(
     p: PixelFormat,
     data: &[u8],
     w: usize,

@@ -360,20 +360,7 @@ impl Pool {
             frames: self.frames.clone(),
             viewers,
         };
-        match std::thread::Builder::new()
-            .name(format!("encode-{codec}"))
-            .spawn(move || worker.run())
-        {
-            Ok(thread) => Some(Running {
-                control: tx,
-                thread,
-                started: Instant::now(),
-            }),
-            Err(e) => {
-                tracing::error!("cannot start the {codec} encoder thread: {e}");
-                None
-            }
-        }
+        Running::spawn(format!("encode-{codec}"), tx, move || worker.run())
     }
 }
 
@@ -389,20 +376,7 @@ impl Pool {
             settings: self.factory.h264_settings,
             viewers,
         };
-        match std::thread::Builder::new()
-            .name("passthrough".into())
-            .spawn(move || forwarder.run())
-        {
-            Ok(thread) => Some(Running {
-                control: tx,
-                thread,
-                started: Instant::now(),
-            }),
-            Err(e) => {
-                tracing::error!("cannot start the passthrough thread: {e}");
-                None
-            }
-        }
+        Running::spawn("passthrough".into(), tx, move || forwarder.run())
     }
 }
 
@@ -498,6 +472,26 @@ struct Running {
     control: mpsc::Sender<WorkerControl>,
     thread: std::thread::JoinHandle<()>,
     started: Instant,
+}
+
+impl Running {
+    fn spawn(
+        name: String,
+        control: mpsc::Sender<WorkerControl>,
+        run: impl FnOnce() + Send + 'static,
+    ) -> Option<Running> {
+        match std::thread::Builder::new().name(name.clone()).spawn(run) {
+            Ok(thread) => Some(Running {
+                control,
+                thread,
+                started: Instant::now(),
+            }),
+            Err(e) => {
+                tracing::error!("cannot start the {name} thread: {e}");
+                None
+            }
+        }
+    }
 }
 
 /// One codec's encoder thread.
