@@ -2,7 +2,9 @@
 //! PATH (here the stand-in `tests/fake-rpicam/rpicam-vid`, which writes
 //! padded full-range YUV420 with the timestamp stripe as the real tool
 //! does), a WHEP viewer decodes the camera's frames, a crashed rpicam-vid is
-//! started again, and no child outlives rtcam.
+//! started again, and no child outlives rtcam; and `--capture-format h264`,
+//! where the stand-in loops an openh264 stream made here as the hardware
+//! encoder's and rtcam passes it through.
 
 mod common;
 
@@ -12,9 +14,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::Value;
 
-/// One line of the stand-in's log: a start (`argv`) or an exit (`why`).
+/// One line of the stand-in's log: a start (`argv`), an exit (`why`), or
+/// what `--codec h264` was given (`h264`).
 #[derive(Debug, Clone)]
 struct Event {
+    event: String,
     pid: u64,
     time_ms: u64,
     argv: Vec<String>,
@@ -52,6 +56,7 @@ impl Fake {
         text.lines()
             .filter_map(|l| serde_json::from_str::<Value>(l).ok())
             .map(|v| Event {
+                event: v["event"].as_str().unwrap_or_default().to_string(),
                 pid: v["pid"].as_u64().unwrap_or(0),
                 time_ms: v["time_ms"].as_u64().unwrap_or(0),
                 argv: v["argv"]
@@ -71,7 +76,7 @@ impl Fake {
     fn video_starts(&self) -> Vec<Event> {
         self.events()
             .into_iter()
-            .filter(|e| e.why.is_none() && !e.argv.iter().any(|a| a == "--list-cameras"))
+            .filter(|e| e.event == "start" && !e.argv.iter().any(|a| a == "--list-cameras"))
             .collect()
     }
 
@@ -283,4 +288,171 @@ async fn a_crashed_rpicam_vid_is_started_again_and_video_continues() {
         server.log()
     );
     terminate_and_check_children(&mut server, &fake);
+}
+
+/// An Annex B stream made as a camera's encoder would: the stamped,
+/// camera-like scene at 640x360 (colour bars under emulation, cheaper to
+/// encode), openh264 constrained baseline, an IDR every 30 frames (SPS and
+/// PPS in front), `frames` frames at 30 fps. The stripe is in the pictures:
+/// a viewer decodes it from the passed-through stream.
+fn camera_h264(frames: u64) -> Vec<u8> {
+    use rtcam::capture::pattern::{Look, TestPattern};
+    use rtcam::capture::scene::Scene;
+    use rtcam::encode::openh264::OpenH264;
+    use rtcam::encode::{Encoder, EncoderSettings};
+    use rtcam::frame::RawFrame;
+    let (w, h) = (640usize, 360usize);
+    let settings = EncoderSettings {
+        width: w as u32,
+        height: h as u32,
+        fps: 30,
+        bitrate_kbps: EncoderSettings::default_bitrate_kbps(w as u32, h as u32, 30),
+        threads: 1,
+    };
+    let mut encoder = Encoder::new(Box::new(OpenH264::new(settings).expect("openh264")));
+    let scene = (!emulated()).then(|| Scene::new(w, h));
+    let mut bars = TestPattern::new(w, h, 1000, Look::Bars).expect("bars");
+    let mut frame = RawFrame::black(w, h);
+    let t0 = frame.captured;
+    let (mut out, mut idrs) = (Vec::new(), 0);
+    for n in 0..frames {
+        match &scene {
+            Some(scene) => scene.draw(&mut frame, n, now_ms()),
+            None => bars.next_frame(&mut frame),
+        }
+        // The encoder's keyframe throttle runs on capture times: 30 fps.
+        frame.captured = t0 + Duration::from_millis(n * 1000 / 30);
+        if n > 0 && n % 30 == 0 {
+            encoder.request_keyframe();
+        }
+        if let Some(unit) = encoder.encode(&frame).expect("encodes") {
+            idrs += unit.keyframe as u64;
+            out.extend_from_slice(&unit.data);
+        }
+    }
+    assert_eq!(idrs, frames.div_ceil(30), "an IDR every 30 frames");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rpicam_vids_own_h264_is_passed_through_to_a_whep_viewer() {
+    let fake = Fake::new("h264");
+    let log = fake.log_path();
+    let stream = camera_h264(60);
+    // profile_idc, the constraint flags and level_idc follow the SPS's
+    // header byte.
+    let at = stream
+        .windows(5)
+        .position(|w| w[..4] == [0, 0, 0, 1] && w[4] & 0x1f == 7)
+        .expect("an SPS");
+    let sps = &stream[at + 5..at + 8];
+    let id = format!("{:02x}{:02x}{:02x}", sps[0], sps[1], sps[2]);
+    // Constrained baseline: profile 66 with constraint_set1 (openh264
+    // writes 42c0xx).
+    assert!(
+        sps[0] == 0x42 && sps[1] & 0x40 != 0,
+        "openh264's constrained baseline: {id}"
+    );
+    let file = std::env::temp_dir().join(format!(
+        "rtcam-it-rpicam-{}-camera.h264",
+        std::process::id()
+    ));
+    std::fs::write(&file, &stream).unwrap();
+    let file_s = file.display().to_string();
+    let mut server = Server::start_with_env(
+        &[
+            "--source",
+            "rpicam",
+            "--capture-format",
+            "h264",
+            "--size",
+            "640x360",
+            "--fps",
+            "30",
+        ],
+        &[
+            ("PATH", &fake.path),
+            ("RTCAM_FAKE_RPICAM_LOG", &log),
+            ("RTCAM_FAKE_RPICAM_H264", &file_s),
+        ],
+    );
+    let status = rpicam_status(&server).await;
+    let source = &status["source"];
+    assert_eq!(source["kind"], "rpicam", "{status}");
+    assert_eq!(source["format"], "H264", "{status}");
+    assert_eq!(source["passthrough"], id.as_str(), "{status}");
+    assert_eq!(source["full_range"], false, "{status}");
+    assert!(
+        source["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("passthrough")),
+        "{status}"
+    );
+
+    let mut client = Client::new();
+    whep_connect(&server, &mut client).await;
+    let limit = Duration::from_secs(if emulated() { 60 } else { 20 });
+    let report = tokio::task::spawn_blocking(move || client.run_decoded(60, limit))
+        .await
+        .unwrap();
+    eprintln!(
+        "rpicam h264: {} frames, {} decoded, {} stamped, first after {:?}",
+        report.frames, report.decoded, report.stamped, report.first_frame_after
+    );
+    assert!(report.connected);
+    assert!(report.decoded >= 60, "{report:?}");
+    assert_eq!(report.sizes, vec![(640, 360)]);
+    // The stamps are the file's (drawn when it was made, looping), but
+    // each decoded picture's stripe must read.
+    assert!(
+        report.stamped * 10 >= report.decoded * 9,
+        "the stripe survives: {} of {} stamped",
+        report.stamped,
+        report.decoded
+    );
+    // A new viewer waits for the next IDR: at most a second (--intra).
+    let first = report.first_frame_after.expect("a first frame");
+    assert!(
+        first < Duration::from_secs(if emulated() { 10 } else { 4 }),
+        "first frame after {first:?}"
+    );
+
+    assert!(
+        !server.log_shows("H.264 passthrough: "),
+        "the stream went through whole:\n{}",
+        server.log()
+    );
+    let status = server.status().await;
+    let encoders = status["encoders"].as_array().cloned().unwrap_or_default();
+    assert!(
+        encoders.iter().any(|e| e["implementation"]
+            .as_str()
+            .is_some_and(|i| i.contains("passthrough"))),
+        "the passthrough forwarder ran: {status}"
+    );
+
+    let starts = fake.video_starts();
+    assert_eq!(starts.len(), 1, "one rpicam-vid: {starts:?}");
+    let argv = &starts[0].argv;
+    for (opt, value) in [
+        ("--codec", "h264"),
+        ("--width", "640"),
+        ("--height", "360"),
+        ("--framerate", "30"),
+        ("--intra", "30"),
+        ("--profile", "baseline"),
+        ("--level", "4.1"),
+    ] {
+        assert!(has_opt(argv, opt, value), "{opt} {value} in {argv:?}");
+    }
+    assert!(argv.iter().any(|a| a == "--inline"), "--inline in {argv:?}");
+    assert!(argv.iter().any(|a| a == "--flush"), "--flush in {argv:?}");
+    let h264 = fake
+        .events()
+        .into_iter()
+        .filter(|e| e.event == "h264")
+        .count();
+    assert_eq!(h264, 1, "the stand-in took the H.264 options");
+    terminate_and_check_children(&mut server, &fake);
+    let _ = std::fs::remove_file(&file);
 }

@@ -138,3 +138,38 @@ fn the_vp8_encoder_runs_while_vp8_viewers_watch() {
     );
     assert!(demand.is_running(H264));
 }
+
+/// H.264 passthrough sends the camera's own profile-level-id: a camera that
+/// writes constrained baseline with other constraint flags (42c0xx) is still
+/// what a browser offering 42e0xx takes; a camera in a profile the offer
+/// lacks is refused, naming the profile.
+#[test]
+fn a_passthrough_camera_profile_is_matched_by_profile_not_bytes() {
+    use rtcam::encode::SdpParams;
+    let mut sim = Sim::with_codecs(
+        4,
+        vec![SdpParams::H264 {
+            profile_level_id: 0x42c028,
+        }],
+    );
+    let viewer = sim.join_as(Browser::Chromium);
+    let id = sim.peers[viewer].id.unwrap();
+    assert_eq!(sim.sessions.codec_of(id), Some(H264));
+
+    let mut sim = Sim::with_codecs(
+        4,
+        vec![SdpParams::H264 {
+            profile_level_id: 0xf40028,
+        }],
+    );
+    let (_, offer, _, addr) = sim.offer(0);
+    let err = sim
+        .sessions
+        .add_viewer(sim.now, &offer, addr.ip())
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("PredictiveHigh444 (profile-level-id f40028"),
+        "{err}"
+    );
+}

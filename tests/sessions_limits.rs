@@ -69,10 +69,16 @@ fn an_offer_with_neither_h264_nor_vp8_is_refused_naming_what_it_offered() {
     let now = sim.now;
     let offer = offer_with(|b| b.enable_vp9(true).enable_av1(true));
     let err = sim.sessions.add_viewer(now, &offer, ip(1)).unwrap_err();
-    let SessionError::NoCodec { offered } = &err else {
+    let SessionError::NoCodec { offered, ours } = &err else {
         panic!("{err:?}");
     };
     assert_eq!(offered, &["VP9", "AV1"]);
+    assert_eq!(ours.len(), 2, "{ours:?}");
+    assert!(
+        err.to_string()
+            .contains("ConstrainedBaseline (profile-level-id 42e0"),
+        "{err}"
+    );
     assert!(err.to_string().ends_with("it offered: VP9, AV1"), "{err}");
     assert!(sim.sessions.is_empty());
 }

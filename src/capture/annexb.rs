@@ -681,6 +681,9 @@ impl AuBoundary {
 /// SDP must carry the stream's own profile-level-id before any viewer is
 /// answered, and a stream with B-frames is refused at once (WebRTC plays
 /// frames in the order they arrive).
+///
+/// `default()` takes V4L2 buffers (each ends a NAL unit);
+/// [`H264Probe::for_stream`] takes reads of a pipe.
 #[derive(Default)]
 pub struct H264Probe {
     splitter: NalSplitter,
@@ -688,18 +691,34 @@ pub struct H264Probe {
     /// Slices seen after the SPS: a few, so B-frames (which follow the
     /// first I or P frame) show before the verdict.
     slices: usize,
+    /// A bare byte stream (`rpicam-vid -o -`): a read may end anywhere, even
+    /// inside a NAL unit or a start code, so nothing is finished at its end.
+    stream: bool,
 }
 
 /// Slices the probe reads after the SPS before it says yes.
 const PROBE_SLICES: usize = 8;
 
 impl H264Probe {
-    /// Feeds one buffer (a whole access unit). `Ok(Some(profile-level-id))`
-    /// once the stream is known good, `Ok(None)` while it needs more, `Err`
-    /// with the reason when it cannot be passed through.
+    /// A probe for a bare byte stream in reads of any size: a NAL unit is
+    /// read once the next start code shows it ended, so the verdict comes
+    /// one NAL unit later than from whole buffers.
+    pub fn for_stream() -> Self {
+        H264Probe {
+            stream: true,
+            ..H264Probe::default()
+        }
+    }
+
+    /// Feeds one buffer (a whole access unit; for a stream probe, any read).
+    /// `Ok(Some(profile-level-id))` once the stream is known good,
+    /// `Ok(None)` while it needs more, `Err` with the reason when it cannot
+    /// be passed through.
     pub fn feed(&mut self, buffer: &[u8]) -> Result<Option<String>, String> {
         self.splitter.push(buffer);
-        self.splitter.finish();
+        if !self.stream {
+            self.splitter.finish();
+        }
         while let Some(nal) = self.splitter.next_nal() {
             let Ok(nal) = nal else { continue };
             match nal_type(&nal) {
@@ -1127,5 +1146,97 @@ pub(crate) mod tests {
             !b.starts_new(NalType::Slice, Some(&at(0))),
             "after a buffer end"
         );
+    }
+
+    /// Annex B: each NAL behind a 4-byte start code.
+    fn annex_b(nals: &[Vec<u8>]) -> Vec<u8> {
+        nals.iter()
+            .flat_map(|n| [&[0, 0, 0, 1][..], n].concat())
+            .collect()
+    }
+
+    fn slice(kind: u8, first_mb: u32, slice_type: u32) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.ue(first_mb).ue(slice_type).ue(0).u(8, 0xa5);
+        w.nal(kind)
+    }
+
+    /// Feeds `stream` in reads of `chunk` bytes until the probe decides.
+    fn probe_stream(stream: &[u8], chunk: usize) -> Result<Option<String>, String> {
+        let mut probe = H264Probe::for_stream();
+        for piece in stream.chunks(chunk) {
+            if let v @ (Ok(Some(_)) | Err(_)) = probe.feed(piece) {
+                return v;
+            }
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn a_stream_probe_reads_a_pipe_cut_anywhere() {
+        use crate::encode::VideoEncoder;
+        use crate::encode::openh264::OpenH264;
+        let settings = crate::encode::EncoderSettings {
+            width: 640,
+            height: 360,
+            fps: 30,
+            bitrate_kbps: 800,
+            threads: 1,
+        };
+        let mut enc = OpenH264::new(settings).unwrap();
+        let mut stream = Vec::new();
+        let mut frame = crate::frame::RawFrame::black(640, 360);
+        for n in 0..12u8 {
+            frame.data[..640 * 8].fill(16 + n * 8);
+            if let Some(f) = enc.encode(&frame, n == 0).unwrap() {
+                stream.extend_from_slice(&f.data);
+            }
+        }
+        let (profile, constraints, level) =
+            crate::encode::level::sps_profile_level(&stream).expect("an SPS");
+        let id = format!("{profile:02x}{constraints:02x}{level:02x}");
+        assert!(id.starts_with("42"), "{id}");
+        for chunk in [1, 2, 3, 5, 7, 64, 1000, 4096, 65536] {
+            assert_eq!(
+                probe_stream(&stream, chunk),
+                Ok(Some(id.clone())),
+                "reads of {chunk}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_stream_probe_waits_for_the_start_code_that_ends_a_nal() {
+        let mut nals = vec![high_sps(1, &[false; 8])];
+        nals.extend((0..PROBE_SLICES as u32).map(|i| slice(0x41, i * 10, 5)));
+        let stream = annex_b(&nals);
+        let mut probe = H264Probe::for_stream();
+        assert_eq!(probe.feed(&stream), Ok(None), "the last slice may go on");
+        assert_eq!(probe.feed(&[0, 0]), Ok(None));
+        assert_eq!(probe.feed(&[0, 1]), Ok(Some("640028".into())));
+        // Whole buffers are finished at their end: the same bytes suffice.
+        assert_eq!(
+            H264Probe::default().feed(&stream),
+            Ok(Some("640028".into()))
+        );
+    }
+
+    #[test]
+    fn a_stream_probe_refuses_b_frames_in_any_chunking() {
+        let nals = [
+            high_sps(1, &[false; 8]),
+            slice(0x65, 0, 7),
+            slice(0x41, 0, 5),
+            slice(0x01, 0, 6),
+            slice(0x41, 0, 5),
+        ];
+        let stream = annex_b(&nals);
+        for chunk in [1, 3, 8, stream.len()] {
+            let verdict = probe_stream(&stream, chunk);
+            assert!(
+                verdict.as_ref().is_err_and(|e| e.contains("B-frames")),
+                "reads of {chunk}: {verdict:?}"
+            );
+        }
     }
 }

@@ -22,8 +22,9 @@ pub fn open(
     match target {
         Target::AsGiven => as_given(spec, want, preferred),
         Target::Same(id) => same(spec, id, want),
-        Target::AnyCamera => first_camera(want, preferred),
-        Target::CameraOrPattern => first_camera(want, preferred).or_else(|e| {
+        Target::AnyCamera => first_camera(want, preferred, true),
+        Target::NewCamera => first_camera(want, preferred, false),
+        Target::CameraOrPattern => first_camera(want, preferred, true).or_else(|e| {
             tracing::info!("source auto: {e}; using the test pattern");
             Source::pattern(&SourceSpec::Test, want)
         }),
@@ -72,11 +73,17 @@ fn same(spec: &SourceSpec, id: &CameraId, want: &Want) -> Result<Source, Capture
 }
 
 /// `auto`: a CSI camera through rpicam-vid if there is one (looked for only
-/// while no USB camera was in use: CSI cameras are not plugged in later),
+/// with `look_for_csi` and while no USB camera was in use: CSI cameras are not
+/// plugged in later),
 /// else the camera last in use, else the first V4L2 camera that opens.
-fn first_camera(want: &Want, preferred: Option<&CameraId>) -> Result<Source, CaptureError> {
+fn first_camera(
+    want: &Want,
+    preferred: Option<&CameraId>,
+    look_for_csi: bool,
+) -> Result<Source, CaptureError> {
     let mut skipped = Vec::new();
-    if preferred.is_none_or(|p| p.driver == CSI_DRIVER) && rpicam::tool().is_some() {
+    if look_for_csi && preferred.is_none_or(|p| p.driver == CSI_DRIVER) && rpicam::tool().is_some()
+    {
         match rpicam::list_cameras() {
             Ok(cameras) if !cameras.is_empty() => return csi(cameras[0].index, want),
             Ok(_) => skipped.push("rpicam-vid lists no CSI camera".to_string()),
@@ -90,7 +97,16 @@ fn first_camera(want: &Want, preferred: Option<&CameraId>) -> Result<Source, Cap
     }
     for path in video_devices() {
         match V4l2Source::open(&path, want) {
-            Ok(s) => return Ok(Source::V4l2(Box::new(s))),
+            Ok(s) => {
+                if !skipped.is_empty() {
+                    tracing::info!(
+                        "source auto: {} is the first camera that works (passed over: {})",
+                        path.display(),
+                        skipped.join("; ")
+                    );
+                }
+                return Ok(Source::V4l2(Box::new(s)));
+            }
             Err(e) => {
                 tracing::debug!("source auto: skipping {}: {e}", path.display());
                 skipped.push(e.to_string());

@@ -1,5 +1,7 @@
 //! CSI camera modules through `rpicam-vid` (rpicam-apps; `libcamera-vid` on
-//! Bullseye), as a child process writing raw YUV420 to a pipe.
+//! Bullseye), as a child process writing raw YUV420 to a pipe, or (with
+//! `--capture-format h264`) the H.264 of the Pi's hardware encoder, passed
+//! through to viewers.
 //!
 //! Why a child and not libcamera itself: libcamera is C++ with no stable C
 //! API, and rpicam-vid is what Raspberry Pi OS ships and keeps working with
@@ -22,6 +24,19 @@
 //!   bcm2835-isp `V4L2_COLORSPACE_JPEG`). rtcam's encoders signal limited
 //!   range, so samples are mapped through lookup tables.
 //!
+//! H.264 (`--codec h264`, [`h264_args`]): rpicam-apps' `H264Encoder` drives
+//! the VC4's V4L2 encoder (`/dev/video11`) and writes one access unit per
+//! encoder buffer; `--inline` repeats SPS and PPS before every IDR
+//! (`V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER`), `--intra` sets the IDR period
+//! (`V4L2_CID_MPEG_VIDEO_H264_I_PERIOD`), `--profile` takes baseline, main or
+//! high and `--level` 4, 4.1 or 4.2 (`encoder/h264_encoder.cpp`). The colour
+//! is limited range (Rec709 from 1280x720 up, SMPTE170M below: `core/rpicam_app.cpp`
+//! `ConfigureVideo`). The Pi 5 has no H.264 encoder: there rpicam-vid would
+//! run libx264 through libav (`encoder/encoder.cpp` `h264_codec_select`),
+//! which rtcam's own encoders beat, so it is refused. The pipe has no
+//! framing: reads go out as they come ([`CodedChunk`] with `end_of_unit`
+//! false) and `encode::passthrough` finds the access units.
+//!
 //! The child runs in its own process group and is stopped with SIGTERM (it
 //! has no handler for it, so it ends at once), then SIGKILL, and is always
 //! reaped. Restarting is the capture supervisor's job: a source that fails
@@ -41,9 +56,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
 
+use super::annexb::H264Probe;
 use super::pattern::unix_ms;
 use super::{CameraId, CaptureError, CaptureFormat, Delivery, SourceInfo, Want};
-use crate::frame::RawFrame;
+use crate::frame::{CodedChunk, RawFrame};
 
 /// The tool's names, preferred first: Bookworm and later ship `rpicam-vid`
 /// (with `libcamera-vid` as a legacy alias), Bullseye only `libcamera-vid`.
@@ -57,6 +73,15 @@ const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 const FRAME_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a child gets between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+/// How long the H.264 probe reads at open for an SPS and a few slices: the
+/// first frame can take a second on a Pi (sensor start, AGC/AWB).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// What the probe keeps at most (delivered first, so the first IDR is not
+/// lost): far more than the few frames it needs, and a bound on memory.
+const PROBE_MAX_BYTES: usize = 8 * 1024 * 1024;
+const PROBE_MAX_CHUNKS: usize = 4096;
+/// The most one read of the H.264 pipe takes (the pipe's own buffer size).
+const CHUNK_BYTES: usize = 64 * 1024;
 /// Lines of the child's stderr kept for the error that reports its exit.
 const STDERR_TAIL: usize = 12;
 /// The driver name in a CSI camera's identity (see `capture::find`).
@@ -87,6 +112,8 @@ pub enum RpicamError {
     BadSize { width: u32, height: u32 },
     #[error("{0}")]
     Unsupported(String),
+    #[error("rpicam-vid's H.264 cannot be passed through: {0}")]
+    Passthrough(String),
     #[error("cannot start rpicam-vid: {0}")]
     Spawn(std::io::Error),
     #[error("rpicam-vid exited ({status}){}", last_words(stderr_tail))]
@@ -220,7 +247,45 @@ fn frame_len(stride: usize, height: usize) -> usize {
 /// preview window, no time limit, each frame flushed as it is written (the
 /// default stdio buffering would hold back the end of every frame).
 pub fn video_args(camera: u32, width: u32, height: u32, fps: u32) -> Vec<String> {
-    let mut args: Vec<String> = vec![
+    let mut args = common_args(camera, width, height, fps);
+    args.extend(["--codec", "yuv420"].map(String::from));
+    args.extend(OUTPUT_ARGS.map(String::from));
+    args
+}
+
+/// The arguments for the hardware encoder's H.264, to be passed through:
+/// SPS and PPS before every IDR (`--inline`: a viewer can start at any
+/// IDR), an IDR every second (`--intra fps`: rpicam-vid takes no keyframe
+/// requests, so a new viewer waits at most that long), the baseline
+/// profile (no B-frames, which WebRTC cannot carry) at level 4.1 (the
+/// encoder takes 4, 4.1 and 4.2 only; rpicam-vid raises it to 4.2 by
+/// itself above 4.1's macroblock rate).
+pub fn h264_args(camera: u32, width: u32, height: u32, fps: u32) -> Vec<String> {
+    let mut args = common_args(camera, width, height, fps);
+    let intra = fps.max(1).to_string();
+    args.extend(
+        [
+            "--codec",
+            "h264",
+            "--inline",
+            "--intra",
+            &intra,
+            "--profile",
+            "baseline",
+            "--level",
+            "4.1",
+        ]
+        .map(String::from),
+    );
+    args.extend(OUTPUT_ARGS.map(String::from));
+    args
+}
+
+/// No time limit, no preview window, each frame flushed, to stdout.
+const OUTPUT_ARGS: [&str; 6] = ["--timeout", "0", "--nopreview", "--flush", "--output", "-"];
+
+fn common_args(camera: u32, width: u32, height: u32, fps: u32) -> Vec<String> {
+    vec![
         "--camera".into(),
         camera.to_string(),
         "--width".into(),
@@ -229,19 +294,7 @@ pub fn video_args(camera: u32, width: u32, height: u32, fps: u32) -> Vec<String>
         height.to_string(),
         "--framerate".into(),
         fps.to_string(),
-    ];
-    let fixed = [
-        "--codec",
-        "yuv420",
-        "--timeout",
-        "0",
-        "--nopreview",
-        "--flush",
-        "--output",
-        "-",
-    ];
-    args.extend(fixed.iter().map(|s| s.to_string()));
-    args
+    ]
 }
 
 /// rpicam-vid (else libcamera-vid) on `PATH`.
@@ -553,6 +606,15 @@ struct Launch<'a> {
     envs: &'a [(&'a str, &'a str)],
 }
 
+/// What rpicam-vid writes to the pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    /// Padded full-range YUV420 frames, for rtcam's encoders.
+    Yuv420,
+    /// The hardware encoder's H.264, passed through.
+    H264,
+}
+
 /// A CSI camera streaming through a running rpicam-vid.
 pub struct RpicamSource {
     child: Child,
@@ -570,9 +632,15 @@ pub struct RpicamSource {
     fps: u32,
     isp: Isp,
     full_range: bool,
-    /// One padded frame as read from the pipe.
+    codec: Codec,
+    /// One padded frame as read from the pipe; for H.264, one read.
     buf: Vec<u8>,
+    /// Frames (H.264: reads) delivered so far.
     frames: u64,
+    /// H.264: the stream's profile-level-id, once the probe read it.
+    passthrough: Option<String>,
+    /// H.264: what the probe read at open, delivered before anything new.
+    pending: VecDeque<CodedChunk>,
 }
 
 impl RpicamSource {
@@ -589,12 +657,26 @@ impl RpicamSource {
     }
 
     fn open_with(launch: &Launch, camera: u32, want: &Want) -> Result<Self, RpicamError> {
-        if matches!(want.format, CaptureFormat::Mjpeg | CaptureFormat::H264) {
-            return Err(RpicamError::Unsupported(format!(
-                "rpicam-vid is read as raw YUV420; --capture-format {} is not available for CSI cameras",
-                want.format
-            )));
-        }
+        let codec = match want.format {
+            CaptureFormat::Auto | CaptureFormat::Raw => Codec::Yuv420,
+            CaptureFormat::H264 if launch.isp == Isp::Pisp => {
+                return Err(RpicamError::Unsupported(
+                    "--capture-format h264 is not available with --source rpicam on a Pi 5: \
+                     it has no hardware H.264 encoder, so rpicam-vid would encode with libx264 \
+                     in software; use --capture-format raw (or auto) instead: rtcam's own \
+                     encoder does better (keyframes for new viewers, bitrate control)"
+                        .into(),
+                ));
+            }
+            CaptureFormat::H264 => Codec::H264,
+            CaptureFormat::Mjpeg => {
+                return Err(RpicamError::Unsupported(format!(
+                    "rpicam-vid is read as raw YUV420 (or its H.264 passed through); \
+                     --capture-format {} is not available for CSI cameras",
+                    want.format
+                )));
+            }
+        };
         let (width, height) = (want.width, want.height);
         if width == 0 || height == 0 || width % 2 != 0 || height % 2 != 0 {
             return Err(RpicamError::BadSize { width, height });
@@ -606,8 +688,12 @@ impl RpicamSource {
                 found: cameras.len(),
             });
         };
+        let args = match codec {
+            Codec::Yuv420 => video_args(camera, width, height, want.fps),
+            Codec::H264 => h264_args(camera, width, height, want.fps),
+        };
         let mut child = Command::new(launch.tool)
-            .args(video_args(camera, width, height, want.fps))
+            .args(args)
             .envs(launch.envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -622,13 +708,21 @@ impl RpicamSource {
             .map(|e| forward_stderr(e, tool_name(launch.tool), shared.clone()));
         let (w, h) = (width as usize, height as usize);
         let stride = yuv420_stride(launch.isp, w);
-        tracing::info!(
-            "rpicam-vid: camera {camera} ({}) {w}x{h} at {} fps, {} ISP, row stride {stride}",
-            found.sensor,
-            want.fps,
-            launch.isp
-        );
-        Ok(RpicamSource {
+        match codec {
+            Codec::Yuv420 => tracing::info!(
+                "rpicam-vid: camera {camera} ({}) {w}x{h} at {} fps, {} ISP, row stride {stride}",
+                found.sensor,
+                want.fps,
+                launch.isp
+            ),
+            Codec::H264 => tracing::info!(
+                "rpicam-vid: camera {camera} ({}) {w}x{h} at {} fps, H.264 from the hardware \
+                 encoder, an IDR every second, passed through",
+                found.sensor,
+                want.fps
+            ),
+        }
+        let mut source = RpicamSource {
             stdout: child.stdout.take(),
             child,
             exit: None,
@@ -641,10 +735,63 @@ impl RpicamSource {
             stride,
             fps: want.fps,
             isp: launch.isp,
-            full_range: true,
-            buf: vec![0; frame_len(stride, h)],
+            // rpicam-vid's H.264 is limited range, and nothing is converted.
+            full_range: codec == Codec::Yuv420,
+            codec,
+            buf: match codec {
+                Codec::Yuv420 => vec![0; frame_len(stride, h)],
+                Codec::H264 => vec![0; CHUNK_BYTES],
+            },
             frames: 0,
-        })
+            passthrough: None,
+            pending: VecDeque::new(),
+        };
+        if codec == Codec::H264 {
+            source.probe_h264()?;
+        }
+        Ok(source)
+    }
+
+    /// Reads the H.264 until its SPS says what it streams (the SDP needs its
+    /// profile-level-id before any viewer is answered), refusing B-frames,
+    /// as the V4L2 H.264 path does. What was read is delivered first, so the
+    /// first IDR is kept. A child that dies meanwhile is reported with its
+    /// last words (e.g. "failed to open V4L2 H264 encoder").
+    fn probe_h264(&mut self) -> Result<(), RpicamError> {
+        let deadline = Instant::now() + PROBE_TIMEOUT;
+        let mut probe = H264Probe::for_stream();
+        let mut bytes = 0;
+        while bytes < PROBE_MAX_BYTES && self.pending.len() < PROBE_MAX_CHUNKS {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let chunk = match self.read_chunk(left) {
+                Ok(chunk) => chunk,
+                Err(RpicamError::Stalled(_)) => break,
+                Err(e) => return Err(e),
+            };
+            bytes += chunk.data.len();
+            let verdict = probe.feed(&chunk.data);
+            self.pending.push_back(chunk);
+            match verdict {
+                Err(e) => return Err(RpicamError::Passthrough(e)),
+                Ok(Some(profile_level_id)) => {
+                    tracing::info!(
+                        "rpicam-vid: H.264 profile-level-id {profile_level_id} \
+                         ({bytes} bytes read to find it)"
+                    );
+                    self.passthrough = Some(profile_level_id);
+                    return Ok(());
+                }
+                Ok(None) => {}
+            }
+        }
+        self.pending.clear();
+        Err(RpicamError::Passthrough(format!(
+            "rpicam-vid sent no readable SPS and first pictures within {} s ({bytes} bytes)",
+            PROBE_TIMEOUT.as_secs()
+        )))
     }
 
     pub fn size(&self) -> (usize, usize) {
@@ -666,6 +813,19 @@ impl RpicamSource {
     }
 
     pub fn info(&self) -> SourceInfo {
+        if self.codec == Codec::H264 {
+            return SourceInfo {
+                kind: "rpicam",
+                device: Some(format!("csi:{}", self.camera)),
+                card: Some(self.sensor.clone()),
+                format: "H264",
+                fps: f64::from(self.fps),
+                why: "rpicam-vid --codec h264 (the Pi's hardware encoder), passthrough".into(),
+                full_range: false,
+                passthrough: self.passthrough.clone(),
+                ..SourceInfo::none(self.width, self.height, 0)
+            };
+        }
         SourceInfo {
             kind: "rpicam",
             device: Some(format!("csi:{}", self.camera)),
@@ -681,16 +841,65 @@ impl RpicamSource {
         }
     }
 
-    /// [`RpicamSource::next_frame`] as the capture loop reads sources.
+    /// [`RpicamSource::next_frame`] (or, for H.264, [`RpicamSource::next_chunk`])
+    /// as the capture loop reads sources.
     pub fn next(&mut self, frame: &mut RawFrame) -> Result<Delivery, CaptureError> {
+        if self.codec == Codec::H264 {
+            return Ok(Delivery::Coded(self.next_chunk()?));
+        }
         self.next_frame(frame)?;
         Ok(Delivery::Picture)
+    }
+
+    /// The H.264 mode's next piece of the stream: what the probe read first,
+    /// then whatever one read of the pipe gives (up to 64 KiB), stamped when
+    /// it arrived. Access units are found downstream (`encode::passthrough`).
+    pub fn next_chunk(&mut self) -> Result<CodedChunk, RpicamError> {
+        if self.codec != Codec::H264 {
+            return Err(RpicamError::Unsupported(
+                "this rpicam-vid writes YUV420 frames, not H.264".into(),
+            ));
+        }
+        if let Some(chunk) = self.pending.pop_front() {
+            return Ok(chunk);
+        }
+        // The probe read the first frames already: the first-frame grace
+        // is over.
+        self.read_chunk(FRAME_TIMEOUT)
+    }
+
+    /// One read of the H.264 pipe, waiting at most `timeout` for it.
+    fn read_chunk(&mut self, timeout: Duration) -> Result<CodedChunk, RpicamError> {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return Err(self.exited());
+        };
+        let n = match read_some(stdout, &mut self.buf, timeout) {
+            Ok(n) => n,
+            Err(ReadError::Eof) => return Err(self.exited()),
+            Err(ReadError::Stalled) => return Err(RpicamError::Stalled(timeout)),
+            Err(ReadError::Io(e)) => return Err(RpicamError::Io(e)),
+        };
+        let captured = Instant::now();
+        let stamp_ms = unix_ms(SystemTime::now());
+        self.check_configuration()?;
+        self.frames += 1;
+        Ok(CodedChunk {
+            data: self.buf[..n].to_vec(),
+            end_of_unit: false,
+            captured,
+            stamp_ms,
+        })
     }
 
     /// Blocks for the next frame and writes it into `frame` as limited-range
     /// I420, stamped with the time it arrived (rpicam-vid's pipe carries no
     /// capture time; the frame left the ISP a few milliseconds earlier).
     pub fn next_frame(&mut self, frame: &mut RawFrame) -> Result<(), RpicamError> {
+        if self.codec == Codec::H264 {
+            return Err(RpicamError::Unsupported(
+                "this rpicam-vid writes H.264, not YUV420 frames".into(),
+            ));
+        }
         let timeout = if self.frames == 0 {
             FIRST_FRAME_TIMEOUT
         } else {
@@ -741,7 +950,8 @@ impl RpicamSource {
                 got: (c.width, c.height),
             });
         }
-        if let Some(full) = c.full_range {
+        // The YUV420 range decides the conversion; H.264 is not converted.
+        if let (Some(full), Codec::Yuv420) = (c.full_range, self.codec) {
             self.full_range = full;
         }
         Ok(())
@@ -847,6 +1057,24 @@ fn read_frame(src: &mut ChildStdout, buf: &mut [u8], timeout: Duration) -> Resul
     let deadline = Instant::now() + timeout;
     let mut filled = 0;
     while filled < buf.len() {
+        filled += read_before(src, &mut buf[filled..], deadline)?;
+    }
+    Ok(())
+}
+
+/// One read of what the pipe has (at least a byte, at most `buf.len()`),
+/// giving up when `timeout` passes first.
+fn read_some(src: &mut ChildStdout, buf: &mut [u8], timeout: Duration) -> Result<usize, ReadError> {
+    read_before(src, buf, Instant::now() + timeout)
+}
+
+/// Waits (poll) until the pipe is readable or `deadline`, then reads once.
+fn read_before(
+    src: &mut ChildStdout,
+    buf: &mut [u8],
+    deadline: Instant,
+) -> Result<usize, ReadError> {
+    loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(ReadError::Stalled);
@@ -869,14 +1097,13 @@ fn read_frame(src: &mut ChildStdout, buf: &mut [u8], timeout: Duration) -> Resul
         if ready == 0 {
             continue;
         }
-        match src.read(&mut buf[filled..]) {
+        match src.read(buf) {
             Ok(0) => return Err(ReadError::Eof),
-            Ok(n) => filled += n,
+            Ok(n) => return Ok(n),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ReadError::Io(e)),
         }
     }
-    Ok(())
 }
 
 /// Waits for the child up to `timeout`; `None` if it is still running.
@@ -1150,6 +1377,21 @@ mod tests {
     }
 
     #[test]
+    fn the_h264_command_line() {
+        assert_eq!(
+            h264_args(0, 1280, 720, 30).join(" "),
+            "--camera 0 --width 1280 --height 720 --framerate 30 --codec h264 --inline \
+             --intra 30 --profile baseline --level 4.1 \
+             --timeout 0 --nopreview --flush --output -"
+        );
+        // One IDR a second at any rate.
+        let args = h264_args(1, 640, 480, 15);
+        let intra = args.iter().position(|a| a == "--intra").unwrap();
+        assert_eq!(args[intra + 1], "15");
+        assert_eq!(h264_args(0, 640, 480, 0)[intra + 1], "1");
+    }
+
+    #[test]
     fn finds_the_tool_on_a_path() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fake-rpicam");
         let path = std::env::join_paths(["/nonexistent".into(), dir.clone()]).unwrap();
@@ -1354,12 +1596,202 @@ mod tests {
     fn refuses_what_it_cannot_deliver() {
         let odd = open_fake(Isp::Vc4, &[], 0, &want(641, 360, 30));
         assert!(matches!(odd, Err(RpicamError::BadSize { .. })));
-        let mut h264 = want(640, 360, 30);
-        h264.format = CaptureFormat::H264;
+        let mjpeg = Want {
+            format: CaptureFormat::Mjpeg,
+            ..want(640, 360, 30)
+        };
         assert!(matches!(
-            open_fake(Isp::Vc4, &[], 0, &h264),
+            open_fake(Isp::Vc4, &[], 0, &mjpeg),
             Err(RpicamError::Unsupported(_))
         ));
+    }
+
+    fn want_h264(width: u32, height: u32, fps: u32) -> Want {
+        Want {
+            format: CaptureFormat::H264,
+            ..want(width, height, fps)
+        }
+    }
+
+    #[test]
+    fn the_pi5_is_refused_h264_before_anything_runs() {
+        let log = temp_log("pi5-h264");
+        let log_s = log.display().to_string();
+        let envs = [
+            ("RTCAM_FAKE_RPICAM_ISP", "pisp"),
+            ("RTCAM_FAKE_RPICAM_LOG", log_s.as_str()),
+        ];
+        let err = open_fake(Isp::Pisp, &envs, 0, &want_h264(640, 360, 30))
+            .err()
+            .expect("refused");
+        assert!(matches!(err, RpicamError::Unsupported(_)), "{err:?}");
+        let text = err.to_string();
+        for needle in ["Pi 5", "hardware H.264 encoder", "--capture-format raw"] {
+            assert!(text.contains(needle), "{needle}: {text}");
+        }
+        assert!(!log.exists(), "nothing was started");
+        // Raw on the Pi 5 is fine.
+        assert!(open_fake(Isp::Pisp, &envs[..1], 0, &want(640, 360, 30)).is_ok());
+    }
+
+    /// An openh264 stream like the hardware encoder's: constrained baseline,
+    /// SPS and PPS before each IDR, an IDR every `idr_every` frames.
+    fn openh264_stream(frames: usize, idr_every: usize) -> Vec<u8> {
+        use crate::encode::VideoEncoder;
+        let settings = crate::encode::EncoderSettings {
+            width: 640,
+            height: 360,
+            fps: 30,
+            bitrate_kbps: 600,
+            threads: 1,
+        };
+        let mut enc = crate::encode::openh264::OpenH264::new(settings).unwrap();
+        let mut frame = RawFrame::black(640, 360);
+        let mut out = Vec::new();
+        for n in 0..frames {
+            let y = frame.planes_mut().0;
+            y[(n % 300) * 640..(n % 300 + 40) * 640].fill(200);
+            if let Some(f) = enc.encode(&frame, n % idr_every == 0).unwrap() {
+                out.extend_from_slice(&f.data);
+            }
+        }
+        out
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("rtcam-rpicam-{}-{name}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn passes_the_stand_ins_h264_through() {
+        use crate::encode::passthrough::Passthrough;
+        let file = openh264_stream(20, 10);
+        let sps = crate::encode::level::sps_profile_level(&file).unwrap();
+        let id = format!("{:02x}{:02x}{:02x}", sps.0, sps.1, sps.2);
+        let h264 = temp_file("stream.h264", &file);
+        let log = temp_log("h264");
+        let (h264_s, log_s) = (h264.display().to_string(), log.display().to_string());
+        let envs = [
+            ("RTCAM_FAKE_RPICAM_H264", h264_s.as_str()),
+            ("RTCAM_FAKE_RPICAM_LOG", log_s.as_str()),
+        ];
+        let mut src = open_fake(Isp::Vc4, &envs, 0, &want_h264(640, 360, 60)).expect("opens");
+        let info = src.info();
+        assert_eq!(
+            (info.format, info.passthrough.as_deref(), info.full_range),
+            ("H264", Some(id.as_str()), false)
+        );
+        assert!(info.why.contains("--codec h264"), "{}", info.why);
+        assert!(!src.full_range());
+        let mut frame = RawFrame::black(2, 2);
+        assert!(
+            src.next_frame(&mut frame).is_err(),
+            "no pictures in H.264 mode"
+        );
+        // The stream from its first byte (the probe's reads come first),
+        // looping, cut into access units that start on IDRs.
+        let mut got = Vec::new();
+        let mut stream = Passthrough::new();
+        let (mut units, mut idrs) = (0, 0);
+        while got.len() < 2 * file.len() {
+            let chunk = match src.next(&mut frame).expect("reads") {
+                Delivery::Coded(c) => c,
+                other => panic!("want a chunk, got {other:?}"),
+            };
+            assert!(!chunk.end_of_unit && !chunk.data.is_empty());
+            assert!(chunk.data.len() <= CHUNK_BYTES);
+            stream.push(&chunk.data);
+            got.extend_from_slice(&chunk.data);
+            while let Some(au) = stream.next_access_unit() {
+                let au = au.expect("a good access unit");
+                units += 1;
+                idrs += au.keyframe as usize;
+            }
+        }
+        assert_eq!(&got[..file.len()], &file[..], "the file, byte for byte");
+        assert_eq!(&got[file.len()..2 * file.len()], &file[..], "looped");
+        assert!(units >= 35 && idrs >= 3, "{units} units, {idrs} IDRs");
+        let pid = src.child.id();
+        drop(src);
+        assert!(gone(pid));
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&h264);
+        let h264_event: serde_json::Value = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["event"] == "h264")
+            .expect("the stand-in logged its H.264 options");
+        assert_eq!(h264_event["inline"], true, "{h264_event}");
+        assert_eq!(h264_event["intra"], 60, "{h264_event}");
+        assert_eq!(h264_event["profile"], "baseline", "{h264_event}");
+        assert_eq!(h264_event["level"], "4.1", "{h264_event}");
+    }
+
+    #[test]
+    fn h264_failures_are_named() {
+        use crate::capture::annexb::tests::BitWriter;
+        // No encoder (the stand-in without a stream says what the real
+        // tool says without /dev/video11).
+        match open_fake(Isp::Vc4, &[], 0, &want_h264(640, 360, 30)) {
+            Err(RpicamError::Exited { stderr_tail, .. }) => {
+                assert!(
+                    stderr_tail.contains("failed to open V4L2 H264 encoder"),
+                    "{stderr_tail}"
+                );
+            }
+            other => panic!("want Exited, got {:?}", other.err()),
+        }
+        // B-frames: a main-profile SPS, then I, P, B slices.
+        let mut w = BitWriter::default();
+        w.u(8, 77)
+            .u(8, 0)
+            .u(8, 40)
+            .ue(0)
+            .ue(0)
+            .ue(0)
+            .ue(0)
+            .ue(1)
+            .u(1, 0);
+        w.ue(39).ue(22).u(1, 1).u(1, 1).u(1, 0).u(1, 0);
+        let mut stream = [0, 0, 0, 1].to_vec();
+        stream.extend(w.nal(0x67));
+        for (header, slice_type) in [(0x65, 7), (0x41, 5), (0x01, 6), (0x41, 5)] {
+            let mut w = BitWriter::default();
+            w.ue(0).ue(slice_type).ue(0).u(8, 0x5a);
+            stream.extend([0, 0, 0, 1]);
+            stream.extend(w.nal(header));
+        }
+        let path = temp_file("bframes.h264", &stream);
+        let path_s = path.display().to_string();
+        let envs = [("RTCAM_FAKE_RPICAM_H264", path_s.as_str())];
+        let result = open_fake(Isp::Vc4, &envs, 0, &want_h264(640, 360, 60));
+        let _ = std::fs::remove_file(&path);
+        match result {
+            Err(e @ RpicamError::Passthrough(_)) => {
+                assert!(e.to_string().contains("B-frames"), "{e}");
+            }
+            other => panic!("want Passthrough, got {:?}", other.err()),
+        }
+        // A crash after the probe: the pending chunks, then the exit.
+        let file = openh264_stream(10, 10);
+        let path = temp_file("crash.h264", &file);
+        let path_s = path.display().to_string();
+        let envs = [
+            ("RTCAM_FAKE_RPICAM_H264", path_s.as_str()),
+            ("RTCAM_FAKE_RPICAM_EXIT_AFTER", "15"),
+        ];
+        let mut src = open_fake(Isp::Vc4, &envs, 0, &want_h264(640, 360, 60)).expect("opens");
+        let _ = std::fs::remove_file(&path);
+        let err = loop {
+            match src.next_chunk() {
+                Ok(_) => {}
+                Err(e) => break e,
+            }
+        };
+        assert!(err.to_string().contains("simulated crash"), "{err}");
     }
 
     #[test]

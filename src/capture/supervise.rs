@@ -63,6 +63,9 @@ pub enum Target {
     AnyCamera,
     /// `auto` at the first start: the first real camera, else the pattern.
     CameraOrPattern,
+    /// `auto` on the pattern: a V4L2 camera plugged in since (CSI cameras
+    /// are not hot-plugged, and asking rpicam-vid costs a second of CPU).
+    NewCamera,
 }
 
 /// The camera as viewers and `/api/status` see it.
@@ -147,7 +150,7 @@ impl Supervisor {
                 ..
             } if now >= *at => {
                 *at = now + RESCAN;
-                Some(Target::AnyCamera)
+                Some(Target::NewCamera)
             }
             _ => None,
         }
@@ -356,7 +359,7 @@ mod tests {
         let plugged = Duration::from_secs(7);
         sim.run(Duration::from_secs(12), |at, target| match target {
             Target::CameraOrPattern => Some(None),
-            Target::AnyCamera => (at >= plugged).then(|| Some(cam.clone())),
+            Target::NewCamera => (at >= plugged).then(|| Some(cam.clone())),
             other => panic!("{other:?}"),
         });
         let rescans: Vec<u64> = sim.opens[1..].iter().map(|(t, _)| t.as_secs()).collect();

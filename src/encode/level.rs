@@ -100,6 +100,57 @@ pub fn sps_profile_level_id(sps: (u8, u8, u8)) -> Option<u32> {
     (profile == 66 && flags & 0x40 != 0).then_some(CONSTRAINED_BASELINE | level as u32)
 }
 
+/// An H.264 profile as SDP negotiation sees it (RFC 6184 section 8.1,
+/// table 5): several profile_idc and constraint-flag combinations name the
+/// same profile, so two `profile-level-id`s are compared by this, not by
+/// their bytes. A camera's passthrough SPS may say 42c0xx where a browser
+/// offers 42e0xx: both are constrained baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum H264Profile {
+    ConstrainedBaseline,
+    Baseline,
+    Main,
+    Extended,
+    ConstrainedHigh,
+    High,
+    PredictiveHigh444,
+}
+
+/// (profile, profile_idc, constraint byte pattern from constraint_set0
+/// down to the four reserved zero bits; `x` is either).
+const PROFILES: [(H264Profile, u8, &[u8; 8]); 10] = [
+    (H264Profile::ConstrainedBaseline, 0x42, b"x1xx0000"),
+    (H264Profile::ConstrainedBaseline, 0x4d, b"1xxx0000"),
+    (H264Profile::ConstrainedBaseline, 0x58, b"11xx0000"),
+    (H264Profile::Baseline, 0x42, b"x0xx0000"),
+    (H264Profile::Baseline, 0x58, b"10xx0000"),
+    (H264Profile::Main, 0x4d, b"0x0x0000"),
+    (H264Profile::Extended, 0x58, b"00xx0000"),
+    (H264Profile::High, 0x64, b"00000000"),
+    (H264Profile::ConstrainedHigh, 0x64, b"00001100"),
+    (H264Profile::PredictiveHigh444, 0xf4, b"00000000"),
+];
+
+/// The profile a `profile-level-id` stands for, if it is one of table 5's.
+pub fn h264_profile(profile_level_id: u32) -> Option<H264Profile> {
+    let idc = (profile_level_id >> 16) as u8;
+    let flags = (profile_level_id >> 8) as u8;
+    PROFILES
+        .iter()
+        .find(|(_, i, pattern)| {
+            *i == idc
+                && pattern.iter().enumerate().all(|(bit, want)| {
+                    let set = flags & (0x80 >> bit) != 0;
+                    match want {
+                        b'1' => set,
+                        b'0' => !set,
+                        _ => true,
+                    }
+                })
+        })
+        .map(|(p, _, _)| *p)
+}
+
 /// The NAL units of an Annex-B stream (without their start codes).
 pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut starts = Vec::new();
@@ -147,6 +198,30 @@ mod tests {
         assert_eq!(level_idc(1920, 1080, 30), Some(40));
         assert_eq!(level_idc(176, 144, 15), Some(10));
         assert_eq!(level_idc(8192, 8192, 60), None);
+    }
+
+    #[test]
+    fn profiles_are_compared_as_rfc_6184_names_them() {
+        use H264Profile::*;
+        assert_eq!(h264_profile(0x42e01f), Some(ConstrainedBaseline));
+        assert_eq!(
+            h264_profile(0x42c01f),
+            Some(ConstrainedBaseline),
+            "a camera's CB"
+        );
+        assert_eq!(h264_profile(0x4d801f), Some(ConstrainedBaseline));
+        assert_eq!(h264_profile(0x42001f), Some(Baseline));
+        assert_eq!(h264_profile(0x4d001f), Some(Main));
+        assert_eq!(
+            h264_profile(0x4d4028),
+            Some(Main),
+            "set1 on Main is still Main"
+        );
+        assert_eq!(h264_profile(0x640028), Some(High));
+        assert_eq!(h264_profile(0x640c1f), Some(ConstrainedHigh));
+        assert_eq!(h264_profile(0xf4001f), Some(PredictiveHigh444));
+        assert_eq!(h264_profile(0x6e001f), None, "High 10 is not for WebRTC");
+        assert_eq!(h264_profile(0x42e11f), None, "a reserved flag set");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use super::viewer::{EndReason, Viewer, ViewerId};
 use crate::encode::SdpParams;
+use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
 
 pub use str0m::net::Transmit;
@@ -93,11 +94,16 @@ pub enum SessionError {
     #[error("the offer has no video section to receive the camera on")]
     NoVideo,
     #[error(
-        "the offer accepts neither H.264 constrained baseline (profile-level-id 42e0xx, \
-         packetization-mode=1) nor VP8; it offered: {}",
+        "the offer accepts none of what this camera sends ({}); it offered: {}",
+        ours.join(" or "),
         if offered.is_empty() { "no video codec".to_string() } else { offered.join(", ") }
     )]
-    NoCodec { offered: Vec<String> },
+    NoCodec {
+        offered: Vec<String>,
+        /// What we send, e.g. "H.264 constrained baseline (profile-level-id
+        /// 42e01f, packetization-mode=1)", "VP8".
+        ours: Vec<String>,
+    },
     #[error("no such session")]
     UnknownViewer,
     #[error("bad ICE candidate: {0}")]
@@ -212,7 +218,8 @@ impl Sessions {
         let mut events = VecDeque::new();
         drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
         if viewer.codec.is_none() {
-            return Err(SessionError::NoCodec { offered });
+            let ours = self.config.codecs.iter().map(describe_codec).collect();
+            return Err(SessionError::NoCodec { offered, ours });
         }
         self.events.extend(events);
         self.viewers.push(viewer);
@@ -549,14 +556,30 @@ fn bind_codec(
                     SdpParams::H264 { profile_level_id } => {
                         spec.codec == Codec::H264
                             && spec.format.packetization_mode == Some(1)
-                            && spec.format.profile_level_id.map(|id| id >> 8)
-                                == Some(profile_level_id >> 8)
+                            && spec.format.profile_level_id.and_then(h264_profile)
+                                == h264_profile(*profile_level_id)
                     }
                     SdpParams::Vp8 => spec.codec == Codec::Vp8,
                 }
             })
             .map(|p| (want.codec(), p.pt()))
     })
+}
+
+/// A codec we send, as an error names it to the owner.
+fn describe_codec(params: &SdpParams) -> String {
+    match params {
+        SdpParams::H264 { profile_level_id } => {
+            let profile = match h264_profile(*profile_level_id) {
+                Some(p) => format!("{p:?}"),
+                None => "unknown profile".into(),
+            };
+            format!(
+                "H.264 {profile} (profile-level-id {profile_level_id:06x}, packetization-mode=1)"
+            )
+        }
+        SdpParams::Vp8 => "VP8".into(),
+    }
 }
 
 /// The mid of the first video section of our answer.

@@ -37,8 +37,13 @@ pub struct Sim {
 
 impl Sim {
     pub fn new(max_viewers: usize) -> Sim {
+        Sim::with_codecs(max_viewers, codecs())
+    }
+
+    /// A table that sends `codecs` (a passthrough camera's own H.264, say).
+    pub fn with_codecs(max_viewers: usize, codecs: Vec<SdpParams>) -> Sim {
         let now = Instant::now();
-        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, codecs());
+        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, codecs);
         Sim {
             now,
             sessions: Sessions::new(config, now),
