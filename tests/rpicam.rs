@@ -456,3 +456,40 @@ async fn rpicam_vids_own_h264_is_passed_through_to_a_whep_viewer() {
     terminate_and_check_children(&mut server, &fake);
     let _ = std::fs::remove_file(&file);
 }
+
+/// `auto` takes a CSI camera first when rpicam-vid lists one, and runs the
+/// listing once to open it; with none listed it goes on to V4L2 and then
+/// the test pattern, and the log says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_prefers_a_csi_camera_and_lists_cameras_once() {
+    let fake = Fake::new("auto");
+    let log = fake.log.display().to_string();
+    let server = Server::start_with_env(
+        &["--source", "auto", "--size", "640x360"],
+        &[("PATH", &fake.path), ("RTCAM_FAKE_RPICAM_LOG", &log)],
+    );
+    let status = server.status().await;
+    assert_eq!(status["source"]["kind"], "rpicam", "{status}");
+    let listings = std::fs::read_to_string(&fake.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("--list-cameras"))
+        .count();
+    assert_eq!(listings, 1, "one listing to open the camera");
+    drop(server);
+
+    let fake = Fake::new("auto-none");
+    let server = Server::start_with_env(
+        &["--source", "auto", "--size", "640x360"],
+        &[("PATH", &fake.path), ("RTCAM_FAKE_RPICAM_CAMERAS", "0")],
+    );
+    let status = server.status().await;
+    let kind = status["source"]["kind"].as_str().unwrap_or("").to_string();
+    // No V4L2 camera on a test machine: the pattern (a host with a webcam
+    // would pick it, which is right too).
+    assert!(
+        kind == "test-scene" || kind == "test-bars" || kind == "v4l2",
+        "{status}"
+    );
+    assert!(server.log_shows("CSI camera 0"), "{}", server.log());
+}

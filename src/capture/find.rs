@@ -84,10 +84,11 @@ fn first_camera(
     let mut skipped = Vec::new();
     if look_for_csi && preferred.is_none_or(|p| p.driver == CSI_DRIVER) && rpicam::tool().is_some()
     {
-        match rpicam::list_cameras() {
-            Ok(cameras) if !cameras.is_empty() => return csi(cameras[0].index, want),
-            Ok(_) => skipped.push("rpicam-vid lists no CSI camera".to_string()),
-            Err(e) => skipped.push(format!("rpicam-vid: {e}")),
+        // Opening lists the cameras (once: a second of CPU on a Pi) and
+        // says when there is none.
+        match csi(0, want) {
+            Ok(source) => return Ok(source),
+            Err(e) => skipped.push(format!("CSI camera 0: {e}")),
         }
     }
     if let Some(id) = preferred.filter(|p| p.driver != CSI_DRIVER)
