@@ -243,6 +243,8 @@ pub enum Delivery {
     Coded(CodedChunk),
     /// A frame the camera sent broken (counted, not shown).
     Dropped(String),
+    /// A frame read and let go undecoded: no encoder wanted pictures.
+    Unwatched,
 }
 
 /// An open source of frames.
@@ -310,13 +312,15 @@ impl Source {
     }
 
     /// Blocks until the camera delivers; a picture goes into `frame`.
-    pub fn next(&mut self, frame: &mut RawFrame) -> Result<Delivery, CaptureError> {
+    /// Without `wanted` (no encoder is running) a camera whose frames cost
+    /// work to turn into pictures (MJPEG) is read but not decoded.
+    pub fn next(&mut self, frame: &mut RawFrame, wanted: bool) -> Result<Delivery, CaptureError> {
         match self {
             Source::Pattern(p) => {
                 p.next_frame(frame);
                 Ok(Delivery::Picture)
             }
-            Source::V4l2(v) => v.next(frame),
+            Source::V4l2(v) => v.next(frame, wanted),
             Source::Rpicam(r) => r.next(frame),
         }
     }

@@ -29,6 +29,9 @@ pub trait FrameSink: Send + Sync {
     fn picture(&self, frame: &Arc<RawFrame>);
     /// A piece of the camera's own H.264, for passthrough.
     fn coded(&self, chunk: CodedChunk);
+    /// Whether any encoder takes pictures now (else an MJPEG camera's
+    /// frames are not decoded).
+    fn wants_pictures(&self) -> bool;
     /// Whether a viewer asked for a keyframe since the last call (the
     /// passthrough camera is asked, where it can be).
     fn take_keyframe_request(&self) -> bool;
@@ -118,7 +121,7 @@ impl Capture {
         let Some(raw) = Arc::get_mut(&mut frame) else {
             return Ok(());
         };
-        let delivery = match source.next(raw) {
+        let delivery = match source.next(raw, self.sink.wants_pictures()) {
             Ok(d) => d,
             Err(e) => {
                 buffers.give_back(frame);
@@ -139,6 +142,10 @@ impl Capture {
                 buffers.give_back(frame);
                 self.captured.fetch_add(1, Ordering::Relaxed);
                 self.sink.coded(chunk);
+            }
+            Delivery::Unwatched => {
+                buffers.give_back(frame);
+                self.captured.fetch_add(1, Ordering::Relaxed);
             }
             Delivery::Dropped(why) => {
                 buffers.give_back(frame);

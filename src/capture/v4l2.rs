@@ -496,7 +496,12 @@ impl V4l2Source {
         Ok((&buf[..used], age))
     }
 
-    pub fn next(&mut self, frame: &mut RawFrame) -> Result<Delivery, CaptureError> {
+    pub fn next(&mut self, frame: &mut RawFrame, wanted: bool) -> Result<Delivery, CaptureError> {
+        if self.kind == Kind::Mjpeg && !wanted {
+            // Dequeued (and queued again on the next read), not decoded.
+            self.read()?;
+            return Ok(Delivery::Unwatched);
+        }
         if self.kind == Kind::H264 {
             return match self.pending.pop_front() {
                 Some(chunk) => Ok(Delivery::Coded(chunk)),

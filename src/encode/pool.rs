@@ -209,6 +209,14 @@ impl FrameSink for FrameTap {
         }
     }
 
+    fn wants_pictures(&self) -> bool {
+        !self
+            .mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
     fn take_keyframe_request(&self) -> bool {
         self.keyframe.swap(false, Ordering::Relaxed)
     }
@@ -314,7 +322,11 @@ impl Pool {
                         }
                     }
                     Action::Stop(codec) => {
-                        tracing::info!("{codec} encoder stopped: no viewers for {GRACE:?}");
+                        let what = match (codec, &self.factory.h264) {
+                            (VideoCodec::H264, H264Plan::Passthrough) => "passthrough",
+                            _ => "encoder",
+                        };
+                        tracing::info!("{codec} {what} stopped: no viewers for {GRACE:?}");
                         workers.remove(&codec);
                         self.board.stopped(codec);
                     }
