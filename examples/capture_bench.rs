@@ -10,9 +10,11 @@
 //!
 //! bench/capture.sh runs it natively and under qemu-aarch64.
 
+#[path = "support/camera.rs"]
+mod camera;
+
 use std::time::{Duration, Instant};
 
-use jpeg_encoder::{ColorType, Encoder as JpegEncoder, SamplingFactor};
 use rtcam::capture::mjpeg::MjpegDecoder;
 use rtcam::capture::scene::Scene;
 use rtcam::capture::v4l2::{PixelFormat, convert};
@@ -74,7 +76,7 @@ fn main() {
     );
 
     // MJPEG: what a UVC webcam sends at 720p30 (4:2:2, quality 80).
-    let jpegs: Vec<Vec<u8>> = pictures.iter().map(to_jpeg).collect();
+    let jpegs: Vec<Vec<u8>> = pictures.iter().map(camera::to_jpeg).collect();
     let mean_kb = jpegs.iter().map(Vec::len).sum::<usize>() / jpegs.len() / 1024;
     let mut enc = Encoder::new(Box::new(OpenH264::new(settings).expect("openh264")));
     let mut decoder = MjpegDecoder::new();
@@ -149,25 +151,4 @@ fn to_yuyv(f: &RawFrame) -> Vec<u8> {
         }
     }
     out
-}
-
-/// The picture as a UVC webcam's MJPEG frame: full-range YCbCr, 4:2:2.
-fn to_jpeg(f: &RawFrame) -> Vec<u8> {
-    let (w, h) = (f.width, f.height);
-    let (y, u, v) = f.planes();
-    let full = |x: u8| ((x.saturating_sub(16) as u32 * 255 + 109) / 219).min(255) as u8;
-    let chroma = |x: u8| ((x as i32 - 128) * 255 / 224 + 128).clamp(0, 255) as u8;
-    let mut ycc = Vec::with_capacity(3 * w * h);
-    for row in 0..h {
-        for col in 0..w {
-            let c = (row / 2) * (w / 2) + col / 2;
-            ycc.extend_from_slice(&[full(y[row * w + col]), chroma(u[c]), chroma(v[c])]);
-        }
-    }
-    let mut jpeg = Vec::new();
-    let mut enc = JpegEncoder::new(&mut jpeg, 80);
-    enc.set_sampling_factor(SamplingFactor::R_4_2_2);
-    enc.encode(&ycc, w as u16, h as u16, ColorType::Ycbcr)
-        .expect("jpeg");
-    jpeg
 }

@@ -12,9 +12,11 @@
 //! `[u32 little-endian length][bytes]` records. Every frame is checked on
 //! the way out: decoded again, its stripe must read back.
 
+#[path = "support/camera.rs"]
+mod camera;
+
 use std::io::Write;
 
-use jpeg_encoder::{ColorType, Encoder as JpegEncoder, SamplingFactor};
 use rtcam::capture::mjpeg::MjpegDecoder;
 use rtcam::capture::pattern::{Look, TestPattern};
 use rtcam::capture::stripe;
@@ -53,7 +55,7 @@ fn main() {
     let mut mjpeg = Vec::new();
     let mut decoding = std::time::Duration::ZERO;
     for (i, p) in pictures.iter().enumerate() {
-        let jpeg = to_jpeg(p);
+        let jpeg = camera::to_jpeg(p);
         let t = std::time::Instant::now();
         decoder.decode(&jpeg, &mut back).expect("our JPEG decodes");
         decoding += t.elapsed();
@@ -105,25 +107,4 @@ fn main() {
 fn record(out: &mut Vec<u8>, bytes: &[u8]) {
     out.write_all(&(bytes.len() as u32).to_le_bytes()).unwrap();
     out.write_all(bytes).unwrap();
-}
-
-/// I420 (limited range) to a JFIF JPEG as webcams send it: full range, 4:2:2.
-fn to_jpeg(f: &RawFrame) -> Vec<u8> {
-    let (w, h) = (f.width, f.height);
-    let (y, u, v) = f.planes();
-    let full = |x: u8| ((x.saturating_sub(16) as u32 * 255 + 109) / 219).min(255) as u8;
-    let chroma = |x: u8| ((x as i32 - 128) * 255 / 224 + 128).clamp(0, 255) as u8;
-    let mut ycc = Vec::with_capacity(3 * w * h);
-    for row in 0..h {
-        for col in 0..w {
-            let c = (row / 2) * (w / 2) + col / 2;
-            ycc.extend_from_slice(&[full(y[row * w + col]), chroma(u[c]), chroma(v[c])]);
-        }
-    }
-    let mut jpeg = Vec::new();
-    let mut enc = JpegEncoder::new(&mut jpeg, 80);
-    enc.set_sampling_factor(SamplingFactor::R_4_2_2);
-    enc.encode(&ycc, w as u16, h as u16, ColorType::Ycbcr)
-        .expect("jpeg");
-    jpeg
 }

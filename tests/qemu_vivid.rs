@@ -10,6 +10,20 @@ use std::time::Duration;
 
 use common::*;
 
+/// A WHEP viewer through QEMU's forwards until `frames` decoded; its
+/// resource (to DELETE) and what it saw.
+async fn watch(server: &Server, frames: usize) -> (String, Report) {
+    let mut client = Client::new();
+    let location = whep_connect(server, &mut client).await;
+    let patch = whep_trickle(server, &location, &client).await;
+    assert_eq!(patch.status, 204, "{patch:?}");
+    let report =
+        tokio::task::spawn_blocking(move || client.run_decoded(frames, Duration::from_secs(60)))
+            .await
+            .unwrap();
+    (location, report)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the QEMU guest that scripts/qemu-test.sh boots"]
 async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
@@ -36,15 +50,7 @@ async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
         "the rate the qemu-virt profile asks for"
     );
 
-    let mut client = Client::new();
-    let location = whep_connect(&server, &mut client).await;
-    let patch = whep_trickle(&server, &location, &client).await;
-    assert_eq!(patch.status, 204, "{patch:?}");
-
-    let report =
-        tokio::task::spawn_blocking(move || client.run_decoded(45, Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let (location, report) = watch(&server, 45).await;
     eprintln!(
         "guest video: {} frames, {} decoded, {} stamped, first after {:?}",
         report.frames, report.decoded, report.stamped, report.first_frame_after
@@ -160,14 +166,7 @@ async fn loopback_camera_reaches_a_host_viewer(prefix: &str, device: &str, forma
         }
     }
 
-    let mut client = Client::new();
-    let location = whep_connect(&server, &mut client).await;
-    let patch = whep_trickle(&server, &location, &client).await;
-    assert_eq!(patch.status, 204, "{patch:?}");
-    let report =
-        tokio::task::spawn_blocking(move || client.run_decoded(30, Duration::from_secs(60)))
-            .await
-            .unwrap();
+    let (location, report) = watch(&server, 30).await;
     eprintln!(
         "guest {format} video: {} frames, {} decoded, {} stamped, {} unstamped, sizes {:?}, first after {:?}",
         report.frames,
