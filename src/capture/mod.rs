@@ -12,6 +12,7 @@ pub mod scene;
 pub mod slate;
 pub mod stripe;
 pub mod supervise;
+pub mod uvc_h264;
 pub mod v4l2;
 
 use std::path::PathBuf;

@@ -25,6 +25,7 @@ use v4l::{Device, Format, FourCC};
 use super::annexb::H264Probe;
 use super::mjpeg::MjpegDecoder;
 use super::pattern::unix_ms;
+use super::uvc_h264;
 use super::{CameraId, CaptureError, CaptureFormat, Delivery, Want};
 use crate::frame::{CodedChunk, RawFrame};
 
@@ -224,10 +225,44 @@ pub struct V4l2Source {
     /// Buffers read while probing an H.264 camera, delivered first.
     pending: VecDeque<CodedChunk>,
     passthrough: Option<String>,
-    can_force_keyframe: bool,
+    keyframes: KeyframeRoute,
     stream: Stream<'static>,
     // Keeps the file descriptor open for the stream's lifetime.
     device: Device,
+}
+
+/// How an H.264 camera is asked for an IDR, if it can be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyframeRoute {
+    /// `V4L2_CID_MPEG_VIDEO_FORCE_KEY_FRAME`.
+    Control,
+    /// The UVC H.264 extension unit with this ID (`uvc_h264`).
+    UvcUnit(u8),
+    /// Neither: the camera's own GOP decides.
+    None,
+}
+
+impl KeyframeRoute {
+    fn find(device: &Device, path: &Path) -> KeyframeRoute {
+        if device.control(CID_FORCE_KEY_FRAME).is_ok() {
+            return KeyframeRoute::Control;
+        }
+        uvc_h264::descriptors_of(path)
+            .and_then(|d| uvc_h264::find_h264_unit(&d))
+            .map_or(KeyframeRoute::None, KeyframeRoute::UvcUnit)
+    }
+
+    fn describe(self) -> String {
+        match self {
+            KeyframeRoute::Control => "keyframes on request (V4L2 force-key-frame)".into(),
+            KeyframeRoute::UvcUnit(u) => {
+                format!("keyframes on request (UVC H.264 extension unit {u})")
+            }
+            KeyframeRoute::None => {
+                "no keyframes on request: new viewers wait for the camera's next IDR".into()
+            }
+        }
+    }
 }
 
 /// The camera at `path`, without opening a stream: what the supervisor
@@ -374,7 +409,17 @@ impl V4l2Source {
             );
         }
         choice.why = format!("{}: {}", kind.name(), choice.why);
-        let can_force_keyframe = kind == Kind::H264 && device.control(CID_FORCE_KEY_FRAME).is_ok();
+        let keyframes = match kind {
+            Kind::H264 => KeyframeRoute::find(&device, path),
+            _ => KeyframeRoute::None,
+        };
+        if kind == Kind::H264 {
+            tracing::info!(
+                "{}: H.264 passthrough, {}",
+                path.display(),
+                keyframes.describe()
+            );
+        }
         let mut source = V4l2Source {
             path: path.to_path_buf(),
             id: identity_of(path, &caps),
@@ -388,7 +433,7 @@ impl V4l2Source {
             mjpeg: (kind == Kind::Mjpeg).then(MjpegDecoder::new),
             pending: VecDeque::new(),
             passthrough: None,
-            can_force_keyframe,
+            keyframes,
             stream,
             device,
         };
@@ -451,18 +496,24 @@ impl V4l2Source {
         self.kind
     }
 
-    /// Asks an H.264 camera for an IDR, when it has the control for it;
-    /// else its own GOP decides when viewers get a keyframe.
+    /// Asks an H.264 camera for an IDR, where it can take one; else its
+    /// own GOP decides when viewers get a keyframe. A camera that refuses
+    /// once is not asked again.
     pub fn request_keyframe(&mut self) {
-        if self.can_force_keyframe {
-            let button = Control {
+        let asked = match self.keyframes {
+            KeyframeRoute::Control => self.device.set_control(Control {
                 id: CID_FORCE_KEY_FRAME,
                 value: Value::None,
-            };
-            if let Err(e) = self.device.set_control(button) {
-                tracing::debug!("{}: keyframe request refused: {e}", self.path.display());
-                self.can_force_keyframe = false;
-            }
+            }),
+            KeyframeRoute::UvcUnit(unit) => uvc_h264::request_idr(self.device.handle().fd(), unit),
+            KeyframeRoute::None => return,
+        };
+        if let Err(e) = asked {
+            tracing::warn!(
+                "{}: the camera refused a keyframe request ({e}); its own GOP applies from now on",
+                self.path.display()
+            );
+            self.keyframes = KeyframeRoute::None;
         }
     }
 
