@@ -12,7 +12,7 @@
 # With CONTROL_PORT, a TCP connection to 127.0.0.1:CONTROL_PORT that sends the
 # line "unplug" unplugs the camera inside the guest the way a pulled USB cable
 # does (vivid's Disconnect control, then the module unloaded), waits 3 s, and
-# plugs it back in (the module loaded again); the console says
+# plugs it back in (the module loaded again, as /dev/video3); the console says
 # "init: vivid unplugged" and "init: vivid reloaded".
 #
 # With MJPEG_PORT and H264_PORT, the guest also has two cameras that send
@@ -295,7 +295,9 @@ case "\$cmd" in
     until rmmod vivid 2>/dev/null; do i=\$((i + 1)); [ \$i -gt 100 ] && break; sleep 0.1; done
     echo "init: vivid unplugged (\$(echo /dev/video*))" >/dev/console
     sleep 3
-    insmod /modules/vivid.ko $vivid_params
+    # Back under another node number, as a replugged USB camera may be:
+    # rtcam must find it by who it is, not where it was.
+    insmod /modules/vivid.ko $vivid_params vid_cap_nr=3
     echo "init: vivid reloaded (\$(echo /dev/video*))" >/dev/console
     echo done ;;
   loopback)

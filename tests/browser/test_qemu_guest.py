@@ -99,6 +99,10 @@ def test_the_camera_unplugged_and_back_while_a_viewer_watches(open_page):
     print(f"vivid's picture back {back_after * 1000:.0f} ms after the module was loaded again")
     assert back_after < 2.0, f"video resumed {back_after:.2f} s after the camera came back"
     wait_for("the notice gone", lambda: not page.is_visible("#camera-notice"), 5)
+    # It came back as /dev/video3: found by its identity (driver, card, bus), not its old node.
+    source = page.evaluate("async () => (await (await fetch('/api/status')).json()).source")
+    print(f"camera back as {source['device']} ({source['card']}), state {source['state']}")
+    assert (source["device"], source["card"], source["state"]) == ("/dev/video3", "vivid", "live"), source
     snap = h.snapshot(page)
     assert snap["stripeFrames"] == 0, "vivid, never rtcam's stamped test pattern"
     assert page.get_attribute("#state", "data-state") == "live"
