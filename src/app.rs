@@ -36,92 +36,160 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     first_start_password(&config.state_dir)?;
     log_board(&config);
-    let want = Want {
-        width: config.size.width,
-        height: config.size.height,
-        fps: config.fps,
-        format: config.capture_format,
-    };
-    let source = open_source(&config, want).await;
-    let (width, height) = source
-        .as_ref()
-        .map_or((want.width as usize, want.height as usize), |s| s.size());
-    let passthrough = source.as_ref().and_then(|s| s.info().passthrough);
-    let factory = encoders(&config, width as u32, height as u32, passthrough.as_deref())?;
-    // The probe encoders are gone: give their memory back.
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free heap memory to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-    let codecs: Vec<SdpParams> = std::iter::once(factory.h264_sdp)
-        .chain(factory.vp8)
-        .collect();
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let board = StatusBoard::default();
-    let tap = Arc::new(FrameTap::new(board.clone()));
-    let captured = Arc::new(AtomicU64::new(0));
-    let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
-    let (control_tx, control_rx) = std_mpsc::channel::<EncoderControl>();
-    let info = source
-        .as_ref()
-        .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());
-    let (source_tx, source_rx) = watch::channel(info);
-    let capture = Capture {
-        spec: config.source.clone(),
-        want,
-        size: (width, height),
-        sink: tap.clone(),
-        status: source_tx,
-        captured: captured.clone(),
-        stop: stop.clone(),
-    }
-    .spawn(source)
-    .context("starting the capture thread")?;
-    let pool = Pool {
-        factory: Arc::new(factory.factory),
-        tap,
-        board: board.clone(),
-        control: control_rx,
-        frames: frames_tx,
-    }
-    .spawn()
-    .context("starting the encoder pool")?;
-
-    let socket = MediaSocket::bind(config.rtc)
-        .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
-    let map = address_map(&config, &socket)?;
-    let mut session_config =
-        SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
-    session_config.max_per_address = config.max_viewers_per_address;
-    let sessions = Sessions::new(session_config, Instant::now());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let media_addr = socket.local_addr();
-    let rtc_task = tokio::spawn(
-        RtcTask {
-            socket,
-            map,
-            sessions,
-            commands: cmd_rx,
-            frames: frames_rx,
-            encoders: control_tx,
-            captured,
-            shutdown: shutdown_rx.clone(),
-            reply_from: Default::default(),
-            heartbeat: {
-                let mut watchdog = Notifier::from_env();
-                Box::new(move |flowing| {
-                    if flowing {
-                        watchdog.watchdog(Instant::now());
-                    }
-                })
-            },
-        }
-        .run(),
+    let media = Media::start(&config, shutdown_rx.clone()).await?;
+    let (server, http_addr) = start_http(&config, &media, shutdown_rx).await?;
+    tracing::info!(
+        "listening on https://{http_addr}/ (media on udp {})",
+        media.addr
     );
+    let notifier = Notifier::from_env();
+    notifier.ready(&format!("serving https://{http_addr}/"));
 
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    notifier.stopping();
+    let _ = shutdown_tx.send(true);
+    media.stop(server).await;
+    Ok(())
+}
+
+/// The data plane: the capture thread, the encoder pool and the rtc task,
+/// and what the HTTP plane needs of them.
+struct Media {
+    rtc: RtcHandle,
+    source: watch::Receiver<SourceInfo>,
+    encoders: StatusBoard,
+    addr: std::net::SocketAddr,
+    rtc_task: tokio::task::JoinHandle<()>,
+    capture: std::thread::JoinHandle<()>,
+    pool: std::thread::JoinHandle<()>,
+    /// Tells the capture thread to end.
+    stop: Arc<AtomicBool>,
+}
+
+impl Media {
+    async fn start(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<Media> {
+        let want = Want {
+            width: config.size.width,
+            height: config.size.height,
+            fps: config.fps,
+            format: config.capture_format,
+        };
+        let source = open_source(config, want).await;
+        let (width, height) = source
+            .as_ref()
+            .map_or((want.width as usize, want.height as usize), |s| s.size());
+        let passthrough = source.as_ref().and_then(|s| s.info().passthrough);
+        let encoders = encoders(config, width as u32, height as u32, passthrough.as_deref())?;
+        // The probe encoders are gone: give their memory back.
+        #[cfg(target_env = "gnu")]
+        // SAFETY: malloc_trim only returns free heap memory to the system.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        let codecs: Vec<SdpParams> = std::iter::once(encoders.h264_sdp)
+            .chain(encoders.vp8)
+            .collect();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let board = StatusBoard::default();
+        let tap = Arc::new(FrameTap::new(board.clone()));
+        let captured = Arc::new(AtomicU64::new(0));
+        let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
+        let (control_tx, control_rx) = std_mpsc::channel::<EncoderControl>();
+        let info = source
+            .as_ref()
+            .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());
+        let (source_tx, source_rx) = watch::channel(info);
+        let capture = Capture {
+            spec: config.source.clone(),
+            want,
+            size: (width, height),
+            sink: tap.clone(),
+            status: source_tx,
+            captured: captured.clone(),
+            stop: stop.clone(),
+        }
+        .spawn(source)
+        .context("starting the capture thread")?;
+        let pool = Pool {
+            factory: Arc::new(encoders.factory),
+            tap,
+            board: board.clone(),
+            control: control_rx,
+            frames: frames_tx,
+        }
+        .spawn()
+        .context("starting the encoder pool")?;
+        let socket = MediaSocket::bind(config.rtc)
+            .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
+        let addr = socket.local_addr();
+        let map = address_map(config, &socket)?;
+        let mut session_config =
+            SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
+        session_config.max_per_address = config.max_viewers_per_address;
+        let (cmd_tx, cmd_rx) = mpsc::channel(64);
+        let rtc_task = tokio::spawn(
+            RtcTask {
+                socket,
+                map,
+                sessions: Sessions::new(session_config, Instant::now()),
+                commands: cmd_rx,
+                frames: frames_rx,
+                encoders: control_tx,
+                captured,
+                shutdown,
+                reply_from: Default::default(),
+                heartbeat: watchdog_heartbeat(),
+            }
+            .run(),
+        );
+        Ok(Media {
+            rtc: RtcHandle::new(cmd_tx),
+            source: source_rx,
+            encoders: board,
+            addr,
+            rtc_task,
+            capture,
+            pool,
+            stop,
+        })
+    }
+
+    /// After the shutdown signal: the rtc task ends (closing the encoders'
+    /// control road, so the pool ends), the capture thread notices `stop`
+    /// within one frame or read timeout; each is given a bounded time.
+    async fn stop(self, server: tokio::task::JoinHandle<()>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = tokio::time::timeout(Duration::from_millis(800), self.rtc_task).await;
+        server.abort();
+        let (pool, capture) = (self.pool, self.capture);
+        let joined = tokio::task::spawn_blocking(move || {
+            let _ = pool.join();
+            let _ = capture.join();
+        });
+        let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
+    }
+}
+
+/// The systemd watchdog, fed from the media loop while video flows.
+fn watchdog_heartbeat() -> Box<dyn FnMut(bool) + Send> {
+    let mut watchdog = Notifier::from_env();
+    Box::new(move |flowing| {
+        if flowing {
+            watchdog.watchdog(Instant::now());
+        }
+    })
+}
+
+/// The control plane: TLS, the listener and the router, served until the
+/// shutdown signal.
+async fn start_http(
+    config: &Config,
+    media: &Media,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
     let tls_config = tls::server_config(
         config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
         &config.state_dir,
@@ -135,31 +203,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("--trust-loopback: clients on loopback need no password");
     }
     let app = http::router(AppState {
-        rtc: RtcHandle::new(cmd_tx),
+        rtc: media.rtc.clone(),
         auth: AuthState::new(&config.state_dir, config.trust_loopback),
-        source: source_rx,
-        encoders: board,
+        source: media.source.clone(),
+        encoders: media.encoders.clone(),
     });
-    let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown_rx));
-    tracing::info!("listening on https://{http_addr}/ (media on udp {media_addr})");
-    let notifier = Notifier::from_env();
-    notifier.ready(&format!("serving https://{http_addr}/"));
-
-    wait_for_signal().await;
-    tracing::info!("shutting down");
-    notifier.stopping();
-    let _ = shutdown_tx.send(true);
-    stop.store(true, Ordering::Relaxed);
-    let _ = tokio::time::timeout(Duration::from_millis(800), rtc_task).await;
-    server.abort();
-    // The rtc task's end closed the encoders' control road; the capture
-    // thread notices `stop` within one frame or read timeout.
-    let joined = tokio::task::spawn_blocking(move || {
-        let _ = pool.join();
-        let _ = capture.join();
-    });
-    let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
-    Ok(())
+    let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown));
+    Ok((server, http_addr))
 }
 
 fn log_board(config: &Config) {
