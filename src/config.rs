@@ -212,15 +212,59 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
 }
 
-/// A flag over the file's (or the board's) value over the default.
+/// A flag over the file's (or the board's) value over the type's default.
 fn layered<T>(flag: Option<T>, file: Option<String>) -> Result<T, ConfigError>
 where
     T: std::str::FromStr<Err = String> + Default,
 {
+    layered_or(flag, file, T::default())
+}
+
+/// A flag over the file's (or the board's) value over `default`.
+fn layered_or<T>(flag: Option<T>, file: Option<String>, default: T) -> Result<T, ConfigError>
+where
+    T: std::str::FromStr<Err = String>,
+{
     match (flag, file) {
         (Some(v), _) => Ok(v),
         (None, Some(s)) => s.parse().map_err(ConfigError::Invalid),
-        (None, None) => Ok(T::default()),
+        (None, None) => Ok(default),
+    }
+}
+
+/// `value`, when `range` holds it.
+fn within<T>(name: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<T, ConfigError>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError::Invalid(format!(
+            "{name} {value} is outside {}..{}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+/// The board profile: named, or detected from the device tree model (and
+/// how it was found, for the log).
+fn board_of(cli: &Cli, file: &FileConfig) -> Result<(Board, String), ConfigError> {
+    match cli.board.clone().or(file.board.clone()).as_deref() {
+        None | Some("auto") => {
+            let model = board::read_model();
+            let (b, warning) = board::detect(model.as_deref(), std::env::consts::ARCH);
+            let note = warning.unwrap_or_else(|| match &model {
+                Some(m) => format!("detected from '{m}'"),
+                None => "detected from the CPU architecture".into(),
+            });
+            Ok((b, note))
+        }
+        Some(name) => Ok((
+            board::by_name(name).map_err(ConfigError::Invalid)?,
+            "chosen by name".into(),
+        )),
     }
 }
 
@@ -238,33 +282,20 @@ impl Config {
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
         let file = read_file(&cli)?;
         let invalid = |m: String| ConfigError::Invalid(m);
-        let (board, board_note) = match cli.board.clone().or(file.board.clone()).as_deref() {
-            None | Some("auto") => {
-                let model = board::read_model();
-                let (b, warning) = board::detect(model.as_deref(), std::env::consts::ARCH);
-                let note = warning.unwrap_or_else(|| match &model {
-                    Some(m) => format!("detected from '{m}'"),
-                    None => "detected from the CPU architecture".into(),
-                });
-                (b, note)
-            }
-            Some(name) => (
-                board::by_name(name).map_err(invalid)?,
-                "chosen by name".into(),
-            ),
-        };
+        let (board, board_note) = board_of(&cli, &file)?;
         // Flags win over the file, the file over the board profile.
         let source = layered(cli.source, file.source.or(board.source.clone()))?;
         let capture_format = layered(cli.capture_format, file.capture_format)?;
-        let size = match (cli.size, file.size.clone().or(board.size.clone())) {
-            (Some(s), _) => s,
-            (None, Some(s)) => s.parse().map_err(invalid)?,
-            (None, None) => DEFAULT_SIZE,
-        };
-        let fps = cli.fps.or(file.fps).or(board.fps).unwrap_or(DEFAULT_FPS);
-        if !(1..=120).contains(&fps) {
-            return Err(invalid(format!("fps {fps} is outside 1..120")));
-        }
+        let size = layered_or(
+            cli.size,
+            file.size.clone().or(board.size.clone()),
+            DEFAULT_SIZE,
+        )?;
+        let fps = within(
+            "fps",
+            cli.fps.or(file.fps).or(board.fps).unwrap_or(DEFAULT_FPS),
+            1..=120,
+        )?;
         // The board's bitrate was chosen for the board's size and rate:
         // it applies only while those do.
         let board_picture =
@@ -280,30 +311,22 @@ impl Config {
             )));
         }
         let encoder = layered(cli.encoder, file.encoder)?;
-        let vp8_size = match (cli.vp8_size, file.vp8_size.or(board.vp8_size.clone())) {
-            (Some(s), _) => s,
-            (None, Some(s)) => s.parse().map_err(invalid)?,
-            (None, None) => size,
-        };
-        let max_viewers = cli
-            .max_viewers
-            .or(file.max_viewers)
-            .or(board.max_viewers)
-            .unwrap_or(DEFAULT_MAX_VIEWERS);
-        if !(1..=256).contains(&max_viewers) {
-            return Err(invalid(format!(
-                "max-viewers {max_viewers} is outside 1..256"
-            )));
-        }
-        let max_viewers_per_address = cli
-            .max_viewers_per_address
-            .or(file.max_viewers_per_address)
-            .unwrap_or(4);
-        if !(1..=256).contains(&max_viewers_per_address) {
-            return Err(invalid(format!(
-                "max-viewers-per-address {max_viewers_per_address} is outside 1..256"
-            )));
-        }
+        let vp8_size = layered_or(cli.vp8_size, file.vp8_size.or(board.vp8_size.clone()), size)?;
+        let max_viewers = within(
+            "max-viewers",
+            cli.max_viewers
+                .or(file.max_viewers)
+                .or(board.max_viewers)
+                .unwrap_or(DEFAULT_MAX_VIEWERS),
+            1..=256,
+        )?;
+        let max_viewers_per_address = within(
+            "max-viewers-per-address",
+            cli.max_viewers_per_address
+                .or(file.max_viewers_per_address)
+                .unwrap_or(4),
+            1..=256,
+        )?;
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
