@@ -80,5 +80,10 @@ fn one_malloc_arena() {
     // SAFETY: mallopt only sets a malloc parameter; no thread but this one runs yet.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 1);
+        // Blocks from 4 MiB up (a password check's Argon2 memory) are
+        // mapped for themselves and go back to the system when freed;
+        // fixed, so glibc does not raise it after the first such free and
+        // keep the next ones in the heap.
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
     }
 }

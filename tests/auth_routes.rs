@@ -180,6 +180,63 @@ async fn failed_logins_slow_down_and_the_log_says_so() {
     assert_eq!(r.status, 204, "after the wait the owner gets in");
 }
 
+/// Forty wrong passwords sent at once, each on its own connection: from one
+/// address, each attempt is counted before its password is checked, so only
+/// the first few are hashed; from forty addresses all are hashed, but at
+/// most two at a time, so memory stays where it was (before: all forty
+/// hashed together, 7 MiB each, RSS up to 300 MB).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_wrong_logins_is_not_all_checked_and_memory_stays_bounded() {
+    let server = Server::start(&["--size", "640x360"]);
+    let before = server.peak_rss_kib();
+    let http = server.http;
+    let crowd = |spread: bool| async move {
+        let logins: Vec<_> = (0..40u8)
+            .map(|i| {
+                let from = spread.then(|| std::net::IpAddr::from([127, 0, 1, 10 + i]));
+                tokio::spawn(async move {
+                    let form = [("Content-Type", "application/x-www-form-urlencoded")];
+                    let body = format!("password=wrong-{i}");
+                    https_raw_from(http, from, "POST", "/login", &form, body.as_bytes())
+                        .await
+                        .status
+                })
+            })
+            .collect();
+        let mut statuses = Vec::new();
+        for login in logins {
+            statuses.push(login.await.unwrap());
+        }
+        statuses
+    };
+    let statuses = crowd(false).await;
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    eprintln!("40 at once from one address: {checked} checked, {refused} refused");
+    assert!(
+        checked <= 4,
+        "only the attempts before the first wait are hashed: {statuses:?}"
+    );
+    assert_eq!(checked + refused, 40, "{statuses:?}");
+
+    let statuses = crowd(true).await;
+    let checked = statuses.iter().filter(|&&s| s == 401).count();
+    eprintln!(
+        "40 at once from 40 addresses: {checked} checked; peak RSS {before:?} -> {:?} KiB",
+        server.peak_rss_kib()
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 401 || s == 503),
+        "each checked, or told to come back: {statuses:?}"
+    );
+    if let (Some(before), Some(after)) = (before, server.peak_rss_kib()) {
+        assert!(
+            after < before + 40 * 1024,
+            "peak RSS grew from {before} to {after} KiB"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn password_and_token_commands() {
     let server = Server::start(&["--size", "640x360"]);

@@ -41,6 +41,16 @@ impl LoginBackoff {
         }
     }
 
+    /// Starts a login attempt: refused while the address must wait, else
+    /// counted as a failure at once, before the password is checked, so
+    /// that attempts sent together cannot all slip through one open door;
+    /// [`LoginBackoff::succeeded`] clears it if the password was right.
+    pub fn begin(&mut self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        self.check(ip, now)?;
+        self.failed(ip, now);
+        Ok(())
+    }
+
     /// Records a failure; returns how long the address must now wait.
     pub fn failed(&mut self, ip: IpAddr, now: Instant) -> Duration {
         if self.entries.len() >= MAX_ADDRESSES && !self.entries.contains_key(&ip) {
@@ -104,6 +114,20 @@ mod tests {
         assert_eq!(delays, vec![0, 0, 0, 1, 2, 4, 8]);
         b.succeeded(ip);
         assert_eq!(b.failed(ip, now), Duration::ZERO);
+    }
+
+    #[test]
+    fn attempts_sent_together_are_counted_before_they_are_checked() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut b = LoginBackoff::new();
+        let now = Instant::now();
+        // Forty at once, none answered yet: the free three and the one that
+        // set the first wait get through; the rest are refused.
+        let admitted = (0..40).filter(|_| b.begin(ip, now).is_ok()).count();
+        assert_eq!(admitted, 4);
+        // The right password among them clears the slate.
+        b.succeeded(ip);
+        assert_eq!(b.begin(ip, now), Ok(()));
     }
 
     #[test]

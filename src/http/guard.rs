@@ -27,8 +27,14 @@ pub struct AuthState {
     pub logins: Mutex<Logins>,
     pub backoff: Mutex<LoginBackoff>,
     pub tokens: Mutex<TokenStore>,
+    /// Password checks running at once (each Argon2 hash takes 7 MiB and a
+    /// core for a moment): a crowd of logins waits here, not in memory.
+    pub password_checks: Arc<tokio::sync::Semaphore>,
     pub trust_loopback: bool,
 }
+
+/// At most this many password checks at once.
+pub const PASSWORD_CHECKS: usize = 2;
 
 impl AuthState {
     pub fn new(state_dir: &std::path::Path, trust_loopback: bool) -> Arc<Self> {
@@ -37,6 +43,7 @@ impl AuthState {
             logins: Mutex::new(Logins::new()),
             backoff: Mutex::new(LoginBackoff::new()),
             tokens: Mutex::new(TokenStore::open(state_dir)),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
             trust_loopback,
         })
     }
@@ -71,10 +78,11 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
 
 /// The token in an `Authorization: Bearer <token>` value.
 pub fn bearer_token(value: &str) -> Option<&str> {
-    value
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-        .filter(|t| !t.is_empty() && t.len() <= 256)
+    // The scheme is case-insensitive (RFC 7235 section 2.1).
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 256)
+        .then_some(token)
 }
 
 /// A poisoned lock only means another request panicked mid-update of a
@@ -217,6 +225,17 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+        assert_eq!(bearer_token(&format!("Bearer {}", "a".repeat(257))), None);
+    }
 
     #[test]
     fn every_route_has_a_class() {

@@ -1,6 +1,6 @@
 //! `/login` and `/logout`: the page's password form and its session cookie.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Form;
 use axum::extract::State;
@@ -22,6 +22,10 @@ pub fn parse_form(body: &[u8]) -> Result<LoginForm, serde_urlencoded::de::Error>
     serde_urlencoded::from_bytes(body)
 }
 
+/// How long a login waits for a free password check before it is told to
+/// come back.
+const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(10);
+
 pub async fn login(
     State(state): State<AppState>,
     peer: Option<axum::Extension<Peer>>,
@@ -31,7 +35,10 @@ pub async fn login(
     let ip = peer
         .map(|p| p.0.0.ip())
         .unwrap_or(std::net::IpAddr::from([0, 0, 0, 0]));
-    if let Err(wait) = lock(&auth.backoff).check(ip, Instant::now()) {
+    if form.password.len() > 1024 {
+        return (StatusCode::BAD_REQUEST, "password too long\n").into_response();
+    }
+    if let Err(wait) = lock(&auth.backoff).begin(ip, Instant::now()) {
         // Round up: a client that waits as told must find the door open.
         let secs = (wait.as_millis().div_ceil(1000) as u64).max(1);
         tracing::warn!("login from {ip} refused: throttled for {secs} s after failures");
@@ -42,12 +49,25 @@ pub async fn login(
         )
             .into_response();
     }
-    if form.password.len() > 1024 {
-        return (StatusCode::BAD_REQUEST, "password too long\n").into_response();
-    }
+    let Ok(Ok(permit)) = tokio::time::timeout(
+        CHECK_QUEUE_WAIT,
+        auth.password_checks.clone().acquire_owned(),
+    )
+    .await
+    else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            "too many logins at once: try again in 2 s\n",
+        )
+            .into_response();
+    };
     let dir = auth.state_dir.clone();
-    // Argon2 is slow on purpose: keep it off the async workers.
+    // Argon2 is slow on purpose: keep it off the async workers. The permit
+    // goes with the hash, so a client that hangs up does not free its slot
+    // before the work is done.
     let verified = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         PasswordFile::load(&dir).map(|f| f.verify(&form.password))
     })
     .await;
@@ -60,7 +80,11 @@ pub async fn login(
             (StatusCode::NO_CONTENT, [(header::SET_COOKIE, cookie)]).into_response()
         }
         Ok(Ok(false)) => {
-            let wait = lock(&auth.backoff).failed(ip, Instant::now());
+            // Counted when it began.
+            let wait = lock(&auth.backoff)
+                .check(ip, Instant::now())
+                .err()
+                .unwrap_or_default();
             tracing::warn!(
                 "failed login from {ip}; next attempt allowed in {} s",
                 wait.as_secs()

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -290,6 +290,16 @@ impl Server {
         }
     }
 
+    /// The most memory rtcam has held so far (VmHWM, KiB), when it runs here.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
     pub fn still_running(&mut self) -> bool {
         match &mut self.child {
             Some(child) => matches!(child.try_wait(), Ok(None)),
@@ -348,6 +358,11 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAnyCert {
 }
 
 pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
+    tls_connect_from(addr, None).await
+}
+
+/// A TLS connection from `from` (another loopback address, 127.0.0.N).
+pub async fn tls_connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TlsStream<TcpStream> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -355,7 +370,14 @@ pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
         .with_no_client_auth();
-    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tcp = match from {
+        None => TcpStream::connect(addr).await.unwrap(),
+        Some(ip) => {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind(SocketAddr::new(ip, 0)).unwrap();
+            socket.connect(addr).await.unwrap()
+        }
+    };
     TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
@@ -386,7 +408,19 @@ pub async fn https_raw(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = tls_connect(addr).await;
+    https_raw_from(addr, None, method, path, headers, body).await
+}
+
+/// [`https_raw`] from another loopback address.
+pub async fn https_raw_from(
+    addr: SocketAddr,
+    from: Option<IpAddr>,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
+    let mut s = tls_connect_from(addr, from).await;
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
         addr.port(),
