@@ -117,3 +117,48 @@ fn candidates_are_checked_and_mdns_ignored() {
         Err(SessionError::UnknownViewer)
     );
 }
+
+/// A viewer that sends candidates without end is refused past the cap, with
+/// a reason; another viewer's session is not touched.
+#[test]
+fn remote_candidates_are_capped_per_viewer() {
+    use rtcam::rtc::sessions::MAX_REMOTE_CANDIDATES;
+    let mut sim = Sim::new(2);
+    let flooder = sim.join();
+    let other = sim.join();
+    let (id, other_id) = (sim.peers[flooder].id.unwrap(), sim.peers[other].id.unwrap());
+    for i in 0..MAX_REMOTE_CANDIDATES {
+        let line = format!(
+            "candidate:{i} 1 udp 2122260223 10.0.{}.{} 5000 typ host",
+            i / 200,
+            i % 200 + 1
+        );
+        assert_eq!(
+            sim.sessions.add_remote_candidate(id, &line),
+            Ok(()),
+            "candidate {i}"
+        );
+    }
+    let err = sim
+        .sessions
+        .add_remote_candidate(id, "candidate:99 1 udp 2122260223 10.9.9.9 5000 typ host")
+        .unwrap_err();
+    assert_eq!(err, SessionError::TooManyCandidates(MAX_REMOTE_CANDIDATES));
+    assert!(err.to_string().contains("at most 32"), "{err}");
+    // mDNS names count too: ignored by str0m, still work to parse.
+    assert!(
+        sim.sessions
+            .add_remote_candidate(id, "candidate:1 1 udp 1 x.local 5 typ host")
+            .is_err()
+    );
+    assert_eq!(
+        sim.sessions.add_remote_candidate(
+            other_id,
+            "candidate:1 1 udp 2122260223 10.0.0.11 5000 typ host"
+        ),
+        Ok(()),
+        "the other viewer is not limited by the first"
+    );
+    sim.connect_all();
+    assert!(sim.peers[other].connected && sim.peers[flooder].connected);
+}

@@ -118,3 +118,59 @@ async fn whep_rejects_bad_requests_with_the_right_status() {
         .unwrap();
     assert!(report.stamped >= 30, "{report:?}");
 }
+
+/// Ten thousand candidates trickled into one WHEP session: the first 32 are
+/// taken, the rest refused with a reason, each PATCH at most 16, and the
+/// media task stays quick for everyone (before: unbounded, PATCH 90 -> 700 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_candidates_is_refused_past_the_cap() {
+    let server = Server::start(&["--size", "640x360"]);
+    let mut client = Client::new();
+    let location = whep_connect(&server, &mut client).await;
+    let frag = |from: usize, n: usize| {
+        let mut f = String::from(
+            "a=ice-ufrag:x\r\na=ice-pwd:y\r\nm=video 9 UDP/TLS/RTP/SAVPF 0\r\na=mid:0\r\n",
+        );
+        for i in from..from + n {
+            f.push_str(&format!(
+                "a=candidate:{i} 1 udp 2122260223 10.{}.{}.{} 5000 typ host\r\n",
+                i / 65536 % 256,
+                i / 256 % 256,
+                i % 256
+            ));
+        }
+        f
+    };
+    let sdpfrag = Some("application/trickle-ice-sdpfrag");
+    let r = server
+        .https("PATCH", &location, sdpfrag, frag(0, 17).as_bytes())
+        .await;
+    assert_eq!(r.status, 400, "{r:?}");
+    assert!(r.body.contains("at most 16"), "{}", r.body);
+    let mut accepted = 0;
+    let mut slowest = std::time::Duration::ZERO;
+    for batch in 0..625 {
+        let t = std::time::Instant::now();
+        let r = server
+            .https("PATCH", &location, sdpfrag, frag(batch * 16, 16).as_bytes())
+            .await;
+        slowest = slowest.max(t.elapsed());
+        match r.status {
+            204 => accepted += 16,
+            400 => {
+                assert!(r.body.contains("too many ICE candidates"), "{}", r.body);
+                break;
+            }
+            other => panic!("PATCH {batch}: {other} {r:?}"),
+        }
+    }
+    eprintln!("accepted {accepted} candidates; slowest PATCH {slowest:?}");
+    assert_eq!(accepted, 32, "two PATCHes of 16, then refused");
+    // The session itself still works: the client connects and gets video.
+    let report = tokio::task::spawn_blocking(move || {
+        client.run_decoded(5, std::time::Duration::from_secs(30))
+    })
+    .await
+    .unwrap();
+    assert!(report.decoded >= 5, "{report:?}");
+}

@@ -78,6 +78,12 @@ pub async fn patch(
         Ok(c) => c,
         Err(e) => return problem(StatusCode::BAD_REQUEST, &e.to_string()),
     };
+    if candidates.len() > MAX_PER_PATCH {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            &format!("at most {MAX_PER_PATCH} ICE candidates in one PATCH"),
+        );
+    }
     for c in candidates {
         if let Err(e) = state.rtc.add_candidate(id, c).await {
             return call_error(e);
@@ -85,6 +91,9 @@ pub async fn patch(
     }
     StatusCode::NO_CONTENT.into_response()
 }
+
+/// The most candidates one trickle PATCH may carry.
+const MAX_PER_PATCH: usize = 16;
 
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<ViewerId>() else {

@@ -108,6 +108,8 @@ pub enum SessionError {
     UnknownViewer,
     #[error("bad ICE candidate: {0}")]
     BadCandidate(String),
+    #[error("too many ICE candidates: a viewer may send at most {0}")]
+    TooManyCandidates(usize),
     #[error("cannot set up the session: {0}")]
     Internal(String),
 }
@@ -245,6 +247,12 @@ impl Sessions {
                 truncate(line, 80)
             )));
         }
+        // Every one costs the media task work for the session's life: a
+        // browser sends a handful, never dozens.
+        if v.remote_candidates >= MAX_REMOTE_CANDIDATES {
+            return Err(SessionError::TooManyCandidates(MAX_REMOTE_CANDIDATES));
+        }
+        v.remote_candidates += 1;
         match Candidate::from_sdp_string(line) {
             Ok(c) if c.proto() == Protocol::Udp => {
                 v.rtc.add_remote_candidate(c);
@@ -565,6 +573,10 @@ fn bind_codec(
             .map(|p| (want.codec(), p.pt()))
     })
 }
+
+/// The most remote candidates one viewer may send, whether str0m takes them
+/// or they are ignored (mDNS, TCP).
+pub const MAX_REMOTE_CANDIDATES: usize = 32;
 
 /// A codec we send, as an error names it to the owner.
 fn describe_codec(params: &SdpParams) -> String {

@@ -75,6 +75,8 @@ pub struct Viewer {
     pub last_input: Instant,
     pub next_timeout: Instant,
     pub frames_sent: u64,
+    /// Remote candidates received so far (bounded).
+    pub remote_candidates: usize,
     pub ending: Option<EndReason>,
 }
 
@@ -93,6 +95,7 @@ impl Viewer {
             last_input: now,
             next_timeout: now,
             frames_sent: 0,
+            remote_candidates: 0,
             ending: None,
         }
     }
