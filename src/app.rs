@@ -37,7 +37,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     first_start_password(&config.state_dir)?;
     log_board(&config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let media = Media::start(&config, shutdown_rx.clone()).await?;
+    let mut media = Media::start(&config, shutdown_rx.clone()).await?;
     let (server, http_addr) = start_http(&config, &media, shutdown_rx).await?;
     tracing::info!(
         "listening on https://{http_addr}/ (media on udp {})",
@@ -46,12 +46,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let notifier = Notifier::from_env();
     notifier.ready(&format!("serving https://{http_addr}/"));
 
-    wait_for_signal().await;
-    tracing::info!("shutting down");
+    let outcome = tokio::select! {
+        _ = wait_for_signal() => Ok(()),
+        dead = media.failure() => Err(dead),
+    };
+    match &outcome {
+        Ok(()) => tracing::info!("shutting down"),
+        // A camera server without its media plane is no camera: exit
+        // non-zero, and systemd starts a fresh one.
+        Err(e) => tracing::error!("{e}: stopping, to be started again"),
+    }
     notifier.stopping();
     let _ = shutdown_tx.send(true);
     media.stop(server).await;
-    Ok(())
+    outcome
 }
 
 /// The data plane: the capture thread, the encoder pool and the rtc task,
@@ -61,7 +69,8 @@ struct Media {
     source: watch::Receiver<SourceInfo>,
     encoders: StatusBoard,
     addr: std::net::SocketAddr,
-    rtc_task: tokio::task::JoinHandle<()>,
+    /// Taken once it has ended.
+    rtc_task: Option<tokio::task::JoinHandle<()>>,
     capture: std::thread::JoinHandle<()>,
     pool: std::thread::JoinHandle<()>,
     /// Tells the capture thread to end.
@@ -150,11 +159,42 @@ impl Media {
             source: source_rx,
             encoders: board,
             addr,
-            rtc_task,
+            rtc_task: Some(rtc_task),
             capture,
             pool,
             stop,
         })
+    }
+
+    /// Resolves when a part of the data plane has died: the rtc task (a
+    /// panic, which tokio would otherwise swallow), the capture thread or
+    /// the encoder pool. Until the shutdown signal none of them ends.
+    async fn failure(&mut self) -> anyhow::Error {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            let Some(task) = self.rtc_task.as_mut() else {
+                return anyhow::anyhow!("the media task is gone");
+            };
+            tokio::select! {
+                ended = task => {
+                    self.rtc_task = None;
+                    return match ended {
+                        Err(e) if e.is_panic() => {
+                            anyhow::anyhow!("the media task panicked: {}", panic_text(e.into_panic()))
+                        }
+                        _ => anyhow::anyhow!("the media task ended"),
+                    };
+                }
+                _ = tick.tick() => {
+                    if self.capture.is_finished() {
+                        return anyhow::anyhow!("the capture thread ended");
+                    }
+                    if self.pool.is_finished() {
+                        return anyhow::anyhow!("the encoder pool ended");
+                    }
+                }
+            }
+        }
     }
 
     /// After the shutdown signal: the rtc task ends (closing the encoders'
@@ -162,7 +202,9 @@ impl Media {
     /// within one frame or read timeout; each is given a bounded time.
     async fn stop(self, server: tokio::task::JoinHandle<()>) {
         self.stop.store(true, Ordering::Relaxed);
-        let _ = tokio::time::timeout(Duration::from_millis(800), self.rtc_task).await;
+        if let Some(task) = self.rtc_task {
+            let _ = tokio::time::timeout(Duration::from_millis(800), task).await;
+        }
         server.abort();
         let (pool, capture) = (self.pool, self.capture);
         let joined = tokio::task::spawn_blocking(move || {
@@ -170,6 +212,16 @@ impl Media {
             let _ = capture.join();
         });
         let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
+    }
+}
+
+/// A panic's message, as `panic!` was given it.
+fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => payload
+            .downcast::<&'static str>()
+            .map_or_else(|_| "(no message)".to_string(), |s| (*s).to_string()),
     }
 }
 

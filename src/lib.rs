@@ -12,6 +12,7 @@ pub mod capture;
 pub mod commands;
 pub mod config;
 pub mod encode;
+pub mod fault;
 pub mod frame;
 pub mod http;
 pub mod notify;

@@ -69,3 +69,26 @@ async fn sigterm_tells_viewers_and_exits_cleanly() {
         "UDP {rtc} still bound"
     );
 }
+
+/// A panic in the media task (injected: `RTCAM_FAULT`, debug builds only)
+/// must not leave a page with no camera behind it: rtcam says why and exits
+/// non-zero, so systemd starts it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_task_panic_makes_the_process_exit_non_zero() {
+    let mut server = Server::start_with_env(
+        &["--size", "640x360"],
+        &[("RTCAM_FAULT", "media-task-panic")],
+    );
+    let until = Instant::now() + Duration::from_secs(20);
+    while server.still_running() {
+        assert!(Instant::now() < until, "still running:\n{}", server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = server.exit_status().expect("exited");
+    assert!(!status.success(), "exit status {status}");
+    assert!(
+        server.log_shows("the media task panicked: injected fault: media-task-panic"),
+        "{}",
+        server.log()
+    );
+}

@@ -202,6 +202,9 @@ pub struct RtcTask {
     pub heartbeat: Box<dyn FnMut(bool) + Send>,
 }
 
+/// When an injected media-task panic fires (tests: the process must exit).
+const FAULT_AFTER: Duration = Duration::from_secs(1);
+
 impl RtcTask {
     pub async fn run(mut self) {
         let mut watchers: HashMap<ViewerId, oneshot::Sender<EndReason>> = HashMap::new();
@@ -215,8 +218,13 @@ impl RtcTask {
             watched_since: None,
         };
         let mut demand = [0usize; VideoCodec::ALL.len()];
+        let fault_at =
+            crate::fault::armed("media-task-panic").then(|| Instant::now() + FAULT_AFTER);
         loop {
             let now = Instant::now();
+            if fault_at.is_some_and(|t| now >= t) {
+                panic!("injected fault: media-task-panic");
+            }
             let flowing = self.flowing(now, &mut live, last_frame);
             (self.heartbeat)(flowing);
             let deadline = self
