@@ -465,7 +465,7 @@ fn fit_within(size: (u32, u32), max: (u32, u32)) -> (u32, u32) {
 /// On first start there is no password yet: make one and show it once, in
 /// the log and on the console, since the owner has no other way to learn it.
 fn first_start_password(state_dir: &std::path::Path) -> anyhow::Result<()> {
-    crate::auth::ensure_private_dir(state_dir)
+    crate::state_dir::ensure_private_dir(state_dir)
         .with_context(|| format!("creating the state dir {}", state_dir.display()))?;
     let (_, shown) = PasswordFile::load_or_create(state_dir).context("the password store")?;
     if let Some(password) = shown {

@@ -18,3 +18,4 @@ pub mod http;
 pub mod notify;
 pub mod rtc;
 pub mod signal;
+pub mod state_dir;

@@ -322,3 +322,33 @@ async fn trust_loopback_is_off_by_default() {
     assert_eq!(r.status, 200, "{r:?}");
     assert!(open.log_shows("--trust-loopback"), "the log says so");
 }
+
+/// A state dir others can read is refused with what to do, and left as it
+/// was (rtcam used to chmod it to 0700 without a word).
+#[test]
+fn an_open_state_dir_is_refused_not_chmodded() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("rtcam-it-open-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let d = dir.display().to_string();
+    let (ok, _, err) = rtcam_command(&["--state-dir", &d, "--source", "bars"], "");
+    assert!(!ok, "refused");
+    assert!(
+        err.contains("open to other users (mode 0755)") && err.contains("chmod 700"),
+        "{err}"
+    );
+    let (ok, _, err) = rtcam_command(
+        &["passwd", "--password-stdin", "--state-dir", &d],
+        "a new password\n",
+    );
+    assert!(!ok && err.contains("mode 0755"), "{err}");
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755);
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "nothing written there"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

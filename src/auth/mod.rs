@@ -10,8 +10,6 @@ pub mod logins;
 pub mod password;
 pub mod tokens;
 
-use std::path::Path;
-
 use aws_lc_rs::digest;
 use rand::Rng;
 
@@ -42,44 +40,6 @@ pub fn same_digest(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
 }
 
-/// Creates the state dir owner-only (0700), tightening an existing one.
-pub fn ensure_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-}
-
-/// Writes a file only its owner can read, replacing it atomically.
-pub fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    // `sudo rtcam passwd` writes into the service's state directory, which
-    // belongs to the service's (dynamic) user: the file must stay readable
-    // by that user, so it takes the directory's owner.
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        use std::os::unix::fs::MetadataExt;
-        let owner = std::fs::metadata(dir)?;
-        if owner.uid() != 0 {
-            std::os::unix::fs::fchown(&f, Some(owner.uid()), Some(owner.gid()))?;
-        }
-    }
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,10 +66,10 @@ mod tests {
             return;
         }
         let dir = std::env::temp_dir().join(format!("rtcam-owner-{}", random_hex(6)));
-        ensure_private_dir(&dir).unwrap();
+        crate::state_dir::ensure_private_dir(&dir).unwrap();
         std::os::unix::fs::chown(&dir, Some(61234), Some(61235)).unwrap();
         let file = dir.join("secret");
-        write_private(&file, b"x").unwrap();
+        crate::state_dir::write_private(&file, b"x").unwrap();
         let meta = std::fs::metadata(&file).unwrap();
         assert_eq!((meta.uid(), meta.gid()), (61234, 61235));
         assert_eq!(meta.permissions().mode() & 0o777, 0o600);

@@ -104,9 +104,10 @@ impl PasswordFile {
             return Err(PasswordError::TooShort);
         }
         let path = Self::path(state_dir);
-        super::ensure_private_dir(state_dir).map_err(|e| PasswordError::Write(path.clone(), e))?;
+        crate::state_dir::ensure_private_dir(state_dir)
+            .map_err(|e| PasswordError::Write(path.clone(), e))?;
         let hash = hash(password)?;
-        super::write_private(&path, format!("{hash}\n").as_bytes())
+        crate::state_dir::write_private(&path, format!("{hash}\n").as_bytes())
             .map_err(|e| PasswordError::Write(path, e))?;
         Ok(PasswordFile { hash })
     }

@@ -78,13 +78,14 @@ impl TokenStore {
 
     fn save(&mut self) -> Result<(), TokenError> {
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        super::ensure_private_dir(dir).map_err(|e| TokenError::Write(self.path.clone(), e))?;
+        crate::state_dir::ensure_private_dir(dir)
+            .map_err(|e| TokenError::Write(self.path.clone(), e))?;
         let text: String = self
             .entries
             .iter()
             .map(|(n, d)| format!("{n} {d}\n"))
             .collect();
-        super::write_private(&self.path, text.as_bytes())
+        crate::state_dir::write_private(&self.path, text.as_bytes())
             .map_err(|e| TokenError::Write(self.path.clone(), e))?;
         self.loaded = None;
         Ok(())

@@ -14,7 +14,7 @@ use rustls::ServerConfig;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use thiserror::Error;
 
-use crate::auth::{ensure_private_dir, write_private};
+use crate::state_dir::{ensure_private_dir, write_private};
 
 const CERT_FILE: &str = "cert.pem";
 const KEY_FILE: &str = "key.pem";
@@ -99,7 +99,8 @@ fn ensure_generated(state_dir: &Path) -> Result<(PathBuf, PathBuf), TlsError> {
     let generated = params.self_signed(&key_pair)?;
     write_private(&key, key_pair.serialize_pem().as_bytes())
         .map_err(|e| TlsError::Write(key.clone(), e))?;
-    fs::write(&cert, generated.pem()).map_err(|e| TlsError::Write(cert.clone(), e))?;
+    write_private(&cert, generated.pem().as_bytes())
+        .map_err(|e| TlsError::Write(cert.clone(), e))?;
     tracing::info!(
         "generated a self-signed certificate for {} and {} address(es) in {}",
         names.dns.join(", "),

@@ -151,7 +151,7 @@ class Rtcam:
             workdir = self._tmp.name
         self.workdir = Path(workdir)
         self.state_dir = self.workdir / "state"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.log_path = self.workdir / "rtcam.log"
         self.args = (netns.prefix if netns is not None else []) + [
             str(self.binary),
