@@ -15,6 +15,7 @@ pub mod encode;
 pub mod fault;
 pub mod frame;
 pub mod http;
+pub mod log_limit;
 pub mod notify;
 pub mod rtc;
 pub mod signal;

@@ -6,14 +6,15 @@
 //! plain-HTTP request on the HTTPS port gets an answer instead of a hang.
 
 pub mod assets;
+pub mod conns;
 pub mod guard;
 pub mod login;
 pub mod tls;
 pub mod whep;
 pub mod ws;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -23,17 +24,24 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_rustls::TlsAcceptor;
 
+use crate::log_limit::{Throttle, more};
 use crate::rtc::RtcHandle;
 use crate::signal::MAX_MESSAGE_BYTES;
+use conns::{Admission, ConnId, Connections, Refusal};
 
 /// How long a client may take for its TLS handshake and request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Most connections served at once; more get 503.
 const MAX_CONNECTIONS: usize = 128;
+/// Connections one address may hold at once (a page uses a few, plus one
+/// WebSocket); beyond it, its own idlest connection makes room.
+const MAX_PER_ADDRESS: usize = 32;
+/// The least time between two log lines of one kind a client can cause.
+const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a request (headers, body, handler) may take: slow clients get 408.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -102,7 +110,9 @@ async fn status(
     }
 }
 
-/// Accepts connections until `shutdown` turns true.
+/// Accepts connections until `shutdown` turns true. Who gets a slot is
+/// [`Connections`]'s call; a displaced connection is told through its
+/// oneshot and closes at once.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
@@ -110,9 +120,14 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    // Connections beyond the limit still get a 503, from a few refusers.
+    let table: Table = Arc::new(Mutex::new(Connections::new(
+        MAX_CONNECTIONS,
+        MAX_PER_ADDRESS,
+    )));
+    // Refused connections still get a 503, from a few refusers.
     let refusers = Arc::new(tokio::sync::Semaphore::new(16));
+    let mut refused_log = Throttle::new(LOG_EVERY);
+    let mut accept_log = Throttle::new(LOG_EVERY);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => return,
@@ -120,60 +135,115 @@ pub async fn serve(
                 Ok(c) => c,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
+                    if let Some(held) = accept_log.allow(Instant::now()) {
+                        tracing::warn!("accept failed: {e}; backing off{}", more(held));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                tracing::warn!(%peer, "connection limit ({MAX_CONNECTIONS}) reached: answering 503");
+        let (go, gone) = oneshot::channel();
+        let admission = guard::lock(&table).admit(peer.ip(), Instant::now(), go);
+        let id = match admission {
+            Admission::In { id, evicted } => {
+                for conn in evicted {
+                    let _ = conn.send(());
+                }
+                id
+            }
+            Admission::Refused(why) => {
+                if let Some(held) = refused_log.allow(Instant::now()) {
+                    let why = match why {
+                        Refusal::Full => format!("all {MAX_CONNECTIONS} connections are busy"),
+                        Refusal::AddressFull => {
+                            format!("its address holds {MAX_PER_ADDRESS} busy connections")
+                        }
+                    };
+                    tracing::warn!(%peer, "connection refused with 503: {why}{}", more(held));
+                }
                 if let Ok(r) = refusers.clone().try_acquire_owned() {
-                    tokio::spawn(refuse_busy(acceptor, tcp, r));
+                    tokio::spawn(refuse_busy(acceptor.clone(), tcp, r));
                 }
                 continue;
             }
         };
-        let app = app.clone();
+        let conn = Conn {
+            id,
+            peer,
+            table: table.clone(),
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
-            if !looks_like_tls(&tcp).await {
-                refuse_plain_http(tcp).await;
-                return;
-            }
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    tracing::debug!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let app = tower::ServiceExt::map_request(
-                app,
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(guard::Peer(peer));
-                    req
-                },
-            );
-            let service = TowerToHyperService::new(app);
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HANDSHAKE_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+            tokio::select! {
+                _ = gone => tracing::debug!(%peer, "connection displaced by a newcomer"),
+                _ = conn.serve(tcp, acceptor, app) => {}
             }
         });
+    }
+}
+
+/// The connection table, shared by the accept loop and the connections.
+type Table = Arc<Mutex<Connections<oneshot::Sender<()>>>>;
+
+/// One admitted connection; leaves the table when dropped.
+struct Conn {
+    id: ConnId,
+    peer: std::net::SocketAddr,
+    table: Table,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        guard::lock(&self.table).closed(self.id);
+    }
+}
+
+impl Conn {
+    async fn serve(self, tcp: tokio::net::TcpStream, acceptor: TlsAcceptor, app: Router) {
+        let peer = self.peer;
+        // One deadline for the first byte and the whole handshake.
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        if !looks_like_tls(&tcp, deadline).await {
+            refuse_plain_http(tcp).await;
+            return;
+        }
+        let stream = match tokio::time::timeout_at(deadline, acceptor.accept(tcp)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let (started, ended) = (self.table.clone(), self.table.clone());
+        let id = self.id;
+        let app = tower::ServiceExt::map_request(
+            app,
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                guard::lock(&started).request_started(id);
+                req.extensions_mut().insert(guard::Peer(peer));
+                req
+            },
+        );
+        let app = tower::ServiceExt::map_response(app, move |resp| {
+            guard::lock(&ended).request_ended(id, Instant::now());
+            resp
+        });
+        let service = TowerToHyperService::new(app);
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HANDSHAKE_TIMEOUT)
+            .max_buf_size(64 * 1024)
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        if let Err(e) = conn.await {
+            tracing::debug!(%peer, "connection ended: {e}");
+        }
     }
 }
 
@@ -200,9 +270,9 @@ async fn refuse_busy(
 /// A TLS connection starts with a handshake record (0x16). Waits briefly
 /// for the first byte; a silent client is treated as TLS and left to the
 /// handshake timeout.
-async fn looks_like_tls(tcp: &tokio::net::TcpStream) -> bool {
+async fn looks_like_tls(tcp: &tokio::net::TcpStream, deadline: tokio::time::Instant) -> bool {
     let mut first = [0u8; 1];
-    match tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await {
+    match tokio::time::timeout_at(deadline, tcp.peek(&mut first)).await {
         Ok(Ok(1)) => first[0] == 0x16,
         _ => true,
     }

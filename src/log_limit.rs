@@ -1,0 +1,67 @@
+//! Log lines a client can cause, rate-limited: the first at once, then at
+//! most one per interval carrying how many were held back, so a flood
+//! neither fills the journal nor makes journald's own limit drop the events
+//! that matter.
+
+use std::time::{Duration, Instant};
+
+/// One kind of line.
+#[derive(Debug)]
+pub struct Throttle {
+    every: Duration,
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Throttle {
+    pub fn new(every: Duration) -> Self {
+        Throttle {
+            every,
+            last: None,
+            held: 0,
+        }
+    }
+
+    /// `Some(held)` when a line may be written now (`held` lines of this
+    /// kind were swallowed since the last one), `None` to stay quiet.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.every => {
+                self.held += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held))
+            }
+        }
+    }
+}
+
+/// ", and N more like it" when some were held back, for the end of a line.
+pub fn more(held: u64) -> String {
+    if held == 0 {
+        String::new()
+    } else {
+        format!(" ({held} more like it since the last line)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_per_interval_with_the_count() {
+        let t0 = Instant::now();
+        let mut t = Throttle::new(Duration::from_secs(10));
+        assert_eq!(t.allow(t0), Some(0));
+        for i in 1..=99 {
+            assert_eq!(t.allow(t0 + Duration::from_millis(i * 10)), None);
+        }
+        assert_eq!(t.allow(t0 + Duration::from_secs(10)), Some(99));
+        assert_eq!(t.allow(t0 + Duration::from_secs(11)), None);
+        assert_eq!(more(0), "");
+        assert!(more(3).contains("3 more"));
+    }
+}
