@@ -259,6 +259,7 @@ async fn start_http(
         auth: AuthState::new(&config.state_dir, config.trust_loopback),
         source: media.source.clone(),
         encoders: media.encoders.clone(),
+        whep: Default::default(),
     });
     let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown));
     Ok((server, http_addr))

@@ -174,3 +174,66 @@ async fn a_flood_of_candidates_is_refused_past_the_cap() {
     .unwrap();
     assert!(report.decoded >= 5, "{report:?}");
 }
+
+/// A WHEP session belongs to the token that made it: another token cannot
+/// PATCH or DELETE it (answered as if it did not exist), and revoking the
+/// token ends the session within a couple of seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whep_session_belongs_to_its_token_and_ends_with_it() {
+    let server = Server::start(&["--size", "640x360"]);
+    let dir = server.state_dir.display().to_string();
+    let (ok, other, err) = rtcam_command(&["token", "create", "other", "--state-dir", &dir], "");
+    assert!(ok, "{err}");
+    let mut client = Client::new();
+    let location = whep_connect(&server, &mut client).await;
+    let as_other = |method: &'static str, ct: Option<&'static str>, body: &'static [u8]| {
+        let auth = format!("Bearer {}", other.trim());
+        let location = location.clone();
+        let http = server.http;
+        async move {
+            let mut headers = vec![("Authorization", auth.as_str())];
+            if let Some(ct) = ct {
+                headers.push(("Content-Type", ct));
+            }
+            https_raw(http, method, &location, &headers, body).await
+        }
+    };
+    let frag: &'static [u8] =
+        b"a=ice-ufrag:x\r\na=ice-pwd:y\r\na=candidate:1 1 udp 1 10.1.1.1 5 typ host\r\n";
+    let r = as_other("PATCH", Some("application/trickle-ice-sdpfrag"), frag).await;
+    assert_eq!(r.status, 404, "{r:?}");
+    let r = as_other("DELETE", None, b"").await;
+    assert_eq!(r.status, 404, "{r:?}");
+    assert_eq!(server.status().await["viewers"], 1, "still there");
+
+    let watching =
+        std::thread::spawn(move || client.run(usize::MAX, Duration::from_secs(20), false));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (ok, _, err) = rtcam_command(&["token", "revoke", "tests", "--state-dir", &dir], "");
+    assert!(ok, "{err}");
+    let revoked = std::time::Instant::now();
+    while server.status_with(&other).await["viewers"] != 0 {
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "session ended {:?} after its token was revoked",
+        revoked.elapsed()
+    );
+    assert!(
+        server.log_shows("token 'tests' was revoked"),
+        "{}",
+        server.log()
+    );
+    assert!(
+        server.log_shows("its token was revoked"),
+        "{}",
+        server.log()
+    );
+    let report = watching.join().unwrap();
+    assert!(report.frames > 0, "it was watching: {report:?}");
+}

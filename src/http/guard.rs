@@ -56,14 +56,23 @@ impl AuthState {
     }
 
     pub fn bearer_ok(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = headers
+        self.bearer_name(headers).is_some()
+    }
+
+    /// The name of the valid token a request carries.
+    pub fn bearer_name(&self, headers: &HeaderMap) -> Option<String> {
+        let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token)
-        else {
-            return false;
-        };
-        lock(&self.tokens).check(token).is_some()
+            .and_then(bearer_token)?;
+        lock(&self.tokens).check(token)
+    }
+
+    /// Whether a token of this name is still valid (not revoked).
+    pub fn token_named(&self, name: &str) -> bool {
+        lock(&self.tokens)
+            .names()
+            .is_ok_and(|names| names.iter().any(|n| n == name))
     }
 }
 

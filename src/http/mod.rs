@@ -53,6 +53,8 @@ pub struct AppState {
     pub source: tokio::sync::watch::Receiver<crate::capture::SourceInfo>,
     /// The encoders running now.
     pub encoders: crate::encode::pool::StatusBoard,
+    /// Which token made each WHEP session.
+    pub whep: Arc<whep::Owners>,
 }
 
 pub fn router(state: AppState) -> Router {

@@ -7,12 +7,30 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Duration;
 
 use super::AppState;
-use super::guard::Peer;
+use super::guard::{Peer, lock};
 use crate::rtc::{EndReason, RtcCallError, SessionError, ViewerId};
 use crate::signal::parse_sdpfrag;
+
+/// Which token made each WHEP session: only it may PATCH or DELETE the
+/// session, and revoking it ends the session. `None` for a session made
+/// without one (`--trust-loopback`).
+#[derive(Default)]
+pub struct Owners(Mutex<HashMap<ViewerId, Option<String>>>);
+
+impl Owners {
+    fn owner(&self, id: ViewerId) -> Option<Option<String>> {
+        lock(&self.0).get(&id).cloned()
+    }
+}
+
+/// How often a WHEP session's token is looked at again.
+const REVOCATION_CHECK: Duration = Duration::from_secs(1);
 
 const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
@@ -33,9 +51,12 @@ pub async fn create(
         return problem(StatusCode::BAD_REQUEST, "the SDP offer is not UTF-8 text");
     };
     let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    let owner = state.auth.bearer_name(&headers);
     match state.rtc.add_viewer(offer.to_string(), from).await {
         Ok(ticket) => {
             let location = format!("/whep/{}", ticket.id);
+            lock(&state.whep.0).insert(ticket.id, owner.clone());
+            tokio::spawn(watch_session(state.clone(), ticket.id, owner, ticket.ended));
             (
                 StatusCode::CREATED,
                 [
@@ -53,14 +74,51 @@ pub async fn create(
     }
 }
 
+/// Until the session ends: revoking its token ends it. Then it is
+/// forgotten.
+async fn watch_session(
+    state: AppState,
+    id: ViewerId,
+    owner: Option<String>,
+    mut ended: tokio::sync::oneshot::Receiver<EndReason>,
+) {
+    loop {
+        tokio::select! {
+            _ = &mut ended => break,
+            _ = tokio::time::sleep(REVOCATION_CHECK), if owner.is_some() => {
+                if let Some(name) = &owner
+                    && !state.auth.token_named(name)
+                {
+                    tracing::info!("token '{name}' was revoked: ending its WHEP session {id}");
+                    let _ = state.rtc.end(id, EndReason::Revoked).await;
+                    break;
+                }
+            }
+        }
+    }
+    lock(&state.whep.0).remove(&id);
+}
+
+/// The session `id`, when the request comes from the token that made it;
+/// `None` (answered like a session that does not exist) otherwise.
+fn own_session(state: &AppState, headers: &HeaderMap, id: &str) -> Option<ViewerId> {
+    let id = id.parse::<ViewerId>().ok()?;
+    let owner = state.whep.owner(id)?;
+    (owner == state.auth.bearer_name(headers)).then_some(id)
+}
+
+fn no_such_session() -> Response {
+    problem(StatusCode::NOT_FOUND, "no such WHEP session")
+}
+
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let Ok(id) = id.parse::<ViewerId>() else {
-        return problem(StatusCode::NOT_FOUND, "no such WHEP session");
+    let Some(id) = own_session(&state, &headers, &id) else {
+        return no_such_session();
     };
     if !content_type_is(&headers, SDPFRAG) {
         return problem(
@@ -95,9 +153,13 @@ pub async fn patch(
 /// The most candidates one trickle PATCH may carry.
 const MAX_PER_PATCH: usize = 16;
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Response {
-    let Ok(id) = id.parse::<ViewerId>() else {
-        return problem(StatusCode::NOT_FOUND, "no such WHEP session");
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let Some(id) = own_session(&state, &headers, &id) else {
+        return no_such_session();
     };
     match state.rtc.end(id, EndReason::HangUp).await {
         Ok(()) => StatusCode::OK.into_response(),

@@ -40,6 +40,8 @@ pub enum EndReason {
     Idle,
     PeerClosed,
     Shutdown,
+    /// The token it was admitted with was revoked.
+    Revoked,
     Failed(String),
 }
 
@@ -52,6 +54,7 @@ impl fmt::Display for EndReason {
             EndReason::Idle => f.write_str("viewer went silent"),
             EndReason::PeerClosed => f.write_str("viewer closed the connection"),
             EndReason::Shutdown => f.write_str("the camera is shutting down"),
+            EndReason::Revoked => f.write_str("its token was revoked"),
             EndReason::Failed(why) => write!(f, "session failed: {why}"),
         }
     }

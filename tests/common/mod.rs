@@ -247,6 +247,20 @@ impl Server {
         serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
     }
 
+    /// `/api/status` with another bearer token.
+    pub async fn status_with(&self, token: &str) -> serde_json::Value {
+        let auth = format!("Bearer {}", token.trim());
+        let r = https_raw(
+            self.http,
+            "GET",
+            "/api/status",
+            &[("Authorization", &auth)],
+            b"",
+        )
+        .await;
+        serde_json::from_str(&r.body).unwrap_or(serde_json::Value::Null)
+    }
+
     pub fn log(&self) -> String {
         match &self.log_file {
             None => self.log.lock().unwrap().clone(),
