@@ -992,13 +992,17 @@ impl Drop for RpicamSource {
     /// Stops the child and reaps it: no zombie, and no orphan holding the
     /// camera (which would make the next open fail with "device busy").
     fn drop(&mut self) {
-        self.stdout = None;
+        // SIGTERM first, with the pipe still open: closing it first would
+        // race the signal (the child's next write fails with EPIPE and it
+        // exits as if rtcam had crashed). A write it is blocked in is
+        // interrupted by the signal either way.
         if self.exit.is_none() {
             stop_group(&mut self.child);
         } else {
             // The leader is gone; anything it left in its group goes too.
             signal_group(&self.child, libc::SIGKILL);
         }
+        self.stdout = None;
         // The stderr thread ends at EOF; it is not joined, so a stray
         // holder of the pipe cannot hang the caller.
         self.stderr_thread = None;
