@@ -110,3 +110,72 @@ async fn closing_the_socket_ends_the_call() {
     }
     assert_eq!(viewers, 0);
 }
+
+/// A signaling socket lives only as long as its login: after logout it is
+/// told so and closed (it used to go on working).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_ends_with_its_login() {
+    let server = Server::start(&["--size", "640x360"]);
+    let cookie = server.login().await;
+    let origin = format!("https://localhost:{}", server.http.port());
+    let mut ws = ws_connect_with(server.http, &[("Cookie", &cookie), ("Origin", &origin)])
+        .await
+        .expect("websocket handshake");
+    let r = https_raw(server.http, "POST", "/logout", &[("Cookie", &cookie)], b"").await;
+    assert_eq!(r.status, 204, "{r:?}");
+    let t = std::time::Instant::now();
+    let msg = next_json(&mut ws).await;
+    assert_eq!(msg["type"], "error", "{msg}");
+    assert!(
+        msg["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("log in again"),
+        "{msg}"
+    );
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match ws.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the socket closes");
+    eprintln!("closed {:?} after logout", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(3));
+}
+
+/// WebSockets count against the connection limits for their whole life: 200
+/// from one address get its share (32) and the rest are refused, while
+/// another address is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_websockets_hold_only_their_share() {
+    let server = Server::start(&["--size", "640x360"]);
+    let cookie = server.login().await;
+    let origin = format!("https://localhost:{}", server.http.port());
+    let mut open = Vec::new();
+    let mut refused = 0;
+    for _ in 0..200 {
+        let tls = tls_connect_from(server.http, Some(std::net::IpAddr::from([127, 0, 3, 9]))).await;
+        match ws_over(
+            tls,
+            server.http,
+            &[("Cookie", &cookie), ("Origin", &origin)],
+        )
+        .await
+        {
+            Ok(ws) => open.push(ws),
+            Err(_) => refused += 1,
+        }
+    }
+    eprintln!(
+        "200 idle websockets from one address: {} open, {refused} refused",
+        open.len()
+    );
+    assert!(open.len() <= 32, "{} open", open.len());
+    assert!(refused >= 168);
+    let r = https_raw(server.http, "GET", "/login", &[], b"").await;
+    assert_eq!(r.status, 200, "another address is served: {r:?}");
+}

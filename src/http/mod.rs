@@ -171,11 +171,11 @@ pub async fn serve(
                 continue;
             }
         };
-        let conn = Conn {
+        let conn = Arc::new(Conn {
             id,
             peer,
             table: table.clone(),
-        };
+        });
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             tokio::select! {
@@ -189,11 +189,31 @@ pub async fn serve(
 /// The connection table, shared by the accept loop and the connections.
 type Table = Arc<Mutex<Connections<oneshot::Sender<()>>>>;
 
-/// One admitted connection; leaves the table when dropped.
-struct Conn {
+/// One admitted connection; leaves the table when the last holder drops
+/// it: the connection's task, or the WebSocket it was upgraded to.
+pub struct Conn {
     id: ConnId,
     peer: std::net::SocketAddr,
     table: Table,
+}
+
+/// A WebSocket's hold on the connection it came from: counted in the
+/// table (its address's share included) and never displaced, for as long
+/// as the socket lives.
+pub struct Lease(Arc<Conn>);
+
+impl Lease {
+    /// Takes the connection a request came on.
+    pub fn take(conn: &Arc<Conn>) -> Lease {
+        guard::lock(&conn.table).request_started(conn.id);
+        Lease(conn.clone())
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        guard::lock(&self.0.table).request_ended(self.0.id, Instant::now());
+    }
 }
 
 impl Drop for Conn {
@@ -203,7 +223,12 @@ impl Drop for Conn {
 }
 
 impl Conn {
-    async fn serve(self, tcp: tokio::net::TcpStream, acceptor: TlsAcceptor, app: Router) {
+    async fn serve(
+        self: Arc<Self>,
+        tcp: tokio::net::TcpStream,
+        acceptor: TlsAcceptor,
+        app: Router,
+    ) {
         let peer = self.peer;
         // One deadline for the first byte and the whole handshake.
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
@@ -224,11 +249,13 @@ impl Conn {
         };
         let (started, ended) = (self.table.clone(), self.table.clone());
         let id = self.id;
+        let lease = self.clone();
         let app = tower::ServiceExt::map_request(
             app,
             move |mut req: hyper::Request<hyper::body::Incoming>| {
                 guard::lock(&started).request_started(id);
                 req.extensions_mut().insert(guard::Peer(peer));
+                req.extensions_mut().insert(lease.clone());
                 req
             },
         );

@@ -8,10 +8,13 @@ use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use super::AppState;
-use super::guard::Peer;
+use axum::http::HeaderMap;
+
+use super::guard::{Peer, lock, session_cookie};
+use super::{AppState, Conn, Lease};
 use crate::rtc::{EndReason, ViewerId};
 use crate::signal::{Action, MAX_MESSAGE_BYTES, RateLimit, ServerMessage, Signaling};
 
@@ -19,28 +22,73 @@ use crate::signal::{Action, MAX_MESSAGE_BYTES, RateLimit, ServerMessage, Signali
 /// handful per call (offer, a few candidates, hang-up).
 const MESSAGES_PER_SECOND: u32 = 50;
 
+/// How often a quiet socket is pinged, and how long it may stay silent
+/// (no message, no pong) before it is closed: a vanished browser must not
+/// hold a connection slot.
+const PING_EVERY: Duration = Duration::from_secs(15);
+const SILENT_FOR: Duration = Duration::from_secs(45);
+/// A send that does not complete in this time (a client that stopped
+/// reading) closes the socket.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the socket's login session is looked at again.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
+
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(state): State<AppState>,
     peer: Option<axum::Extension<Peer>>,
+    conn: Option<axum::Extension<Arc<Conn>>>,
+    headers: HeaderMap,
 ) -> Response {
     let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
+    // The socket counts against the connection limits for its whole life.
+    let lease = conn.map(|c| Lease::take(&c.0));
+    let login = session_cookie(&headers).map(str::to_owned);
     // Up to twice our limit reaches `Signaling`, which answers with a clear
     // error; beyond that tungstenite closes with 1009 (message too big).
     ws.max_message_size(2 * MAX_MESSAGE_BYTES)
         .max_frame_size(2 * MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| session(socket, state, from))
+        .on_upgrade(move |socket| async move {
+            let _lease = lease;
+            session(socket, state, from, login).await
+        })
 }
 
-async fn session(socket: WebSocket, state: AppState, from: IpAddr) {
-    let (mut tx, mut rx) = socket.split();
+async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option<String>) {
+    let (tx, mut rx) = socket.split();
+    let mut tx = TimedSink(tx);
     let mut signaling = Signaling::new();
     let mut rate = RateLimit::new(MESSAGES_PER_SECOND);
     // The live viewer and the notice of its end.
     let mut live: Option<(ViewerId, oneshot::Receiver<EndReason>)> = None;
+    let mut tick = tokio::time::interval(SESSION_CHECK);
+    let (mut heard, mut pinged) = (Instant::now(), Instant::now());
     loop {
         let actions = tokio::select! {
-            msg = rx.next() => match msg {
+            _ = tick.tick() => {
+                let now = Instant::now();
+                match Upkeep::of(&state, login.as_deref(), now, heard, pinged) {
+                    Upkeep::Fine => continue,
+                    Upkeep::Ping => {
+                        pinged = now;
+                        if !tx.send(Message::Ping(Default::default())).await {
+                            return close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                        }
+                        continue;
+                    }
+                    Upkeep::Silent => {
+                        tracing::debug!(%from, "signaling socket silent for {SILENT_FOR:?}: closing");
+                        return close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                    }
+                    Upkeep::LoggedOut => vec![
+                        Action::Send(ServerMessage::Error {
+                            message: "the login session ended: log in again".into(),
+                        }),
+                        Action::Close,
+                    ],
+                }
+            }
+            msg = rx.next() => { heard = Instant::now(); match msg {
                 Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow(Instant::now()) => {
                     tracing::warn!(%from, "signaling flood: more than {MESSAGES_PER_SECOND} messages/s; closing");
                     vec![
@@ -54,15 +102,13 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr) {
                 Some(Ok(Message::Binary(_))) => signaling.on_binary(),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 Some(Ok(Message::Close(_))) | None => {
-                    run(signaling.on_closed(), &mut signaling, &state, from, &mut live, &mut tx).await;
-                    return;
+                    return close(&mut signaling, &state, from, &mut live, &mut tx).await;
                 }
                 Some(Err(e)) => {
                     tracing::debug!("signaling socket error: {e}");
-                    run(signaling.on_closed(), &mut signaling, &state, from, &mut live, &mut tx).await;
-                    return;
+                    return close(&mut signaling, &state, from, &mut live, &mut tx).await;
                 }
-            },
+            }},
             reason = async {
                 match live.as_mut() {
                     Some((_, ended)) => ended.await.unwrap_or(EndReason::Shutdown),
@@ -74,33 +120,81 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr) {
             }
         };
         if !run(actions, &mut signaling, &state, from, &mut live, &mut tx).await {
-            run(
-                signaling.on_closed(),
-                &mut signaling,
-                &state,
-                from,
-                &mut live,
-                &mut tx,
-            )
-            .await;
-            let _ = tx.close().await;
+            close(&mut signaling, &state, from, &mut live, &mut tx).await;
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, tx.0.close()).await;
             return;
         }
     }
 }
 
+/// What the socket's regular look says.
+enum Upkeep {
+    Fine,
+    Ping,
+    Silent,
+    LoggedOut,
+}
+
+impl Upkeep {
+    fn of(
+        state: &AppState,
+        login: Option<&str>,
+        now: Instant,
+        heard: Instant,
+        pinged: Instant,
+    ) -> Self {
+        // A socket opened with a login ends with it (logout, expiry, a
+        // password change); one let in as trusted loopback has none.
+        if let Some(id) = login
+            && !lock(&state.auth.logins).check(id, now)
+        {
+            return Upkeep::LoggedOut;
+        }
+        if now.duration_since(heard) >= SILENT_FOR {
+            Upkeep::Silent
+        } else if now.duration_since(heard) >= PING_EVERY
+            && now.duration_since(pinged) >= PING_EVERY
+        {
+            Upkeep::Ping
+        } else {
+            Upkeep::Fine
+        }
+    }
+}
+
+/// The socket is done: its viewer ends with it.
+async fn close(
+    signaling: &mut Signaling,
+    state: &AppState,
+    from: IpAddr,
+    live: &mut Option<(ViewerId, oneshot::Receiver<EndReason>)>,
+    tx: &mut TimedSink,
+) {
+    run(signaling.on_closed(), signaling, state, from, live, tx).await;
+}
+
+/// The socket's sending half, every send bounded by [`WRITE_TIMEOUT`].
+struct TimedSink(futures_util::stream::SplitSink<WebSocket, Message>);
+
+impl TimedSink {
+    /// False when the send failed or the client stopped reading.
+    async fn send(&mut self, msg: Message) -> bool {
+        matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, self.0.send(msg)).await,
+            Ok(Ok(()))
+        )
+    }
+}
+
 /// Carries out actions (and the ones they lead to). False: close the socket.
-async fn run<S>(
+async fn run(
     mut actions: Vec<Action>,
     signaling: &mut Signaling,
     state: &AppState,
     from: IpAddr,
     live: &mut Option<(ViewerId, oneshot::Receiver<EndReason>)>,
-    tx: &mut S,
-) -> bool
-where
-    S: SinkExt<Message> + Unpin,
-{
+    tx: &mut TimedSink,
+) -> bool {
     let mut queue: std::collections::VecDeque<Action> = actions.drain(..).collect();
     while let Some(action) = queue.pop_front() {
         match action {
@@ -129,7 +223,7 @@ where
                 let _ = state.rtc.end(id, EndReason::HangUp).await;
             }
             Action::Send(msg) => {
-                if tx.send(Message::Text(msg.to_json().into())).await.is_err() {
+                if !tx.send(Message::Text(msg.to_json().into())).await {
                     return false;
                 }
             }

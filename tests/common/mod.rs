@@ -477,8 +477,17 @@ pub type Ws = tokio_tungstenite::WebSocketStream<TlsStream<TcpStream>>;
 
 /// A WebSocket to /ws with these extra headers; the HTTP status on refusal.
 pub async fn ws_connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    ws_over(tls_connect(addr).await, addr, headers).await
+}
+
+/// The WebSocket handshake on a TLS connection already made; `Err(status)`
+/// when refused (0 when the connection was closed instead).
+pub async fn ws_over(
+    tls: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+) -> Result<Ws, u16> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let tls = tls_connect(addr).await;
     let mut req = format!("wss://localhost:{}/ws", addr.port())
         .into_client_request()
         .unwrap();
@@ -491,6 +500,8 @@ pub async fn ws_connect_with(addr: SocketAddr, headers: &[(&str, &str)]) -> Resu
     match tokio_tungstenite::client_async(req, tls).await {
         Ok((ws, _)) => Ok(ws),
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(tokio_tungstenite::tungstenite::Error::Io(_))
+        | Err(tokio_tungstenite::tungstenite::Error::Protocol(_)) => Err(0),
         Err(e) => panic!("websocket: {e}"),
     }
 }
