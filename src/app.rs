@@ -254,9 +254,11 @@ async fn start_http(
     if config.trust_loopback {
         tracing::warn!("--trust-loopback: clients on loopback need no password");
     }
+    let auth = AuthState::new(&config.state_dir, config.trust_loopback);
+    tokio::spawn(auth.clone().end_logins_when_the_password_changes());
     let app = http::router(AppState {
         rtc: media.rtc.clone(),
-        auth: AuthState::new(&config.state_dir, config.trust_loopback),
+        auth,
         source: media.source.clone(),
         encoders: media.encoders.clone(),
         whep: Default::default(),

@@ -179,3 +179,43 @@ async fn idle_websockets_hold_only_their_share() {
     let r = https_raw(server.http, "GET", "/login", &[], b"").await;
     assert_eq!(r.status, 200, "another address is served: {r:?}");
 }
+
+/// `rtcam passwd` beside the running service ends every login: the old
+/// cookie is refused and an open signaling socket is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_every_login() {
+    let server = Server::start(&["--size", "640x360"]);
+    let cookie = server.login().await;
+    let origin = format!("https://localhost:{}", server.http.port());
+    let mut ws = ws_connect_with(server.http, &[("Cookie", &cookie), ("Origin", &origin)])
+        .await
+        .expect("websocket handshake");
+    let dir = server.state_dir.display().to_string();
+    let (ok, _, err) = rtcam_command(
+        &["passwd", "--password-stdin", "--state-dir", &dir],
+        "a brand new password\n",
+    );
+    assert!(ok, "{err}");
+    let msg = next_json(&mut ws).await;
+    assert!(
+        msg["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("log in again"),
+        "{msg}"
+    );
+    let r = https_raw(
+        server.http,
+        "GET",
+        "/api/status",
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .await;
+    assert_eq!(r.status, 401, "the old login is over");
+    assert!(
+        server.log_shows("the password changed: 1 login session(s) ended"),
+        "{}",
+        server.log()
+    );
+}

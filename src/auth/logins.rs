@@ -46,6 +46,13 @@ impl Logins {
     pub fn remove(&mut self, id: &str) {
         self.sessions.remove(&super::sha256_hex(id));
     }
+
+    /// Ends every session (the password changed); returns how many.
+    pub fn clear(&mut self) -> usize {
+        let n = self.sessions.len();
+        self.sessions.clear();
+        n
+    }
 }
 
 /// The session id in a `Cookie` header, if any.

@@ -35,6 +35,8 @@ pub struct AuthState {
 
 /// At most this many password checks at once.
 pub const PASSWORD_CHECKS: usize = 2;
+/// How often the password file is looked at for a change.
+const PASSWORD_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AuthState {
     pub fn new(state_dir: &std::path::Path, trust_loopback: bool) -> Arc<Self> {
@@ -46,6 +48,24 @@ impl AuthState {
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
             trust_loopback,
         })
+    }
+
+    /// Ends every login session when the password file changes (`rtcam
+    /// passwd`, run beside the service): whoever knew the old password is
+    /// out, and their open signaling sockets close within a second.
+    pub async fn end_logins_when_the_password_changes(self: Arc<Self>) {
+        let path = crate::auth::PasswordFile::path(&self.state_dir);
+        let stamp = || std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+        let mut seen = stamp();
+        loop {
+            tokio::time::sleep(PASSWORD_CHECK).await;
+            let now = stamp();
+            if now != seen {
+                seen = now;
+                let ended = lock(&self.logins).clear();
+                tracing::warn!("the password changed: {ended} login session(s) ended");
+            }
+        }
     }
 
     pub fn session_ok(&self, headers: &HeaderMap) -> bool {
