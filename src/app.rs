@@ -31,6 +31,9 @@ use crate::notify::Notifier;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask};
 use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 
+/// Encoder control messages in flight at most.
+const CONTROL_QUEUE: usize = 64;
+
 /// Runs the appliance until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -106,7 +109,9 @@ impl Media {
         let tap = Arc::new(FrameTap::new(board.clone()));
         let captured = Arc::new(AtomicU64::new(0));
         let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
-        let (control_tx, control_rx) = std_mpsc::channel::<EncoderControl>();
+        // Bounded: the rtc task never waits on it, and a flood of keyframe
+        // asks cannot grow it (the throttle would drop them anyway).
+        let (control_tx, control_rx) = std_mpsc::sync_channel::<EncoderControl>(CONTROL_QUEUE);
         let info = source
             .as_ref()
             .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());

@@ -190,7 +190,7 @@ pub struct RtcTask {
     pub frames: mpsc::Receiver<EncodedFrame>,
     /// Tells the encoders how many viewers each codec has and who needs a
     /// keyframe (they throttle).
-    pub encoders: std::sync::mpsc::Sender<EncoderControl>,
+    pub encoders: std::sync::mpsc::SyncSender<EncoderControl>,
     /// Frames the camera has delivered so far (the capture thread counts):
     /// with no viewer no encoder runs, yet the camera must be alive.
     pub captured: Arc<AtomicU64>,
@@ -304,9 +304,10 @@ impl RtcTask {
     fn report_demand(&self, last: &mut [usize; VideoCodec::ALL.len()]) {
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
             let n = self.sessions.viewers_of(codec);
-            if n != last[i] {
+            // Remembered only once sent: a full queue is tried again on
+            // the next turn, so the pool never misses a count.
+            if n != last[i] && self.encoders.try_send(EncoderControl::Viewers(codec, n)).is_ok() {
                 last[i] = n;
-                let _ = self.encoders.send(EncoderControl::Viewers(codec, n));
             }
         }
     }
@@ -409,7 +410,8 @@ impl RtcTask {
             match e {
                 SessionEvent::Connected(id) => tracing::info!(viewer = %id, "viewer connected"),
                 SessionEvent::KeyframeWanted(_, codec) => {
-                    let _ = self.encoders.send(EncoderControl::Keyframe(codec));
+                    // A full queue already holds asks; this one can go.
+                    let _ = self.encoders.try_send(EncoderControl::Keyframe(codec));
                 }
                 SessionEvent::Ended(id, reason) => {
                     if let Some(w) = watchers.remove(&id) {
