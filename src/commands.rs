@@ -1,5 +1,5 @@
-//! `rtcam passwd` and `rtcam token ...`: the owner's tools for the state
-//! dir. They print secrets only to the terminal that asked, never to a log.
+//! `rtcam passwd`, `rtcam token ...` and `rtcam board`: the owner's tools
+//! for the state dir and the board. They print secrets only to the terminal that asked, never to a log.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -13,7 +13,31 @@ pub fn run(command: Command, state_dir: &Path) -> anyhow::Result<()> {
     match command {
         Command::Passwd { password_stdin } => passwd(state_dir, password_stdin),
         Command::Token { action } => token(state_dir, action),
+        Command::Board { memory_max } => {
+            print!("{}", board_report(memory_max));
+            Ok(())
+        }
     }
+}
+
+/// The detected board profile, or with `memory_max` only its ceiling (the
+/// package's postinst puts it into a systemd drop-in as `MemoryMax=`).
+fn board_report(memory_max: bool) -> String {
+    let model = crate::board::read_model();
+    let (board, warning) = crate::board::detect(model.as_deref(), std::env::consts::ARCH);
+    if memory_max {
+        return board
+            .memory_max
+            .map(|m| format!("{m}\n"))
+            .unwrap_or_default();
+    }
+    format!(
+        "{} ({}){}\nmemory ceiling: {}\n",
+        board.name,
+        board.description,
+        warning.map(|w| format!("; {w}")).unwrap_or_default(),
+        board.memory_max.as_deref().unwrap_or("none")
+    )
 }
 
 fn passwd(state_dir: &Path, from_stdin: bool) -> anyhow::Result<()> {

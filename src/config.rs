@@ -116,6 +116,13 @@ pub enum Command {
         #[command(subcommand)]
         action: TokenAction,
     },
+    /// Show the board profile this machine gets
+    Board {
+        /// Print only the profile's memory ceiling (for systemd's
+        /// MemoryMax=; nothing when it has none)
+        #[arg(long)]
+        memory_max: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]

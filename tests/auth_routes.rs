@@ -354,3 +354,19 @@ fn an_open_state_dir_is_refused_not_chmodded() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `rtcam board` names the profile; `--memory-max` prints just its ceiling,
+/// which the package's postinst turns into systemd's MemoryMax=.
+#[test]
+fn the_board_command_gives_the_memory_ceiling() {
+    let (ok, out, err) = rtcam_command(&["board"], "");
+    assert!(ok && out.contains("memory ceiling"), "{out}{err}");
+    let (ok, out, err) = rtcam_command(&["board", "--memory-max"], "");
+    assert!(ok, "{err}");
+    let value = out.trim();
+    assert!(
+        value.is_empty()
+            || (value.ends_with('M') && value[..value.len() - 1].parse::<u32>().is_ok()),
+        "a systemd size: {out:?}"
+    );
+}

@@ -306,7 +306,12 @@ impl RtcTask {
             let n = self.sessions.viewers_of(codec);
             // Remembered only once sent: a full queue is tried again on
             // the next turn, so the pool never misses a count.
-            if n != last[i] && self.encoders.try_send(EncoderControl::Viewers(codec, n)).is_ok() {
+            if n != last[i]
+                && self
+                    .encoders
+                    .try_send(EncoderControl::Viewers(codec, n))
+                    .is_ok()
+            {
                 last[i] = n;
             }
         }
