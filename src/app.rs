@@ -40,8 +40,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     first_start_password(&config.state_dir)?;
     log_board(&config);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut media = Media::start(&config, shutdown_rx.clone()).await?;
-    let (server, http_addr) = start_http(&config, &media, shutdown_rx).await?;
+    // The HTTPS plane's sign of life, for the watchdog beside the media's.
+    let http_alive = Arc::new(AtomicU64::new(0));
+    let mut media = Media::start(&config, shutdown_rx.clone(), http_alive.clone()).await?;
+    let (mut server, http_addr) = start_http(&config, &media, shutdown_rx, http_alive).await?;
     tracing::info!(
         "listening on https://{http_addr}/ (media on udp {})",
         media.addr
@@ -52,6 +54,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         _ = wait_for_signal() => Ok(()),
         dead = media.failure() => Err(dead),
+        ended = &mut server => Err(match ended {
+            Err(e) if e.is_panic() => {
+                anyhow::anyhow!("the HTTPS server panicked: {}", panic_text(e.into_panic()))
+            }
+            _ => anyhow::anyhow!("the HTTPS server ended"),
+        }),
     };
     match &outcome {
         Ok(()) => tracing::info!("shutting down"),
@@ -81,7 +89,11 @@ struct Media {
 }
 
 impl Media {
-    async fn start(config: &Config, shutdown: watch::Receiver<bool>) -> anyhow::Result<Media> {
+    async fn start(
+        config: &Config,
+        shutdown: watch::Receiver<bool>,
+        http_alive: Arc<AtomicU64>,
+    ) -> anyhow::Result<Media> {
         let want = Want {
             width: config.size.width,
             height: config.size.height,
@@ -155,7 +167,7 @@ impl Media {
                 captured,
                 shutdown,
                 reply_from: Default::default(),
-                heartbeat: watchdog_heartbeat(),
+                heartbeat: watchdog_heartbeat(http_alive),
             }
             .run(),
         );
@@ -230,15 +242,27 @@ fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// The systemd watchdog, fed from the media loop while video flows.
-fn watchdog_heartbeat() -> Box<dyn FnMut(bool) + Send> {
+/// The systemd watchdog, fed from the media loop while video flows and
+/// the HTTPS plane's accept loop still turns (it ticks `http_alive`): a
+/// camera whose page is dead is restarted as surely as one whose video is.
+fn watchdog_heartbeat(http_alive: Arc<AtomicU64>) -> Box<dyn FnMut(bool) + Send> {
     let mut watchdog = Notifier::from_env();
+    let mut http_seen = (0u64, Instant::now());
     Box::new(move |flowing| {
-        if flowing {
-            watchdog.watchdog(Instant::now());
+        let now = Instant::now();
+        let ticks = http_alive.load(Ordering::Relaxed);
+        if ticks != http_seen.0 {
+            http_seen = (ticks, now);
+        }
+        if flowing && now.duration_since(http_seen.1) < HTTP_STALL_AFTER {
+            watchdog.watchdog(now);
         }
     })
 }
+
+/// How long the HTTPS plane may go without a tick before the watchdog
+/// starves (it ticks every `http::ALIVE_EVERY`).
+const HTTP_STALL_AFTER: Duration = Duration::from_secs(10);
 
 /// The control plane: TLS, the listener and the router, served until the
 /// shutdown signal.
@@ -246,6 +270,7 @@ async fn start_http(
     config: &Config,
     media: &Media,
     shutdown: watch::Receiver<bool>,
+    alive: Arc<AtomicU64>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
     let tls_config = tls::server_config(
         config.tls.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
@@ -268,7 +293,7 @@ async fn start_http(
         encoders: media.encoders.clone(),
         whep: Default::default(),
     });
-    let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown));
+    let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown, alive));
     Ok((server, http_addr))
 }
 

@@ -16,6 +16,7 @@ use super::slate::Slate;
 use super::supervise::{CameraState, Failure, Supervisor, Target};
 use super::{CaptureError, Delivery, Source, SourceInfo, SourceSpec, Want};
 use crate::frame::{CodedChunk, RawFrame};
+use crate::log_limit::{Throttle, more};
 
 /// How often the slate is sent while the camera is gone: enough for a new
 /// viewer's keyframe and a moving dot, little work for the encoders.
@@ -215,31 +216,23 @@ impl Capture {
     }
 }
 
-/// Rate-limited trouble: the first line of a kind at once, then at most one
-/// every [`LOG_EVERY`] with how many were held back.
+/// Rate-limited trouble: a new kind of line at once, the same kind again
+/// at most once every [`LOG_EVERY`] with how many were held back.
 #[derive(Default)]
 struct Problem {
-    last: Option<(String, Instant)>,
-    held: u64,
+    last: Option<(String, Throttle)>,
 }
 
 impl Problem {
     fn log(&mut self, line: String) {
         let now = Instant::now();
         let kind = line.split(':').take(2).collect::<Vec<_>>().join(":");
-        match &self.last {
-            Some((k, at)) if *k == kind && now.duration_since(*at) < LOG_EVERY => {
-                self.held += 1;
-            }
-            _ => {
-                if self.held > 0 {
-                    tracing::warn!("{line} ({} more like it)", self.held);
-                } else {
-                    tracing::warn!("{line}");
-                }
-                self.held = 0;
-                self.last = Some((kind, now));
-            }
+        let throttle = match &mut self.last {
+            Some((k, t)) if *k == kind => t,
+            slot => &mut slot.insert((kind, Throttle::new(LOG_EVERY))).1,
+        };
+        if let Some(held) = throttle.allow(now) {
+            tracing::warn!("{line}{}", more(held));
         }
     }
 }

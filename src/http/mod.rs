@@ -40,6 +40,8 @@ const MAX_CONNECTIONS: usize = 128;
 /// Connections one address may hold at once (a page uses a few, plus one
 /// WebSocket); beyond it, its own idlest connection makes room.
 const MAX_PER_ADDRESS: usize = 32;
+/// How often the accept loop says it is alive (the watchdog listens).
+pub const ALIVE_EVERY: Duration = Duration::from_secs(2);
 /// The least time between two log lines of one kind a client can cause.
 const LOG_EVERY: Duration = Duration::from_secs(10);
 /// How long a request (headers, body, handler) may take: slow clients get 408.
@@ -120,7 +122,9 @@ pub async fn serve(
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     mut shutdown: watch::Receiver<bool>,
+    alive: Arc<std::sync::atomic::AtomicU64>,
 ) {
+    let mut tick = tokio::time::interval(ALIVE_EVERY);
     let acceptor = TlsAcceptor::from(tls);
     let table: Table = Arc::new(Mutex::new(Connections::new(
         MAX_CONNECTIONS,
@@ -133,6 +137,10 @@ pub async fn serve(
     loop {
         let (tcp, peer) = tokio::select! {
             _ = shutdown.changed() => return,
+            _ = tick.tick() => {
+                alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
