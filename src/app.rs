@@ -79,6 +79,8 @@ struct Media {
     rtc: RtcHandle,
     source: watch::Receiver<SourceInfo>,
     encoders: StatusBoard,
+    /// Frames the capture delivered (the watchdog's and `/metrics`').
+    captured: Arc<AtomicU64>,
     addr: std::net::SocketAddr,
     /// Taken once it has ended.
     rtc_task: Option<tokio::task::JoinHandle<()>>,
@@ -164,7 +166,7 @@ impl Media {
                 commands: cmd_rx,
                 frames: frames_rx,
                 encoders: control_tx,
-                captured,
+                captured: captured.clone(),
                 shutdown,
                 reply_from: Default::default(),
                 heartbeat: watchdog_heartbeat(http_alive),
@@ -175,6 +177,7 @@ impl Media {
             rtc: RtcHandle::new(cmd_tx),
             source: source_rx,
             encoders: board,
+            captured,
             addr,
             rtc_task: Some(rtc_task),
             capture,
@@ -285,6 +288,7 @@ async fn start_http(
         tracing::warn!("--trust-loopback: clients on loopback need no password");
     }
     let auth = AuthState::new(&config.state_dir, config.trust_loopback);
+    let limits = Arc::new(http::metrics::LimitHits::default());
     tokio::spawn(auth.clone().end_logins_when_the_password_changes());
     let app = http::router(AppState {
         rtc: media.rtc.clone(),
@@ -292,8 +296,12 @@ async fn start_http(
         source: media.source.clone(),
         encoders: media.encoders.clone(),
         whep: Default::default(),
+        captured: media.captured.clone(),
+        limits: limits.clone(),
     });
-    let server = tokio::spawn(http::serve(listener, tls_config, app, shutdown, alive));
+    let server = tokio::spawn(http::serve(
+        listener, tls_config, app, shutdown, alive, limits,
+    ));
     Ok((server, http_addr))
 }
 

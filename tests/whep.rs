@@ -237,3 +237,50 @@ async fn a_whep_session_belongs_to_its_token_and_ends_with_it() {
     let report = watching.join().unwrap();
     assert!(report.frames > 0, "it was watching: {report:?}");
 }
+
+/// `/metrics` (bearer token) in the Prometheus text format: the appliance's
+/// counters, and per viewer its link as str0m reports it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_report_the_appliance_and_each_viewers_link() {
+    let server = Server::start(&["--size", "640x360"]);
+    let r = https_raw(server.http, "GET", "/metrics", &[], b"").await;
+    assert_eq!(r.status, 401, "not without credentials");
+    let mut client = Client::new();
+    whep_connect(&server, &mut client).await;
+    let watching = std::thread::spawn(move || client.run(90, Duration::from_secs(20), false));
+    let until = std::time::Instant::now() + Duration::from_secs(15);
+    let text = loop {
+        let r = server.https("GET", "/metrics", None, b"").await;
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/plain; version=0.0.4"))
+        );
+        if r.body.contains("rtcam_viewer_sent_bytes_total{")
+            && r.body.contains("rtcam_viewer_rtt_seconds{")
+        {
+            break r.body;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no per-viewer link stats:\n{}",
+            r.body
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    for family in [
+        "rtcam_viewers 1",
+        "# TYPE rtcam_frames_captured_total counter",
+        "rtcam_encoder_bitrate_kbps{codec=\"H.264\"",
+        "rtcam_camera_up{",
+        "rtcam_limit_hits_total{kind=\"connection_refused\"} 0",
+    ] {
+        assert!(text.contains(family), "missing {family}:\n{text}");
+    }
+    // Every line is a comment or `name{labels} value` with a number.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or("");
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    let _ = watching.join();
+}

@@ -134,6 +134,7 @@ pub fn classify(method: &Method, path: &str) -> Class {
         "/login" if method == Method::GET || method == Method::POST => Class::Public,
         "/login.js" | "/style.css" | "/favicon.ico" => Class::Public,
         "/ws" => Class::WebSocket,
+        "/metrics" => Class::Api,
         "/whep" => Class::Whep,
         p if p.starts_with("/whep/") => Class::Whep,
         p if p.starts_with("/api/") => Class::Api,

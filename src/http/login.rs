@@ -40,6 +40,7 @@ pub async fn login(
     }
     if let Err(wait) = lock(&auth.backoff).begin(ip, Instant::now()) {
         // Round up: a client that waits as told must find the door open.
+        super::metrics::LimitHits::hit(&state.limits.logins_throttled);
         let secs = (wait.as_millis().div_ceil(1000) as u64).max(1);
         tracing::warn!("login from {ip} refused: throttled for {secs} s after failures");
         return (
@@ -55,6 +56,7 @@ pub async fn login(
     )
     .await
     else {
+        super::metrics::LimitHits::hit(&state.limits.logins_busy);
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, "2")],

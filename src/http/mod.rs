@@ -9,6 +9,7 @@ pub mod assets;
 pub mod conns;
 pub mod guard;
 pub mod login;
+pub mod metrics;
 pub mod tls;
 pub mod whep;
 pub mod ws;
@@ -57,6 +58,10 @@ pub struct AppState {
     pub encoders: crate::encode::pool::StatusBoard,
     /// Which token made each WHEP session.
     pub whep: Arc<whep::Owners>,
+    /// Frames the capture delivered (for `/metrics`).
+    pub captured: Arc<std::sync::atomic::AtomicU64>,
+    /// Limits hit, by kind (for `/metrics`).
+    pub limits: Arc<metrics::LimitHits>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -68,6 +73,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(whep::patch).delete(whep::delete),
         )
         .route("/api/status", get(status))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/login",
             get(|| async { assets::serve("/login") }).post(login::login),
@@ -123,6 +129,7 @@ pub async fn serve(
     app: Router,
     mut shutdown: watch::Receiver<bool>,
     alive: Arc<std::sync::atomic::AtomicU64>,
+    limits: Arc<metrics::LimitHits>,
 ) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
     let acceptor = TlsAcceptor::from(tls);
@@ -159,11 +166,13 @@ pub async fn serve(
         let id = match admission {
             Admission::In { id, evicted } => {
                 for conn in evicted {
+                    metrics::LimitHits::hit(&limits.connections_displaced);
                     let _ = conn.send(());
                 }
                 id
             }
             Admission::Refused(why) => {
+                metrics::LimitHits::hit(&limits.connections_refused);
                 if let Some(held) = refused_log.allow(Instant::now()) {
                     let why = match why {
                         Refusal::Full => format!("all {MAX_CONNECTIONS} connections are busy"),

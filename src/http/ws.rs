@@ -91,6 +91,7 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option
             msg = rx.next() => { heard = Instant::now(); match msg {
                 Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow(Instant::now()) => {
                     tracing::warn!(%from, "signaling flood: more than {MESSAGES_PER_SECOND} messages/s; closing");
+                    super::metrics::LimitHits::hit(&state.limits.signaling_floods);
                     vec![
                         Action::Send(ServerMessage::Error {
                             message: format!("too many messages (limit {MESSAGES_PER_SECOND} per second)"),

@@ -42,6 +42,13 @@ pub enum Command {
 pub struct RtcStats {
     pub viewers: usize,
     pub frames_in: u64,
+    /// Each viewer's link (not in `/api/status`: `/metrics` has it).
+    #[serde(skip)]
+    pub links: Vec<(
+        ViewerId,
+        Option<crate::frame::VideoCodec>,
+        viewer::ViewerStats,
+    )>,
 }
 
 /// A viewer as the control plane holds it.

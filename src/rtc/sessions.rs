@@ -18,7 +18,7 @@ use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use thiserror::Error;
 
-use super::viewer::{EndReason, Viewer, ViewerId};
+use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
@@ -148,6 +148,14 @@ impl Sessions {
     }
 
     /// Frames sent to a viewer so far, for stats and tests.
+    /// Every viewer's link, as str0m last reported it.
+    pub fn viewer_stats(&self) -> Vec<(ViewerId, Option<VideoCodec>, ViewerStats)> {
+        self.viewers
+            .iter()
+            .map(|v| (v.id, v.codec, v.stats.clone()))
+            .collect()
+    }
+
     pub fn frames_sent(&self, id: ViewerId) -> Option<u64> {
         self.viewer(id).map(|v| v.frames_sent)
     }
@@ -170,7 +178,10 @@ impl Sessions {
         let offered = offered_video_codecs(offer);
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
-        let mut cfg = Rtc::builder().set_ice_lite(true).clear_codecs();
+        let mut cfg = Rtc::builder()
+            .set_ice_lite(true)
+            .set_stats_interval(Some(STATS_EVERY))
+            .clear_codecs();
         for params in &self.config.codecs {
             match *params {
                 SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
@@ -542,6 +553,18 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         Event::Closed => {
             v.ending.get_or_insert(EndReason::PeerClosed);
         }
+        Event::MediaEgressStats(s) => {
+            let st = &mut v.stats;
+            (st.nacks, st.plis, st.firs, st.bytes_sent) = (s.nacks, s.plis, s.firs, s.bytes);
+            st.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0).or(st.rtt_ms);
+            st.loss = s.loss.or(st.loss);
+        }
+        Event::PeerStats(s) => {
+            v.stats.bwe_kbps = s.bwe_tx.map(|b| (b.as_f64() / 1000.0) as u64);
+            if v.stats.rtt_ms.is_none() {
+                v.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+            }
+        }
         _ => {}
     }
 }
@@ -573,6 +596,9 @@ fn bind_codec(
             .map(|p| (want.codec(), p.pt()))
     })
 }
+
+/// How often str0m reports each viewer's link (`/metrics`).
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The most remote candidates one viewer may send, whether str0m takes them
 /// or they are ignored (mDNS, TCP).

@@ -398,6 +398,7 @@ impl RtcTask {
                 let _ = reply.send(RtcStats {
                     viewers: self.sessions.len(),
                     frames_in,
+                    links: self.sessions.viewer_stats(),
                 });
             }
         }

@@ -60,6 +60,24 @@ impl fmt::Display for EndReason {
     }
 }
 
+/// How a viewer's link is doing, from str0m's stats (once a second): its
+/// receiver reports and our own view of the path.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ViewerStats {
+    /// Round-trip time, from RTCP receiver reports.
+    pub rtt_ms: Option<f64>,
+    /// Fraction of packets the viewer reported lost (0..1), last interval.
+    pub loss: Option<f32>,
+    /// NACKs, PLIs and FIRs the viewer sent so far.
+    pub nacks: u64,
+    pub plis: u64,
+    pub firs: u64,
+    /// Bytes sent to it so far (retransmissions included).
+    pub bytes_sent: u64,
+    /// The bandwidth estimate towards it, when estimation runs.
+    pub bwe_kbps: Option<u64>,
+}
+
 pub struct Viewer {
     pub id: ViewerId,
     /// The address that signaled this viewer (for per-address limits).
@@ -80,6 +98,7 @@ pub struct Viewer {
     pub frames_sent: u64,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
+    pub stats: ViewerStats,
     pub ending: Option<EndReason>,
 }
 
@@ -99,6 +118,7 @@ impl Viewer {
             next_timeout: now,
             frames_sent: 0,
             remote_candidates: 0,
+            stats: ViewerStats::default(),
             ending: None,
         }
     }
