@@ -111,16 +111,22 @@ async fn closing_the_socket_ends_the_call() {
     assert_eq!(viewers, 0);
 }
 
+/// A login, and a signaling socket opened with it.
+async fn logged_in_socket(server: &Server) -> (String, Ws) {
+    let cookie = server.login().await;
+    let origin = format!("https://localhost:{}", server.http.port());
+    let ws = ws_connect_with(server.http, &[("Cookie", &cookie), ("Origin", &origin)])
+        .await
+        .expect("websocket handshake");
+    (cookie, ws)
+}
+
 /// A signaling socket lives only as long as its login: after logout it is
 /// told so and closed (it used to go on working).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_ends_with_its_login() {
     let server = Server::start(&["--size", "640x360"]);
-    let cookie = server.login().await;
-    let origin = format!("https://localhost:{}", server.http.port());
-    let mut ws = ws_connect_with(server.http, &[("Cookie", &cookie), ("Origin", &origin)])
-        .await
-        .expect("websocket handshake");
+    let (cookie, mut ws) = logged_in_socket(&server).await;
     let r = https_raw(server.http, "POST", "/logout", &[("Cookie", &cookie)], b"").await;
     assert_eq!(r.status, 204, "{r:?}");
     let t = std::time::Instant::now();
@@ -185,11 +191,7 @@ async fn idle_websockets_hold_only_their_share() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_password_change_ends_every_login() {
     let server = Server::start(&["--size", "640x360"]);
-    let cookie = server.login().await;
-    let origin = format!("https://localhost:{}", server.http.port());
-    let mut ws = ws_connect_with(server.http, &[("Cookie", &cookie), ("Origin", &origin)])
-        .await
-        .expect("websocket handshake");
+    let (cookie, mut ws) = logged_in_socket(&server).await;
     let dir = server.state_dir.display().to_string();
     let (ok, _, err) = rtcam_command(
         &["passwd", "--password-stdin", "--state-dir", &dir],
