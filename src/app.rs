@@ -196,7 +196,7 @@ impl Media {
                 return anyhow::anyhow!("the media task is gone");
             };
             tokio::select! {
-                ended = task => {
+                ended = &mut *task => {
                     self.rtc_task = None;
                     return match ended {
                         Err(e) if e.is_panic() => {
@@ -206,6 +206,11 @@ impl Media {
                     };
                 }
                 _ = tick.tick() => {
+                    // A dead media task takes the pool with it: name the
+                    // cause, which the other branch reports next turn.
+                    if task.is_finished() {
+                        continue;
+                    }
                     if self.capture.is_finished() {
                         return anyhow::anyhow!("the capture thread ended");
                     }

@@ -85,6 +85,7 @@ async fn a_media_task_panic_makes_the_process_exit_non_zero() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let status = server.exit_status().expect("exited");
+    eprintln!("exit status: {status:?}");
     assert!(!status.success(), "exit status {status}");
     assert!(
         server.log_shows("the media task panicked: injected fault: media-task-panic"),
