@@ -71,6 +71,8 @@ impl Capture {
             None => self.report_lost(&sup, None),
         }
         let mut buffers = Buffers::default();
+        // For a camera that came back at another size (`read`).
+        let mut spare = RawFrame::black(self.size.0, self.size.1);
         let mut slate = Slate::new(self.size.0, self.size.1);
         let mut next_slate = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
@@ -98,7 +100,7 @@ impl Capture {
             if self.sink.take_keyframe_request() {
                 s.request_keyframe();
             }
-            match self.read(s, &mut buffers, &mut problem) {
+            match self.read(s, &mut buffers, &mut problem, &mut spare) {
                 Ok(()) => {}
                 Err(e) => {
                     problem.log(format!("capture: {e}; looking for the camera again"));
@@ -117,6 +119,7 @@ impl Capture {
         source: &mut Source,
         buffers: &mut Buffers,
         problem: &mut Problem,
+        spare: &mut RawFrame,
     ) -> Result<(), CaptureError> {
         let mut frame = buffers.take(self.size);
         let Some(raw) = Arc::get_mut(&mut frame) else {
@@ -132,10 +135,10 @@ impl Capture {
         match delivery {
             Delivery::Picture => {
                 if (raw.width, raw.height) != self.size {
-                    let mut fitted = RawFrame::black(self.size.0, self.size.1);
-                    raw.scale_into(&mut fitted, self.size.0, self.size.1);
-                    (fitted.captured, fitted.stamp_ms) = (raw.captured, raw.stamp_ms);
-                    *raw = fitted;
+                    // Scaled into the spare, which then takes the camera's
+                    // buffer for next time: no allocation per frame.
+                    raw.scale_into(spare, self.size.0, self.size.1);
+                    std::mem::swap(raw, spare);
                 }
                 self.deliver(frame, buffers);
             }

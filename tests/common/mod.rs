@@ -306,12 +306,35 @@ impl Server {
 
     /// The most memory rtcam has held so far (VmHWM, KiB), when it runs here.
     pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmHWM:")
+    }
+
+    /// The memory rtcam holds now (VmRSS, KiB).
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.proc_status_kib("VmRSS:")
+    }
+
+    fn proc_status_kib(&self, field: &str) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// CPU time rtcam has used so far (user + system), from /proc.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let pid = self.child.as_ref()?.id();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces) are split.
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks: u64 =
+            fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Some(Duration::from_millis(ticks * 1000 / hz))
     }
 
     /// How rtcam exited, once it has.
@@ -576,8 +599,14 @@ impl Picture {
 }
 
 /// When `Client::run_until` stops.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum Until {
+    /// While `stop` is false, counting frames into `frames` without
+    /// decoding them (a light viewer, for benchmarks with many).
+    Counted {
+        stop: Arc<std::sync::atomic::AtomicBool>,
+        frames: Arc<std::sync::atomic::AtomicU64>,
+    },
     /// This many frames carried a valid timestamp stripe.
     Stamped(usize),
     /// This many frames decoded (for sources without a stripe).
@@ -655,6 +684,11 @@ impl Client {
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                             return report;
                         }
+                        Event::MediaData(_) if matches!(until, Until::Counted { .. }) => {
+                            if let Until::Counted { frames, .. } = &until {
+                                frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            }
+                        }
                         Event::MediaData(m) => {
                             report.frames += 1;
                             report.first_frame_after.get_or_insert(start.elapsed());
@@ -685,9 +719,10 @@ impl Client {
                     Err(e) => panic!("client rtc failed: {e}"),
                 }
             };
-            let done = match until {
-                Until::Stamped(n) => report.stamped >= n,
-                Until::Decoded(n) => report.decoded >= n,
+            let done = match &until {
+                Until::Stamped(n) => report.stamped >= *n,
+                Until::Decoded(n) => report.decoded >= *n,
+                Until::Counted { stop, .. } => stop.load(std::sync::atomic::Ordering::Relaxed),
             };
             if done || start.elapsed() > limit || !self.rtc.is_alive() {
                 break;
