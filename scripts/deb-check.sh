@@ -77,10 +77,11 @@ ok "postinst enabled and started rtcam.service: $(tr '\n' ';' <"$root/systemd.lo
 emulator=()
 case "$arch" in
   "$(dpkg --print-architecture)") ;;
-  arm64) emulator=(qemu-aarch64 -L /usr/aarch64-linux-gnu) ;;
+  # A Cortex-A72 (the Pi 4), as in scripts/qemu-runner.sh (why: there).
+  arm64) emulator=(qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu) ;;
   armhf) emulator=(qemu-arm -L /usr/arm-linux-gnueabihf) ;;
 esac
-if [ "$arch" = "$(dpkg --print-architecture)" ] || { [ "${#emulator[@]}" -gt 0 ] && command -v "${emulator[0]}" >/dev/null && [ -d "${emulator[2]}" ]; }; then
+if [ "$arch" = "$(dpkg --print-architecture)" ] || { [ "${#emulator[@]}" -gt 0 ] && command -v "${emulator[0]}" >/dev/null && [ -d "${emulator[-1]}" ]; }; then
   port=$((20000 + RANDOM % 20000))
   state=$(mktemp -d /tmp/rtcam-deb-state.XXXXXX)
   ${emulator[@]+"${emulator[@]}"} "$root/usr/bin/rtcam" --config "$root/etc/rtcam/rtcam.toml" --state-dir "$state" \
