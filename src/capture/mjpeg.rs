@@ -230,13 +230,7 @@ static RANGE: Range = Range::new();
 
 impl Range {
     const fn new() -> Self {
-        let mut y = [0u8; 256];
-        let mut i = 0;
-        while i < 256 {
-            // 16 + round(i * 219 / 255)
-            y[i] = (16 + (i * 219 * 2 + 255) / 510) as u8;
-            i += 1;
-        }
+        let y = super::range::luma_table();
         let mut c4 = [0u8; 1021];
         let mut s = 0;
         while s < 1021 {

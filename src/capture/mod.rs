@@ -6,6 +6,7 @@ pub mod annexb;
 pub mod find;
 pub mod mjpeg;
 pub mod pattern;
+pub mod range;
 pub mod rpicam;
 pub mod run;
 pub mod scene;

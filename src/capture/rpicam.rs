@@ -532,17 +532,10 @@ struct Range {
 
 impl Range {
     const fn full_to_limited() -> Range {
-        let mut y = [0u8; 256];
-        let mut c = [0u8; 256];
-        let mut i = 0;
-        while i < 256 {
-            y[i] = (16 + (i * 219 * 2 + 255) / 510) as u8;
-            // 128 + round((i - 128) * 224 / 255), kept non-negative:
-            // floor((255*128*2 + 448*(i-128) + 255) / 510).
-            c[i] = ((510 * 128 + 448 * (i as i64 - 128) + 255) / 510) as u8;
-            i += 1;
+        Range {
+            y: super::range::luma_table(),
+            c: super::range::chroma_table(),
         }
-        Range { y, c }
     }
 
     const fn identity() -> Range {
