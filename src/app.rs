@@ -28,6 +28,7 @@ use crate::frame::{EncodedFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::notify::Notifier;
+use crate::rtc::rate::RateRange;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask};
 use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 
@@ -117,6 +118,7 @@ impl Media {
         let codecs: Vec<SdpParams> = std::iter::once(encoders.h264_sdp)
             .chain(encoders.vp8)
             .collect();
+        let rates = rate_ranges(&encoders.factory, &codecs);
 
         let stop = Arc::new(AtomicBool::new(false));
         let board = StatusBoard::default();
@@ -157,6 +159,7 @@ impl Media {
         let mut session_config =
             SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
         session_config.max_per_address = config.max_viewers_per_address;
+        session_config.rates = rates;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let rtc_task = tokio::spawn(
             RtcTask {
@@ -368,6 +371,18 @@ struct Encoders {
     h264_sdp: SdpParams,
     /// VP8, when libvpx started.
     vp8: Option<SdpParams>,
+}
+
+/// The bitrate range of every codec whose encoder follows the viewers'
+/// links: from its configured rate down to a fifth of it. A passthrough
+/// camera keeps its own rate.
+fn rate_ranges(factory: &Factory, sending: &[SdpParams]) -> Vec<(VideoCodec, RateRange)> {
+    sending
+        .iter()
+        .map(SdpParams::codec)
+        .filter(|&c| !(c == VideoCodec::H264 && factory.h264 == H264Plan::Passthrough))
+        .map(|c| (c, RateRange::from_ceiling(factory.settings(c).bitrate_kbps)))
+        .collect()
 }
 
 /// Decides the H.264 implementation (probing the hardware encoder) and the

@@ -66,6 +66,7 @@ impl EncodedFrame {
             codec,
             data: Arc::from(data),
             keyframe,
+            droppable: codec == VideoCodec::H264 && h264_unreferenced(data),
             width: picture.width,
             height: picture.height,
             captured: picture.captured,
@@ -73,6 +74,28 @@ impl EncodedFrame {
             seq: 0,
         }
     }
+}
+
+/// Whether an H.264 access unit (Annex-B) is referenced by no other
+/// picture: it has slices, and every one has nal_ref_idc 0.
+pub fn h264_unreferenced(au: &[u8]) -> bool {
+    let mut slices = 0usize;
+    let mut i = 0;
+    while i + 3 < au.len() {
+        if au[i] == 0 && au[i + 1] == 0 && au[i + 2] == 1 {
+            let header = au[i + 3];
+            if matches!(header & 0x1f, 1 | 5) {
+                if header & 0x60 != 0 {
+                    return false;
+                }
+                slices += 1;
+            }
+            i += 4;
+        } else {
+            i += 1;
+        }
+    }
+    slices > 0
 }
 
 impl RawFrame {
@@ -163,6 +186,10 @@ pub struct EncodedFrame {
     pub data: Arc<[u8]>,
     /// A keyframe (an IDR for H.264): a viewer that joins may start here.
     pub keyframe: bool,
+    /// No later frame refers to this one (H.264 nal_ref_idc 0, a VP8 frame
+    /// that updates no reference): a viewer may be sent the stream without
+    /// it. Encoders with temporal layers make every other frame so.
+    pub droppable: bool,
     pub width: usize,
     pub height: usize,
     /// Monotonic capture time of the source frame.

@@ -53,6 +53,9 @@ const rtcam = {
   attempt: 0,
   retries: 0,
   serverErrors: [], // error messages the camera sent during a call that went on
+  lastShown: null, // wall-clock ms the last frame was due on screen
+  longestGapMs: 0, // the longest time between two frames on screen since the call went live
+  gaps: [], // (at, ms) of the last 100 gaps over 100 ms: what a viewer sees as a freeze
 };
 window.rtcam = rtcam;
 
@@ -94,6 +97,9 @@ function resetCallStats() {
     clickTime: wallNow(),
     firstFrameTime: null,
     clickToFirstFrameMs: null,
+    lastShown: null,
+    longestGapMs: 0,
+    gaps: [],
     framesDecoded: 0,
     framesDropped: 0,
     fps: 0,
@@ -473,6 +479,7 @@ function onVideoFrame(now, meta) {
   if (!a || a.closed || hungUp) return;
   const shown = performance.timeOrigin + (meta && meta.expectedDisplayTime ? meta.expectedDisplayTime : now);
   if (!a.live) frameArrived(a, shown);
+  noteGap(shown);
   readStripe(shown);
 }
 
@@ -482,6 +489,18 @@ video.addEventListener('playing', () => {
   const a = cur;
   if (a && !a.closed && !a.live && !hungUp) frameArrived(a, wallNow());
 });
+
+function noteGap(shown) {
+  if (rtcam.lastShown !== null) {
+    const gap = shown - rtcam.lastShown;
+    if (gap > rtcam.longestGapMs) rtcam.longestGapMs = gap;
+    if (gap > 100) {
+      rtcam.gaps.push([shown, Math.round(gap)]);
+      if (rtcam.gaps.length > 100) rtcam.gaps.shift();
+    }
+  }
+  rtcam.lastShown = shown;
+}
 
 function frameArrived(a, shown) {
   a.live = true;

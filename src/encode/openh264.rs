@@ -16,8 +16,8 @@ use openh264::encoder::{
 };
 use openh264::formats::YUVSource;
 use openh264_sys2::{
-    ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, SBitrateInfo, SPATIAL_LAYER_0,
-    SPATIAL_LAYER_ALL,
+    ENCODER_OPTION_BITRATE, ENCODER_OPTION_MAX_BITRATE, ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+    SBitrateInfo, SEncParamExt, SPATIAL_LAYER_0, SPATIAL_LAYER_ALL,
 };
 
 use super::{EncodeError, EncoderSettings, PERIODIC_KEYFRAME_SECONDS, VideoEncoder, level};
@@ -25,6 +25,8 @@ use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
 
 /// The largest NAL we ask for: fits one RTP packet after SRTP and headers.
 pub const MAX_SLICE_BYTES: u32 = 1_100;
+/// Two temporal layers: frames alternate between referenced and droppable.
+const TEMPORAL_LAYERS: i32 = 2;
 
 pub struct OpenH264 {
     encoder: openh264::encoder::Encoder,
@@ -68,6 +70,46 @@ impl OpenH264 {
             OpenH264API::from_source(),
             config,
         )?)
+    }
+
+    /// openh264 sets itself up on its first frame, and the crate fixes one
+    /// temporal layer there; a black frame (thrown away) does that, then the
+    /// encoder is switched to two temporal layers: every other frame is then
+    /// referenced by none (nal_ref_idc 0), so a viewer whose link is below
+    /// the floor can be sent only the others (`rtc::rate`). The next frame
+    /// is an IDR either way.
+    fn start(&mut self) -> Result<(), EncodeError> {
+        let s = self.settings;
+        let black = RawFrame::black(s.width as usize, s.height as usize);
+        self.encoder.encode(&I420(&black))?;
+        self.started = true;
+        let mut params = SEncParamExt::default();
+        // SAFETY: the encoder is initialised (a frame went through);
+        // SEncParamExt is what this option reads and writes; the pointer
+        // lives for both calls.
+        let rc = unsafe {
+            let api = self.encoder.raw_api();
+            let got = api.get_option(
+                ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                (&raw mut params).cast::<c_void>(),
+            );
+            if got == 0 {
+                params.iTemporalLayerNum = TEMPORAL_LAYERS;
+                api.set_option(
+                    ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
+                    (&raw mut params).cast::<c_void>(),
+                )
+            } else {
+                got
+            }
+        };
+        if rc != 0 {
+            return Err(EncodeError::OpenH264(openh264::Error::msg(
+                "SetOption(temporal layers) refused",
+            )));
+        }
+        self.encoder.force_intra_frame();
+        Ok(())
     }
 
     fn set_option_bitrate(&mut self, bps: i32) -> Result<(), EncodeError> {
@@ -123,11 +165,13 @@ impl VideoEncoder for OpenH264 {
         keyframe: bool,
     ) -> Result<Option<EncodedFrame>, EncodeError> {
         super::check_size(&self.settings, frame)?;
+        if !self.started {
+            self.start()?;
+        }
         if keyframe {
             self.encoder.force_intra_frame();
         }
         let stream = self.encoder.encode(&I420(frame))?;
-        self.started = true;
         let keyframe = match stream.frame_type() {
             FrameType::Skip | FrameType::Invalid => return Ok(None),
             FrameType::IDR => true,
@@ -319,6 +363,39 @@ mod tests {
             low * 2 < high,
             "1200 kbit/s: {high} B/s, 300 kbit/s: {low} B/s"
         );
+    }
+
+    #[test]
+    fn every_other_frame_is_droppable_and_the_rest_decode_without_them() {
+        let mut enc = encoder(640, 360, 1200);
+        let mut full = Decoder::new().unwrap();
+        let mut thinned = Decoder::new().unwrap();
+        let scene = Scene::new(640, 360);
+        let mut raw = RawFrame::black(2, 2);
+        let t0 = std::time::Instant::now();
+        let (mut droppable, mut thinned_read) = (Vec::new(), 0);
+        for i in 0..40u64 {
+            scene.draw(&mut raw, i, 1_700_000_000_000 + i * 33);
+            raw.captured = t0 + Duration::from_millis(i * 33);
+            let f = enc.encode(&raw).unwrap().expect("no frame is skipped");
+            assert_eq!(f.keyframe, i == 0);
+            droppable.push(f.droppable);
+            assert!(full.decode(&f.data).unwrap().is_some(), "frame {i}");
+            if f.droppable {
+                continue;
+            }
+            let yuv = thinned
+                .decode(&f.data)
+                .unwrap()
+                .expect("a kept frame decodes");
+            let (w, h) = yuv.dimensions();
+            let d = stripe::decode_luma(yuv.y(), w, h, yuv.strides().0).expect("stripe");
+            assert_eq!(d.stamp_ms, f.stamp_ms, "the kept frame {i} is itself");
+            thinned_read += 1;
+        }
+        let want: Vec<bool> = (0..40).map(|i| i % 2 == 1).collect();
+        assert_eq!(droppable, want);
+        assert_eq!(thinned_read, 20);
     }
 
     #[test]

@@ -454,7 +454,9 @@ mod tests {
     #[test]
     fn an_openh264_stream_comes_back_as_its_access_units_in_any_chunking() {
         let frames = encode(640, 360, 12, &[0, 6]);
-        assert!(frames.iter().all(|f| types(f).len() > 2), "several slices");
+        // Every other frame is a small droppable one (two temporal layers).
+        let many = frames.iter().filter(|f| types(f).len() > 2).count();
+        assert!(many >= frames.len() / 2, "several slices");
         let stream = frames.concat();
         let want: Vec<_> = frames.iter().map(|f| unit(f)).collect();
         let mut rng = Rng(0x5eed);

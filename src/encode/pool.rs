@@ -289,6 +289,9 @@ impl Pool {
     fn run(self) {
         let mut demand = Demand::new(GRACE);
         let mut workers: BTreeMap<VideoCodec, Running> = BTreeMap::new();
+        // The bitrate policy's latest target per codec: an encoder that
+        // starts (or restarts) starts there, not at its ceiling.
+        let mut targets: BTreeMap<VideoCodec, u32> = BTreeMap::new();
         loop {
             let now = Instant::now();
             let wait = demand
@@ -306,6 +309,7 @@ impl Pool {
                     }
                 }
                 Ok(EncoderControl::Bitrate(codec, kbps)) => {
+                    targets.insert(codec, kbps);
                     if let Some(w) = workers.get(&codec) {
                         let _ = w.control.send(WorkerControl::Bitrate(kbps));
                     }
@@ -317,7 +321,7 @@ impl Pool {
             while let Some(action) = demand.poll_action() {
                 match action {
                     Action::Start(codec) => {
-                        if let Some(w) = self.start(codec, demand.viewers(codec)) {
+                        if let Some(w) = self.start(codec, demand.viewers(codec), &targets) {
                             workers.insert(codec, w);
                         }
                     }
@@ -332,7 +336,7 @@ impl Pool {
                     }
                 }
             }
-            self.restart_dead(&demand, &mut workers);
+            self.restart_dead(&demand, &mut workers, &targets);
         }
     }
 
@@ -340,7 +344,12 @@ impl Pool {
     /// panicked) while its codec still has viewers is started again, at most
     /// once per `RESTART_AFTER`: its viewers must not wait for all of them to
     /// leave first.
-    fn restart_dead(&self, demand: &Demand, workers: &mut BTreeMap<VideoCodec, Running>) {
+    fn restart_dead(
+        &self,
+        demand: &Demand,
+        workers: &mut BTreeMap<VideoCodec, Running>,
+        targets: &BTreeMap<VideoCodec, u32>,
+    ) {
         for codec in VideoCodec::ALL {
             let missing = match workers.get(&codec) {
                 None => true,
@@ -351,17 +360,30 @@ impl Pool {
             }
             self.board.stopped(codec);
             tracing::warn!("{codec} encoder is not running while viewers wait: starting it again");
-            match self.start(codec, demand.viewers(codec)) {
+            match self.start(codec, demand.viewers(codec), targets) {
                 Some(w) => workers.insert(codec, w),
                 None => workers.remove(&codec),
             };
         }
     }
 
-    fn start(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
+    fn start(
+        &self,
+        codec: VideoCodec,
+        viewers: usize,
+        targets: &BTreeMap<VideoCodec, u32>,
+    ) -> Option<Running> {
         if codec == VideoCodec::H264 && self.factory.h264 == H264Plan::Passthrough {
             return self.start_forwarder(viewers);
         }
+        let running = self.start_encoder(codec, viewers)?;
+        if let Some(&kbps) = targets.get(&codec) {
+            let _ = running.control.send(WorkerControl::Bitrate(kbps));
+        }
+        Some(running)
+    }
+
+    fn start_encoder(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
         let (tx, rx) = mpsc::channel();
         let worker = Worker {
             codec,
@@ -443,6 +465,7 @@ impl Forwarder {
                         seq += 1;
                         let frame = EncodedFrame {
                             codec: VideoCodec::H264,
+                            droppable: crate::frame::h264_unreferenced(&au.data),
                             data: Arc::from(au.data),
                             keyframe: au.keyframe,
                             width: width as usize,

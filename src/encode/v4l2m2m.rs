@@ -1321,6 +1321,7 @@ impl V4l2M2m {
         }
         Ok(EncodedFrame {
             codec: VideoCodec::H264,
+            droppable: crate::frame::h264_unreferenced(&data),
             data: Arc::from(data),
             keyframe,
             width: self.settings.width as usize,

@@ -51,6 +51,9 @@ pub struct Vp8 {
     /// libvpx budgets by the real frame interval when frames are dropped.
     first: Option<std::time::Instant>,
     last_pts: i64,
+    /// Frames since the last keyframe: every odd one updates no reference
+    /// (two temporal layers, made by hand with per-frame flags).
+    since_key: u64,
     out: Vec<u8>,
 }
 
@@ -80,6 +83,7 @@ impl Vp8 {
             settings,
             first: None,
             last_pts: -1,
+            since_key: 0,
             out: Vec::with_capacity(256 * 1024),
         };
         vp8.control(ffi::VP8E_SET_CPUUSED, CPU_USED, "VP8E_SET_CPUUSED")?;
@@ -142,16 +146,18 @@ impl Vp8 {
         check(rc, name, Some(&self.ctx))
     }
 
-    fn collect(&mut self) -> bool {
+    /// The frame's bytes into `out`; (keyframe, droppable).
+    fn collect(&mut self) -> (bool, bool) {
         self.out.clear();
         let mut keyframe = false;
+        let mut droppable = true;
         let mut iter: ffi::vpx_codec_iter_t = std::ptr::null();
         loop {
             // SAFETY: iterates packets owned by the context until NULL; each is
             // valid until the next encode call, and copied out at once.
             let pkt = unsafe { ffi::vpx_codec_get_cx_data(&mut *self.ctx, &mut iter) };
             let Some(pkt) = (unsafe { pkt.as_ref() }) else {
-                return keyframe;
+                return (keyframe, droppable && !self.out.is_empty());
             };
             if pkt.kind != ffi::VPX_CODEC_CX_FRAME_PKT {
                 continue;
@@ -161,6 +167,7 @@ impl Vp8 {
             let bytes = unsafe { std::slice::from_raw_parts(frame.buf as *const u8, frame.sz) };
             self.out.extend_from_slice(bytes);
             keyframe |= frame.flags & ffi::VPX_FRAME_IS_KEY != 0;
+            droppable &= frame.flags & ffi::VPX_FRAME_IS_DROPPABLE != 0;
         }
     }
 }
@@ -205,7 +212,17 @@ impl VideoEncoder for Vp8 {
             }
             .into());
         }
-        let flags = if keyframe { ffi::VPX_EFLAG_FORCE_KF } else { 0 };
+        let flags = if keyframe {
+            ffi::VPX_EFLAG_FORCE_KF as u64
+        } else if self.since_key % 2 == 1 {
+            // Referenced by nothing, so a slow viewer can do without it.
+            (ffi::VP8_EFLAG_NO_UPD_LAST
+                | ffi::VP8_EFLAG_NO_UPD_GF
+                | ffi::VP8_EFLAG_NO_UPD_ARF
+                | ffi::VP8_EFLAG_NO_UPD_ENTROPY) as u64
+        } else {
+            0
+        };
         let first = *self.first.get_or_insert(frame.captured);
         let since = frame.captured.saturating_duration_since(first).as_millis() as i64;
         let pts = since.max(self.last_pts + 1);
@@ -223,16 +240,14 @@ impl VideoEncoder for Vp8 {
         };
         check(rc, "vpx_codec_encode", Some(&self.ctx))?;
         self.last_pts = pts;
-        let keyframe = self.collect();
+        let (keyframe, droppable) = self.collect();
         if self.out.is_empty() {
             return Ok(None);
         }
-        Ok(Some(EncodedFrame::of(
-            frame,
-            VideoCodec::Vp8,
-            &self.out,
-            keyframe,
-        )))
+        self.since_key = if keyframe { 1 } else { self.since_key + 1 };
+        let mut out = EncodedFrame::of(frame, VideoCodec::Vp8, &self.out, keyframe);
+        out.droppable = droppable;
+        Ok(Some(out))
     }
 
     fn set_bitrate(&mut self, kbps: u32) -> Result<(), EncodeError> {
@@ -321,6 +336,27 @@ mod tests {
         enc.request_keyframe();
         let (_, keys) = run(&mut enc, &scene, 20, 5);
         assert_eq!(keys, vec![20]);
+    }
+
+    #[test]
+    fn every_other_frame_updates_no_reference() {
+        let mut enc = Encoder::new(Box::new(Vp8::new(settings(800)).unwrap()));
+        let scene = Scene::new(640, 360);
+        let t0 = Instant::now();
+        let mut raw = RawFrame::black(2, 2);
+        let mut droppable = Vec::new();
+        for i in 0..12u64 {
+            if i == 7 {
+                enc.request_keyframe();
+            }
+            scene.draw(&mut raw, i, i);
+            raw.captured = t0 + Duration::from_secs(i);
+            let f = enc.encode(&raw).unwrap().unwrap();
+            droppable.push(f.droppable);
+        }
+        // The keyframe at 7 starts the alternation again.
+        let want = [0, 1, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0].map(|d| d == 1);
+        assert_eq!(droppable, want);
     }
 
     #[test]

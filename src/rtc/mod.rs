@@ -5,6 +5,7 @@
 //! an end notice out per viewer); encoded frames arrive on a channel from
 //! the encoder thread; keyframe asks go back to it.
 
+pub mod rate;
 pub mod sessions;
 pub mod udp;
 pub mod viewer;

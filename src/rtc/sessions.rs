@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rand::Rng;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Frequency, MediaKind, MediaTime, Pt};
@@ -18,6 +19,7 @@ use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use thiserror::Error;
 
+use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
@@ -57,6 +59,11 @@ pub struct SessionConfig {
     /// (playout-delay 0): its jitter buffer is otherwise the largest part
     /// of the latency.
     pub zero_playout_delay: bool,
+    /// The bitrate range of each codec's encoder. Bandwidth estimation runs
+    /// for every viewer of a codec listed here, and `rate::RatePolicy` turns
+    /// the estimates into `SessionEvent::Bitrate`; a codec not listed keeps
+    /// its encoder's rate (a passthrough camera's own H.264).
+    pub rates: Vec<(VideoCodec, RateRange)>,
 }
 
 impl SessionConfig {
@@ -69,6 +76,7 @@ impl SessionConfig {
             connect_timeout: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(10),
             zero_playout_delay: true,
+            rates: Vec::new(),
         }
     }
 }
@@ -81,6 +89,9 @@ pub enum SessionEvent {
     KeyframeWanted(ViewerId, VideoCodec),
     /// The viewer is gone and removed from the table.
     Ended(ViewerId, EndReason),
+    /// A new target for the codec's encoder, kbit/s, from the viewers'
+    /// bandwidth estimates (`rate.rs`).
+    Bitrate(VideoCodec, u32),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -121,17 +132,23 @@ pub struct Sessions {
     events: VecDeque<SessionEvent>,
     /// RTP time zero: all viewers share one media clock.
     epoch: Instant,
+    /// The latest time any input carried (estimates arrive inside str0m's
+    /// output, which has no time of its own).
+    now: Instant,
+    rate: RatePolicy,
 }
 
 impl Sessions {
     pub fn new(config: SessionConfig, now: Instant) -> Self {
         str0m::crypto::from_feature_flags().install_process_default();
         Sessions {
-            config,
             viewers: Vec::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             epoch: now,
+            now,
+            rate: RatePolicy::new(&config.rates),
+            config,
         }
     }
 
@@ -167,6 +184,7 @@ impl Sessions {
         offer: &str,
         from: IpAddr,
     ) -> Result<(ViewerId, String), SessionError> {
+        self.now = self.now.max(now);
         if self.viewers.len() >= self.config.max_viewers {
             return Err(SessionError::Full(self.config.max_viewers));
         }
@@ -182,6 +200,7 @@ impl Sessions {
             .set_ice_lite(true)
             .set_stats_interval(Some(STATS_EVERY))
             .set_send_buffer_video(SEND_BUFFER_PACKETS)
+            .enable_bwe(self.start_estimate())
             .clear_codecs();
         for params in &self.config.codecs {
             match *params {
@@ -228,6 +247,7 @@ impl Sessions {
         {
             viewer.codec = Some(codec);
             viewer.pt = Some(pt);
+            start_estimating(&mut viewer, mid, &self.config);
         }
         let mut events = VecDeque::new();
         drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
@@ -237,6 +257,7 @@ impl Sessions {
         }
         self.events.extend(events);
         self.viewers.push(viewer);
+        self.drain_at(self.viewers.len() - 1);
         Ok((id, answer))
     }
 
@@ -322,6 +343,7 @@ impl Sessions {
         let Some(i) = self.viewers.iter().position(|v| v.rtc.accepts(&input)) else {
             return false;
         };
+        self.now = self.now.max(now);
         let v = &mut self.viewers[i];
         v.last_input = now;
         if let Err(e) = v.rtc.handle_input(input) {
@@ -334,6 +356,9 @@ impl Sessions {
 
     /// Time moves on: str0m's timers, our connect and idle timeouts.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.rate.handle_timeout(now);
+        self.push_targets();
         for i in 0..self.viewers.len() {
             let v = &mut self.viewers[i];
             if now >= v.next_timeout {
@@ -379,6 +404,12 @@ impl Sessions {
                     continue;
                 }
                 v.awaiting_keyframe = false;
+            }
+            // A link below the floor gets what it can carry: the frames no
+            // other frame refers to are left out.
+            if frame.droppable && self.rate.thinned(v.id) {
+                v.frames_thinned += 1;
+                continue;
             }
             let (Some(mid), Some(pt)) = (v.mid, v.pt) else {
                 continue;
@@ -442,7 +473,39 @@ impl Sessions {
                 };
                 v.next_timeout.min(ours)
             })
+            .chain(self.rate.poll_timeout())
             .min()
+    }
+
+    /// The encoder target the bitrate policy holds for `codec` (kbit/s).
+    pub fn bitrate_target(&self, codec: VideoCodec) -> Option<u32> {
+        self.rate.target(codec)
+    }
+
+    /// Whether a viewer is below the floor and sent only droppable frames.
+    pub fn thinned(&self, id: ViewerId) -> bool {
+        self.rate.thinned(id)
+    }
+
+    /// Where estimation starts: the highest ceiling plus what the margin
+    /// leaves for headers and retransmissions, so a new viewer's first
+    /// report (the start value, not a measurement) lowers no encoder.
+    fn start_estimate(&self) -> Option<Bitrate> {
+        let ceiling = self
+            .config
+            .rates
+            .iter()
+            .map(|(_, r)| r.ceiling_kbps)
+            .max()?;
+        Some(Bitrate::kbps((ceiling as f64 / MARGIN).ceil() as u64))
+    }
+
+    /// Target changes become events for the encoders.
+    fn push_targets(&mut self) {
+        while let Some((codec, kbps)) = self.rate.poll_target() {
+            tracing::debug!("{codec} encoder target {kbps} kbit/s");
+            self.events.push_back(SessionEvent::Bitrate(codec, kbps));
+        }
     }
 
     fn fresh_id(&self) -> ViewerId {
@@ -468,12 +531,13 @@ impl Sessions {
     }
 
     fn drain_at(&mut self, i: usize) {
-        drain(
-            &mut self.viewers[i],
-            &mut self.transmits,
-            &mut self.events,
-            &self.config,
-        );
+        let v = &mut self.viewers[i];
+        drain(v, &mut self.transmits, &mut self.events, &self.config);
+        if let (Some(kbps), Some(codec)) = (v.estimate.take(), v.codec) {
+            let id = v.id;
+            self.rate.estimate(self.now, id, codec, kbps);
+            self.push_targets();
+        }
     }
 
     /// Removes viewers whose session is over, politely closing them first
@@ -493,6 +557,8 @@ impl Sessions {
             }
             tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
             self.events.push_back(SessionEvent::Ended(v.id, reason));
+            self.rate.remove(self.now, v.id);
+            self.push_targets();
         }
     }
 }
@@ -540,7 +606,16 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             if let Some((codec, pt)) = bind_codec(v, m.mid, &config.codecs) {
                 v.codec = Some(codec);
                 v.pt = Some(pt);
+                start_estimating(v, m.mid, config);
             }
+        }
+        Event::EgressBitrateEstimate(BweKind::Twcc {
+            estimate,
+            can_probe: true,
+        }) => {
+            let kbps = (estimate.as_f64() / 1000.0) as u64;
+            v.stats.bwe_kbps = Some(kbps);
+            v.estimate = Some(kbps);
         }
         Event::KeyframeRequest(_) => {
             if let (true, Some(codec)) = (v.sending(), v.codec) {
@@ -561,12 +636,32 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             st.loss = s.loss.or(st.loss);
         }
         Event::PeerStats(s) => {
-            v.stats.bwe_kbps = s.bwe_tx.map(|b| (b.as_f64() / 1000.0) as u64);
+            if let Some(b) = s.bwe_tx {
+                v.stats.bwe_kbps = Some((b.as_f64() / 1000.0) as u64);
+            }
             if v.stats.rtt_ms.is_none() {
                 v.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
             }
         }
         _ => {}
+    }
+}
+
+/// Once a viewer's codec is known: its estimate is to find the codec's
+/// ceiling, and its video leaves unpaced. str0m paces at about the estimate
+/// when estimation runs, so an IDR (tens of packets) would otherwise trickle
+/// out over hundreds of milliseconds even on a LAN; the encoder's own rate
+/// control already keeps the average under the target.
+fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConfig) {
+    let Some(codec) = v.codec else { return };
+    let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {
+        return;
+    };
+    v.rtc
+        .bwe()
+        .set_bitrate(Bitrate::kbps(0), Bitrate::kbps(range.ceiling_kbps as u64));
+    if let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        tx.set_unpaced(true);
     }
 }
 

@@ -181,6 +181,13 @@ struct Liveness {
     watched_since: Option<Instant>,
 }
 
+/// What the encoders were last told, per codec (`VideoCodec::ALL` order).
+#[derive(Default)]
+struct Demand {
+    viewers: [usize; VideoCodec::ALL.len()],
+    bitrate: [Option<u32>; VideoCodec::ALL.len()],
+}
+
 /// Everything the rtc task owns.
 pub struct RtcTask {
     pub socket: MediaSocket,
@@ -217,7 +224,7 @@ impl RtcTask {
             camera_at: Instant::now(),
             watched_since: None,
         };
-        let mut demand = [0usize; VideoCodec::ALL.len()];
+        let mut demand = Demand::default();
         let fault_at =
             crate::fault::armed("media-task-panic").then(|| Instant::now() + FAULT_AFTER);
         loop {
@@ -300,19 +307,28 @@ impl RtcTask {
         camera_ok && encoders_ok
     }
 
-    /// Tells the encoders when a codec's viewer count changed.
-    fn report_demand(&self, last: &mut [usize; VideoCodec::ALL.len()]) {
+    /// Tells the encoders when a codec's viewer count or bitrate target
+    /// changed. What was told is remembered only once sent: a full queue is
+    /// tried again on the next turn, so the pool never misses a change.
+    fn report_demand(&self, told: &mut Demand) {
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
             let n = self.sessions.viewers_of(codec);
-            // Remembered only once sent: a full queue is tried again on
-            // the next turn, so the pool never misses a count.
-            if n != last[i]
+            if n != told.viewers[i]
                 && self
                     .encoders
                     .try_send(EncoderControl::Viewers(codec, n))
                     .is_ok()
             {
-                last[i] = n;
+                told.viewers[i] = n;
+            }
+            let target = self.sessions.bitrate_target(codec);
+            if let Some(kbps) = target.filter(|_| target != told.bitrate[i])
+                && self
+                    .encoders
+                    .try_send(EncoderControl::Bitrate(codec, kbps))
+                    .is_ok()
+            {
+                told.bitrate[i] = target;
             }
         }
     }
@@ -419,6 +435,8 @@ impl RtcTask {
                     // A full queue already holds asks; this one can go.
                     let _ = self.encoders.try_send(EncoderControl::Keyframe(codec));
                 }
+                // `report_demand` passes targets on, retrying a full queue.
+                SessionEvent::Bitrate(..) => {}
                 SessionEvent::Ended(id, reason) => {
                     if let Some(w) = watchers.remove(&id) {
                         let _ = w.send(reason);

@@ -96,6 +96,10 @@ pub struct Viewer {
     pub last_input: Instant,
     pub next_timeout: Instant,
     pub frames_sent: u64,
+    /// Frames left out because its link is below the floor.
+    pub frames_thinned: u64,
+    /// A bandwidth estimate str0m gave that the policy has not seen yet.
+    pub estimate: Option<u64>,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
     pub stats: ViewerStats,
@@ -117,6 +121,8 @@ impl Viewer {
             last_input: now,
             next_timeout: now,
             frames_sent: 0,
+            frames_thinned: 0,
+            estimate: None,
             remote_candidates: 0,
             stats: ViewerStats::default(),
             ending: None,

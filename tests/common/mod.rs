@@ -822,4 +822,5 @@ pub async fn whep_trickle(server: &Server, location: &str, client: &Client) -> H
         .await
 }
 
+pub mod link;
 pub mod sim;

@@ -224,6 +224,7 @@ impl Sim {
             codec,
             data: data.into(),
             keyframe,
+            droppable: false,
             width: 640,
             height: 360,
             captured: self.now,

@@ -1,0 +1,107 @@
+"""Real Chromium through a bad link: a userspace UDP relay (relay.py) between the page and rtcam's media
+socket loses, delays and rate-limits datagrams (this kernel has no netem). The picture is the camera-like
+scene at 1280x720, 30 fps.
+
+- 5 % random loss each way, +10 ms: the video plays with no freeze over 200 ms (the longest time
+  between two frames on screen, from requestVideoFrameCallback), at >= 25 fps.
+- An 800 kbit/s link towards the browser: within 5 s rtcam sends under 800 kbit/s (what reaches the
+  relay, before its cap) and the page keeps >= 25 fps.
+
+Run with the rest of tests/browser (see test_browser.py); -s prints the figures.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+
+import pytest
+
+if os.environ.get("RTCAM_BROWSER_TEST") == "skip":
+    pytest.skip("RTCAM_BROWSER_TEST=skip", allow_module_level=True)
+
+import rtcam_harness as h  # noqa: E402
+from relay import Direction, Relay  # noqa: E402
+from test_browser import browser, go_live, open_page, start_rtcam  # noqa: E402,F401  (fixtures)
+
+WATCH_S = 20.0
+
+
+@pytest.fixture
+def relayed(start_rtcam):
+    """Factory: relayed(down, up) -> (rtcam, relay): rtcam advertises only the relay's address."""
+    relays = []
+
+    def start(down: Direction, up: Direction, extra=None):
+        srv = start_rtcam(["--advertise", Relay.FRONT_IP] + list(extra or []))
+        relay = Relay(srv.rtc_port, down=down, up=up).start()
+        relays.append(relay)
+        return srv, relay
+
+    yield start
+    for r in relays:
+        r.stop()
+
+
+def watch(page, seconds: float) -> tuple[dict, dict, float, float]:
+    """Live, then `seconds` of watching; returns (before, after, t0, t1) with monotonic t0/t1."""
+    go_live(page)
+    time.sleep(1.0)  # the first second: the call settles (first IDR, first estimates)
+    page.evaluate("() => { window.rtcam.longestGapMs = 0; window.rtcam.gaps = []; }")
+    before = h.snapshot(page)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    t1 = time.monotonic()
+    after = h.snapshot(page, latencies=True)
+    return before, after, t0, t1
+
+
+def describe(before: dict, after: dict, seconds: float) -> tuple[float, str]:
+    frames = after["framesDecoded"] - before["framesDecoded"]
+    fps = frames / seconds
+    lat = h.window_latencies(before, after)
+    p50 = statistics.median(lat) if lat else float("nan")
+    p95 = h.percentile(lat, 95) or float("nan")
+    gaps = [g for _, g in after["gaps"]]
+    text = (f"{fps:.1f} fps ({frames} frames), longest gap {after['longestGapMs']:.0f} ms, gaps over 100 ms "
+            f"{gaps}, stamp-to-display p50 {p50:.0f} / p95 {p95:.0f} ms")
+    return fps, text
+
+
+def relay_text(relay: Relay) -> str:
+    d, u = relay.down, relay.up
+    return (f"down: {d.offered} offered, {d.lost} lost, {d.overflowed} overflowed; "
+            f"up: {u.offered} offered, {u.lost} lost")
+
+
+def test_five_percent_loss_plays_without_freezes(relayed, open_page):
+    srv, relay = relayed(Direction(loss=0.05, delay_s=0.010), Direction(loss=0.05, delay_s=0.010))
+    page = open_page(srv.url)
+    before, after, t0, t1 = watch(page, WATCH_S)
+    fps, text = describe(before, after, t1 - t0)
+    print(f"\n5 % loss each way, +10 ms: {text}; {relay_text(relay)}; "
+          f"rtcam sent {relay.down.kbps_offered(t0, t1):.0f} kbit/s")
+    assert relay.down.lost > 100, "the link did lose packets"
+    assert after["longestGapMs"] <= 200, text
+    assert fps >= 25, text
+
+
+def test_an_800_kbit_link_settles_under_it_and_keeps_the_frame_rate(relayed, open_page):
+    srv, relay = relayed(Direction(kbps=800, delay_s=0.010), Direction(delay_s=0.010))
+    page = open_page(srv.url)
+    go_live(page)
+    t_live = time.monotonic()
+    time.sleep(5.0)
+    before = h.snapshot(page)
+    t0 = time.monotonic()
+    time.sleep(WATCH_S - 5.0)
+    t1 = time.monotonic()
+    after = h.snapshot(page, latencies=True)
+    fps, text = describe(before, after, t1 - t0)
+    sent = relay.down.kbps_offered(t0, t1)
+    per_second = [round(relay.down.kbps_offered(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
+    print(f"\n800 kbit/s link: rtcam sent {sent:.0f} kbit/s from 5 s on (per second from live: {per_second}); "
+          f"{text}; {relay_text(relay)}")
+    assert sent < 800, f"rtcam sent {sent:.0f} kbit/s into an 800 kbit/s link"
+    assert fps >= 25, text
