@@ -56,6 +56,10 @@ const rtcam = {
   lastShown: null, // wall-clock ms the last frame was due on screen
   longestGapMs: 0, // the longest time between two frames on screen since the call went live
   gaps: [], // (at, ms) of the last 100 gaps over 100 ms: what a viewer sees as a freeze
+  packetsLost: 0, // packets never repaired (getStats)
+  nacks: 0, // NACKs the browser sent
+  plis: 0, // keyframe requests it sent
+  freezes: 0, // freezes by the browser's own count
 };
 window.rtcam = rtcam;
 
@@ -638,6 +642,11 @@ async function pollStats() {
     rtcam.fps = ((a.lastDecoded - a.prevStats.decoded) * 1000) / (t - a.prevStats.t);
   }
   a.prevStats = { t, decoded: a.lastDecoded };
+  // What the link did, as the browser saw it (this attempt of the call).
+  rtcam.packetsLost = inbound.packetsLost || 0;
+  rtcam.nacks = inbound.nackCount || 0;
+  rtcam.plis = inbound.pliCount || 0;
+  rtcam.freezes = inbound.freezeCount || 0;
   rtcam.width = inbound.frameWidth || video.videoWidth || 0;
   rtcam.height = inbound.frameHeight || video.videoHeight || 0;
   if (inbound.jitterBufferEmittedCount) {

@@ -30,8 +30,9 @@ use keyframe::KeyframeThrottle;
 
 /// No two forced keyframes closer than this.
 const KEYFRAME_MIN_INTERVAL: Duration = Duration::from_millis(500);
-/// A periodic keyframe as a safety net for viewers whose PLIs get lost.
-pub const PERIODIC_KEYFRAME_SECONDS: u32 = 10;
+/// A periodic keyframe as a safety net for viewers whose PLIs get lost: one
+/// a minute (joins and PLIs bring their own, throttled).
+pub const PERIODIC_KEYFRAME_SECONDS: u32 = 60;
 /// Frames a probe may take before a keyframe must have come out (hardware
 /// encoders hold a frame or two).
 const PROBE_FRAMES: usize = 8;

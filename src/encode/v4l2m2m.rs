@@ -1834,7 +1834,7 @@ mod tests {
                 sys::v4l2_mpeg_video_h264_level_V4L2_MPEG_VIDEO_H264_LEVEL_3_1 as i32,
             ),
             (sys::V4L2_CID_MPEG_VIDEO_BITRATE, 1_500_000),
-            (sys::V4L2_CID_MPEG_VIDEO_H264_I_PERIOD, 300),
+            (sys::V4L2_CID_MPEG_VIDEO_H264_I_PERIOD, 1800),
             (sys::V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER, 1),
         ];
         assert_eq!(log.lock().unwrap().controls, expected);

@@ -6,6 +6,7 @@
 //! the encoder thread; keyframe asks go back to it.
 
 pub mod rate;
+pub mod redundancy;
 pub mod sessions;
 pub mod udp;
 pub mod viewer;

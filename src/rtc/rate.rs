@@ -178,9 +178,17 @@ impl RatePolicy {
         self.encoders.get(&codec).map(|e| e.range)
     }
 
-    /// A viewer below the floor: send it only droppable frames.
+    /// A viewer below the floor while others of its codec are not: send it
+    /// only the frames others refer to. With nobody to protect (every link
+    /// of the codec below the floor) the encoder runs at the floor and
+    /// everyone gets every frame.
     pub fn thinned(&self, id: ViewerId) -> bool {
-        self.links.get(&id).is_some_and(|l| l.thinned)
+        let Some(link) = self.links.get(&id).filter(|l| l.thinned) else {
+            return false;
+        };
+        self.links
+            .values()
+            .any(|l| l.codec == link.codec && !l.thinned)
     }
 
     /// What the links of `codec` want: the slowest one that is not thinned.
@@ -309,10 +317,15 @@ mod tests {
     }
 
     #[test]
-    fn every_link_below_the_floor_means_the_floor() {
+    fn every_link_below_the_floor_means_the_floor_and_every_frame() {
         let (mut p, t0) = policy();
         p.estimate(t0, ViewerId(1), H, 100);
         assert_eq!(drain(&mut p), vec![300]);
+        assert!(!p.thinned(ViewerId(1)), "nobody to protect");
+        p.estimate(t0, ViewerId(2), H, 200);
+        assert!(!p.thinned(ViewerId(1)) && !p.thinned(ViewerId(2)));
+        p.estimate(t0, ViewerId(3), H, 3000);
+        assert!(p.thinned(ViewerId(1)) && p.thinned(ViewerId(2)));
     }
 
     #[test]

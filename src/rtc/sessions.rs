@@ -20,6 +20,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use thiserror::Error;
 
 use super::rate::{MARGIN, RatePolicy, RateRange};
+use super::redundancy::Report;
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
@@ -538,6 +539,42 @@ impl Sessions {
             self.rate.estimate(self.now, id, codec, kbps);
             self.push_targets();
         }
+        self.judge_copies(i);
+    }
+
+    /// A fresh loss report decides whether the viewer's datagrams go out
+    /// twice (`redundancy.rs`); only while its estimate carries the target.
+    fn judge_copies(&mut self, i: usize) {
+        let v = &mut self.viewers[i];
+        let Some(loss) = v.loss_report.take() else {
+            return;
+        };
+        let target = v.codec.and_then(|c| self.rate.target(c));
+        let headroom = match (v.stats.bwe_kbps, target) {
+            (Some(estimate), Some(target)) => estimate as f64 * MARGIN / target.max(1) as f64,
+            _ => 0.0,
+        };
+        let queue = v
+            .stats
+            .rtt_ms
+            .zip(v.shortest_rtt_ms)
+            .map(|(rtt, shortest)| Duration::from_secs_f64((rtt - shortest).max(0.0) / 1000.0));
+        let report = Report {
+            loss,
+            headroom,
+            queue,
+        };
+        if v.copies.report(self.now, report) {
+            let doubled = v.copies.doubled();
+            v.stats.doubled = doubled;
+            tracing::info!(
+                viewer = %v.id,
+                "{}: it reported {:.1} % lost, its link estimate {:?} kbit/s",
+                if doubled { "sending its datagrams twice" } else { "sending its datagrams once again" },
+                loss * 100.0,
+                v.stats.bwe_kbps
+            );
+        }
     }
 
     /// Removes viewers whose session is over, politely closing them first
@@ -578,7 +615,17 @@ fn drain(
                 v.next_timeout = t;
                 break;
             }
-            Ok(Output::Transmit(t)) => transmits.push_back(t),
+            Ok(Output::Transmit(t)) => {
+                if v.copies.doubled() {
+                    transmits.push_back(Transmit {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec().into(),
+                    });
+                }
+                transmits.push_back(t)
+            }
             Ok(Output::Event(e)) => on_event(v, e, events, config),
             Err(e) => {
                 v.ending.get_or_insert(EndReason::Failed(e.to_string()));
@@ -633,9 +680,18 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             let st = &mut v.stats;
             (st.nacks, st.plis, st.firs, st.bytes_sent) = (s.nacks, s.plis, s.firs, s.bytes);
             st.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0).or(st.rtt_ms);
+            if let Some(rtt) = st.rtt_ms {
+                v.shortest_rtt_ms = Some(v.shortest_rtt_ms.map_or(rtt, |s| s.min(rtt)));
+            }
             st.loss = s.loss.or(st.loss);
         }
         Event::PeerStats(s) => {
+            // Loss on the wire (transport-wide feedback, before any repair):
+            // what the receiver's own reports hide once NACKs repaired it.
+            if let Some(loss) = s.egress_loss_fraction {
+                v.stats.wire_loss = Some(loss);
+                v.loss_report = Some(loss);
+            }
             if let Some(b) = s.bwe_tx {
                 v.stats.bwe_kbps = Some((b.as_f64() / 1000.0) as u64);
             }
@@ -647,8 +703,8 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
     }
 }
 
-/// Once a viewer's codec is known: its estimate is to find the codec's
-/// ceiling, and its video leaves unpaced. str0m paces at about the estimate
+/// Once a viewer's codec is known: its estimate is to find what its link
+/// carries up to twice the codec's ceiling, and its video leaves unpaced. str0m paces at about the estimate
 /// when estimation runs, so an IDR (tens of packets) would otherwise trickle
 /// out over hundreds of milliseconds even on a LAN; the encoder's own rate
 /// control already keeps the average under the target.
@@ -657,9 +713,10 @@ fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConf
     let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {
         return;
     };
-    v.rtc
-        .bwe()
-        .set_bitrate(Bitrate::kbps(0), Bitrate::kbps(range.ceiling_kbps as u64));
+    // Probing up to twice the ceiling: what the link carries beyond the
+    // ceiling decides whether a lossy link gets copies (`redundancy.rs`).
+    let desired = Bitrate::kbps(2 * range.ceiling_kbps as u64);
+    v.rtc.bwe().set_bitrate(Bitrate::kbps(0), desired);
     if let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None) {
         tx.set_unpaced(true);
     }

@@ -7,6 +7,7 @@ use std::time::Instant;
 use str0m::Rtc;
 use str0m::media::{Mid, Pt};
 
+use super::redundancy::Copies;
 use crate::frame::VideoCodec;
 
 /// Identifies a viewer in logs, in the WHEP resource URL and in signaling.
@@ -66,8 +67,12 @@ impl fmt::Display for EndReason {
 pub struct ViewerStats {
     /// Round-trip time, from RTCP receiver reports.
     pub rtt_ms: Option<f64>,
-    /// Fraction of packets the viewer reported lost (0..1), last interval.
+    /// Fraction of packets the viewer reported lost (0..1), last interval,
+    /// after repairs (retransmitted packets count as received).
     pub loss: Option<f32>,
+    /// Fraction lost on the wire over the last second, before repairs (from
+    /// transport-wide feedback; with copies, both copies lost).
+    pub wire_loss: Option<f32>,
     /// NACKs, PLIs and FIRs the viewer sent so far.
     pub nacks: u64,
     pub plis: u64,
@@ -76,6 +81,8 @@ pub struct ViewerStats {
     pub bytes_sent: u64,
     /// The bandwidth estimate towards it, when estimation runs.
     pub bwe_kbps: Option<u64>,
+    /// Its datagrams go out twice (a lossy link, `redundancy.rs`).
+    pub doubled: bool,
 }
 
 pub struct Viewer {
@@ -100,6 +107,11 @@ pub struct Viewer {
     pub frames_thinned: u64,
     /// A bandwidth estimate str0m gave that the policy has not seen yet.
     pub estimate: Option<u64>,
+    /// A loss report not judged yet, and whether datagrams go out twice.
+    pub loss_report: Option<f32>,
+    pub copies: Copies,
+    /// The shortest round trip seen: the path with no queue in it.
+    pub shortest_rtt_ms: Option<f64>,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
     pub stats: ViewerStats,
@@ -123,6 +135,9 @@ impl Viewer {
             frames_sent: 0,
             frames_thinned: 0,
             estimate: None,
+            loss_report: None,
+            copies: Copies::Single,
+            shortest_rtt_ms: None,
             remote_candidates: 0,
             stats: ViewerStats::default(),
             ending: None,

@@ -49,8 +49,8 @@ def start_rtcam(tmp_path):
     """Factory: start_rtcam(extra_args) -> a running Rtcam; stopped (and its log shown) at teardown."""
     started = []
 
-    def start(extra=None):
-        srv = h.Rtcam(h.rtcam_binary("target/debug/rtcam"), size="1280x720", fps=30, extra=extra,
+    def start(extra=None, size="1280x720"):
+        srv = h.Rtcam(h.rtcam_binary("target/debug/rtcam"), size=size, fps=30, extra=extra,
                       workdir=str(tmp_path / f"rtcam{len(started)}"))
         started.append(srv)
         return srv.start(timeout=30)

@@ -26,6 +26,11 @@ from relay import Direction, Relay  # noqa: E402
 from test_browser import browser, go_live, open_page, start_rtcam  # noqa: E402,F401  (fixtures)
 
 WATCH_S = 20.0
+# 640x360 at the 720p bitrate (the same packets a second, so the same exposure to loss): headless Chromium
+# decoding 720p in software on a 2-core machine next to rtcam stalls 100-150 ms now and then with no loss
+# at all, which would hide what the link does.
+SIZE = os.environ.get("RTCAM_LINK_SIZE", "640x360")
+BITRATE = ["--bitrate", "1935"]
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def relayed(start_rtcam):
     relays = []
 
     def start(down: Direction, up: Direction, extra=None):
-        srv = start_rtcam(["--advertise", Relay.FRONT_IP] + list(extra or []))
+        srv = start_rtcam(["--advertise", Relay.FRONT_IP] + list(extra or []), size=SIZE)
         relay = Relay(srv.rtc_port, down=down, up=up).start()
         relays.append(relay)
         return srv, relay
@@ -65,7 +70,10 @@ def describe(before: dict, after: dict, seconds: float) -> tuple[float, str]:
     p95 = h.percentile(lat, 95) or float("nan")
     gaps = [g for _, g in after["gaps"]]
     text = (f"{fps:.1f} fps ({frames} frames), longest gap {after['longestGapMs']:.0f} ms, gaps over 100 ms "
-            f"{gaps}, stamp-to-display p50 {p50:.0f} / p95 {p95:.0f} ms")
+            f"{gaps}, stamp-to-display p50 {p50:.0f} / p95 {p95:.0f} ms; the browser: "
+            f"{after['nacks'] - before['nacks']} NACKs, {after['plis'] - before['plis']} PLIs, "
+            f"{after['packetsLost'] - before['packetsLost']} packets lost for good, "
+            f"{after['freezes'] - before['freezes']} freezes")
     return fps, text
 
 
@@ -75,20 +83,23 @@ def relay_text(relay: Relay) -> str:
             f"up: {u.offered} offered, {u.lost} lost")
 
 
+LOSS = float(os.environ.get("RTCAM_LINK_LOSS", "0.05"))
+
+
 def test_five_percent_loss_plays_without_freezes(relayed, open_page):
-    srv, relay = relayed(Direction(loss=0.05, delay_s=0.010), Direction(loss=0.05, delay_s=0.010))
+    srv, relay = relayed(Direction(loss=LOSS, delay_s=0.010), Direction(loss=LOSS, delay_s=0.010), BITRATE)
     page = open_page(srv.url)
     before, after, t0, t1 = watch(page, WATCH_S)
     fps, text = describe(before, after, t1 - t0)
     print(f"\n5 % loss each way, +10 ms: {text}; {relay_text(relay)}; "
           f"rtcam sent {relay.down.kbps_offered(t0, t1):.0f} kbit/s")
-    assert relay.down.lost > 100, "the link did lose packets"
+    assert relay.down.lost > 100 or LOSS < 0.05, "the link did lose packets"
     assert after["longestGapMs"] <= 200, text
     assert fps >= 25, text
 
 
 def test_an_800_kbit_link_settles_under_it_and_keeps_the_frame_rate(relayed, open_page):
-    srv, relay = relayed(Direction(kbps=800, delay_s=0.010), Direction(delay_s=0.010))
+    srv, relay = relayed(Direction(kbps=800, delay_s=0.010), Direction(delay_s=0.010), BITRATE)
     page = open_page(srv.url)
     go_live(page)
     t_live = time.monotonic()

@@ -45,15 +45,26 @@ impl Path {
         }
     }
 
-    fn netem(&self, seed: u64) -> Netem<Datagram> {
+    pub fn lossy(loss: f32) -> Path {
+        Path {
+            loss,
+            delay: Duration::from_millis(10),
+            ..Path::lan()
+        }
+    }
+
+    fn config(&self, seed: u64) -> NetemConfig {
         // A buffer of about 200 ms at the link's rate, like a home router's.
         let buffer = (self.kbps * 1000 / 8 / 5).max(15_000);
-        let config = NetemConfig::new()
+        NetemConfig::new()
             .latency(self.delay)
             .loss(RandomLoss::new(Probability::new(self.loss)))
             .link(Bitrate::kbps(self.kbps), DataSize::bytes(buffer as i64))
-            .seed(seed);
-        Netem::new(config)
+            .seed(seed)
+    }
+
+    fn netem(&self, seed: u64) -> Netem<Datagram> {
+        Netem::new(self.config(seed))
     }
 }
 
@@ -195,6 +206,20 @@ impl LinkSim {
             timeout: self.now,
         });
         index
+    }
+
+    /// Peer `i`'s links change (the queue in them is kept).
+    pub fn set_paths(&mut self, i: usize, down: Path, up: Path) {
+        let seed = 100 + i as u64 * 2;
+        self.peers[i].down.set_config(down.config(seed));
+        self.peers[i].up.set_config(up.config(seed + 1));
+    }
+
+    /// Whether the table sends peer `i`'s datagrams twice.
+    pub fn doubled(&self, i: usize) -> bool {
+        let id = self.peers[i].id;
+        let stats = self.sessions.viewer_stats();
+        stats.iter().any(|(v, _, s)| *v == id && s.doubled)
     }
 
     /// Peer `i` hangs up.

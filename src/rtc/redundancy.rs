@@ -1,0 +1,178 @@
+//! Whether a viewer's datagrams go out twice, sans-IO: its loss reports and
+//! link estimate in, `Copies` out.
+//!
+//! On a link that loses packets at random (Wi-Fi, a busy radio), NACK and
+//! retransmission repair a lost packet in one round trip, but a browser that
+//! receives only (ours) knows no round-trip time and asks again only after
+//! 100 ms when a NACK or its answer is lost too: at 5 % loss that is a
+//! visible freeze several times a minute. Sending every datagram twice
+//! makes a loss need both copies lost (0.25 % at 5 %), and the repair's own
+//! copies too. The second copy costs bandwidth, not latency: the browser's
+//! SRTP replay check drops whichever copy comes second, and the transport-wide
+//! sequence numbers the estimate counts are the same, so the estimate sees
+//! the copies only as the queueing they cause.
+//!
+//! Copies are for loss that is not congestion: they start only while the
+//! link's estimate still carries what the encoder sends, and stop as soon
+//! as it does not (the estimate falls when a queue builds, and copies would
+//! make it worse). Loss under copies is only the packets whose both copies
+//! were lost (the square of the real loss), too few in a second to tell
+//! whether the link got better: every `TRIAL_AFTER` a few seconds of single
+//! copies ask.
+
+use std::time::{Duration, Instant};
+
+/// Loss on the wire (fraction over a second, from transport-wide feedback)
+/// that calls for copies.
+pub const LOSSY: f32 = 0.02;
+/// A link that loses while its round trip is within `QUEUE_CALM` of the
+/// shortest seen, and its estimate carries the target, loses at random:
+/// copies help. A queue building (the round trip `QUEUE_FULL` over its
+/// shortest) or the estimate falling under `CONGESTED` of the target means
+/// the loss is the link overflowing, and copies would add to it.
+pub const QUEUE_CALM: Duration = Duration::from_millis(40);
+pub const QUEUE_FULL: Duration = Duration::from_millis(100);
+pub const CARRIED: f64 = 1.0;
+pub const CONGESTED: f64 = 0.75;
+/// How long copies last before a trial of single copies.
+pub const TRIAL_AFTER: Duration = Duration::from_secs(30);
+/// A trial's verdict waits this long: the first report after it started
+/// still counts mostly doubled packets.
+pub const TRIAL_LENGTH: Duration = Duration::from_millis(2500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Copies {
+    #[default]
+    Single,
+    /// Every datagram twice, since then.
+    Double { since: Instant },
+    /// Single copies for a while after a long `Double`, to see whether the
+    /// link still loses.
+    Trial { since: Instant },
+}
+
+impl Copies {
+    pub fn doubled(&self) -> bool {
+        matches!(self, Copies::Double { .. })
+    }
+
+    /// A loss report (once a second). Returns whether copies changed.
+    pub fn report(&mut self, now: Instant, link: Report) -> bool {
+        let next = match *self {
+            Copies::Single if link.random_loss() => Copies::Double { since: now },
+            _ if link.congested() => Copies::Single,
+            Copies::Single => Copies::Single,
+            Copies::Double { since } if now.saturating_duration_since(since) >= TRIAL_AFTER => {
+                Copies::Trial { since: now }
+            }
+            d @ Copies::Double { .. } => d,
+            Copies::Trial { since } if now.saturating_duration_since(since) < TRIAL_LENGTH => *self,
+            Copies::Trial { .. } if link.loss >= LOSSY => Copies::Double { since: now },
+            Copies::Trial { .. } => Copies::Single,
+        };
+        let changed = next.doubled() != self.doubled();
+        *self = next;
+        changed
+    }
+}
+
+/// What a viewer's link did in the last second.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Report {
+    /// Fraction lost on the wire.
+    pub loss: f32,
+    /// What its estimate (less the margin) carries, as a share of the
+    /// encoder's target.
+    pub headroom: f64,
+    /// How much longer its round trip is than the shortest seen; `None`
+    /// before the first round trip is known.
+    pub queue: Option<Duration>,
+}
+
+impl Report {
+    fn random_loss(&self) -> bool {
+        self.loss >= LOSSY
+            && self.headroom >= CARRIED
+            && self.queue.is_some_and(|q| q <= QUEUE_CALM)
+    }
+
+    fn congested(&self) -> bool {
+        self.headroom < CONGESTED || self.queue.is_none_or(|q| q >= QUEUE_FULL)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lossy(loss: f32) -> Report {
+        Report {
+            loss,
+            headroom: 1.5,
+            queue: Some(Duration::from_millis(5)),
+        }
+    }
+
+    #[test]
+    fn random_loss_on_a_fast_link_doubles_until_a_trial_says_it_is_gone() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut c = Copies::default();
+        assert!(!c.report(s(1), lossy(0.01)), "1 % is repaired well enough");
+        assert!(c.report(s(2), lossy(0.05)));
+        assert!(c.doubled());
+        for n in 3..32 {
+            assert!(!c.report(s(n), lossy(0.0)), "the copies hide the loss");
+        }
+        // 30 s on: single copies for a trial, and the link still loses.
+        assert!(c.report(s(32), lossy(0.0)));
+        assert!(!c.report(s(33), lossy(0.01)), "too early to tell");
+        assert!(c.report(s(35), lossy(0.05)));
+        assert!(c.doubled());
+        // Later the loss is gone.
+        for n in 36..66 {
+            c.report(s(n), lossy(0.0));
+        }
+        assert!(matches!(c, Copies::Trial { .. }));
+        c.report(s(67), lossy(0.0));
+        c.report(s(69), lossy(0.0));
+        assert_eq!(c, Copies::Single);
+    }
+
+    #[test]
+    fn congestion_loss_gets_no_copies_and_ends_them() {
+        let t0 = Instant::now();
+        let s = |n: u64| t0 + Duration::from_secs(n);
+        let mut c = Copies::default();
+        let queued = Report {
+            queue: Some(Duration::from_millis(150)),
+            ..lossy(0.10)
+        };
+        assert!(
+            !c.report(s(0), queued),
+            "a queue overflowing: copies would add to it"
+        );
+        let throttled = Report {
+            headroom: 0.9,
+            ..lossy(0.10)
+        };
+        assert!(
+            !c.report(s(1), throttled),
+            "the estimate does not carry the target"
+        );
+        let unknown = Report {
+            queue: None,
+            ..lossy(0.10)
+        };
+        assert!(!c.report(s(2), unknown), "no round trip known yet");
+        assert!(c.report(s(3), lossy(0.05)));
+        let wobble = Report {
+            headroom: 0.8,
+            queue: Some(Duration::from_millis(60)),
+            ..lossy(0.0)
+        };
+        assert!(!c.report(s(4), wobble), "a wobble keeps the copies");
+        assert!(c.report(s(5), queued));
+        assert_eq!(c, Copies::Single);
+    }
+}
