@@ -38,6 +38,22 @@ if [ "$want_test" = 1 ] && ! command -v firefox-esr >/dev/null; then
     -o DPkg::Lock::Timeout=600 firefox-esr >/dev/null
 fi
 
+# promtool checks /metrics (tests/whep.rs): taken out of Debian's prometheus package, which is
+# downloaded, not installed (no server, no service, no user).
+promtool=target/tools/promtool
+if [ "$want_test" = 1 ] && [ ! -x "$promtool" ]; then
+  echo "setup: extracting promtool from Debian's prometheus package"
+  tmp=$(mktemp -d)
+  if ! (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null); then
+    "${sudo_cmd[@]}" apt-get update -qq || echo "setup: apt-get update reported errors (continuing)" >&2
+    (cd "$tmp" && apt-get download -qq prometheus 2>/dev/null)
+  fi
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp" ./usr/bin/promtool
+  mkdir -p "$(dirname "$promtool")"
+  mv "$tmp/usr/bin/promtool" "$promtool"
+  rm -rf "$tmp"
+fi
+
 if [ "$want_test" = 1 ]; then
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
   if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest' 2>/dev/null; then

@@ -10,7 +10,7 @@ step() { echo "== [$(( (SECONDS - t0) / 60 ))m$(( (SECONDS - t0) % 60 ))s] $*"; 
 
 step "cargo fmt";    cargo fmt --all -- --check
 step "cargo clippy"; cargo clippy --locked --all-targets -- -D warnings
-step "cargo test";   cargo test --locked --all-targets
+step "cargo test";   RTCAM_PROMTOOL="$PWD/target/tools/promtool" cargo test --locked --all-targets
 step "systemd unit exposure (must be 1.5 or lower)"
 systemd-analyze security --offline=true --threshold=15 systemd/rtcam.service | tail -n 1
 step "fuzz (10 s per target)"; scripts/fuzz.sh 10

@@ -111,6 +111,9 @@ pub struct EncoderStatus {
     pub viewers: usize,
     /// Frames the encoder was too slow to take.
     pub frames_dropped: u64,
+    /// Frames encoded, and the time spent encoding them (seconds).
+    pub frames_encoded: u64,
+    pub encode_seconds: f64,
 }
 
 /// The running encoders, shared with the HTTP plane.
@@ -145,6 +148,8 @@ impl StatusBoard {
                 bitrate_kbps: s.bitrate_kbps,
                 viewers,
                 frames_dropped: 0,
+                frames_encoded: 0,
+                encode_seconds: 0.0,
             },
         );
     }
@@ -161,6 +166,8 @@ impl StatusBoard {
                 bitrate_kbps: 0,
                 viewers,
                 frames_dropped: 0,
+                frames_encoded: 0,
+                encode_seconds: 0.0,
             },
         );
     }
@@ -588,7 +595,14 @@ impl Worker {
                 return;
             }
             let input = fit(&frame, &mut scaled, enc.settings());
-            match enc.encode(input) {
+            let started = Instant::now();
+            let result = enc.encode(input);
+            let took = started.elapsed().as_secs_f64();
+            self.board.update(codec, |s| {
+                s.frames_encoded += 1;
+                s.encode_seconds += took;
+            });
+            match result {
                 Ok(Some(out)) => self.send(out, &mut enc, &mut lost),
                 Ok(None) => {}
                 Err(e) => match (!fell_back).then(|| self.factory.fallback(codec)).flatten() {

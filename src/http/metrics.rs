@@ -135,6 +135,16 @@ fn encoders(out: &mut Text, encoders: &[EncoderStatus]) {
         "counter",
         "Frames an encoder was too slow to take.",
     );
+    out.family(
+        "rtcam_encoder_frames_total",
+        "counter",
+        "Frames each running encoder was given.",
+    );
+    out.family(
+        "rtcam_encoder_seconds_total",
+        "counter",
+        "Time each running encoder spent encoding (divide by frames for the mean).",
+    );
     for e in encoders {
         let codec = e.codec.to_string();
         let labels = [
@@ -148,12 +158,15 @@ fn encoders(out: &mut Text, encoders: &[EncoderStatus]) {
             &labels,
             e.frames_dropped as f64,
         );
+        let frames = e.frames_encoded as f64;
+        out.sample("rtcam_encoder_frames_total", &labels, frames);
+        out.sample("rtcam_encoder_seconds_total", &labels, e.encode_seconds);
     }
 }
 
 fn viewers(out: &mut Text, rtc: &RtcStats) {
     type Pick = fn(&crate::rtc::viewer::ViewerStats) -> Option<f64>;
-    let families: [(&str, &str, &str, Pick); 7] = [
+    let families: [(&str, &str, &str, Pick); 10] = [
         (
             "rtcam_viewer_rtt_seconds",
             "gauge",
@@ -163,7 +176,7 @@ fn viewers(out: &mut Text, rtc: &RtcStats) {
         (
             "rtcam_viewer_loss_ratio",
             "gauge",
-            "Fraction of packets the viewer reported lost.",
+            "Fraction of packets the viewer reported lost (after repairs).",
             |s| s.loss.map(f64::from),
         ),
         (
@@ -191,10 +204,28 @@ fn viewers(out: &mut Text, rtc: &RtcStats) {
             |s| Some(s.bytes_sent as f64),
         ),
         (
-            "rtcam_viewer_bandwidth_estimate_bits_per_second",
+            "rtcam_viewer_bandwidth_estimate_bytes_per_second",
             "gauge",
             "The bandwidth estimate towards the viewer, when estimation runs.",
-            |s| s.bwe_kbps.map(|k| k as f64 * 1000.0),
+            |s| s.bwe_kbps.map(|k| k as f64 * 1000.0 / 8.0),
+        ),
+        (
+            "rtcam_viewer_wire_loss_ratio",
+            "gauge",
+            "Fraction of packets lost on the way to the viewer in the last second, before repairs.",
+            |s| s.wire_loss.map(f64::from),
+        ),
+        (
+            "rtcam_viewer_copies",
+            "gauge",
+            "2 while every datagram to the viewer goes out twice (a lossy link), else 1.",
+            |s| Some(if s.doubled { 2.0 } else { 1.0 }),
+        ),
+        (
+            "rtcam_viewer_thinned",
+            "gauge",
+            "1 while the viewer's link is below the bitrate floor and it gets only referenced frames.",
+            |s| Some(if s.thinned { 1.0 } else { 0.0 }),
         ),
     ];
     for (name, kind, help, pick) in families {
@@ -296,6 +327,8 @@ mod tests {
             bitrate_kbps: 1935,
             viewers: 1,
             frames_dropped: 2,
+            frames_encoded: 90,
+            encode_seconds: 0.25,
         };
         let limits = LimitHits::default();
         LimitHits::hit(&limits.logins_throttled);
@@ -313,6 +346,8 @@ mod tests {
             r#"rtcam_viewer_rtt_seconds{viewer="0000000000000007",codec="H.264"} 0.004"#,
             r#"rtcam_viewer_nacks_total{viewer="0000000000000007",codec="H.264"} 3"#,
             r#"rtcam_limit_hits_total{kind="login_throttled"} 1"#,
+            r#"rtcam_viewer_copies{viewer="0000000000000007",codec="H.264"} 1"#,
+            r#"rtcam_encoder_seconds_total{codec="H.264",implementation="passthrough (the camera's \"own\")"} 0.25"#,
             r#"implementation="passthrough (the camera's \"own\")""#,
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");

@@ -170,7 +170,11 @@ impl Sessions {
     pub fn viewer_stats(&self) -> Vec<(ViewerId, Option<VideoCodec>, ViewerStats)> {
         self.viewers
             .iter()
-            .map(|v| (v.id, v.codec, v.stats.clone()))
+            .map(|v| {
+                let mut stats = v.stats.clone();
+                stats.thinned = self.rate.thinned(v.id);
+                (v.id, v.codec, stats)
+            })
             .collect()
     }
 

@@ -83,6 +83,8 @@ pub struct ViewerStats {
     pub bwe_kbps: Option<u64>,
     /// Its datagrams go out twice (a lossy link, `redundancy.rs`).
     pub doubled: bool,
+    /// Its link is below the floor: it gets only referenced frames.
+    pub thinned: bool,
 }
 
 pub struct Viewer {
