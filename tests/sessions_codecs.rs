@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::sim::{Browser, Sim};
+use common::sim::{Browser, Sim, offer_with};
 use rtcam::encode::demand::{Action, Demand};
 use rtcam::frame::VideoCodec::{self, H264, Vp8};
 use rtcam::rtc::SessionEvent;
@@ -172,4 +172,56 @@ fn a_passthrough_camera_profile_is_matched_by_profile_not_bytes() {
             .contains("PredictiveHigh444 (profile-level-id f40028"),
         "{err}"
     );
+}
+
+/// NACKs are answered only when the answer carries an RTX payload type for
+/// the video codec (`apt=`): check it does for what Chromium and Firefox
+/// (without OpenH264) offer.
+#[test]
+fn every_answer_carries_retransmission_for_its_codec() {
+    for (name, offer) in [
+        (
+            "chromium-like",
+            offer_with(|c| c.enable_vp8(true).enable_h264(true)),
+        ),
+        (
+            "firefox-like",
+            offer_with(|c| c.enable_vp8(true).enable_vp9(true)),
+        ),
+    ] {
+        let mut sim = Sim::new(4);
+        let (_, answer) = sim
+            .sessions
+            .add_viewer(sim.now, &offer, "10.0.0.9".parse().unwrap())
+            .expect("answered");
+        let video: Vec<&str> = answer
+            .split("m=")
+            .find(|m| m.starts_with("video"))
+            .expect("a video section")
+            .lines()
+            .collect();
+        let pts_of = |codec: &str| -> Vec<String> {
+            video
+                .iter()
+                .filter_map(|l| {
+                    let (pt, enc) = l.strip_prefix("a=rtpmap:")?.split_once(' ')?;
+                    enc.to_ascii_lowercase()
+                        .starts_with(codec)
+                        .then(|| pt.to_string())
+                })
+                .collect()
+        };
+        let main = pts_of("h264")
+            .into_iter()
+            .chain(pts_of("vp8"))
+            .next()
+            .expect("a codec");
+        let answered = pts_of("rtx")
+            .iter()
+            .any(|rtx| video.contains(&format!("a=fmtp:{rtx} apt={main}").as_str()));
+        assert!(
+            answered,
+            "{name}: no RTX for payload type {main} in\n{answer}"
+        );
+    }
 }

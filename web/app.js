@@ -60,6 +60,7 @@ const rtcam = {
   nacks: 0, // NACKs the browser sent
   plis: 0, // keyframe requests it sent
   freezes: 0, // freezes by the browser's own count
+  retransmitted: 0, // retransmissions (RTX) that arrived
 };
 window.rtcam = rtcam;
 
@@ -647,6 +648,7 @@ async function pollStats() {
   rtcam.nacks = inbound.nackCount || 0;
   rtcam.plis = inbound.pliCount || 0;
   rtcam.freezes = inbound.freezeCount || 0;
+  rtcam.retransmitted = inbound.retransmittedPacketsReceived || 0;
   rtcam.width = inbound.frameWidth || video.videoWidth || 0;
   rtcam.height = inbound.frameHeight || video.videoHeight || 0;
   if (inbound.jitterBufferEmittedCount) {

@@ -218,8 +218,8 @@ fn viewers(out: &mut Text, rtc: &RtcStats) {
         (
             "rtcam_viewer_copies",
             "gauge",
-            "2 while every datagram to the viewer goes out twice (a lossy link), else 1.",
-            |s| Some(if s.doubled { 2.0 } else { 1.0 }),
+            "How many times each datagram to the viewer goes out: 2 or 3 on a lossy link, else 1.",
+            |s| Some(f64::from(s.copies.max(1))),
         ),
         (
             "rtcam_viewer_thinned",

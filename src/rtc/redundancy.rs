@@ -1,30 +1,30 @@
-//! Whether a viewer's datagrams go out twice, sans-IO: its loss reports and
-//! link estimate in, `Copies` out.
+//! How many times a viewer's datagrams go out, sans-IO: its loss reports
+//! and link estimate in, `Copies` out.
 //!
 //! On a link that loses packets at random (Wi-Fi, a busy radio), NACK and
 //! retransmission repair a lost packet in one round trip, but a browser that
 //! receives only (ours) knows no round-trip time and asks again only after
 //! 100 ms when a NACK or its answer is lost too: at 5 % loss that is a
 //! visible freeze several times a minute. Sending every datagram twice
-//! makes a loss need both copies lost (0.25 % at 5 %), and the repair's own
-//! copies too. The second copy costs bandwidth, not latency: the browser's
-//! SRTP replay check drops whichever copy comes second, and the transport-wide
-//! sequence numbers the estimate counts are the same, so the estimate sees
-//! the copies only as the queueing they cause.
+//! makes a loss need both copies lost (0.25 % at 5 %), three times 0.0125 %;
+//! the repairs go out as many times. A copy costs bandwidth, not latency:
+//! the browser's SRTP replay check drops all but the first to arrive, and
+//! the transport-wide sequence numbers the estimate counts are the same, so
+//! the estimate sees the copies only as the queueing they cause.
 //!
 //! Copies are for loss that is not congestion: they start only while the
-//! link's estimate still carries what the encoder sends, and stop as soon
-//! as it does not (the estimate falls when a queue builds, and copies would
-//! make it worse). Loss under copies is only the packets whose both copies
-//! were lost (the square of the real loss), too few in a second to tell
-//! whether the link got better: every `TRIAL_AFTER` a few seconds of single
-//! copies ask.
+//! round trip shows no queue and the link's estimate carries what the
+//! encoder sends, and stop as soon as a queue builds or the estimate falls
+//! (copies would make congestion worse). Loss under copies is only the
+//! packets whose every copy was lost, too few in a second to tell whether the
+//! link got better: every `TRIAL_AFTER` a few seconds of single copies ask.
 
 use std::time::{Duration, Instant};
 
 /// Loss on the wire (fraction over a second, from transport-wide feedback)
-/// that calls for copies.
+/// that calls for two copies, and for three.
 pub const LOSSY: f32 = 0.02;
+pub const VERY_LOSSY: f32 = 0.04;
 /// A link that loses while its round trip is within `QUEUE_CALM` of the
 /// shortest seen, and its estimate carries the target, loses at random:
 /// copies help. A queue building (the round trip `QUEUE_FULL` over its
@@ -37,40 +37,44 @@ pub const CONGESTED: f64 = 0.75;
 /// How long copies last before a trial of single copies.
 pub const TRIAL_AFTER: Duration = Duration::from_secs(30);
 /// A trial's verdict waits this long: the first report after it started
-/// still counts mostly doubled packets.
+/// still counts mostly copied packets.
 pub const TRIAL_LENGTH: Duration = Duration::from_millis(2500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Copies {
     #[default]
     Single,
-    /// Every datagram twice, since then.
-    Double { since: Instant },
-    /// Single copies for a while after a long `Double`, to see whether the
+    /// Every datagram `n` times (2 or 3), since then.
+    Many { n: u8, since: Instant },
+    /// Single copies for a while after a long `Many`, to see whether the
     /// link still loses.
     Trial { since: Instant },
 }
 
 impl Copies {
-    pub fn doubled(&self) -> bool {
-        matches!(self, Copies::Double { .. })
+    /// How many times each datagram goes out now.
+    pub fn count(&self) -> u8 {
+        match self {
+            Copies::Many { n, .. } => *n,
+            _ => 1,
+        }
     }
 
-    /// A loss report (once a second). Returns whether copies changed.
+    /// A loss report (once a second). Returns whether the count changed.
     pub fn report(&mut self, now: Instant, link: Report) -> bool {
         let next = match *self {
-            Copies::Single if link.random_loss() => Copies::Double { since: now },
+            Copies::Single if link.random_loss() => link.many(now),
             _ if link.congested() => Copies::Single,
             Copies::Single => Copies::Single,
-            Copies::Double { since } if now.saturating_duration_since(since) >= TRIAL_AFTER => {
+            Copies::Many { since, .. } if now.saturating_duration_since(since) >= TRIAL_AFTER => {
                 Copies::Trial { since: now }
             }
-            d @ Copies::Double { .. } => d,
+            m @ Copies::Many { .. } => m,
             Copies::Trial { since } if now.saturating_duration_since(since) < TRIAL_LENGTH => *self,
-            Copies::Trial { .. } if link.loss >= LOSSY => Copies::Double { since: now },
+            Copies::Trial { .. } if link.loss >= LOSSY => link.many(now),
             Copies::Trial { .. } => Copies::Single,
         };
-        let changed = next.doubled() != self.doubled();
+        let changed = next.count() != self.count();
         *self = next;
         changed
     }
@@ -99,6 +103,12 @@ impl Report {
     fn congested(&self) -> bool {
         self.headroom < CONGESTED || self.queue.is_none_or(|q| q >= QUEUE_FULL)
     }
+
+    /// Copies for this loss (measured with single copies).
+    fn many(&self, since: Instant) -> Copies {
+        let n = if self.loss >= VERY_LOSSY { 3 } else { 2 };
+        Copies::Many { n, since }
+    }
 }
 
 #[cfg(test)]
@@ -114,21 +124,22 @@ mod tests {
     }
 
     #[test]
-    fn random_loss_on_a_fast_link_doubles_until_a_trial_says_it_is_gone() {
+    fn random_loss_on_a_fast_link_copies_until_a_trial_says_it_is_gone() {
         let t0 = Instant::now();
         let s = |n: u64| t0 + Duration::from_secs(n);
         let mut c = Copies::default();
         assert!(!c.report(s(1), lossy(0.01)), "1 % is repaired well enough");
-        assert!(c.report(s(2), lossy(0.05)));
-        assert!(c.doubled());
+        assert!(c.report(s(2), lossy(0.03)));
+        assert_eq!(c.count(), 2);
         for n in 3..32 {
             assert!(!c.report(s(n), lossy(0.0)), "the copies hide the loss");
         }
-        // 30 s on: single copies for a trial, and the link still loses.
+        // 30 s on: single copies for a trial, and the link loses more now.
         assert!(c.report(s(32), lossy(0.0)));
+        assert_eq!(c.count(), 1);
         assert!(!c.report(s(33), lossy(0.01)), "too early to tell");
         assert!(c.report(s(35), lossy(0.05)));
-        assert!(c.doubled());
+        assert_eq!(c.count(), 3);
         // Later the loss is gone.
         for n in 36..66 {
             c.report(s(n), lossy(0.0));

@@ -546,8 +546,8 @@ impl Sessions {
         self.judge_copies(i);
     }
 
-    /// A fresh loss report decides whether the viewer's datagrams go out
-    /// twice (`redundancy.rs`); only while its estimate carries the target.
+    /// A fresh loss report decides how many times the viewer's datagrams go
+    /// out (`redundancy.rs`).
     fn judge_copies(&mut self, i: usize) {
         let v = &mut self.viewers[i];
         let Some(loss) = v.loss_report.take() else {
@@ -569,12 +569,11 @@ impl Sessions {
             queue,
         };
         if v.copies.report(self.now, report) {
-            let doubled = v.copies.doubled();
-            v.stats.doubled = doubled;
+            v.stats.copies = v.copies.count();
             tracing::info!(
                 viewer = %v.id,
-                "{}: it reported {:.1} % lost, its link estimate {:?} kbit/s",
-                if doubled { "sending its datagrams twice" } else { "sending its datagrams once again" },
+                "sending each of its datagrams {} time(s): {:.1} % lost on the wire, link estimate {:?} kbit/s",
+                v.stats.copies,
                 loss * 100.0,
                 v.stats.bwe_kbps
             );
@@ -620,7 +619,7 @@ fn drain(
                 break;
             }
             Ok(Output::Transmit(t)) => {
-                if v.copies.doubled() {
+                for _ in 1..v.copies.count() {
                     transmits.push_back(Transmit {
                         proto: t.proto,
                         source: t.source,

@@ -81,8 +81,9 @@ pub struct ViewerStats {
     pub bytes_sent: u64,
     /// The bandwidth estimate towards it, when estimation runs.
     pub bwe_kbps: Option<u64>,
-    /// Its datagrams go out twice (a lossy link, `redundancy.rs`).
-    pub doubled: bool,
+    /// How many times each datagram to it goes out (a lossy link gets 2 or
+    /// 3, `redundancy.rs`); 0 before anything was judged means 1.
+    pub copies: u8,
     /// Its link is below the floor: it gets only referenced frames.
     pub thinned: bool,
 }
@@ -109,7 +110,7 @@ pub struct Viewer {
     pub frames_thinned: u64,
     /// A bandwidth estimate str0m gave that the policy has not seen yet.
     pub estimate: Option<u64>,
-    /// A loss report not judged yet, and whether datagrams go out twice.
+    /// A loss report not judged yet, and how many times datagrams go out.
     pub loss_report: Option<f32>,
     pub copies: Copies,
     /// The shortest round trip seen: the path with no queue in it.

@@ -71,7 +71,8 @@ def describe(before: dict, after: dict, seconds: float) -> tuple[float, str]:
     gaps = [g for _, g in after["gaps"]]
     text = (f"{fps:.1f} fps ({frames} frames), longest gap {after['longestGapMs']:.0f} ms, gaps over 100 ms "
             f"{gaps}, stamp-to-display p50 {p50:.0f} / p95 {p95:.0f} ms; the browser: "
-            f"{after['nacks'] - before['nacks']} NACKs, {after['plis'] - before['plis']} PLIs, "
+            f"{after['nacks'] - before['nacks']} NACKs, {after['retransmitted'] - before['retransmitted']} "
+            f"retransmissions received, {after['plis'] - before['plis']} PLIs, "
             f"{after['packetsLost'] - before['packetsLost']} packets lost for good, "
             f"{after['freezes'] - before['freezes']} freezes")
     return fps, text

@@ -215,11 +215,15 @@ impl LinkSim {
         self.peers[i].up.set_config(up.config(seed + 1));
     }
 
-    /// Whether the table sends peer `i`'s datagrams twice.
-    pub fn doubled(&self, i: usize) -> bool {
+    /// How many times the table sends each of peer `i`'s datagrams.
+    pub fn copies(&self, i: usize) -> u8 {
         let id = self.peers[i].id;
         let stats = self.sessions.viewer_stats();
-        stats.iter().any(|(v, _, s)| *v == id && s.doubled)
+        let copies = stats
+            .iter()
+            .find(|(v, ..)| *v == id)
+            .map(|(_, _, s)| s.copies);
+        copies.unwrap_or(0).max(1)
     }
 
     /// Peer `i` hangs up.
