@@ -11,6 +11,7 @@ pub mod board;
 pub mod capture;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod encode;
 pub mod fault;
 pub mod frame;

@@ -5,6 +5,7 @@
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice } from './camera.js';
+import { attachChat, chatState, detachChat } from './chat.js';
 
 const MAX_RETRIES = 3;
 const BACKOFF_MS = [1000, 2000, 4000];
@@ -62,6 +63,7 @@ const rtcam = {
   freezes: 0, // freezes by the browser's own count
   retransmitted: 0, // retransmissions (RTX) that arrived
 };
+rtcam.chat = chatState;
 window.rtcam = rtcam;
 
 // ---------------------------------------------------------------- state line
@@ -202,6 +204,8 @@ function startAttempt() {
   }
   a.pc = pc;
   pc.addTransceiver('video', { direction: 'recvonly' });
+  // Made before the offer, so the offer carries it: chat needs no renegotiation.
+  attachChat(pc.createDataChannel('rtcam'));
 
   pc.ontrack = (ev) => {
     if (a !== cur || a.closed) return;
@@ -373,6 +377,7 @@ function teardown(a, sayBye) {
     }
   }
   if (a.pc) {
+    detachChat();
     a.pc.ontrack = a.pc.onicecandidate = a.pc.onicegatheringstatechange = null;
     a.pc.oniceconnectionstatechange = a.pc.onconnectionstatechange = null;
     try {

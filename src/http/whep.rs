@@ -52,7 +52,11 @@ pub async fn create(
     };
     let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
     let owner = state.auth.bearer_name(&headers);
-    match state.rtc.add_viewer(offer.to_string(), from).await {
+    match state
+        .rtc
+        .add_viewer(offer.to_string(), from, owner.clone())
+        .await
+    {
         Ok(ticket) => {
             let location = format!("/whep/{}", ticket.id);
             lock(&state.whep.0).insert(ticket.id, owner.clone());

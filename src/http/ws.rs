@@ -200,7 +200,7 @@ async fn run(
     while let Some(action) = queue.pop_front() {
         match action {
             Action::CreateViewer(offer) => {
-                let next = match state.rtc.add_viewer(offer, from).await {
+                let next = match state.rtc.add_viewer(offer, from, None).await {
                     Ok(ticket) => {
                         *live = Some((ticket.id, ticket.ended));
                         signaling.viewer_created(ticket.id, ticket.answer)

@@ -21,6 +21,9 @@ pub enum Command {
     AddViewer {
         offer: String,
         from: std::net::IpAddr,
+        /// The name of the token it was admitted with (WHEP): its fixed name
+        /// on the data channel.
+        token_name: Option<String>,
         /// Told once, when the session ends (for any reason).
         ended: oneshot::Sender<EndReason>,
         reply: oneshot::Sender<Result<(ViewerId, String), SessionError>>,
@@ -95,12 +98,14 @@ impl RtcHandle {
         &self,
         offer: String,
         from: std::net::IpAddr,
+        token_name: Option<String>,
     ) -> Result<ViewerTicket, RtcCallError> {
         let (ended, ended_rx) = oneshot::channel();
         let (id, answer) = self
             .call(|reply| Command::AddViewer {
                 offer,
                 from,
+                token_name,
                 ended,
                 reply,
             })

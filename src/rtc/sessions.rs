@@ -22,6 +22,7 @@ use thiserror::Error;
 use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::redundancy::Report;
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
+use crate::control::Control;
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
@@ -65,6 +66,9 @@ pub struct SessionConfig {
     /// the estimates into `SessionEvent::Bitrate`; a codec not listed keeps
     /// its encoder's rate (a passthrough camera's own H.264).
     pub rates: Vec<(VideoCodec, RateRange)>,
+    /// Wall-clock time (Unix ms) at the table's start: chat lines carry
+    /// the time they were said.
+    pub wall_epoch_ms: u64,
 }
 
 impl SessionConfig {
@@ -78,6 +82,9 @@ impl SessionConfig {
             idle_timeout: Duration::from_secs(10),
             zero_playout_delay: true,
             rates: Vec::new(),
+            wall_epoch_ms: std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         }
     }
 }
@@ -93,6 +100,14 @@ pub enum SessionEvent {
     /// A new target for the codec's encoder, kbit/s, from the viewers'
     /// bandwidth estimates (`rate.rs`).
     Bitrate(VideoCodec, u32),
+}
+
+/// What happened on a viewer's `rtcam` data channel, for `control.rs`.
+#[derive(Debug)]
+pub enum ChannelInput {
+    Open,
+    Data { data: Vec<u8>, binary: bool },
+    Closed,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -122,6 +137,8 @@ pub enum SessionError {
     BadCandidate(String),
     #[error("too many ICE candidates: a viewer may send at most {0}")]
     TooManyCandidates(usize),
+    #[error("the viewer has no open `rtcam` data channel")]
+    NoChannel,
     #[error("cannot set up the session: {0}")]
     Internal(String),
 }
@@ -133,6 +150,8 @@ pub struct Sessions {
     events: VecDeque<SessionEvent>,
     /// RTP time zero: all viewers share one media clock.
     epoch: Instant,
+    /// The data-channel protocol (chat), sans-IO.
+    control: Control<ViewerId>,
     /// The latest time any input carried (estimates arrive inside str0m's
     /// output, which has no time of its own).
     now: Instant,
@@ -148,6 +167,7 @@ impl Sessions {
             events: VecDeque::new(),
             epoch: now,
             now,
+            control: Control::new(),
             rate: RatePolicy::new(&config.rates),
             config,
         }
@@ -355,6 +375,9 @@ impl Sessions {
             v.ending.get_or_insert(EndReason::Failed(e.to_string()));
         }
         self.drain_at(i);
+        if !self.viewers[i].inbox.is_empty() {
+            self.route_channels();
+        }
         self.reap();
         true
     }
@@ -383,6 +406,7 @@ impl Sessions {
                 v.ending.get_or_insert(EndReason::Idle);
             }
         }
+        self.route_channels();
         self.reap();
     }
 
@@ -442,6 +466,71 @@ impl Sessions {
             self.drain_at(i);
         }
         self.reap();
+    }
+
+    /// Sends a text message on a viewer's `rtcam` channel. A channel whose
+    /// send buffer is full (a viewer that does not read) loses the message,
+    /// counted; the video goes on.
+    pub fn send_channel(&mut self, id: ViewerId, text: &str) -> Result<(), SessionError> {
+        self.write_channel(id, text)?;
+        self.route_channels();
+        Ok(())
+    }
+
+    /// The name a viewer's chat lines carry: its token's (WHEP).
+    pub fn name_viewer(&mut self, id: ViewerId, token_name: String) {
+        if let Some(v) = self.viewer_mut(id) {
+            v.token_name = Some(token_name);
+        }
+    }
+
+    fn write_channel(&mut self, id: ViewerId, text: &str) -> Result<(), SessionError> {
+        let i = self.viewer_index(id).ok_or(SessionError::UnknownViewer)?;
+        let v = &mut self.viewers[i];
+        let cid = v.channel.ok_or(SessionError::NoChannel)?;
+        let mut channel = v.rtc.channel(cid).ok_or(SessionError::NoChannel)?;
+        match channel.write(false, text.as_bytes()) {
+            Ok(true) => {}
+            Ok(false) => v.channel_dropped += 1,
+            Err(e) => {
+                tracing::debug!(viewer = %id, "data channel write: {e}");
+                v.channel_dropped += 1;
+            }
+        }
+        drain(v, &mut self.transmits, &mut self.events, &self.config);
+        Ok(())
+    }
+
+    /// What arrived on viewers' data channels goes to the protocol, and
+    /// what it answers goes out (which may bring more: a bounded few turns).
+    fn route_channels(&mut self) {
+        let wall_ms = self.config.wall_epoch_ms
+            + self.now.saturating_duration_since(self.epoch).as_millis() as u64;
+        for _ in 0..4 {
+            let mut moved = false;
+            for v in &mut self.viewers {
+                while let Some(input) = v.inbox.pop_front() {
+                    moved = true;
+                    match input {
+                        ChannelInput::Open => {
+                            self.control.join(self.now, v.id, v.token_name.as_deref())
+                        }
+                        ChannelInput::Data { data, binary } => {
+                            self.control.handle(self.now, wall_ms, v.id, &data, binary)
+                        }
+                        ChannelInput::Closed => self.control.leave(v.id),
+                    }
+                }
+            }
+            while let Some(send) = self.control.poll_output() {
+                moved = true;
+                // A viewer that left meanwhile has no channel: nothing to do.
+                let _ = self.write_channel(send.to, &send.text);
+            }
+            if !moved {
+                return;
+            }
+        }
     }
 
     /// Viewers bound to `codec` (joining or connected, not ending): what
@@ -597,6 +686,7 @@ impl Sessions {
             }
             tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
             self.events.push_back(SessionEvent::Ended(v.id, reason));
+            self.control.leave(v.id);
             self.rate.remove(self.now, v.id);
             self.push_targets();
         }
@@ -672,6 +762,20 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
                 events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
             }
             v.awaiting_keyframe = v.awaiting_keyframe || v.frames_sent == 0;
+        }
+        Event::ChannelOpen(cid, label) if label == CONTROL_CHANNEL && v.channel.is_none() => {
+            v.channel = Some(cid);
+            v.inbox.push_back(ChannelInput::Open);
+        }
+        Event::ChannelData(d) if Some(d.id) == v.channel => {
+            v.inbox.push_back(ChannelInput::Data {
+                data: d.data,
+                binary: d.binary,
+            });
+        }
+        Event::ChannelClose(cid) if Some(cid) == v.channel => {
+            v.channel = None;
+            v.inbox.push_back(ChannelInput::Closed);
         }
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             v.ending.get_or_insert(EndReason::IceDisconnected);
@@ -758,6 +862,10 @@ fn bind_codec(
 /// packets), many round trips on any link a camera serves, and hold the
 /// largest 720p IDR (~60 packets) several times over.
 const SEND_BUFFER_PACKETS: usize = 400;
+
+/// The data channel the viewer makes in its offer for the JSON protocol
+/// (`control.rs`).
+pub const CONTROL_CHANNEL: &str = "rtcam";
 
 /// How often str0m reports each viewer's link (`/metrics`).
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -387,6 +387,7 @@ impl RtcTask {
             Command::AddViewer {
                 offer,
                 from,
+                token_name,
                 ended,
                 reply,
             } => {
@@ -394,6 +395,9 @@ impl RtcTask {
                 match &result {
                     Ok((id, _)) => {
                         tracing::info!(viewer = %id, viewers = self.sessions.len(), "viewer joining");
+                        if let Some(name) = token_name {
+                            self.sessions.name_viewer(*id, name);
+                        }
                         watchers.insert(*id, ended);
                     }
                     Err(e) => tracing::info!("viewer refused: {e}"),

@@ -115,6 +115,14 @@ pub struct Viewer {
     pub copies: Copies,
     /// The shortest round trip seen: the path with no queue in it.
     pub shortest_rtt_ms: Option<f64>,
+    /// Its `rtcam` data channel, once open; messages to it lost because
+    /// its send buffer was full.
+    pub channel: Option<str0m::channel::ChannelId>,
+    pub channel_dropped: u64,
+    /// What arrived on that channel, not yet given to the protocol.
+    pub inbox: std::collections::VecDeque<super::sessions::ChannelInput>,
+    /// The token it was admitted with (WHEP): its name in the chat.
+    pub token_name: Option<String>,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
     pub stats: ViewerStats,
@@ -141,6 +149,10 @@ impl Viewer {
             loss_report: None,
             copies: Copies::Single,
             shortest_rtt_ms: None,
+            channel: None,
+            channel_dropped: 0,
+            inbox: Default::default(),
+            token_name: None,
             remote_candidates: 0,
             stats: ViewerStats::default(),
             ending: None,

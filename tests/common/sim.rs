@@ -25,6 +25,9 @@ pub struct Peer {
     pub frames: Vec<Arc<[u8]>>,
     /// A peer that stopped talking (vanished browser).
     pub silent: bool,
+    /// Its `rtcam` data channel once open, and the text messages on it.
+    pub channel: Option<str0m::channel::ChannelId>,
+    pub messages: Vec<String>,
 }
 
 pub struct Sim {
@@ -71,6 +74,15 @@ impl Sim {
         index: usize,
         browser: Browser,
     ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
+        self.offer_of(index, browser, false)
+    }
+
+    fn offer_of(
+        &self,
+        index: usize,
+        browser: Browser,
+        channel: bool,
+    ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
         let addr: SocketAddr = format!("10.0.0.{}:5000", 10 + index).parse().unwrap();
         let builder = Rtc::builder().clear_codecs();
         let builder = match browser {
@@ -83,6 +95,9 @@ impl Sim {
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        if channel {
+            api.add_channel("rtcam".into());
+        }
         let (offer, pending) = api.apply().unwrap();
         (rtc, offer.to_sdp_string(), pending, addr, mid)
     }
@@ -94,8 +109,17 @@ impl Sim {
 
     /// Adds a peer that offers what `browser` offers.
     pub fn join_as(&mut self, browser: Browser) -> usize {
+        self.join_with(browser, false)
+    }
+
+    /// Adds a Chromium-like peer whose offer makes the `rtcam` data channel.
+    pub fn join_with_channel(&mut self) -> usize {
+        self.join_with(Browser::Chromium, true)
+    }
+
+    fn join_with(&mut self, browser: Browser, channel: bool) -> usize {
         let index = self.peers.len();
-        let (mut rtc, offer, pending, addr, mid) = self.offer_mid(index, browser);
+        let (mut rtc, offer, pending, addr, mid) = self.offer_of(index, browser, channel);
         let (id, answer) = self
             .sessions
             .add_viewer(self.now, &offer, addr.ip())
@@ -111,8 +135,32 @@ impl Sim {
             connected: false,
             frames: Vec::new(),
             silent: false,
+            channel: None,
+            messages: Vec::new(),
         });
         index
+    }
+
+    /// Peer `i` sends `text` on its `rtcam` channel.
+    pub fn say(&mut self, i: usize, text: &str) {
+        let p = &mut self.peers[i];
+        let id = p.channel.expect("the channel is open");
+        assert!(
+            p.rtc
+                .channel(id)
+                .unwrap()
+                .write(false, text.as_bytes())
+                .unwrap()
+        );
+    }
+
+    /// The JSON messages peer `i` received so far.
+    pub fn received(&self, i: usize) -> Vec<serde_json::Value> {
+        self.peers[i]
+            .messages
+            .iter()
+            .map(|m| serde_json::from_str(m).expect("JSON"))
+            .collect()
     }
 
     /// Moves every pending datagram both ways, then advances time by `dt`.
@@ -176,6 +224,10 @@ impl Sim {
                     Event::Connected => p.connected = true,
                     Event::MediaAdded(m) => p.mid = Some(m.mid),
                     Event::MediaData(d) => p.frames.push(d.data),
+                    Event::ChannelOpen(id, _) => p.channel = Some(id),
+                    Event::ChannelData(d) => p
+                        .messages
+                        .push(String::from_utf8_lossy(&d.data).into_owned()),
                     _ => {}
                 },
             }
