@@ -109,10 +109,35 @@ enum Incoming {
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Outgoing<'a> {
     Chat(&'a ChatLine),
+    Telemetry(&'a Telemetry),
     Error {
         reason: &'static str,
         message: String,
     },
+}
+
+/// How the stream and one viewer's link are doing, pushed to it once a
+/// second as `{"type":"telemetry",...}`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Telemetry {
+    /// Viewers watching the device.
+    pub viewers: usize,
+    /// Its codec ("H.264", "VP8") and the encoder's target, kbit/s.
+    pub codec: String,
+    pub bitrate_kbps: Option<u32>,
+    /// Frames sent to it in the last second.
+    pub fps: f64,
+    /// Its link, from str0m's stats.
+    pub rtt_ms: Option<f64>,
+    /// Lost after repairs, and on the wire before them (fractions).
+    pub loss: Option<f32>,
+    pub wire_loss: Option<f32>,
+    pub nacks: u64,
+    pub bwe_kbps: Option<u64>,
+    /// How many times each datagram goes out (a lossy link gets 2 or 3).
+    pub copies: u8,
+    /// Below the bitrate floor: it gets only referenced frames.
+    pub thinned: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -219,6 +244,14 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 message: refusal.to_string(),
             });
             self.out.push_back(Send { to: id, text });
+        }
+    }
+
+    /// Telemetry for a viewer whose channel is open.
+    pub fn telemetry(&mut self, to: Id, t: &Telemetry) {
+        if self.members.contains_key(&to) {
+            let text = to_json(&Outgoing::Telemetry(t));
+            self.out.push_back(Send { to, text });
         }
     }
 

@@ -127,3 +127,26 @@ fn a_flood_and_bad_messages_get_errors_and_the_video_goes_on() {
         "the session goes on"
     );
 }
+
+#[test]
+fn telemetry_comes_once_a_second_with_the_link() {
+    let mut sim = Sim::new(8);
+    let a = sim.join_with_channel();
+    let b = sim.join_with_channel();
+    sim.connect_all();
+    open_channels(&mut sim);
+    sim.frames(90, true); // 3 s at 30 fps
+    let telemetry: Vec<serde_json::Value> = sim
+        .received(a)
+        .into_iter()
+        .filter(|m| m["type"] == "telemetry")
+        .collect();
+    assert!((2..=4).contains(&telemetry.len()), "{telemetry:?}");
+    let last = telemetry.last().unwrap();
+    assert_eq!(last["viewers"], 2);
+    assert_eq!(last["codec"], "H.264");
+    assert_eq!(last["copies"], 1);
+    let fps = last["fps"].as_f64().unwrap();
+    assert!((25.0..=35.0).contains(&fps), "{last}");
+    assert!(sim.received(b).iter().any(|m| m["type"] == "telemetry"));
+}

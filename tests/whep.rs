@@ -290,29 +290,12 @@ async fn metrics_report_the_appliance_and_each_viewers_link() {
 /// lints), when the suite provides it: `scripts/test.sh` sets RTCAM_PROMTOOL
 /// (setup.sh takes promtool out of Debian's prometheus package).
 fn promtool_accepts(text: &str) {
-    use std::io::Write;
     let Some(promtool) = std::env::var_os("RTCAM_PROMTOOL") else {
         eprintln!("RTCAM_PROMTOOL not set: promtool check skipped");
         return;
     };
-    let mut child = std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", promtool.to_string_lossy()));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{text}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = std::process::Command::new(promtool);
+    cmd.args(["check", "metrics"]);
+    let (ok, out, err) = run_with_stdin(cmd, text);
+    assert!(ok, "promtool check metrics: {out}{err}\n{text}");
 }

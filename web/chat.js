@@ -1,4 +1,5 @@
-// The chat panel: JSON messages on the call's `rtcam` data channel (README, "Data channel").
+// The call's `rtcam` data channel on the page (README, "Data channel"): the chat panel, and the
+// link readout from the telemetry the camera pushes once a second.
 // Text from the channel is only ever put in the page as text (textContent), never as HTML.
 
 const NAME_KEY = 'rtcam.name';
@@ -10,11 +11,12 @@ const form = document.getElementById('chat-form');
 const input = document.getElementById('chat-text');
 const nameInput = document.getElementById('chat-name');
 const note = document.getElementById('chat-note');
+const readout = document.getElementById('link-readout');
 
 let channel = null;
 
 // What a test (or a person at the console) may read.
-export const chatState = { open: false, lines: [], errors: [] };
+export const chatState = { open: false, lines: [], errors: [], telemetry: null };
 
 function savedName() {
   try {
@@ -72,10 +74,29 @@ function onMessage(ev) {
   }
   if (m.type === 'chat') {
     addLine(m);
+  } else if (m.type === 'telemetry') {
+    chatState.telemetry = m;
+    showTelemetry(m);
   } else if (m.type === 'error') {
     chatState.errors.push(m.reason);
     show(m.message || m.reason);
   }
+}
+
+function pct(f) {
+  return typeof f === 'number' ? `${(f * 100).toFixed(f < 0.1 ? 1 : 0)} %` : '–';
+}
+
+function showTelemetry(t) {
+  const parts = [`${Math.round(t.fps)} fps`];
+  if (typeof t.bitrate_kbps === 'number') parts.push(`${(t.bitrate_kbps / 1000).toFixed(1)} Mbit/s`);
+  if (typeof t.rtt_ms === 'number') parts.push(`RTT ${Math.round(t.rtt_ms)} ms`);
+  parts.push(`loss ${pct(t.wire_loss)}`);
+  if (t.copies > 1) parts.push(`sent ×${t.copies}`);
+  if (t.thinned) parts.push('slow link: half the frames');
+  parts.push(`${t.viewers} watching`);
+  readout.textContent = parts.join(' · ');
+  readout.hidden = false;
 }
 
 /// The call's data channel (made before the offer, so it rides in it).
@@ -98,6 +119,7 @@ export function attachChat(dc) {
 
 export function detachChat() {
   channel = null;
+  readout.hidden = true;
   chatState.open = false;
   panel.dataset.open = 'false';
   input.disabled = true;

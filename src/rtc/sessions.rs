@@ -22,7 +22,7 @@ use thiserror::Error;
 use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::redundancy::Report;
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
-use crate::control::Control;
+use crate::control::{Control, Telemetry};
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
@@ -150,8 +150,10 @@ pub struct Sessions {
     events: VecDeque<SessionEvent>,
     /// RTP time zero: all viewers share one media clock.
     epoch: Instant,
-    /// The data-channel protocol (chat), sans-IO.
+    /// The data-channel protocol (chat, telemetry), sans-IO.
     control: Control<ViewerId>,
+    /// When telemetry goes out next (while any viewer has its channel).
+    next_telemetry: Instant,
     /// The latest time any input carried (estimates arrive inside str0m's
     /// output, which has no time of its own).
     now: Instant,
@@ -168,6 +170,7 @@ impl Sessions {
             epoch: now,
             now,
             control: Control::new(),
+            next_telemetry: now + TELEMETRY_EVERY,
             rate: RatePolicy::new(&config.rates),
             config,
         }
@@ -406,8 +409,39 @@ impl Sessions {
                 v.ending.get_or_insert(EndReason::Idle);
             }
         }
+        if now >= self.next_telemetry {
+            self.next_telemetry = now + TELEMETRY_EVERY;
+            self.push_telemetry();
+        }
         self.route_channels();
         self.reap();
+    }
+
+    /// Telemetry to every viewer with an open channel.
+    fn push_telemetry(&mut self) {
+        let viewers = self.viewers.len();
+        for v in &mut self.viewers {
+            if v.channel.is_none() {
+                continue;
+            }
+            let sent = v.frames_sent - v.frames_at_telemetry;
+            v.frames_at_telemetry = v.frames_sent;
+            let s = &v.stats;
+            let t = Telemetry {
+                viewers,
+                codec: v.codec.map(|c| c.to_string()).unwrap_or_default(),
+                bitrate_kbps: v.codec.and_then(|c| self.rate.target(c)),
+                fps: sent as f64 / TELEMETRY_EVERY.as_secs_f64(),
+                rtt_ms: s.rtt_ms,
+                loss: s.loss,
+                wire_loss: s.wire_loss,
+                nacks: s.nacks,
+                bwe_kbps: s.bwe_kbps,
+                copies: v.copies.count(),
+                thinned: self.rate.thinned(v.id),
+            };
+            self.control.telemetry(v.id, &t);
+        }
     }
 
     /// Sends one encoded frame to every viewer that can take it. A viewer
@@ -568,6 +602,12 @@ impl Sessions {
                 v.next_timeout.min(ours)
             })
             .chain(self.rate.poll_timeout())
+            .chain(
+                self.viewers
+                    .iter()
+                    .any(|v| v.channel.is_some())
+                    .then_some(self.next_telemetry),
+            )
             .min()
     }
 
@@ -866,6 +906,9 @@ const SEND_BUFFER_PACKETS: usize = 400;
 /// The data channel the viewer makes in its offer for the JSON protocol
 /// (`control.rs`).
 pub const CONTROL_CHANNEL: &str = "rtcam";
+
+/// How often each viewer with a channel is sent telemetry.
+const TELEMETRY_EVERY: Duration = Duration::from_secs(1);
 
 /// How often str0m reports each viewer's link (`/metrics`).
 const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);

@@ -108,6 +108,8 @@ pub struct Viewer {
     pub frames_sent: u64,
     /// Frames left out because its link is below the floor.
     pub frames_thinned: u64,
+    /// `frames_sent` at the last telemetry.
+    pub frames_at_telemetry: u64,
     /// A bandwidth estimate str0m gave that the policy has not seen yet.
     pub estimate: Option<u64>,
     /// A loss report not judged yet, and how many times datagrams go out.
@@ -145,6 +147,7 @@ impl Viewer {
             next_timeout: now,
             frames_sent: 0,
             frames_thinned: 0,
+            frames_at_telemetry: 0,
             estimate: None,
             loss_report: None,
             copies: Copies::Single,

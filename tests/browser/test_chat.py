@@ -64,3 +64,9 @@ def test_a_chat_line_shows_in_the_other_page_as_text(start_rtcam, open_page):
     assert a.evaluate("() => window.rtcam.chat.lines.length") == 21
     assert b.evaluate("() => window.rtcam.chat.errors.length") == 0
     assert p95 < 1000
+
+    # The link readout under the video, from the telemetry pushed once a second.
+    b.wait_for_function("() => window.rtcam.chat.telemetry !== null", timeout=3_000)
+    t = b.evaluate("() => window.rtcam.chat.telemetry")
+    assert t["viewers"] == 2 and t["fps"] > 20, t
+    assert "fps" in b.text_content("#link-readout")

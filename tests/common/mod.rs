@@ -59,14 +59,21 @@ pub fn emulated() -> bool {
 
 /// Runs an rtcam subcommand to completion; returns its stdout.
 pub fn rtcam_command(args: &[&str], stdin: &str) -> (bool, String, String) {
+    let mut cmd = rtcam();
+    cmd.args(args);
+    run_with_stdin(cmd, stdin)
+}
+
+/// Runs `cmd` to completion with `stdin` as its input: (success, stdout
+/// trimmed, stderr).
+pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> (bool, String, String) {
     use std::io::Write;
-    let mut child = rtcam()
-        .args(args)
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run rtcam");
+        .unwrap_or_else(|e| panic!("{:?}: {e}", cmd.get_program()));
     child
         .stdin
         .take()
