@@ -79,23 +79,42 @@ impl EncodedFrame {
 /// Whether an H.264 access unit (Annex-B) is referenced by no other
 /// picture: it has slices, and every one has nal_ref_idc 0.
 pub fn h264_unreferenced(au: &[u8]) -> bool {
-    let mut slices = 0usize;
+    let mut slices = nal_units(au)
+        .filter(|n| matches!(n[0] & 0x1f, 1 | 5))
+        .peekable();
+    slices.peek().is_some() && slices.all(|n| n[0] & 0x60 == 0)
+}
+
+/// The NAL units of an Annex-B stream (without their start codes).
+pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut starts = Vec::new();
     let mut i = 0;
-    while i + 3 < au.len() {
-        if au[i] == 0 && au[i + 1] == 0 && au[i + 2] == 1 {
-            let header = au[i + 3];
-            if matches!(header & 0x1f, 1 | 5) {
-                if header & 0x60 != 0 {
-                    return false;
-                }
-                slices += 1;
-            }
-            i += 4;
+    while i + 3 <= data.len() {
+        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
+            starts.push(i + 3);
+            i += 3;
         } else {
             i += 1;
         }
     }
-    slices > 0
+    let ends: Vec<usize> = starts
+        .iter()
+        .skip(1)
+        .map(|&s| {
+            let mut e = s - 3;
+            // A four-byte start code leaves one more zero behind.
+            while e > 0 && data[e - 1] == 0 {
+                e -= 1;
+            }
+            e
+        })
+        .chain(std::iter::once(data.len()))
+        .collect();
+    starts
+        .into_iter()
+        .zip(ends)
+        .filter(|(s, e)| s < e)
+        .map(move |(s, e)| &data[s..e])
 }
 
 impl RawFrame {

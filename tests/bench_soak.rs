@@ -17,15 +17,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn env_secs(name: &str, default: u64) -> Duration {
-    Duration::from_secs(
-        std::env::var(name)
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default),
-    )
-}
-
 struct Light {
     stop: Arc<AtomicBool>,
     frames: Arc<AtomicU64>,
@@ -73,18 +64,7 @@ struct Sample {
 async fn ten_minutes_of_viewers_coming_and_going() {
     let total = env_secs("RTCAM_SOAK_SECONDS", 600);
     let churn = env_secs("RTCAM_SOAK_CHURN", 10);
-    let server = Server::start(&[
-        "--source",
-        "test",
-        "--size",
-        "1280x720",
-        "--fps",
-        "30",
-        "--max-viewers",
-        "32",
-        "--max-viewers-per-address",
-        "32",
-    ]);
+    let server = Server::start_bench(32);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut lights: VecDeque<Light> = VecDeque::new();
     for _ in 0..10 {

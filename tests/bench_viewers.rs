@@ -31,24 +31,8 @@ fn loadavg() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: bench/viewers.sh"]
 async fn cost_per_viewer() {
-    let window = Duration::from_secs(
-        std::env::var("RTCAM_BENCH_SECONDS")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(10),
-    );
-    let server = Server::start(&[
-        "--source",
-        "test",
-        "--size",
-        "1280x720",
-        "--fps",
-        "30",
-        "--max-viewers",
-        "128",
-        "--max-viewers-per-address",
-        "128",
-    ]);
+    let window = env_secs("RTCAM_BENCH_SECONDS", 10);
+    let server = Server::start_bench(128);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stop = Arc::new(AtomicBool::new(false));
     let mut counters: Vec<Arc<AtomicU64>> = Vec::new();

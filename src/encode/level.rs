@@ -151,37 +151,8 @@ pub fn h264_profile(profile_level_id: u32) -> Option<H264Profile> {
         .map(|(p, _, _)| *p)
 }
 
-/// The NAL units of an Annex-B stream (without their start codes).
-pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut starts = Vec::new();
-    let mut i = 0;
-    while i + 3 <= data.len() {
-        if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
-            starts.push(i + 3);
-            i += 3;
-        } else {
-            i += 1;
-        }
-    }
-    let ends: Vec<usize> = starts
-        .iter()
-        .skip(1)
-        .map(|&s| {
-            let mut e = s - 3;
-            // A four-byte start code leaves one more zero behind.
-            while e > 0 && data[e - 1] == 0 {
-                e -= 1;
-            }
-            e
-        })
-        .chain(std::iter::once(data.len()))
-        .collect();
-    starts
-        .into_iter()
-        .zip(ends)
-        .filter(|(s, e)| s < e)
-        .map(move |(s, e)| &data[s..e])
-}
+/// The NAL units of an Annex-B stream (kept beside the frames they cut).
+pub use crate::frame::nal_units;
 
 #[cfg(test)]
 mod tests {

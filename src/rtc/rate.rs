@@ -75,6 +75,19 @@ struct Encoder {
     rise_wanted_since: Option<Instant>,
     /// The last change of the target (either way).
     changed_at: Option<Instant>,
+    /// Links of this codec that are not thinned, as of the last decision:
+    /// whether thinning protects anyone (`thinned`, asked per frame).
+    healthy: usize,
+}
+
+impl Encoder {
+    /// When a wanted rise may happen: it has held `RISE_AFTER`, and the
+    /// last change is as old.
+    fn rise_due(&self) -> Option<Instant> {
+        let since = self.rise_wanted_since?;
+        let after_change = self.changed_at.map_or(since, |c| c + RISE_AFTER);
+        Some((since + RISE_AFTER).max(after_change))
+    }
 }
 
 #[derive(Debug)]
@@ -96,6 +109,7 @@ impl RatePolicy {
                     target_kbps: range.ceiling_kbps,
                     rise_wanted_since: None,
                     changed_at: None,
+                    healthy: 0,
                 };
                 (codec, e)
             })
@@ -145,24 +159,24 @@ impl RatePolicy {
         }
     }
 
-    /// Time passes: a rise that was wanted long enough happens.
+    /// Time passes: a rise that was wanted long enough happens. Only a due
+    /// rise can change anything without a new estimate, so only those
+    /// codecs are looked at (this runs on every turn of the media loop).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let codecs: Vec<_> = self.encoders.keys().copied().collect();
-        for codec in codecs {
+        let due: Vec<_> = self
+            .encoders
+            .iter()
+            .filter(|(_, e)| e.rise_due().is_some_and(|t| t <= now))
+            .map(|(&c, _)| c)
+            .collect();
+        for codec in due {
             self.decide(now, codec);
         }
     }
 
     /// When `handle_timeout` has something to do: the next possible rise.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.encoders
-            .values()
-            .filter_map(|e| {
-                let since = e.rise_wanted_since?;
-                let after_change = e.changed_at.map_or(since, |c| c + RISE_AFTER);
-                Some((since + RISE_AFTER).max(after_change))
-            })
-            .min()
+        self.encoders.values().filter_map(Encoder::rise_due).min()
     }
 
     /// The next target change for an encoder, in the order they happened.
@@ -183,32 +197,37 @@ impl RatePolicy {
     /// of the codec below the floor) the encoder runs at the floor and
     /// everyone gets every frame.
     pub fn thinned(&self, id: ViewerId) -> bool {
-        let Some(link) = self.links.get(&id).filter(|l| l.thinned) else {
-            return false;
-        };
-        self.links
-            .values()
-            .any(|l| l.codec == link.codec && !l.thinned)
+        self.links.get(&id).is_some_and(|l| {
+            l.thinned && self.encoders.get(&l.codec).is_some_and(|e| e.healthy > 0)
+        })
     }
 
     /// What the links of `codec` want: the slowest one that is not thinned.
-    /// With none estimated, the ceiling; with all thinned, the floor.
-    fn wanted(&self, codec: VideoCodec, range: RateRange) -> u32 {
-        let mut of_codec = self.links.values().filter(|l| l.codec == codec).peekable();
-        if of_codec.peek().is_none() {
-            return range.ceiling_kbps;
+    /// With none estimated, the ceiling; with all thinned, the floor. And
+    /// how many are not thinned.
+    fn wanted(&self, codec: VideoCodec, range: RateRange) -> (u32, usize) {
+        let (mut any, mut healthy, mut slowest) = (false, 0, None::<u32>);
+        for l in self.links.values().filter(|l| l.codec == codec) {
+            any = true;
+            if !l.thinned {
+                healthy += 1;
+                slowest = Some(slowest.map_or(l.usable_kbps, |s| s.min(l.usable_kbps)));
+            }
         }
-        let slowest_healthy = of_codec.filter(|l| !l.thinned).map(|l| l.usable_kbps).min();
-        range.clamp(slowest_healthy.unwrap_or(range.floor_kbps))
+        if !any {
+            return (range.ceiling_kbps, 0);
+        }
+        (range.clamp(slowest.unwrap_or(range.floor_kbps)), healthy)
     }
 
     fn decide(&mut self, now: Instant, codec: VideoCodec) {
         let Some(&enc) = self.encoders.get(&codec) else {
             return;
         };
-        let wanted = self.wanted(codec, enc.range);
+        let (wanted, healthy) = self.wanted(codec, enc.range);
         let current = enc.target_kbps;
         let mut next = enc;
+        next.healthy = healthy;
         if wanted < current {
             next.rise_wanted_since = None;
             if (current - wanted) as f64 >= current as f64 * FALL_DEADBAND

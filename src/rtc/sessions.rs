@@ -196,6 +196,7 @@ impl Sessions {
             .map(|v| {
                 let mut stats = v.stats.clone();
                 stats.thinned = self.rate.thinned(v.id);
+                stats.copies = v.copies.count();
                 (v.id, v.codec, stats)
             })
             .collect()
@@ -698,11 +699,10 @@ impl Sessions {
             queue,
         };
         if v.copies.report(self.now, report) {
-            v.stats.copies = v.copies.count();
             tracing::info!(
                 viewer = %v.id,
                 "sending each of its datagrams {} time(s): {:.1} % lost on the wire, link estimate {:?} kbit/s",
-                v.stats.copies,
+                v.copies.count(),
                 loss * 100.0,
                 v.stats.bwe_kbps
             );
@@ -851,10 +851,11 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
 }
 
 /// Once a viewer's codec is known: its estimate is to find what its link
-/// carries up to twice the codec's ceiling, and its video leaves unpaced. str0m paces at about the estimate
-/// when estimation runs, so an IDR (tens of packets) would otherwise trickle
-/// out over hundreds of milliseconds even on a LAN; the encoder's own rate
-/// control already keeps the average under the target.
+/// carries up to twice the codec's ceiling, and its video leaves unpaced.
+/// str0m paces at about the estimate when estimation runs, so an IDR (tens
+/// of packets) would otherwise trickle out over hundreds of milliseconds
+/// even on a LAN; the encoder's own rate control already keeps the average
+/// under the target.
 fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConfig) {
     let Some(codec) = v.codec else { return };
     let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {

@@ -82,7 +82,7 @@ pub struct ViewerStats {
     /// The bandwidth estimate towards it, when estimation runs.
     pub bwe_kbps: Option<u64>,
     /// How many times each datagram to it goes out (a lossy link gets 2 or
-    /// 3, `redundancy.rs`); 0 before anything was judged means 1.
+    /// 3, `redundancy.rs`); filled in by `Sessions::viewer_stats`.
     pub copies: u8,
     /// Its link is below the floor: it gets only referenced frames.
     pub thinned: bool,

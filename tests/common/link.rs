@@ -223,7 +223,7 @@ impl LinkSim {
             .iter()
             .find(|(v, ..)| *v == id)
             .map(|(_, _, s)| s.copies);
-        copies.unwrap_or(0).max(1)
+        copies.unwrap_or(1)
     }
 
     /// Peer `i` hangs up.

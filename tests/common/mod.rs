@@ -88,6 +88,16 @@ pub fn run_with_stdin(mut cmd: Command, stdin: &str) -> (bool, String, String) {
     )
 }
 
+/// A duration in seconds from the environment variable `name`, else `default`.
+pub fn env_secs(name: &str, default: u64) -> Duration {
+    Duration::from_secs(
+        std::env::var(name)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default),
+    )
+}
+
 pub fn free_port() -> u16 {
     // A port free for both TCP and UDP.
     loop {
@@ -328,6 +338,24 @@ impl Server {
             .lines()
             .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// The benchmarks' rtcam: the camera-like scene at 1280x720@30, room for
+    /// `max_viewers` from one address (every viewer is on loopback).
+    pub fn start_bench(max_viewers: usize) -> Server {
+        let max = max_viewers.to_string();
+        Server::start(&[
+            "--source",
+            "test",
+            "--size",
+            "1280x720",
+            "--fps",
+            "30",
+            "--max-viewers",
+            &max,
+            "--max-viewers-per-address",
+            &max,
+        ])
     }
 
     /// File descriptors rtcam holds open now, from /proc.
