@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::auth::PasswordFile;
-use crate::capture::run::Capture;
+use crate::capture::controls::Saved;
+use crate::capture::run::{Capture, ControlRoad};
 use crate::capture::{Source, SourceInfo, Want};
 use crate::config::Config;
 use crate::encode::openh264::OpenH264;
@@ -34,6 +35,8 @@ use crate::rtc::{RtcHandle, SessionConfig, Sessions};
 
 /// Encoder control messages in flight at most.
 const CONTROL_QUEUE: usize = 64;
+/// Camera settings waiting for the capture thread.
+const SETTINGS_QUEUE: usize = 16;
 
 /// Runs the appliance until SIGINT or SIGTERM.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -132,6 +135,10 @@ impl Media {
             .as_ref()
             .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());
         let (source_tx, source_rx) = watch::channel(info);
+        // Settings viewers ask for: a few at a time (a slider sends at most
+        // five a second per viewer); a full road refuses the next.
+        let (set_control_tx, set_control_rx) = std_mpsc::sync_channel(SETTINGS_QUEUE);
+        let (refusals_tx, refusals_rx) = mpsc::channel(SETTINGS_QUEUE);
         let capture = Capture {
             spec: config.source.clone(),
             want,
@@ -140,6 +147,11 @@ impl Media {
             status: source_tx,
             captured: captured.clone(),
             stop: stop.clone(),
+            control: ControlRoad {
+                requests: set_control_rx,
+                refusals: refusals_tx,
+                saved: Saved::load(&config.state_dir),
+            },
         }
         .spawn(source)
         .context("starting the capture thread")?;
@@ -173,6 +185,9 @@ impl Media {
                 shutdown,
                 reply_from: Default::default(),
                 heartbeat: watchdog_heartbeat(http_alive),
+                camera: source_rx.clone(),
+                set_control: set_control_tx,
+                refusals: refusals_rx,
             }
             .run(),
         );

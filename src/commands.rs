@@ -76,8 +76,8 @@ fn passwd(state_dir: &Path, from_stdin: bool) -> anyhow::Result<()> {
 fn token(state_dir: &Path, action: TokenAction) -> anyhow::Result<()> {
     let mut store = TokenStore::open(state_dir);
     match action {
-        TokenAction::Create { name } => {
-            let token = store.create(&name)?;
+        TokenAction::Create { name, control } => {
+            let token = store.create(&name, control)?;
             eprintln!("token '{name}' created; it is shown only now. Players send it as");
             eprintln!("  Authorization: Bearer <token>");
             println!("{token}");

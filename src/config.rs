@@ -128,7 +128,13 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
 pub enum TokenAction {
     /// Create a token and print it (the only time it is shown)
-    Create { name: String },
+    Create {
+        name: String,
+        /// Its players may change the camera's settings (brightness,
+        /// exposure, ...); without it they may only watch
+        #[arg(long)]
+        control: bool,
+    },
     /// Revoke a token; players using it are refused from then on
     Revoke { name: String },
     /// List token names

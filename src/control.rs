@@ -8,6 +8,12 @@
 //!   included, as `{"type":"chat","from":NAME,"text":TEXT,"at":UNIX_MS}`.
 //!   A viewer whose channel opens gets the last `HISTORY` lines first.
 //!
+//! - `{"type":"set","control":ID,"value":N}`: changes one of the camera's
+//!   controls, checked against its range and the viewer's right to (a WHEP
+//!   token made without `--control` may only watch). The capture applies it;
+//!   every viewer then gets the fresh `{"type":"controls",...}` list, as it
+//!   does when its channel opens, with `{"type":"camera",...}` (live, lost).
+//!
 //! A message that breaks a rule gets `{"type":"error","reason":R,"message":M}`
 //! back on the same channel; the session goes on. No clocks in here: time
 //! comes in with every message (str0m's shape), so the limits are tested on
@@ -18,6 +24,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+use crate::capture::controls::{self, CameraControl, ControlError};
 
 /// Chat lines kept for viewers who join later.
 pub const HISTORY: usize = 50;
@@ -48,6 +56,11 @@ pub enum Refusal {
     /// The name comes from the viewer's token.
     NameFixed,
     TooFast,
+    /// Its token lets it watch, not change the camera.
+    NotAllowed,
+    /// An unknown control, a value out of its range, or one the camera
+    /// refused.
+    Control(ControlError),
 }
 
 impl Refusal {
@@ -63,6 +76,8 @@ impl Refusal {
             Refusal::BadName => "bad_name",
             Refusal::NameFixed => "name_fixed",
             Refusal::TooFast => "too_fast",
+            Refusal::NotAllowed => "not_allowed",
+            Refusal::Control(e) => e.reason(),
         }
     }
 }
@@ -92,6 +107,10 @@ impl fmt::Display for Refusal {
                 f,
                 "too many messages: at most {MESSAGES_PER_SECOND} a second"
             ),
+            Refusal::NotAllowed => {
+                f.write_str("this viewer's token lets it watch, not change the camera")
+            }
+            Refusal::Control(e) => e.fmt(f),
         }
     }
 }
@@ -102,6 +121,7 @@ impl fmt::Display for Refusal {
 enum Incoming {
     Hello { name: String },
     Chat { text: String },
+    Set { control: String, value: i64 },
 }
 
 /// What viewers are sent.
@@ -110,6 +130,15 @@ enum Incoming {
 enum Outgoing<'a> {
     Chat(&'a ChatLine),
     Telemetry(&'a Telemetry),
+    Controls {
+        may_set: bool,
+        controls: &'a [CameraControl],
+    },
+    Camera {
+        state: &'a str,
+        name: &'a str,
+        problem: Option<&'a str>,
+    },
     Error {
         reason: &'static str,
         message: String,
@@ -148,6 +177,41 @@ pub struct ChatLine {
     pub at: u64,
 }
 
+/// The camera as the protocol tells viewers about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CameraView {
+    /// `starting`, `live` or `lost`.
+    pub state: String,
+    /// What it is, e.g. "V4L2 /dev/video0 (vivid) 640x360 YU12 @ 30.0 fps".
+    pub name: String,
+    pub problem: Option<String>,
+    pub controls: Vec<CameraControl>,
+}
+
+impl From<&crate::capture::SourceInfo> for CameraView {
+    fn from(info: &crate::capture::SourceInfo) -> Self {
+        let state = serde_json::to_value(info.state)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let lost = info.state == crate::capture::supervise::CameraState::Lost;
+        CameraView {
+            state,
+            name: info.to_string(),
+            problem: info.problem.clone().filter(|_| lost),
+            controls: info.controls.clone(),
+        }
+    }
+}
+
+/// What the protocol asks of the rest of the appliance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request<Id> {
+    /// Set the camera's control `id` to `value` (checked against the last
+    /// [`CameraView`]); a refusal comes back through [`Control::refused`].
+    SetControl { from: Id, id: String, value: i64 },
+}
+
 /// A message for one viewer's `rtcam` channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send<Id> {
@@ -166,6 +230,8 @@ struct Member {
     /// Told it is too fast since its last accepted message: a flood gets
     /// one error, not one per message.
     told_too_fast: bool,
+    /// It may change the camera's settings.
+    may_control: bool,
 }
 
 /// The protocol's state: who is on the channel, the chat history, and
@@ -175,6 +241,8 @@ pub struct Control<Id> {
     members: BTreeMap<Id, Member>,
     history: VecDeque<ChatLine>,
     out: VecDeque<Send<Id>>,
+    camera: CameraView,
+    requests: VecDeque<Request<Id>>,
 }
 
 impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
@@ -183,6 +251,8 @@ impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
             members: BTreeMap::new(),
             history: VecDeque::new(),
             out: VecDeque::new(),
+            camera: CameraView::default(),
+            requests: VecDeque::new(),
         }
     }
 }
@@ -193,9 +263,10 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     }
 
     /// A viewer's `rtcam` channel opened. `token_name`: the name of the
-    /// token it was admitted with (WHEP), which is then its fixed name.
-    /// It is sent the chat history.
-    pub fn join(&mut self, now: Instant, id: Id, token_name: Option<&str>) {
+    /// token it was admitted with (WHEP), which is then its fixed name;
+    /// `may_control`: whether it may change the camera's settings. It is
+    /// sent the camera's state and controls, then the chat history.
+    pub fn join(&mut self, now: Instant, id: Id, token_name: Option<&str>, may_control: bool) {
         let (name, fixed) = match token_name {
             Some(n) => (clean_name(n).unwrap_or_else(|| default_name(id)), true),
             None => (default_name(id), false),
@@ -208,8 +279,19 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 tokens: MESSAGES_PER_SECOND as f64,
                 refilled: now,
                 told_too_fast: false,
+                may_control,
             },
         );
+        let camera = self.camera_message();
+        let controls = self.controls_message(may_control);
+        self.out.push_back(Send {
+            to: id,
+            text: camera,
+        });
+        self.out.push_back(Send {
+            to: id,
+            text: controls,
+        });
         let lines: Vec<String> = self
             .history
             .iter()
@@ -239,11 +321,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                     _ => return,
                 }
             }
-            let text = to_json(&Outgoing::Error {
-                reason: refusal.reason(),
-                message: refusal.to_string(),
-            });
-            self.out.push_back(Send { to: id, text });
+            self.refuse(id, &refusal);
         }
     }
 
@@ -258,6 +336,73 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     /// The next message to send.
     pub fn poll_output(&mut self) -> Option<Send<Id>> {
         self.out.pop_front()
+    }
+
+    /// The next thing to do outside the protocol.
+    pub fn poll_request(&mut self) -> Option<Request<Id>> {
+        self.requests.pop_front()
+    }
+
+    /// The camera now: what changed is told to every viewer.
+    pub fn camera(&mut self, view: CameraView) {
+        let state_changed = (&view.state, &view.name, &view.problem)
+            != (&self.camera.state, &self.camera.name, &self.camera.problem);
+        let controls_changed = view.controls != self.camera.controls;
+        self.camera = view;
+        let ids: Vec<(Id, bool)> = self
+            .members
+            .iter()
+            .map(|(i, m)| (*i, m.may_control))
+            .collect();
+        if state_changed {
+            let text = self.camera_message();
+            for (to, _) in &ids {
+                self.out.push_back(Send {
+                    to: *to,
+                    text: text.clone(),
+                });
+            }
+        }
+        if controls_changed {
+            for (to, may) in ids {
+                let text = self.controls_message(may);
+                self.out.push_back(Send { to, text });
+            }
+        }
+    }
+
+    /// The camera refused what `to` asked for.
+    pub fn refused(&mut self, to: Id, error: ControlError) {
+        if self.members.contains_key(&to) {
+            self.refuse(to, &Refusal::Control(error));
+        }
+    }
+
+    fn refuse(&mut self, to: Id, refusal: &Refusal) {
+        let text = to_json(&Outgoing::Error {
+            reason: refusal.reason(),
+            message: refusal.to_string(),
+        });
+        self.out.push_back(Send { to, text });
+    }
+
+    fn camera_message(&self) -> String {
+        to_json(&Outgoing::Camera {
+            state: if self.camera.state.is_empty() {
+                "starting"
+            } else {
+                &self.camera.state
+            },
+            name: &self.camera.name,
+            problem: self.camera.problem.as_deref(),
+        })
+    }
+
+    fn controls_message(&self, may_set: bool) -> String {
+        to_json(&Outgoing::Controls {
+            may_set,
+            controls: &self.camera.controls,
+        })
     }
 
     fn try_handle(
@@ -312,6 +457,19 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 if self.history.len() > HISTORY {
                     self.history.pop_front();
                 }
+                Ok(())
+            }
+            Incoming::Set { control, value } => {
+                if !member.may_control {
+                    return Err(Refusal::NotAllowed);
+                }
+                let value = controls::check(&self.camera.controls, &control, value)
+                    .map_err(Refusal::Control)?;
+                self.requests.push_back(Request::SetControl {
+                    from: id,
+                    id: control,
+                    value,
+                });
                 Ok(())
             }
         }
@@ -374,8 +532,117 @@ mod tests {
 
     type Id = u32;
 
+    /// What was sent, but the camera's state and controls (every join
+    /// gets those first; the controls tests look at them).
     fn sent(c: &mut Control<Id>) -> Vec<Send<Id>> {
+        all_sent(c)
+            .into_iter()
+            .filter(|s| !s.text.contains(r#""type":"camera""#))
+            .filter(|s| !s.text.contains(r#""type":"controls""#))
+            .collect()
+    }
+
+    fn all_sent(c: &mut Control<Id>) -> Vec<Send<Id>> {
         std::iter::from_fn(|| c.poll_output()).collect()
+    }
+
+    fn vivid() -> CameraView {
+        CameraView {
+            state: "live".into(),
+            name: "V4L2 /dev/video0 (vivid)".into(),
+            problem: None,
+            controls: crate::capture::controls::SceneLook::default().controls(),
+        }
+    }
+
+    #[test]
+    fn a_joining_viewer_learns_the_camera_and_its_controls() {
+        let t0 = Instant::now();
+        let mut c = Control::new();
+        c.camera(vivid());
+        c.join(t0, A, None, true);
+        c.join(t0, B, Some("watcher"), false);
+        let out = all_sent(&mut c);
+        assert_eq!(out.len(), 4);
+        let m = json(&out[0]);
+        assert_eq!(
+            (m["type"].as_str(), m["state"].as_str()),
+            (Some("camera"), Some("live"))
+        );
+        let m = json(&out[1]);
+        assert_eq!(m["type"], "controls");
+        assert_eq!(m["may_set"], true);
+        assert_eq!(m["controls"][0]["id"], "brightness");
+        assert_eq!(m["controls"][0]["kind"], "integer");
+        assert_eq!(m["controls"][0]["max"], 255);
+        assert_eq!(json(&out[3])["may_set"], false, "a watch-only token");
+    }
+
+    #[test]
+    fn a_set_is_checked_then_asked_and_its_result_goes_to_everyone() {
+        let t0 = Instant::now();
+        let mut c = Control::new();
+        c.camera(vivid());
+        c.join(t0, A, None, true);
+        c.join(t0, B, Some("watcher"), false);
+        all_sent(&mut c);
+        let set = br#"{"type":"set","control":"brightness","value":200}"#;
+        c.handle(t0, 0, A, set, false);
+        assert_eq!(
+            c.poll_request(),
+            Some(Request::SetControl {
+                from: A,
+                id: "brightness".into(),
+                value: 200
+            })
+        );
+        assert!(
+            all_sent(&mut c).is_empty(),
+            "nothing until the camera applies it"
+        );
+        let mut applied = vivid();
+        applied.controls[0].value = 200;
+        c.camera(applied.clone());
+        let out = all_sent(&mut c);
+        assert_eq!(out.len(), 2, "the controls, to both: {out:?}");
+        assert!(out.iter().all(|s| json(s)["controls"][0]["value"] == 200));
+        c.camera(applied);
+        assert!(all_sent(&mut c).is_empty(), "no change, nothing sent");
+        let t = t0 + Duration::from_secs(1);
+        let cases: [(Id, &[u8], &str); 4] = [
+            (B, set, "not_allowed"),
+            (
+                A,
+                br#"{"type":"set","control":"zoom","value":1}"#,
+                "unknown_control",
+            ),
+            (
+                A,
+                br#"{"type":"set","control":"brightness","value":999}"#,
+                "out_of_range",
+            ),
+            (
+                A,
+                br#"{"type":"set","control":"brightness","value":"x"}"#,
+                "bad_json",
+            ),
+        ];
+        for (who, msg, reason) in cases {
+            c.handle(t, 0, who, msg, false);
+            let out = all_sent(&mut c);
+            assert_eq!(out.len(), 1, "{reason}");
+            assert_eq!(
+                (out[0].to, json(&out[0])["reason"].as_str()),
+                (who, Some(reason))
+            );
+        }
+        assert_eq!(c.poll_request(), None);
+        let why = ControlError::Failed {
+            id: "brightness".into(),
+            why: "busy".into(),
+        };
+        c.refused(A, why);
+        assert_eq!(json(&all_sent(&mut c)[0])["reason"], "control_failed");
     }
 
     fn json(s: &Send<Id>) -> serde_json::Value {
@@ -389,8 +656,8 @@ mod tests {
     fn chat_goes_to_everyone_with_the_senders_name_and_time() {
         let t0 = Instant::now();
         let mut c = Control::new();
-        c.join(t0, A, None);
-        c.join(t0, B, Some("kitchen-tablet"));
+        c.join(t0, A, None, true);
+        c.join(t0, B, Some("kitchen-tablet"), false);
         c.handle(t0, 1_000, A, br#"{"type":"hello","name":"Ann"}"#, false);
         c.handle(
             t0,
@@ -416,14 +683,14 @@ mod tests {
     fn a_late_viewer_gets_the_last_fifty_lines() {
         let t0 = Instant::now();
         let mut c = Control::new();
-        c.join(t0, A, None);
+        c.join(t0, A, None, true);
         for i in 0..60u64 {
             let t = t0 + one_message() * i as u32;
             let msg = format!(r#"{{"type":"chat","text":"line {i}"}}"#);
             c.handle(t, i, A, msg.as_bytes(), false);
         }
         sent(&mut c);
-        c.join(t0, B, None);
+        c.join(t0, B, None, true);
         let out = sent(&mut c);
         assert_eq!(out.len(), HISTORY);
         assert!(out.iter().all(|s| s.to == B));
@@ -435,8 +702,8 @@ mod tests {
     fn broken_rules_are_answered_with_an_error_and_nothing_else() {
         let t0 = Instant::now();
         let mut c = Control::new();
-        c.join(t0, A, None);
-        c.join(t0, B, Some("cam-token"));
+        c.join(t0, A, None, true);
+        c.join(t0, B, Some("cam-token"), false);
         let long = format!(r#"{{"type":"chat","text":"{}"}}"#, "x".repeat(1001));
         let cases: Vec<(Id, Vec<u8>, bool, &str)> = vec![
             (A, b"\x00\x01".to_vec(), true, "not_text"),
@@ -480,7 +747,7 @@ mod tests {
     fn five_messages_a_second_then_too_fast_then_again() {
         let t0 = Instant::now();
         let mut c = Control::new();
-        c.join(t0, A, None);
+        c.join(t0, A, None, true);
         for _ in 0..5 {
             c.handle(t0, 0, A, br#"{"type":"chat","text":"spam"}"#, false);
         }
@@ -505,8 +772,8 @@ mod tests {
     fn a_viewer_who_left_gets_nothing() {
         let t0 = Instant::now();
         let mut c = Control::new();
-        c.join(t0, A, None);
-        c.join(t0, B, None);
+        c.join(t0, A, None, true);
+        c.join(t0, B, None, true);
         c.leave(B);
         c.handle(t0, 0, A, br#"{"type":"chat","text":"still here?"}"#, false);
         c.handle(t0, 0, B, br#"{"type":"chat","text":"gone"}"#, false);

@@ -1,5 +1,7 @@
 //! WHEP bearer tokens: named, random, stored as SHA-256 digests in
-//! `<state-dir>/tokens` (one `name digest` per line, mode 0600).
+//! `<state-dir>/tokens` (one `name digest` per line, mode 0600; a third
+//! word `control` lets the token's players change the camera's settings,
+//! else they may only watch).
 //!
 //! The running appliance re-reads the file when it changes, so
 //! `rtcam token create` and `revoke` take effect without a restart.
@@ -30,7 +32,15 @@ pub struct TokenStore {
     path: PathBuf,
     /// Modification time and length of the file as last read.
     loaded: Option<(SystemTime, u64)>,
-    entries: Vec<(String, String)>,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    digest: String,
+    /// Its players may set the camera's controls.
+    control: bool,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -68,9 +78,16 @@ impl TokenStore {
             .map_err(|e| TokenError::Read(self.path.clone(), e))?;
         self.entries = text
             .lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, d)| (n.trim().to_string(), d.trim().to_string()))
-            .filter(|(n, d)| valid_name(n) && d.len() == 64)
+            .filter_map(|l| {
+                let mut words = l.split_whitespace();
+                let (name, digest) = (words.next()?, words.next()?);
+                let control = words.next() == Some("control");
+                (valid_name(name) && digest.len() == 64).then(|| Entry {
+                    name: name.into(),
+                    digest: digest.into(),
+                    control,
+                })
+            })
             .collect();
         self.loaded = modified;
         Ok(())
@@ -83,7 +100,10 @@ impl TokenStore {
         let text: String = self
             .entries
             .iter()
-            .map(|(n, d)| format!("{n} {d}\n"))
+            .map(|e| {
+                let control = if e.control { " control" } else { "" };
+                format!("{} {}{control}\n", e.name, e.digest)
+            })
             .collect();
         crate::state_dir::write_private(&self.path, text.as_bytes())
             .map_err(|e| TokenError::Write(self.path.clone(), e))?;
@@ -92,16 +112,21 @@ impl TokenStore {
     }
 
     /// Creates a token and returns it: the only time it is ever shown.
-    pub fn create(&mut self, name: &str) -> Result<String, TokenError> {
+    /// With `control`, its players may change the camera's settings.
+    pub fn create(&mut self, name: &str, control: bool) -> Result<String, TokenError> {
         if !valid_name(name) {
             return Err(TokenError::BadName(name.chars().take(80).collect()));
         }
         self.refresh()?;
-        if self.entries.iter().any(|(n, _)| n == name) {
+        if self.entries.iter().any(|e| e.name == name) {
             return Err(TokenError::Exists(name.into()));
         }
         let token = super::random_hex(32);
-        self.entries.push((name.into(), super::sha256_hex(&token)));
+        self.entries.push(Entry {
+            name: name.into(),
+            digest: super::sha256_hex(&token),
+            control,
+        });
         self.save()?;
         Ok(token)
     }
@@ -109,7 +134,7 @@ impl TokenStore {
     pub fn revoke(&mut self, name: &str) -> Result<(), TokenError> {
         self.refresh()?;
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| n != name);
+        self.entries.retain(|e| e.name != name);
         if self.entries.len() == before {
             return Err(TokenError::Unknown(name.into()));
         }
@@ -118,7 +143,15 @@ impl TokenStore {
 
     pub fn names(&mut self) -> Result<Vec<String>, TokenError> {
         self.refresh()?;
-        Ok(self.entries.iter().map(|(n, _)| n.clone()).collect())
+        Ok(self.entries.iter().map(|e| e.name.clone()).collect())
+    }
+
+    /// Whether the token `name` may change the camera's settings.
+    pub fn may_control(&mut self, name: &str) -> bool {
+        if let Err(e) = self.refresh() {
+            tracing::warn!("tokens: {e}");
+        }
+        self.entries.iter().any(|e| e.name == name && e.control)
     }
 
     /// The name of the token presented, if it is valid.
@@ -129,8 +162,8 @@ impl TokenStore {
         let digest = super::sha256_hex(token);
         self.entries
             .iter()
-            .find(|(_, d)| super::same_digest(d, &digest))
-            .map(|(n, _)| n.clone())
+            .find(|e| super::same_digest(&e.digest, &digest))
+            .map(|e| e.name.clone())
     }
 }
 
@@ -145,17 +178,23 @@ mod tests {
         let mut cli = TokenStore::open(&dir);
         let mut server = TokenStore::open(&dir);
         assert_eq!(server.check("nothing"), None);
-        let t = cli.create("player-1").unwrap();
+        let t = cli.create("player-1", false).unwrap();
         assert_eq!(t.len(), 64);
         let stored = std::fs::read_to_string(dir.join(FILE)).unwrap();
         assert!(!stored.contains(&t), "only the digest is stored");
         assert_eq!(server.check(&t).as_deref(), Some("player-1"));
-        assert!(matches!(cli.create("player-1"), Err(TokenError::Exists(_))));
         assert!(matches!(
-            cli.create("bad name"),
+            cli.create("player-1", true),
+            Err(TokenError::Exists(_))
+        ));
+        assert!(!server.may_control("player-1"), "watch only");
+        cli.create("operator", true).unwrap();
+        assert!(server.may_control("operator"));
+        assert!(matches!(
+            cli.create("bad name", false),
             Err(TokenError::BadName(_))
         ));
-        assert!(matches!(cli.create(""), Err(TokenError::BadName(_))));
+        assert!(matches!(cli.create("", false), Err(TokenError::BadName(_))));
         // Make sure the file's mtime moves on filesystems with coarse clocks.
         std::thread::sleep(std::time::Duration::from_millis(20));
         cli.revoke("player-1").unwrap();

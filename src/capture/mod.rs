@@ -3,6 +3,7 @@
 //! supervision that brings a lost camera back (`supervise`, `run`).
 
 pub mod annexb;
+pub mod controls;
 pub mod find;
 pub mod mjpeg;
 pub mod pattern;
@@ -192,6 +193,8 @@ pub struct SourceInfo {
     pub problem: Option<String>,
     /// Camera frames dropped because they were corrupt or truncated.
     pub corrupt_frames: u64,
+    /// Its settings, with their current values.
+    pub controls: Vec<controls::CameraControl>,
 }
 
 impl SourceInfo {
@@ -211,6 +214,7 @@ impl SourceInfo {
             state: supervise::CameraState::Starting,
             problem: None,
             corrupt_frames: 0,
+            controls: Vec::new(),
         }
     }
 }
@@ -303,6 +307,48 @@ impl Source {
             Source::Pattern(_) => None,
             Source::V4l2(v) => Some(v.identity().clone()),
             Source::Rpicam(r) => Some(r.identity()),
+        }
+    }
+
+    /// The camera's settings with their current values.
+    pub fn controls(&self) -> Vec<controls::CameraControl> {
+        match self {
+            Source::Pattern(p) => p.look().controls(),
+            Source::V4l2(v) => v.controls(),
+            Source::Rpicam(r) => r.controls(),
+        }
+    }
+
+    /// Applies one setting, checked against [`Self::controls`] first.
+    pub fn set_control(&mut self, id: &str, value: i64) -> Result<(), controls::ControlError> {
+        let value = controls::check(&self.controls(), id, value)?;
+        match self {
+            Source::Pattern(p) => p.set_control(id, value),
+            Source::V4l2(v) => v.set_control(id, value),
+            Source::Rpicam(r) => r.set_control(id, value),
+        }
+    }
+
+    /// Applies the settings kept for this camera; ones it no longer takes
+    /// are skipped (logged).
+    pub fn restore(&mut self, values: &[(String, i64)]) {
+        if let Source::Rpicam(r) = self {
+            // One restart of rpicam-vid for all of them.
+            return r.restore(values);
+        }
+        for (id, value) in values {
+            if let Err(e) = self.set_control(id, *value) {
+                tracing::info!("camera setting {id} = {value} not restored: {e}");
+            }
+        }
+    }
+
+    /// Which camera the kept settings belong to: driver and card (a
+    /// replugged camera, or another of the same model, gets the same).
+    pub fn settings_key(&self) -> String {
+        match self.identity() {
+            Some(id) => format!("{}/{}", id.driver, id.card),
+            None => "test-scene".into(),
         }
     }
 

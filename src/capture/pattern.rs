@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::controls::{ControlError, SceneLook};
 use super::scene::Scene;
 use super::{CaptureError, stripe};
 use crate::frame::RawFrame;
@@ -43,6 +44,9 @@ pub struct TestPattern {
     interval: Duration,
     next_due: Option<Instant>,
     frame_no: u64,
+    look: SceneLook,
+    /// The luma mapping for `look`, unless it is the default.
+    table: Option<Box<[u8; 256]>>,
 }
 
 impl TestPattern {
@@ -65,7 +69,30 @@ impl TestPattern {
             interval: Duration::from_secs_f64(1.0 / fps.max(1) as f64),
             next_due: None,
             frame_no: 0,
+            look: SceneLook::default(),
+            table: None,
         })
+    }
+
+    /// Its brightness and contrast (`controls::SceneLook`).
+    pub fn look(&self) -> SceneLook {
+        self.look
+    }
+
+    pub fn set_control(&mut self, id: &str, value: i64) -> Result<(), ControlError> {
+        self.look.set(id, value)?;
+        self.table = (!self.look.is_default()).then(|| Box::new(self.look.table()));
+        Ok(())
+    }
+
+    /// Brightness and contrast, below the stripe.
+    fn apply_look(&self, frame: &mut RawFrame) {
+        let Some(table) = &self.table else { return };
+        let start = stripe::ROWS * frame.width;
+        let (y, _, _) = frame.planes_mut();
+        for px in &mut y[start..] {
+            *px = table[*px as usize];
+        }
     }
 
     pub fn size(&self) -> (usize, usize) {
@@ -113,6 +140,7 @@ impl TestPattern {
         if let Some(scene) = &self.scene {
             let stamp = unix_ms(SystemTime::now());
             scene.draw(frame, self.frame_no, stamp);
+            self.apply_look(frame);
             frame.captured = Instant::now();
             frame.stamp_ms = stamp;
             return;
@@ -158,6 +186,7 @@ impl TestPattern {
         }
         let stamp = unix_ms(SystemTime::now());
         stripe::draw_i420(y, u, v, w, stamp);
+        self.apply_look(frame);
         frame.captured = Instant::now();
         frame.stamp_ms = stamp;
     }

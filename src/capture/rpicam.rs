@@ -42,7 +42,7 @@
 //! reaped. Restarting is the capture supervisor's job: a source that fails
 //! is dropped and opened again.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
@@ -57,6 +57,7 @@ use std::time::{Duration, Instant, SystemTime};
 use thiserror::Error;
 
 use super::annexb::H264Probe;
+use super::controls::{self, CameraControl, ControlError};
 use super::pattern::unix_ms;
 use super::{CameraId, CaptureError, CaptureFormat, Delivery, SourceInfo, Want};
 use crate::frame::{CodedChunk, RawFrame};
@@ -610,6 +611,8 @@ enum Codec {
 
 /// A CSI camera streaming through a running rpicam-vid.
 pub struct RpicamSource {
+    /// How the child was started, and the options viewers set.
+    spawn: Spawn,
     child: Child,
     /// Taken (closed) first when stopping.
     stdout: Option<ChildStdout>,
@@ -685,20 +688,17 @@ impl RpicamSource {
             Codec::Yuv420 => video_args(camera, width, height, want.fps),
             Codec::H264 => h264_args(camera, width, height, want.fps),
         };
-        let mut child = Command::new(launch.tool)
-            .args(args)
-            .envs(launch.envs.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(RpicamError::Spawn)?;
-        let shared = Shared::default();
-        let stderr_thread = child
-            .stderr
-            .take()
-            .map(|e| forward_stderr(e, tool_name(launch.tool), shared.clone()));
+        let spawn = Spawn {
+            tool: launch.tool.to_path_buf(),
+            envs: launch
+                .envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            args,
+            options: BTreeMap::new(),
+        };
+        let (mut child, shared, stderr_thread) = spawn.start()?;
         let (w, h) = (width as usize, height as usize);
         let stride = yuv420_stride(launch.isp, w);
         match codec {
@@ -716,6 +716,7 @@ impl RpicamSource {
             ),
         }
         let mut source = RpicamSource {
+            spawn,
             stdout: child.stdout.take(),
             child,
             exit: None,
@@ -985,12 +986,18 @@ impl Drop for RpicamSource {
     /// Stops the child and reaps it: no zombie, and no orphan holding the
     /// camera (which would make the next open fail with "device busy").
     fn drop(&mut self) {
+        self.stop_child();
+    }
+}
+
+impl RpicamSource {
+    fn stop_child(&mut self) {
         // SIGTERM first, with the pipe still open: closing it first would
         // race the signal (the child's next write fails with EPIPE and it
         // exits as if rtcam had crashed). A write it is blocked in is
         // interrupted by the signal either way.
         if self.exit.is_none() {
-            stop_group(&mut self.child);
+            self.exit = Some(stop_group(&mut self.child));
         } else {
             // The leader is gone; anything it left in its group goes too.
             signal_group(&self.child, libc::SIGKILL);
@@ -999,6 +1006,92 @@ impl Drop for RpicamSource {
         // The stderr thread ends at EOF; it is not joined, so a stray
         // holder of the pipe cannot hang the caller.
         self.stderr_thread = None;
+    }
+
+    /// rpicam-vid's image options as controls, with the values set.
+    pub fn controls(&self) -> Vec<CameraControl> {
+        controls::rpicam_controls(&self.spawn.options)
+    }
+
+    /// rpicam-vid takes its options only when it starts: it is restarted
+    /// with the new value (about a second without frames on a Pi).
+    pub fn set_control(&mut self, id: &str, value: i64) -> Result<(), ControlError> {
+        let before = self.spawn.options.insert(id.to_string(), value);
+        if before.unwrap_or(i64::MIN) == value {
+            return Ok(());
+        }
+        self.restart().map_err(|e| ControlError::Failed {
+            id: id.into(),
+            why: e.to_string(),
+        })
+    }
+
+    /// The kept settings, with one restart for all of them.
+    pub fn restore(&mut self, values: &[(String, i64)]) {
+        let known = self.controls();
+        for (id, value) in values {
+            match controls::check(&known, id, *value) {
+                Ok(v) => {
+                    self.spawn.options.insert(id.clone(), v);
+                }
+                Err(e) => tracing::info!("camera setting {id} = {value} not restored: {e}"),
+            }
+        }
+        if !self.spawn.options.is_empty()
+            && let Err(e) = self.restart()
+        {
+            tracing::warn!("rpicam-vid: restarting with the kept settings: {e}");
+        }
+    }
+
+    fn restart(&mut self) -> Result<(), RpicamError> {
+        self.stop_child();
+        let (mut child, shared, stderr_thread) = self.spawn.start()?;
+        self.stdout = child.stdout.take();
+        self.child = child;
+        self.exit = None;
+        self.shared = shared;
+        self.stderr_thread = stderr_thread;
+        self.pending.clear();
+        self.frames = 0;
+        tracing::info!(
+            "rpicam-vid restarted with {}",
+            controls::rpicam_args(&self.spawn.options).join(" ")
+        );
+        if self.codec == Codec::H264 {
+            self.probe_h264()?;
+        }
+        Ok(())
+    }
+}
+
+/// How rpicam-vid is started: the tool, its environment, rtcam's
+/// arguments and the image options viewers set.
+struct Spawn {
+    tool: PathBuf,
+    envs: Vec<(String, String)>,
+    args: Vec<String>,
+    options: BTreeMap<String, i64>,
+}
+
+impl Spawn {
+    fn start(&self) -> Result<(Child, Shared, Option<JoinHandle<()>>), RpicamError> {
+        let mut child = Command::new(&self.tool)
+            .args(&self.args)
+            .args(controls::rpicam_args(&self.options))
+            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .map_err(RpicamError::Spawn)?;
+        let shared = Shared::default();
+        let stderr_thread = child
+            .stderr
+            .take()
+            .map(|e| forward_stderr(e, tool_name(&self.tool), shared.clone()));
+        Ok((child, shared, stderr_thread))
     }
 }
 

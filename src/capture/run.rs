@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
+use super::controls::{ControlError, Saved};
 use super::find;
 use super::slate::Slate;
 use super::supervise::{CameraState, Failure, Supervisor, Target};
@@ -38,6 +39,32 @@ pub trait FrameSink: Send + Sync {
     fn take_keyframe_request(&self) -> bool;
 }
 
+/// A setting a viewer asked for (checked by the data-channel protocol;
+/// the camera checks again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetControl {
+    pub control: String,
+    pub value: i64,
+    /// Who asked: told if the camera refuses (the rtc task's viewer id).
+    pub from: u64,
+}
+
+/// The camera refused a setting, or there was no camera to take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlRefused {
+    pub from: u64,
+    pub error: ControlError,
+}
+
+/// The capture thread's control road: settings in, refusals out (applied
+/// ones show in `status`).
+pub struct ControlRoad {
+    pub requests: std::sync::mpsc::Receiver<SetControl>,
+    pub refusals: tokio::sync::mpsc::Sender<ControlRefused>,
+    /// The values viewers set, kept in the state directory.
+    pub saved: Saved,
+}
+
 /// Everything the capture thread owns.
 pub struct Capture {
     pub spec: SourceSpec,
@@ -49,6 +76,7 @@ pub struct Capture {
     /// Frames delivered, slate included: the watchdog's sign of life.
     pub captured: Arc<AtomicU64>,
     pub stop: Arc<AtomicBool>,
+    pub control: ControlRoad,
 }
 
 impl Capture {
@@ -58,14 +86,14 @@ impl Capture {
             .spawn(move || self.run(first))
     }
 
-    fn run(self, first: Option<Source>) {
+    fn run(mut self, first: Option<Source>) {
         let mut sup = Supervisor::new(&self.spec, Instant::now());
         let mut source = None;
         let mut problem = Problem::default();
         match first {
-            Some(s) => {
+            Some(mut s) => {
                 let _ = sup.poll_open(Instant::now());
-                self.went_live(&mut sup, &s);
+                self.went_live(&mut sup, &mut s);
                 source = Some(s);
             }
             None => self.report_lost(&sup, None),
@@ -76,6 +104,7 @@ impl Capture {
         let mut slate = Slate::new(self.size.0, self.size.1);
         let mut next_slate = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
+            self.apply_settings(source.as_mut());
             let now = Instant::now();
             if let Some(target) = sup.poll_open(now) {
                 self.try_open(&mut sup, &target, &mut source, &mut problem);
@@ -166,6 +195,35 @@ impl Capture {
         buffers.give_back(frame);
     }
 
+    /// Settings viewers asked for since the last frame.
+    fn apply_settings(&mut self, mut source: Option<&mut Source>) {
+        while let Ok(ask) = self.control.requests.try_recv() {
+            let applied = match source.as_deref_mut() {
+                Some(s) => s.set_control(&ask.control, ask.value).map(|()| s),
+                None => Err(ControlError::Failed {
+                    id: ask.control.clone(),
+                    why: "the camera is not there".into(),
+                }),
+            };
+            match applied {
+                Ok(s) => {
+                    let key = s.settings_key();
+                    self.control.saved.remember(&key, &ask.control, ask.value);
+                    let controls = s.controls();
+                    self.status.send_modify(|i| i.controls = controls);
+                    tracing::info!("camera: {} = {}", ask.control, ask.value);
+                }
+                Err(error) => {
+                    tracing::info!("camera: {} = {} refused: {error}", ask.control, ask.value);
+                    let _ = self.control.refusals.try_send(ControlRefused {
+                        from: ask.from,
+                        error,
+                    });
+                }
+            }
+        }
+    }
+
     fn try_open(
         &self,
         sup: &mut Supervisor,
@@ -175,8 +233,8 @@ impl Capture {
     ) {
         let rescan = source.is_some();
         match find::open(&self.spec, target, &self.want, sup.preferred()) {
-            Ok(s) => {
-                self.went_live(sup, &s);
+            Ok(mut s) => {
+                self.went_live(sup, &mut s);
                 *source = Some(s);
             }
             Err(e) if rescan => tracing::debug!("source auto: still no camera: {e}"),
@@ -188,10 +246,12 @@ impl Capture {
         }
     }
 
-    fn went_live(&self, sup: &mut Supervisor, s: &Source) {
+    fn went_live(&self, sup: &mut Supervisor, s: &mut Source) {
         let was_lost = sup.state() == CameraState::Lost;
         sup.opened(Instant::now(), s.identity());
+        s.restore(&self.control.saved.values(&s.settings_key()));
         let mut info = s.info();
+        info.controls = s.controls();
         if (info.width, info.height) != self.size {
             tracing::warn!(
                 "{} delivers {}x{}; the stream stays at {}x{} (scaled)",

@@ -23,6 +23,7 @@ use v4l::video::capture::Parameters;
 use v4l::{Device, Format, FourCC};
 
 use super::annexb::H264Probe;
+use super::controls::{self, CameraControl, ControlError, ControlKind, MenuItem};
 use super::mjpeg::MjpegDecoder;
 use super::pattern::unix_ms;
 use super::uvc_h264;
@@ -298,6 +299,53 @@ fn by_id_name(path: &Path) -> Option<String> {
         .and_then(|e| e.file_name().into_string().ok())
 }
 
+/// A V4L2 control as viewers see it, if rtcam offers it.
+fn describe_control(device: &Device, d: v4l::control::Description) -> Option<CameraControl> {
+    use v4l::control::{Flags as CtrlFlags, MenuItem as V4lItem, Type as CtrlType};
+    let key = controls::v4l2_key(d.id)?;
+    if d.flags
+        .intersects(CtrlFlags::DISABLED | CtrlFlags::READ_ONLY | CtrlFlags::GRABBED)
+    {
+        return None;
+    }
+    let items = |d: &v4l::control::Description| -> Vec<MenuItem> {
+        d.items
+            .iter()
+            .flatten()
+            .map(|(i, item)| MenuItem {
+                value: i64::from(*i),
+                label: match item {
+                    V4lItem::Name(n) => n.clone(),
+                    V4lItem::Value(v) => v.to_string(),
+                },
+            })
+            .collect()
+    };
+    let kind = match d.typ {
+        CtrlType::Integer | CtrlType::Integer64 => ControlKind::Integer {
+            min: d.minimum,
+            max: d.maximum,
+            step: i64::try_from(d.step.max(1)).unwrap_or(1),
+        },
+        CtrlType::Boolean => ControlKind::Boolean,
+        CtrlType::Menu | CtrlType::IntegerMenu => ControlKind::Menu { items: items(&d) },
+        _ => return None,
+    };
+    let value = match device.control(d.id).ok()?.value {
+        Value::Integer(v) => v,
+        Value::Boolean(b) => i64::from(b),
+        _ => return None,
+    };
+    Some(CameraControl {
+        id: key.into(),
+        name: d.name,
+        kind,
+        default: d.default,
+        value,
+        restarts: false,
+    })
+}
+
 /// Every mode the device offers in a format rtcam can use.
 fn modes(device: &Device) -> std::io::Result<(Vec<Mode>, Vec<String>)> {
     let mut modes = Vec::new();
@@ -494,6 +542,35 @@ impl V4l2Source {
 
     pub fn kind(&self) -> Kind {
         self.kind
+    }
+
+    /// The controls rtcam offers (`controls::V4L2_CONTROLS`) that this
+    /// camera has, enabled and writable, with their current values.
+    pub fn controls(&self) -> Vec<CameraControl> {
+        match self.device.query_controls() {
+            Ok(list) => list
+                .into_iter()
+                .filter_map(|d| describe_control(&self.device, d))
+                .collect(),
+            Err(e) => {
+                tracing::debug!("{}: no controls: {e}", self.path.display());
+                Vec::new()
+            }
+        }
+    }
+
+    /// Sets control `key` (checked by the caller against [`Self::controls`]).
+    pub fn set_control(&mut self, key: &str, value: i64) -> Result<(), ControlError> {
+        let id = controls::v4l2_cid(key).ok_or_else(|| ControlError::Unknown(key.into()))?;
+        self.device
+            .set_control(Control {
+                id,
+                value: Value::Integer(value),
+            })
+            .map_err(|e| ControlError::Failed {
+                id: key.into(),
+                why: e.to_string(),
+            })
     }
 
     /// Asks an H.264 camera for an IDR, where it can take one; else its

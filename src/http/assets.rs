@@ -47,6 +47,16 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/chat.js"),
     },
     Asset {
+        path: "/controls.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/controls.js"),
+    },
+    Asset {
+        path: "/serial.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/serial.js"),
+    },
+    Asset {
         path: "/style.css",
         mime: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),

@@ -88,6 +88,11 @@ impl AuthState {
         lock(&self.tokens).check(token)
     }
 
+    /// Whether the token `name`'s players may change the camera's settings.
+    pub fn token_may_control(&self, name: &str) -> bool {
+        lock(&self.tokens).may_control(name)
+    }
+
     /// Whether a token of this name is still valid (not revoked).
     pub fn token_named(&self, name: &str) -> bool {
         lock(&self.tokens)

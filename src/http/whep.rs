@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::AppState;
 use super::guard::{Peer, lock};
-use crate::rtc::{EndReason, RtcCallError, SessionError, ViewerId};
+use crate::rtc::{EndReason, Grant, RtcCallError, SessionError, ViewerId};
 use crate::signal::parse_sdpfrag;
 
 /// Which token made each WHEP session: only it may PATCH or DELETE the
@@ -52,11 +52,14 @@ pub async fn create(
     };
     let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
     let owner = state.auth.bearer_name(&headers);
-    match state
-        .rtc
-        .add_viewer(offer.to_string(), from, owner.clone())
-        .await
-    {
+    let grant = match &owner {
+        Some(name) => Grant {
+            token_name: Some(name.clone()),
+            may_control: state.auth.token_may_control(name),
+        },
+        None => Grant::owner(),
+    };
+    match state.rtc.add_viewer(offer.to_string(), from, grant).await {
         Ok(ticket) => {
             let location = format!("/whep/{}", ticket.id);
             lock(&state.whep.0).insert(ticket.id, owner.clone());

@@ -15,7 +15,7 @@ use axum::http::HeaderMap;
 
 use super::guard::{Peer, lock, session_cookie};
 use super::{AppState, Conn, Lease};
-use crate::rtc::{EndReason, ViewerId};
+use crate::rtc::{EndReason, Grant, ViewerId};
 use crate::signal::{Action, MAX_MESSAGE_BYTES, RateLimit, ServerMessage, Signaling};
 
 /// Signaling messages one socket may send per second: a browser sends a
@@ -200,7 +200,7 @@ async fn run(
     while let Some(action) = queue.pop_front() {
         match action {
             Action::CreateViewer(offer) => {
-                let next = match state.rtc.add_viewer(offer, from, None).await {
+                let next = match state.rtc.add_viewer(offer, from, Grant::owner()).await {
                     Ok(ticket) => {
                         *live = Some((ticket.id, ticket.ended));
                         signaling.viewer_created(ticket.id, ticket.answer)

@@ -21,9 +21,8 @@ pub enum Command {
     AddViewer {
         offer: String,
         from: std::net::IpAddr,
-        /// The name of the token it was admitted with (WHEP): its fixed name
-        /// on the data channel.
-        token_name: Option<String>,
+        /// What it may do on its data channel.
+        grant: Grant,
         /// Told once, when the session ends (for any reason).
         ended: oneshot::Sender<EndReason>,
         reply: oneshot::Sender<Result<(ViewerId, String), SessionError>>,
@@ -41,6 +40,27 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<RtcStats>,
     },
+}
+
+/// What a viewer may do on its data channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// The name of the token it was admitted with (WHEP): its fixed chat
+    /// name. `None` for the page's logged-in viewers.
+    pub token_name: Option<String>,
+    /// Whether it may change the camera's settings.
+    pub may_control: bool,
+}
+
+impl Grant {
+    /// A viewer of the page: logged in (or no authentication), so the
+    /// owner, who may change the camera.
+    pub fn owner() -> Grant {
+        Grant {
+            token_name: None,
+            may_control: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -98,14 +118,14 @@ impl RtcHandle {
         &self,
         offer: String,
         from: std::net::IpAddr,
-        token_name: Option<String>,
+        grant: Grant,
     ) -> Result<ViewerTicket, RtcCallError> {
         let (ended, ended_rx) = oneshot::channel();
         let (id, answer) = self
             .call(|reply| Command::AddViewer {
                 offer,
                 from,
-                token_name,
+                grant,
                 ended,
                 reply,
             })

@@ -22,10 +22,12 @@ use thiserror::Error;
 use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::redundancy::Report;
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
-use crate::control::{Control, Telemetry};
+use crate::capture::controls::ControlError;
+use crate::control::{CameraView, Control, Request, Telemetry};
 use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
+use crate::rtc::Grant;
 
 pub use str0m::net::Transmit;
 
@@ -100,6 +102,14 @@ pub enum SessionEvent {
     /// A new target for the codec's encoder, kbit/s, from the viewers'
     /// bandwidth estimates (`rate.rs`).
     Bitrate(VideoCodec, u32),
+    /// A viewer asked to set the camera's control `control` to `value`
+    /// (checked against its range and the viewer's rights); a refusal by
+    /// the camera comes back through [`Sessions::control_refused`].
+    SetControl {
+        from: ViewerId,
+        control: String,
+        value: i64,
+    },
 }
 
 /// What happened on a viewer's `rtcam` data channel, for `control.rs`.
@@ -512,11 +522,26 @@ impl Sessions {
         Ok(())
     }
 
-    /// The name a viewer's chat lines carry: its token's (WHEP).
-    pub fn name_viewer(&mut self, id: ViewerId, token_name: String) {
+    /// What a viewer may do on its channel: the name its chat lines carry
+    /// (its token's, for WHEP) and whether it may change the camera.
+    pub fn grant(&mut self, id: ViewerId, grant: Grant) {
         if let Some(v) = self.viewer_mut(id) {
-            v.token_name = Some(token_name);
+            v.token_name = grant.token_name;
+            v.may_control = grant.may_control;
         }
+    }
+
+    /// The camera's state and controls, told to every viewer when they
+    /// change.
+    pub fn set_camera(&mut self, view: CameraView) {
+        self.control.camera(view);
+        self.route_channels();
+    }
+
+    /// The camera refused the setting viewer `id` asked for.
+    pub fn control_refused(&mut self, id: ViewerId, error: ControlError) {
+        self.control.refused(id, error);
+        self.route_channels();
     }
 
     fn write_channel(&mut self, id: ViewerId, text: &str) -> Result<(), SessionError> {
@@ -547,9 +572,12 @@ impl Sessions {
                 while let Some(input) = v.inbox.pop_front() {
                     moved = true;
                     match input {
-                        ChannelInput::Open => {
-                            self.control.join(self.now, v.id, v.token_name.as_deref())
-                        }
+                        ChannelInput::Open => self.control.join(
+                            self.now,
+                            v.id,
+                            v.token_name.as_deref(),
+                            v.may_control,
+                        ),
                         ChannelInput::Data { data, binary } => {
                             self.control.handle(self.now, wall_ms, v.id, &data, binary)
                         }
@@ -561,6 +589,14 @@ impl Sessions {
                 moved = true;
                 // A viewer that left meanwhile has no channel: nothing to do.
                 let _ = self.write_channel(send.to, &send.text);
+            }
+            while let Some(request) = self.control.poll_request() {
+                let Request::SetControl { from, id, value } = request;
+                self.events.push_back(SessionEvent::SetControl {
+                    from,
+                    control: id,
+                    value,
+                });
             }
             if !moved {
                 return;

@@ -19,6 +19,10 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::{Command, EndReason, RtcStats, SessionEvent, Sessions, ViewerId};
+use crate::capture::SourceInfo;
+use crate::capture::controls::ControlError;
+use crate::capture::run::{ControlRefused, SetControl};
+use crate::control::CameraView;
 use crate::encode::pool::EncoderControl;
 use crate::frame::{EncodedFrame, VideoCodec};
 
@@ -207,6 +211,12 @@ pub struct RtcTask {
     /// frame within the last few seconds): the systemd watchdog hangs here,
     /// so a stalled pipeline, not just a dead process, gets restarted.
     pub heartbeat: Box<dyn FnMut(bool) + Send>,
+    /// The camera: its state and controls, told to viewers as they change.
+    pub camera: watch::Receiver<SourceInfo>,
+    /// Settings viewers ask for, to the capture thread (bounded: a full
+    /// road refuses), and the camera's refusals back.
+    pub set_control: std::sync::mpsc::SyncSender<SetControl>,
+    pub refusals: mpsc::Receiver<ControlRefused>,
 }
 
 /// When an injected media-task panic fires (tests: the process must exit).
@@ -225,6 +235,9 @@ impl RtcTask {
             watched_since: None,
         };
         let mut demand = Demand::default();
+        let (mut camera_open, mut refusals_open) = (true, true);
+        let view = CameraView::from(&*self.camera.borrow_and_update());
+        self.sessions.set_camera(view);
         let fault_at =
             crate::fault::armed("media-task-panic").then(|| Instant::now() + FAULT_AFTER);
         loop {
@@ -242,6 +255,19 @@ impl RtcTask {
                 .max(now);
             let stopping = tokio::select! {
                 _ = self.shutdown.changed() => true,
+                changed = self.camera.changed(), if camera_open => {
+                    camera_open = changed.is_ok();
+                    let view = CameraView::from(&*self.camera.borrow_and_update());
+                    self.sessions.set_camera(view);
+                    false
+                }
+                refused = self.refusals.recv(), if refusals_open => {
+                    match refused {
+                        Some(r) => self.sessions.control_refused(ViewerId(r.from), r.error),
+                        None => refusals_open = false,
+                    }
+                    false
+                }
                 r = self.socket.socket.readable() => {
                     if r.is_ok() {
                         self.receive(&mut buf);
@@ -387,7 +413,7 @@ impl RtcTask {
             Command::AddViewer {
                 offer,
                 from,
-                token_name,
+                grant,
                 ended,
                 reply,
             } => {
@@ -395,9 +421,7 @@ impl RtcTask {
                 match &result {
                     Ok((id, _)) => {
                         tracing::info!(viewer = %id, viewers = self.sessions.len(), "viewer joining");
-                        if let Some(name) = token_name {
-                            self.sessions.name_viewer(*id, name);
-                        }
+                        self.sessions.grant(*id, grant);
                         watchers.insert(*id, ended);
                     }
                     Err(e) => tracing::info!("viewer refused: {e}"),
@@ -441,6 +465,22 @@ impl RtcTask {
                 }
                 // `report_demand` passes targets on, retrying a full queue.
                 SessionEvent::Bitrate(..) => {}
+                SessionEvent::SetControl {
+                    from,
+                    control,
+                    value,
+                } => {
+                    let ask = SetControl {
+                        control: control.clone(),
+                        value,
+                        from: from.0,
+                    };
+                    if self.set_control.try_send(ask).is_err() {
+                        let why = "too many settings at once; try again".to_string();
+                        let error = ControlError::Failed { id: control, why };
+                        self.sessions.control_refused(from, error);
+                    }
+                }
                 SessionEvent::Ended(id, reason) => {
                     if let Some(w) = watchers.remove(&id) {
                         let _ = w.send(reason);

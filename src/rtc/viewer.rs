@@ -125,6 +125,9 @@ pub struct Viewer {
     pub inbox: std::collections::VecDeque<super::sessions::ChannelInput>,
     /// The token it was admitted with (WHEP): its name in the chat.
     pub token_name: Option<String>,
+    /// It may change the camera's settings (a logged-in page, or a token
+    /// made with `--control`).
+    pub may_control: bool,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
     pub stats: ViewerStats,
@@ -156,6 +159,7 @@ impl Viewer {
             channel_dropped: 0,
             inbox: Default::default(),
             token_name: None,
+            may_control: true,
             remote_candidates: 0,
             stats: ViewerStats::default(),
             ending: None,
