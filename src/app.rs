@@ -85,6 +85,7 @@ struct Media {
     encoders: StatusBoard,
     /// Frames the capture delivered (the watchdog's and `/metrics`').
     captured: Arc<AtomicU64>,
+    snapshots: Arc<crate::encode::jpeg::Snapshots>,
     addr: std::net::SocketAddr,
     /// Taken once it has ended.
     rtc_task: Option<tokio::task::JoinHandle<()>>,
@@ -126,6 +127,7 @@ impl Media {
         let stop = Arc::new(AtomicBool::new(false));
         let board = StatusBoard::default();
         let tap = Arc::new(FrameTap::new(board.clone()));
+        let snapshots = tap.snapshots();
         let captured = Arc::new(AtomicU64::new(0));
         let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
         // Bounded: the rtc task never waits on it, and a flood of keyframe
@@ -196,6 +198,7 @@ impl Media {
             source: source_rx,
             encoders: board,
             captured,
+            snapshots,
             addr,
             rtc_task: Some(rtc_task),
             capture,
@@ -321,6 +324,7 @@ async fn start_http(
         whep: Default::default(),
         captured: media.captured.clone(),
         limits: limits.clone(),
+        snapshots: media.snapshots.clone(),
     });
     let server = tokio::spawn(http::serve(
         listener, tls_config, app, shutdown, alive, limits,

@@ -12,6 +12,7 @@
 //! last one leaving stops it after a grace period).
 
 pub mod demand;
+pub mod jpeg;
 pub mod keyframe;
 pub mod level;
 pub mod openh264;

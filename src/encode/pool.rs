@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc as tokio_mpsc;
 
 use super::demand::{Action, Demand};
+use super::jpeg::Snapshots;
 use super::openh264::OpenH264;
 use super::passthrough::Passthrough;
 use super::v4l2m2m::V4l2M2m;
@@ -189,6 +190,8 @@ pub struct FrameTap {
     coded_lost: AtomicBool,
     keyframe: AtomicBool,
     board: StatusBoard,
+    /// The next picture, for `/api/snapshot.jpg`.
+    snapshots: Arc<Snapshots>,
 }
 
 /// Camera H.264 waiting for the forwarder: a second or so at 30 fps. More
@@ -197,6 +200,7 @@ const CODED_QUEUE: usize = 32;
 
 impl FrameSink for FrameTap {
     fn picture(&self, frame: &Arc<RawFrame>) {
+        self.snapshots.offer(frame);
         self.publish(frame);
     }
 
@@ -217,11 +221,12 @@ impl FrameSink for FrameTap {
     }
 
     fn wants_pictures(&self) -> bool {
-        !self
-            .mailboxes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
+        self.snapshots.wanted()
+            || !self
+                .mailboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_empty()
     }
 
     fn take_keyframe_request(&self) -> bool {
@@ -233,8 +238,14 @@ impl FrameTap {
     pub fn new(board: StatusBoard) -> Self {
         FrameTap {
             board,
+            snapshots: Arc::new(Snapshots::new()),
             ..FrameTap::default()
         }
+    }
+
+    /// Where `/api/snapshot.jpg` takes its picture.
+    pub fn snapshots(&self) -> Arc<Snapshots> {
+        self.snapshots.clone()
     }
 
     fn subscribe_coded(&self) -> Receiver<CodedChunk> {

@@ -10,6 +10,7 @@ pub mod conns;
 pub mod guard;
 pub mod login;
 pub mod metrics;
+pub mod snapshot;
 pub mod tls;
 pub mod whep;
 pub mod ws;
@@ -62,6 +63,8 @@ pub struct AppState {
     pub captured: Arc<std::sync::atomic::AtomicU64>,
     /// Limits hit, by kind (for `/metrics`).
     pub limits: Arc<metrics::LimitHits>,
+    /// The next picture, for `/api/snapshot.jpg`.
+    pub snapshots: Arc<crate::encode::jpeg::Snapshots>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -73,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(whep::patch).delete(whep::delete),
         )
         .route("/api/status", get(status))
+        .route("/api/snapshot.jpg", get(snapshot::snapshot))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/login",

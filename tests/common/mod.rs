@@ -472,6 +472,8 @@ pub struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// The body as sent (a JPEG is not text).
+    pub bytes: Vec<u8>,
 }
 
 impl HttpResponse {
@@ -518,6 +520,10 @@ pub async fn https_raw_from(
     let _ = s.write_all(body).await;
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw).await;
+    let bytes = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or_else(Vec::new, |at| raw[at + 4..].to_vec());
     let text = String::from_utf8_lossy(&raw).to_string();
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let mut lines = head.lines();
@@ -534,6 +540,7 @@ pub async fn https_raw_from(
         status,
         headers,
         body: body.to_string(),
+        bytes,
     }
 }
 
