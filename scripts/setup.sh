@@ -21,6 +21,7 @@ if [ "$want_test" = 1 ]; then
   command -v npm >/dev/null || need+=(npm)            # puppeteer-core for the Firefox test
   command -v ip >/dev/null || need+=(iproute2)        # the Firefox test's network namespace
   command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's exposure check
+  command -v socat >/dev/null || need+=(socat)        # a pty pair for the serial bridge test
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
 fi
 if [ "${#need[@]}" -gt 0 ]; then
@@ -56,7 +57,8 @@ fi
 
 if [ "$want_test" = 1 ]; then
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest' 2>/dev/null; then
+  # Every top-level package of requirements.txt: an older .venv without one gets it installed.
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest, aiortc' 2>/dev/null; then
     echo "setup: creating .venv with the browser test's Python packages"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt

@@ -30,8 +30,10 @@ use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::notify::Notifier;
 use crate::rtc::rate::RateRange;
-use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask};
+use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask, SerialRoad};
 use crate::rtc::{RtcHandle, SessionConfig, Sessions};
+use crate::serial::SerialView;
+use crate::serial::port::SerialBridge;
 
 /// Encoder control messages in flight at most.
 const CONTROL_QUEUE: usize = 64;
@@ -91,6 +93,7 @@ struct Media {
     rtc_task: Option<tokio::task::JoinHandle<()>>,
     capture: std::thread::JoinHandle<()>,
     pool: std::thread::JoinHandle<()>,
+    serial: Option<std::thread::JoinHandle<()>>,
     /// Tells the capture thread to end.
     stop: Arc<AtomicBool>,
 }
@@ -166,6 +169,7 @@ impl Media {
         }
         .spawn()
         .context("starting the encoder pool")?;
+        let serial = start_serial(config, stop.clone())?;
         let socket = MediaSocket::bind(config.rtc)
             .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
         let addr = socket.local_addr();
@@ -190,6 +194,7 @@ impl Media {
                 camera: source_rx.clone(),
                 set_control: set_control_tx,
                 refusals: refusals_rx,
+                serial: serial.road,
             }
             .run(),
         );
@@ -203,6 +208,7 @@ impl Media {
             rtc_task: Some(rtc_task),
             capture,
             pool,
+            serial: serial.thread,
             stop,
         })
     }
@@ -252,13 +258,53 @@ impl Media {
             let _ = tokio::time::timeout(Duration::from_millis(800), task).await;
         }
         server.abort();
-        let (pool, capture) = (self.pool, self.capture);
+        let (pool, capture, serial) = (self.pool, self.capture, self.serial);
         let joined = tokio::task::spawn_blocking(move || {
             let _ = pool.join();
             let _ = capture.join();
+            if let Some(serial) = serial {
+                let _ = serial.join();
+            }
         });
         let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
     }
+}
+
+/// The serial bridge's thread, if one is configured, and the rtc task's
+/// road to it (whose senders are dropped at once without one).
+struct Serial {
+    road: SerialRoad,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Serial chunks waiting either way (at most 4 KiB each).
+const SERIAL_QUEUE: usize = 64;
+
+fn start_serial(config: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Serial> {
+    let (status_tx, status_rx) = watch::channel(SerialView::default());
+    let (received_tx, received_rx) = mpsc::channel(SERIAL_QUEUE);
+    let (writes_tx, writes_rx) = std_mpsc::sync_channel(SERIAL_QUEUE);
+    let road = SerialRoad {
+        status: status_rx,
+        received: received_rx,
+        writes: writes_tx,
+    };
+    let Some(serial) = config.serial.clone() else {
+        return Ok(Serial { road, thread: None });
+    };
+    let thread = SerialBridge {
+        config: serial,
+        status: status_tx,
+        received: received_tx,
+        writes: writes_rx,
+        stop,
+    }
+    .spawn()
+    .context("starting the serial thread")?;
+    Ok(Serial {
+        road,
+        thread: Some(thread),
+    })
 }
 
 /// A panic's message, as `panic!` was given it.

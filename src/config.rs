@@ -101,6 +101,14 @@ pub struct Cli {
     /// The private key (PEM) for --tls-cert
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serial device bridged to viewers' `serial` data channels, or off;
+    /// retried every 2 s while missing [default: the board's (e.g.
+    /// /dev/serial0 on a Pi), if it exists at start]
+    #[arg(long, value_name = "PATH|off")]
+    pub serial: Option<String>,
+    /// The serial port's speed [default: 115200]
+    #[arg(long, value_name = "N")]
+    pub serial_baud: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -189,6 +197,8 @@ struct FileConfig {
     state_dir: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    serial: Option<String>,
+    serial_baud: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -223,6 +233,35 @@ pub struct Config {
     pub trust_loopback: bool,
     pub state_dir: PathBuf,
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The serial bridge, if on.
+    pub serial: Option<SerialConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SerialConfig {
+    pub path: PathBuf,
+    pub baud: u32,
+}
+
+/// The serial bridge: a flag or the file names a device (kept on while it
+/// is missing: it may be plugged in later), or `off`; else the board's
+/// port if it exists now.
+fn serial_config(
+    flag: Option<String>,
+    file: Option<String>,
+    board: Option<&str>,
+    baud: Option<u32>,
+) -> Result<Option<SerialConfig>, ConfigError> {
+    let baud = within("serial-baud", baud.unwrap_or(115_200), 50..=4_000_000)?;
+    let path = match flag.or(file) {
+        Some(p) if p == "off" => return Ok(None),
+        Some(p) => PathBuf::from(p),
+        None => match board.map(PathBuf::from) {
+            Some(p) if p.exists() => p,
+            _ => return Ok(None),
+        },
+    };
+    Ok(Some(SerialConfig { path, baud }))
 }
 
 /// A flag over the file's (or the board's) value over the type's default.
@@ -345,6 +384,12 @@ impl Config {
             (None, None) => None,
             _ => return Err(invalid("tls-cert and tls-key go together".into())),
         };
+        let serial = serial_config(
+            cli.serial,
+            file.serial,
+            board.serial_port.as_deref(),
+            cli.serial_baud.or(file.serial_baud),
+        )?;
         let advertise = cli.advertise.or(file.advertise).unwrap_or_default();
         if advertise.iter().any(|ip| ip.is_unspecified()) {
             return Err(invalid(
@@ -378,6 +423,7 @@ impl Config {
                 .or(file.state_dir)
                 .unwrap_or_else(default_state_dir),
             tls,
+            serial,
         })
     }
 }

@@ -26,6 +26,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::capture::controls::{self, CameraControl, ControlError};
+use crate::serial::floor::{Floor, Turn};
+use crate::serial::{MAX_CHUNK, SerialState, SerialView};
 
 /// Chat lines kept for viewers who join later.
 pub const HISTORY: usize = 50;
@@ -61,6 +63,13 @@ pub enum Refusal {
     /// An unknown control, a value out of its range, or one the camera
     /// refused.
     Control(ControlError),
+    /// Another viewer holds the serial port.
+    SerialBusy {
+        holder: String,
+    },
+    /// No serial port is bridged now (off, missing or vanished), or it is
+    /// not keeping up.
+    SerialUnavailable(String),
 }
 
 impl Refusal {
@@ -78,6 +87,8 @@ impl Refusal {
             Refusal::TooFast => "too_fast",
             Refusal::NotAllowed => "not_allowed",
             Refusal::Control(e) => e.reason(),
+            Refusal::SerialBusy { .. } => "serial_busy",
+            Refusal::SerialUnavailable(_) => "serial_unavailable",
         }
     }
 }
@@ -111,6 +122,12 @@ impl fmt::Display for Refusal {
                 f.write_str("this viewer's token lets it watch, not change the camera")
             }
             Refusal::Control(e) => e.fmt(f),
+            Refusal::SerialBusy { holder } => write!(
+                f,
+                "{holder} holds the serial port; it is free after {} s without writing",
+                crate::serial::floor::IDLE_RELEASE.as_secs()
+            ),
+            Refusal::SerialUnavailable(why) => write!(f, "the serial port is unavailable: {why}"),
         }
     }
 }
@@ -137,6 +154,14 @@ enum Outgoing<'a> {
     Camera {
         state: &'a str,
         name: &'a str,
+        problem: Option<&'a str>,
+    },
+    Serial {
+        state: SerialState,
+        path: Option<&'a str>,
+        baud: u32,
+        holder: Option<&'a str>,
+        you_hold: bool,
         problem: Option<&'a str>,
     },
     Error {
@@ -243,6 +268,8 @@ pub struct Control<Id> {
     out: VecDeque<Send<Id>>,
     camera: CameraView,
     requests: VecDeque<Request<Id>>,
+    serial: SerialView,
+    floor: Floor<Id>,
 }
 
 impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
@@ -253,6 +280,8 @@ impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
             out: VecDeque::new(),
             camera: CameraView::default(),
             requests: VecDeque::new(),
+            serial: SerialView::default(),
+            floor: Floor::default(),
         }
     }
 }
@@ -282,16 +311,14 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 may_control,
             },
         );
-        let camera = self.camera_message();
-        let controls = self.controls_message(may_control);
-        self.out.push_back(Send {
-            to: id,
-            text: camera,
-        });
-        self.out.push_back(Send {
-            to: id,
-            text: controls,
-        });
+        let texts = [
+            self.camera_message(),
+            self.controls_message(may_control),
+            self.serial_message(id),
+        ];
+        for text in texts {
+            self.out.push_back(Send { to: id, text });
+        }
         let lines: Vec<String> = self
             .history
             .iter()
@@ -305,6 +332,83 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     /// The viewer left (or its channel closed).
     pub fn leave(&mut self, id: Id) {
         self.members.remove(&id);
+        if self.floor.leave(id) {
+            self.broadcast_serial();
+        }
+    }
+
+    /// Time passes: an idle holder of the serial port lets go.
+    pub fn tick(&mut self, now: Instant) {
+        if self.floor.tick(now) {
+            self.broadcast_serial();
+        }
+    }
+
+    /// The serial bridge now (open, absent, off).
+    pub fn serial(&mut self, view: SerialView) {
+        if view != self.serial {
+            self.serial = view;
+            self.broadcast_serial();
+        }
+    }
+
+    /// Viewer `id` wrote `len` bytes on its `serial` channel at `now`:
+    /// whether they go to the port (else it is told why not).
+    pub fn serial_write(&mut self, now: Instant, id: Id, len: usize) -> bool {
+        if !self.members.contains_key(&id) {
+            return false; // no `rtcam` channel: it cannot be told who holds the port
+        }
+        let refusal = if len > MAX_CHUNK {
+            Refusal::TooLarge { bytes: len }
+        } else if self.serial.state != SerialState::Open {
+            let why = self.serial.problem.clone();
+            Refusal::SerialUnavailable(why.unwrap_or_else(|| "no serial port is set up".into()))
+        } else {
+            match self.floor.write(now, id) {
+                Turn::Kept => return true,
+                Turn::Taken => {
+                    self.broadcast_serial();
+                    return true;
+                }
+                Turn::HeldBy(h) => Refusal::SerialBusy {
+                    holder: self
+                        .members
+                        .get(&h)
+                        .map_or_else(|| default_name(h), |m| m.name.clone()),
+                },
+            }
+        };
+        self.refuse(id, &refusal);
+        false
+    }
+
+    /// The serial port's write queue was full: `id`'s bytes were dropped.
+    pub fn serial_overflow(&mut self, id: Id) {
+        let why = "it is not keeping up; bytes were dropped".to_string();
+        self.refuse(id, &Refusal::SerialUnavailable(why));
+    }
+
+    fn broadcast_serial(&mut self) {
+        let ids: Vec<Id> = self.members.keys().copied().collect();
+        for to in ids {
+            let text = self.serial_message(to);
+            self.out.push_back(Send { to, text });
+        }
+    }
+
+    fn serial_message(&self, to: Id) -> String {
+        let holder = self.floor.holder();
+        let name = holder
+            .and_then(|h| self.members.get(&h))
+            .map(|m| m.name.as_str());
+        to_json(&Outgoing::Serial {
+            state: self.serial.state,
+            path: self.serial.path.as_deref(),
+            baud: self.serial.baud,
+            holder: name,
+            you_hold: holder == Some(to),
+            problem: self.serial.problem.as_deref(),
+        })
     }
 
     pub fn members(&self) -> usize {
@@ -539,6 +643,7 @@ mod tests {
             .into_iter()
             .filter(|s| !s.text.contains(r#""type":"camera""#))
             .filter(|s| !s.text.contains(r#""type":"controls""#))
+            .filter(|s| !s.text.contains(r#""type":"serial""#))
             .collect()
     }
 
@@ -562,7 +667,10 @@ mod tests {
         c.camera(vivid());
         c.join(t0, A, None, true);
         c.join(t0, B, Some("watcher"), false);
-        let out = all_sent(&mut c);
+        let out: Vec<_> = all_sent(&mut c)
+            .into_iter()
+            .filter(|s| !s.text.contains(r#""type":"serial""#))
+            .collect();
         assert_eq!(out.len(), 4);
         let m = json(&out[0]);
         assert_eq!(

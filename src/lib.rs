@@ -19,5 +19,6 @@ pub mod http;
 pub mod log_limit;
 pub mod notify;
 pub mod rtc;
+pub mod serial;
 pub mod signal;
 pub mod state_dir;

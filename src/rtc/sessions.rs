@@ -28,6 +28,7 @@ use crate::encode::SdpParams;
 use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
 use crate::rtc::Grant;
+use crate::serial::SerialView;
 
 pub use str0m::net::Transmit;
 
@@ -110,14 +111,23 @@ pub enum SessionEvent {
         control: String,
         value: i64,
     },
+    /// Bytes for the serial port from the viewer holding it (the floor
+    /// rule is checked); a full port queue is told back through
+    /// [`Sessions::serial_overflow`].
+    SerialWrite(ViewerId, Vec<u8>),
 }
 
 /// What happened on a viewer's `rtcam` data channel, for `control.rs`.
 #[derive(Debug)]
 pub enum ChannelInput {
     Open,
-    Data { data: Vec<u8>, binary: bool },
+    Data {
+        data: Vec<u8>,
+        binary: bool,
+    },
     Closed,
+    /// Bytes on its `serial` channel, for the serial port.
+    Serial(Vec<u8>),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -424,6 +434,7 @@ impl Sessions {
             self.next_telemetry = now + TELEMETRY_EVERY;
             self.push_telemetry();
         }
+        self.control.tick(now);
         self.route_channels();
         self.reap();
     }
@@ -538,6 +549,34 @@ impl Sessions {
         self.route_channels();
     }
 
+    /// The serial bridge's state (open, absent, off), told to every viewer
+    /// when it changes.
+    pub fn set_serial(&mut self, view: SerialView) {
+        self.control.serial(view);
+        self.route_channels();
+    }
+
+    /// Bytes from the serial port, to every viewer's `serial` channel (one
+    /// whose buffer is full loses them, counted).
+    pub fn serial_received(&mut self, bytes: &[u8]) {
+        for v in &mut self.viewers {
+            let Some(cid) = v.serial_channel else {
+                continue;
+            };
+            let written = v.rtc.channel(cid).map(|mut c| c.write(true, bytes));
+            if !matches!(written, Some(Ok(true))) {
+                v.channel_dropped += 1;
+            }
+            drain(v, &mut self.transmits, &mut self.events, &self.config);
+        }
+    }
+
+    /// The serial port's queue was full: viewer `id`'s bytes were dropped.
+    pub fn serial_overflow(&mut self, id: ViewerId) {
+        self.control.serial_overflow(id);
+        self.route_channels();
+    }
+
     /// The camera refused the setting viewer `id` asked for.
     pub fn control_refused(&mut self, id: ViewerId, error: ControlError) {
         self.control.refused(id, error);
@@ -582,6 +621,12 @@ impl Sessions {
                             self.control.handle(self.now, wall_ms, v.id, &data, binary)
                         }
                         ChannelInput::Closed => self.control.leave(v.id),
+                        ChannelInput::Serial(bytes) => {
+                            if self.control.serial_write(self.now, v.id, bytes.len()) {
+                                self.events
+                                    .push_back(SessionEvent::SerialWrite(v.id, bytes));
+                            }
+                        }
                     }
                 }
             }
@@ -853,6 +898,13 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             v.channel = None;
             v.inbox.push_back(ChannelInput::Closed);
         }
+        Event::ChannelOpen(cid, label) if label == SERIAL_CHANNEL && v.serial_channel.is_none() => {
+            v.serial_channel = Some(cid);
+        }
+        Event::ChannelData(d) if Some(d.id) == v.serial_channel => {
+            v.inbox.push_back(ChannelInput::Serial(d.data));
+        }
+        Event::ChannelClose(cid) if Some(cid) == v.serial_channel => v.serial_channel = None,
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             v.ending.get_or_insert(EndReason::IceDisconnected);
         }
@@ -943,6 +995,9 @@ const SEND_BUFFER_PACKETS: usize = 400;
 /// The data channel the viewer makes in its offer for the JSON protocol
 /// (`control.rs`).
 pub const CONTROL_CHANNEL: &str = "rtcam";
+
+/// The data channel for the serial bridge's raw bytes.
+pub const SERIAL_CHANNEL: &str = "serial";
 
 /// How often each viewer with a channel is sent telemetry.
 const TELEMETRY_EVERY: Duration = Duration::from_secs(1);

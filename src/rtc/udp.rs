@@ -25,6 +25,7 @@ use crate::capture::run::{ControlRefused, SetControl};
 use crate::control::CameraView;
 use crate::encode::pool::EncoderControl;
 use crate::frame::{EncodedFrame, VideoCodec};
+use crate::serial::SerialView;
 
 /// The longest we sleep without looking at the session table.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -217,6 +218,16 @@ pub struct RtcTask {
     /// road refuses), and the camera's refusals back.
     pub set_control: std::sync::mpsc::SyncSender<SetControl>,
     pub refusals: mpsc::Receiver<ControlRefused>,
+    pub serial: SerialRoad,
+}
+
+/// The serial bridge's side of the rtc task: its state, its bytes for the
+/// viewers, and the holder's bytes for it (bounded: a full queue refuses).
+/// With no bridge the senders are gone and these branches go quiet.
+pub struct SerialRoad {
+    pub status: watch::Receiver<SerialView>,
+    pub received: mpsc::Receiver<Vec<u8>>,
+    pub writes: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 /// When an injected media-task panic fires (tests: the process must exit).
@@ -236,6 +247,9 @@ impl RtcTask {
         };
         let mut demand = Demand::default();
         let (mut camera_open, mut refusals_open) = (true, true);
+        let (mut serial_open, mut serial_bytes_open) = (true, true);
+        let view = self.serial.status.borrow_and_update().clone();
+        self.sessions.set_serial(view);
         let view = CameraView::from(&*self.camera.borrow_and_update());
         self.sessions.set_camera(view);
         let fault_at =
@@ -259,6 +273,19 @@ impl RtcTask {
                     camera_open = changed.is_ok();
                     let view = CameraView::from(&*self.camera.borrow_and_update());
                     self.sessions.set_camera(view);
+                    false
+                }
+                changed = self.serial.status.changed(), if serial_open => {
+                    serial_open = changed.is_ok();
+                    let view = self.serial.status.borrow_and_update().clone();
+                    self.sessions.set_serial(view);
+                    false
+                }
+                bytes = self.serial.received.recv(), if serial_bytes_open => {
+                    match bytes {
+                        Some(b) => self.sessions.serial_received(&b),
+                        None => serial_bytes_open = false,
+                    }
                     false
                 }
                 refused = self.refusals.recv(), if refusals_open => {
@@ -465,6 +492,11 @@ impl RtcTask {
                 }
                 // `report_demand` passes targets on, retrying a full queue.
                 SessionEvent::Bitrate(..) => {}
+                SessionEvent::SerialWrite(from, bytes) => {
+                    if self.serial.writes.try_send(bytes).is_err() {
+                        self.sessions.serial_overflow(from);
+                    }
+                }
                 SessionEvent::SetControl {
                     from,
                     control,

@@ -120,6 +120,8 @@ pub struct Viewer {
     /// Its `rtcam` data channel, once open; messages to it lost because
     /// its send buffer was full.
     pub channel: Option<str0m::channel::ChannelId>,
+    /// Its `serial` channel (raw bytes to and from the serial bridge).
+    pub serial_channel: Option<str0m::channel::ChannelId>,
     pub channel_dropped: u64,
     /// What arrived on that channel, not yet given to the protocol.
     pub inbox: std::collections::VecDeque<super::sessions::ChannelInput>,
@@ -156,6 +158,7 @@ impl Viewer {
             copies: Copies::Single,
             shortest_rtt_ms: None,
             channel: None,
+            serial_channel: None,
             channel_dropped: 0,
             inbox: Default::default(),
             token_name: None,

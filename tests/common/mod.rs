@@ -870,5 +870,6 @@ pub async fn whep_trickle(server: &Server, location: &str, client: &Client) -> H
         .await
 }
 
+pub mod channels;
 pub mod link;
 pub mod sim;
