@@ -25,10 +25,11 @@ cleanup() { scripts/qemu-vivid.sh stop "$work" || true; }
 trap cleanup EXIT
 
 # The guest's state, made on the host with the host's rtcam: a password for
-# the page and a WHEP token for the str0m viewer.
+# the page and a WHEP token for the str0m viewer (with --control: it sets
+# vivid's brightness over the data channel).
 password="qemu-system-test-$RANDOM$RANDOM"
 printf '%s\n' "$password" | target/debug/rtcam passwd --password-stdin --state-dir "$work/state" >/dev/null
-token=$(target/debug/rtcam token create qemu-test --state-dir "$work/state")
+token=$(target/debug/rtcam token create qemu-test --control --state-dir "$work/state")
 
 # One port number for HTTPS (TCP) and media (UDP), free on the host for both:
 # the forward keeps the number, so the guest's ICE candidate 127.0.0.1:PORT

@@ -24,6 +24,69 @@ async fn watch(server: &Server, frames: usize) -> (String, Report) {
     (location, report)
 }
 
+fn control_value(controls: &serde_json::Value, id: &str) -> Option<i64> {
+    controls["controls"]
+        .as_array()?
+        .iter()
+        .find(|c| c["id"] == id)?["value"]
+        .as_i64()
+}
+
+/// vivid's brightness, set by a viewer on its `rtcam` data channel, is
+/// applied by the driver (the picture's black bar gets lighter), shown in
+/// `/api/status` and sent to the viewer as the fresh controls.
+async fn brightness_over_the_data_channel(server: &Server, black_before: f64) {
+    let mut viewer = channels::ChannelViewer::join(server.http, &server.token).await;
+    let controls = viewer
+        .wait_type("controls", Duration::from_secs(30))
+        .expect("the controls message");
+    eprintln!("vivid's controls: {controls}");
+    assert_eq!(controls["may_set"], true, "the test's token has --control");
+    let brightness = controls["controls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "brightness")
+        .expect("vivid has a brightness control")
+        .clone();
+    assert_eq!(brightness["kind"], "integer");
+    assert_eq!(
+        (brightness["min"].as_i64(), brightness["max"].as_i64()),
+        (Some(0), Some(255))
+    );
+    viewer.send(r#"{"type":"set","control":"brightness","value":220}"#);
+    let applied = viewer.wait_for(Duration::from_secs(30), |m| {
+        m["type"] == "controls" && control_value(m, "brightness") == Some(220)
+    });
+    assert!(applied.is_some(), "not applied; seen {:?}", viewer.seen);
+    let status = server.status().await;
+    assert_eq!(control_value(&status["source"], "brightness"), Some(220));
+    let (location, report) = watch(server, 15).await;
+    let picture = report.picture.expect("a decoded picture");
+    let bar = picture.width / 8;
+    let black = picture
+        .mean(
+            7 * bar + bar / 4,
+            picture.height * 5 / 8,
+            bar / 2,
+            picture.height / 4,
+        )
+        .0;
+    eprintln!("black bar's luma: {black_before:.0} at brightness 128, {black:.0} at 220");
+    assert!(
+        black > black_before + 40.0,
+        "brightness 220 lightens the black bar: {black_before:.0} -> {black:.0}"
+    );
+    let del = server.https("DELETE", &location, None, b"").await;
+    assert_eq!(del.status, 200);
+    // Back to the default: the guest keeps settings in its state dir.
+    viewer.send(r#"{"type":"set","control":"brightness","value":128}"#);
+    let reset = viewer.wait_for(Duration::from_secs(30), |m| {
+        m["type"] == "controls" && control_value(m, "brightness") == Some(128)
+    });
+    assert!(reset.is_some(), "reset to 128");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the QEMU guest that scripts/qemu-test.sh boots"]
 async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
@@ -121,6 +184,7 @@ async fn vivid_camera_in_an_arm64_guest_reaches_a_host_viewer() {
 
     let del = server.https("DELETE", &location, None, b"").await;
     assert_eq!(del.status, 200);
+    brightness_over_the_data_channel(&server, bars[7].0).await;
     assert!(
         server.log_shows("video source: V4L2 /dev/video0 (vivid)"),
         "{}",

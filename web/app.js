@@ -1,11 +1,22 @@
 // rtcam viewer page: one recvonly WebRTC call to the camera, JSON signaling over
 // wss://<host>/ws, live stats and per-frame glass-to-glass latency from the
-// timestamp stripe (shared/TIMESTAMP_STRIPE.md). No framework, no inline code
-// (the page runs under a strict CSP).
+// timestamp stripe (shared/TIMESTAMP_STRIPE.md), the link readout, the camera's
+// state, full screen and snapshots. No framework, no inline code (the page runs
+// under a strict CSP).
+//
+// Test / console hooks (window.rtcam):
+//   rtcam.inject(msg)        one rtcam-channel message (an object or its JSON text) through the
+//                            same dispatcher as the channel's: controls, camera, serial, chat,
+//                            telemetry, error. Returns true when a handler took it.
+//   rtcam.injectSerial(data) bytes as if from the `serial` channel (ArrayBuffer, typed array,
+//                            array of numbers, or a string, sent as UTF-8).
+//   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot: state.
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
-import { cameraNotice } from './camera.js';
-import { attachChat, chatState, detachChat } from './chat.js';
+import { cameraNotice, cameraOverlay } from './camera.js';
+import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
+import { controlsState, initControls, closeControls } from './controls.js';
+import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
 
 const MAX_RETRIES = 3;
 const BACKOFF_MS = [1000, 2000, 4000];
@@ -25,6 +36,12 @@ const placeholder = $('placeholder');
 const statsEl = $('stats');
 const statsBtn = $('stats-toggle');
 const logoutBtn = $('logout');
+const readout = $('link-readout');
+const fullscreenBtn = $('fullscreen');
+const fullscreenExitBtn = $('fullscreen-exit');
+const snapshotBtn = $('snapshot');
+const toastEl = $('toast');
+const picture = $('picture');
 
 const wallNow = () => performance.timeOrigin + performance.now();
 
@@ -62,8 +79,43 @@ const rtcam = {
   plis: 0, // keyframe requests it sent
   freezes: 0, // freezes by the browser's own count
   retransmitted: 0, // retransmissions (RTX) that arrived
+  bitrateKbps: null, // received, from getStats bytesReceived over the last sample
+  lossFraction: null, // packets lost / expected over the last sample (getStats)
+  rttMs: null, // the selected candidate pair's current round trip (getStats)
 };
+// The link readout under the video, as shown (rtcam.link.quality: 'good' | 'fair' | 'poor' | null).
+const link = {
+  quality: null,
+  latencyMs: null, // median of the last stamp-to-display latencies (stripe), null without a stripe
+  fps: null,
+  kbps: null,
+  rttMs: null,
+  lossPct: null,
+  text: '',
+};
+// The camera's state: from {"type":"camera"} messages during a call, else /api/status's source.
+const camera = { state: null, name: null, problem: null, from: null, overlay: null };
+// The last snapshot: {ok, status, name, bytes, error, at}.
+const snapshotState = { busy: false, last: null, count: 0 };
 rtcam.chat = chatState;
+rtcam.controls = controlsState;
+rtcam.serial = serialState;
+rtcam.camera = camera;
+rtcam.link = link;
+rtcam.snapshot = snapshotState;
+// Test / console hooks (see the top of this file).
+rtcam.inject = (msg) => {
+  let m = msg;
+  if (typeof m === 'string') {
+    try {
+      m = JSON.parse(m);
+    } catch {
+      return false;
+    }
+  }
+  return dispatch(m);
+};
+rtcam.injectSerial = (data) => feedSerial(data);
 window.rtcam = rtcam;
 
 // ---------------------------------------------------------------- state line
@@ -75,8 +127,15 @@ function setState(state, reason = '') {
   stateEl.textContent = reason ? `${state}: ${reason}` : state;
   stateEl.title = stateEl.textContent;
   const active = state === 'connecting' || state === 'live' || state === 'reconnecting';
+  const hadFocus = document.activeElement === callBtn || document.activeElement === hangupBtn;
   callBtn.disabled = active;
   hangupBtn.disabled = !active;
+  callBtn.hidden = active;
+  hangupBtn.hidden = !active;
+  // The button pressed went away: keep the focus on its twin, where the keyboard user is.
+  if (hadFocus) (active ? hangupBtn : callBtn).focus();
+  document.body.dataset.call = state;
+  readout.hidden = !(state === 'live' || state === 'reconnecting');
   screen.classList.toggle('has-video', state === 'live' || (state === 'reconnecting' && video.srcObject !== null));
   const text = {
     idle: 'Press Call to watch the camera',
@@ -86,7 +145,8 @@ function setState(state, reason = '') {
     ended: 'Call ended',
     error: reason ? `Error: ${reason}` : 'Error',
   }[state];
-  placeholder.firstElementChild.textContent = text;
+  placeholder.querySelector('.placeholder-text').textContent = text;
+  placeholder.dataset.state = state;
 }
 
 // ---------------------------------------------------------------- the call
@@ -115,6 +175,9 @@ function resetCallStats() {
     codec: '',
     statsTime: null,
     jitterBufferMs: null,
+    bitrateKbps: null,
+    lossFraction: null,
+    rttMs: null,
     latencies: [],
     lastLatency: null,
     stripeFrames: 0,
@@ -127,6 +190,7 @@ function resetCallStats() {
   });
   decodedBase = 0;
   droppedBase = 0;
+  chatState.telemetry = null; // the last call's
 }
 
 function call() {
@@ -161,6 +225,7 @@ function startAttempt() {
     lastDecoded: 0,
     lastDropped: 0,
     prevStats: null,
+    window: [], // the last getStats deltas, for bitrate and loss
   };
   cur = a;
   rtcam.attempt = a.id;
@@ -204,8 +269,11 @@ function startAttempt() {
   }
   a.pc = pc;
   pc.addTransceiver('video', { direction: 'recvonly' });
-  // Made before the offer, so the offer carries it: chat needs no renegotiation.
+  // Made before the offer, so the offer carries them: chat and serial need no renegotiation.
   attachChat(pc.createDataChannel('rtcam'));
+  const serialDc = pc.createDataChannel('serial', { ordered: true });
+  serialDc.binaryType = 'arraybuffer';
+  attachSerial(serialDc);
 
   pc.ontrack = (ev) => {
     if (a !== cur || a.closed) return;
@@ -378,6 +446,7 @@ function teardown(a, sayBye) {
   }
   if (a.pc) {
     detachChat();
+    detachSerial();
     a.pc.ontrack = a.pc.onicecandidate = a.pc.onicegatheringstatechange = null;
     a.pc.oniceconnectionstatechange = a.pc.onconnectionstatechange = null;
     try {
@@ -633,8 +702,15 @@ async function pollStats() {
   }
   if (a !== cur || a.closed) return;
   let inbound = null;
+  let pair = null;
+  let selectedPairId = null;
   report.forEach((s) => {
     if (s.type === 'inbound-rtp' && (s.kind === 'video' || s.mediaType === 'video')) inbound = s;
+    if (s.type === 'transport' && s.selectedCandidatePairId) selectedPairId = s.selectedCandidatePairId;
+  });
+  report.forEach((s) => {
+    if (s.type !== 'candidate-pair') return;
+    if (selectedPairId ? s.id === selectedPairId : (s.selected || s.nominated) && s.state === 'succeeded') pair = s;
   });
   if (!inbound) return;
   const t = wallNow();
@@ -647,7 +723,26 @@ async function pollStats() {
   } else if (a.prevStats && t > a.prevStats.t) {
     rtcam.fps = ((a.lastDecoded - a.prevStats.decoded) * 1000) / (t - a.prevStats.t);
   }
-  a.prevStats = { t, decoded: a.lastDecoded };
+  // Received bitrate and loss over the last sample (this attempt's counters only go up).
+  const bytes = inbound.bytesReceived || 0;
+  const recv = inbound.packetsReceived || 0;
+  const lost = inbound.packetsLost || 0;
+  if (a.prevStats && t > a.prevStats.t && bytes >= a.prevStats.bytes) {
+    // Over the last 2 s (four samples): steadier than one 500 ms sample.
+    a.window.push({
+      ms: t - a.prevStats.t,
+      bytes: bytes - a.prevStats.bytes,
+      got: Math.max(0, recv - a.prevStats.recv),
+      missed: Math.max(0, lost - a.prevStats.lost),
+    });
+    if (a.window.length > 4) a.window.shift();
+    const sum = (k) => a.window.reduce((acc, w) => acc + w[k], 0);
+    rtcam.bitrateKbps = (sum('bytes') * 8) / sum('ms');
+    const expected = sum('got') + sum('missed');
+    if (expected > 0) rtcam.lossFraction = sum('missed') / expected;
+  }
+  if (pair && typeof pair.currentRoundTripTime === 'number') rtcam.rttMs = pair.currentRoundTripTime * 1000;
+  a.prevStats = { t, decoded: a.lastDecoded, bytes, recv, lost };
   // What the link did, as the browser saw it (this attempt of the call).
   rtcam.packetsLost = inbound.packetsLost || 0;
   rtcam.nacks = inbound.nackCount || 0;
@@ -666,6 +761,7 @@ async function pollStats() {
   }
   rtcam.statsTime = t;
   renderStats();
+  renderLink();
 }
 
 // ---------------------------------------------------------------- stats panel
@@ -718,19 +814,139 @@ window.addEventListener('pagehide', () => {
   if (!hungUp) endCall('ended', 'page closed', true);
 });
 
+// ---------------------------------------------------------------- the link readout
+
+const LINK_ITEMS = {
+  latency: $('lq-latency'),
+  fps: $('lq-fps'),
+  rate: $('lq-rate'),
+  rtt: $('lq-rtt'),
+  loss: $('lq-loss'),
+};
+const lqWord = $('lq-word');
+const lqExtra = $('lq-extra');
+const RANK = { good: 0, fair: 1, poor: 2 };
+const WORD = { good: 'Good', fair: 'Fair', poor: 'Poor' };
+
+// good / fair / poor for one figure, null without one. Lower is better (good up to `good`, fair
+// up to `fair`), or with `higher`, higher is (good from `good`, fair from `fair`).
+function grade(v, good, fair, higher = false) {
+  if (v === null || v === undefined || !Number.isFinite(v)) return null;
+  if (higher) return v >= good ? 'good' : v >= fair ? 'fair' : 'poor';
+  return v <= good ? 'good' : v <= fair ? 'fair' : 'poor';
+}
+
+function setItem(el, value, q) {
+  el.querySelector('.lq-v').textContent = value;
+  el.dataset.q = q || '';
+  el.hidden = value === null;
+}
+
+function rate(kbps) {
+  if (!Number.isFinite(kbps)) return null;
+  return kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mbit/s` : `${Math.round(kbps)} kbit/s`;
+}
+
+function renderLink() {
+  const t = chatState.telemetry;
+  const fresh = (x) => x !== null && x !== undefined && Number.isFinite(x);
+  // Latency from the stripe, when frames carry one (and did in the last 2 s).
+  let latency = null;
+  if (rtcam.lastStamp !== null && rtcam.lastShown !== null && rtcam.latencies.length) {
+    const recent = rtcam.latencies.slice(-30).sort((x, y) => x - y);
+    if (wallNow() - rtcam.lastShown < 2000) latency = percentile(recent, 50);
+  }
+  const fps = rtcam.statsTime ? rtcam.fps : t && fresh(t.fps) ? t.fps : null;
+  const kbps = fresh(rtcam.bitrateKbps) ? rtcam.bitrateKbps : t && fresh(t.bitrate_kbps) ? t.bitrate_kbps : null;
+  const rtt = t && fresh(t.rtt_ms) ? t.rtt_ms : fresh(rtcam.rttMs) ? rtcam.rttMs : null;
+  const lossF = t && fresh(t.wire_loss) ? t.wire_loss : fresh(rtcam.lossFraction) ? rtcam.lossFraction : null;
+  const lossPct = lossF === null ? null : lossF * 100;
+  const target = t && fresh(t.capture_fps) && t.capture_fps > 0 ? t.capture_fps : null;
+
+  // While the camera is lost or starting, rtcam sends its slate at a few frames a second: that
+  // says nothing about the link, so fps then counts for nothing.
+  const slate = camera.state === 'lost' || camera.state === 'starting';
+  const q = {
+    latency: grade(latency, 150, 400),
+    fps: slate ? null : target ? grade(fps === null ? null : fps / target, 0.8, 0.5, true) : grade(fps, 20, 10, true),
+    rtt: grade(rtt, 100, 300),
+    loss: grade(lossPct, 1, 5),
+  };
+  // (A display time estimated a hair early can put a stamp a millisecond in the future.)
+  setItem(LINK_ITEMS.latency, latency === null ? null : `${Math.max(0, Math.round(latency))} ms`, q.latency);
+  setItem(LINK_ITEMS.fps, fps === null ? '–' : `${Math.round(fps)}`, q.fps);
+  setItem(LINK_ITEMS.rate, rate(kbps), null);
+  setItem(LINK_ITEMS.rtt, rtt === null ? null : `${Math.round(rtt)} ms`, q.rtt);
+  setItem(
+    LINK_ITEMS.loss,
+    lossPct === null ? null : `${lossPct < 10 ? lossPct.toFixed(1) : Math.round(lossPct)} %`,
+    q.loss,
+  );
+  let overall = null;
+  for (const g of Object.values(q)) if (g && (overall === null || RANK[g] > RANK[overall])) overall = g;
+  if (rtcam.state === 'reconnecting') overall = 'poor';
+  readout.dataset.q = overall || '';
+  lqWord.textContent = rtcam.state === 'reconnecting' ? 'Reconnecting' : overall ? `${WORD[overall]} link` : 'Measuring…';
+
+  const extra = [];
+  if (t && t.thinned) extra.push('slow link: half the frames');
+  if (t && t.copies > 1) extra.push(`sent ×${t.copies}`);
+  if (t && Number.isFinite(t.viewers)) extra.push(`${t.viewers} watching`);
+  lqExtra.textContent = extra.join(' · ');
+  lqExtra.hidden = !extra.length;
+
+  Object.assign(link, { quality: overall, latencyMs: latency, fps, kbps, rttMs: rtt, lossPct });
+  link.text = readout.textContent.replace(/\s+/g, ' ').trim();
+}
+
+on('telemetry', renderLink);
+
 // ---------------------------------------------------------------- the camera itself
 
-// The camera can vanish (unplugged, a driver timeout) while the call goes on: rtcam
-// then sends a "camera lost" slate and looks for it. Say so above the video.
-const noticeEl = document.getElementById('camera-notice');
+// The camera can vanish (unplugged, a driver timeout) while the call goes on: rtcam then sends
+// a "camera lost" slate and looks for it. An overlay on the video says so. During a call the
+// camera's own messages ({"type":"camera"}) say what it does; otherwise /api/status does.
+const noticeEl = $('camera-notice');
+const noticeTitle = $('camera-notice-title');
+const noticeDetail = $('camera-notice-detail');
+let cameraFromMessages = false; // a camera message came on this call's channel
+
+function showCamera(c, from) {
+  Object.assign(camera, {
+    state: c && typeof c.state === 'string' ? c.state : null,
+    name: c && typeof c.name === 'string' ? c.name : c && c.card ? c.card : null,
+    problem: c && typeof c.problem === 'string' ? c.problem : null,
+    from,
+  });
+  const o = cameraOverlay(c);
+  camera.overlay = o;
+  // Only what changed: the notice is an alert, and a rewritten alert is read out again.
+  const title = o ? o.title : '';
+  const detail = o ? o.detail : '';
+  if (noticeTitle.textContent !== title) noticeTitle.textContent = title;
+  if (noticeDetail.textContent !== detail) noticeDetail.textContent = detail;
+  noticeDetail.hidden = !detail;
+  noticeEl.dataset.kind = o ? o.kind : '';
+  noticeEl.hidden = !o;
+  screen.dataset.camera = camera.state || '';
+}
+
+on('camera', (m) => {
+  cameraFromMessages = true;
+  showCamera(m, 'message');
+});
+onChannel((open) => {
+  if (!open) cameraFromMessages = false;
+});
+
 async function watchCamera() {
   try {
     const r = await fetch('/api/status', { cache: 'no-store', credentials: 'same-origin' });
-    if (r.ok) {
-      const notice = cameraNotice((await r.json()).source);
-      noticeEl.hidden = !notice;
-      noticeEl.textContent = notice ? notice.text : '';
-      noticeEl.dataset.kind = notice ? notice.kind : '';
+    if (r.ok && !cameraFromMessages) {
+      const source = (await r.json()).source;
+      // cameraNotice is what the page said before the camera messages (and what its tests check);
+      // the overlay shows the same states.
+      showCamera(cameraNotice(source) ? source : null, 'status');
     }
   } catch {
     // Unreachable: the call's own state says so.
@@ -738,5 +954,151 @@ async function watchCamera() {
   setTimeout(watchCamera, 1000);
 }
 watchCamera();
+
+// The picture's shape follows the stream's (4:3 cameras get no black bars on the sides).
+video.addEventListener('resize', () => {
+  if (video.videoWidth && video.videoHeight) {
+    picture.style.setProperty('--ar', `${video.videoWidth} / ${video.videoHeight}`);
+    document.documentElement.style.setProperty('--ar-num', String(video.videoWidth / video.videoHeight));
+  }
+});
+
+// ---------------------------------------------------------------- a short message
+
+let toastTimer = null;
+function toast(text, kind = 'info', ms = 4000) {
+  toastEl.textContent = text;
+  toastEl.dataset.kind = kind;
+  toastEl.hidden = false;
+  if (toastTimer) clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => {
+    toastEl.hidden = true;
+    toastTimer = null;
+  }, ms);
+}
+initControls({ notify: (text, kind) => toast(text, kind, 6000) });
+
+// ---------------------------------------------------------------- full screen
+
+function fullscreenElement() {
+  return document.fullscreenElement || document.webkitFullscreenElement || null;
+}
+
+function toggleFullscreen() {
+  if (fullscreenElement()) {
+    const exit = document.exitFullscreen || document.webkitExitFullscreen;
+    if (exit) {
+      const p = exit.call(document);
+      if (p && p.catch) p.catch(() => {});
+    }
+    return;
+  }
+  const req = screen.requestFullscreen || screen.webkitRequestFullscreen;
+  if (req) {
+    const p = req.call(screen);
+    if (p && p.catch) p.catch((e) => toast(`Full screen is not available: ${e.message || e}`, 'error'));
+  } else if (typeof video.webkitEnterFullscreen === 'function') {
+    video.webkitEnterFullscreen(); // iPhone Safari: only the video itself goes full screen
+  } else {
+    toast('This browser has no full screen mode.', 'error');
+  }
+}
+
+function onFullscreenChange() {
+  const full = fullscreenElement() === screen;
+  screen.classList.toggle('is-fullscreen', full);
+  fullscreenBtn.setAttribute('aria-pressed', String(full));
+  rtcam.fullscreen = full;
+  if (!full && document.activeElement === fullscreenExitBtn) fullscreenBtn.focus();
+}
+document.addEventListener('fullscreenchange', onFullscreenChange);
+document.addEventListener('webkitfullscreenchange', onFullscreenChange);
+rtcam.fullscreen = false;
+
+// ---------------------------------------------------------------- snapshot
+
+function pad(n) {
+  return String(n).padStart(2, '0');
+}
+
+function snapshotName(d = new Date()) {
+  return (
+    `rtcam-${d.getFullYear()}${pad(d.getMonth() + 1)}${pad(d.getDate())}-` +
+    `${pad(d.getHours())}${pad(d.getMinutes())}${pad(d.getSeconds())}.jpg`
+  );
+}
+
+async function takeSnapshot() {
+  if (snapshotState.busy) return;
+  snapshotState.busy = true;
+  // Not disabled (that would drop a keyboard user's focus): busy, and a second press waits.
+  snapshotBtn.setAttribute('aria-busy', 'true');
+  const at = Date.now();
+  try {
+    const r = await fetch('/api/snapshot.jpg', { cache: 'no-store', credentials: 'same-origin' });
+    if (!r.ok) {
+      let text = '';
+      try {
+        text = (await r.text()).trim().slice(0, 200);
+      } catch {
+        /* no body */
+      }
+      throw Object.assign(new Error(text || `the camera answered ${r.status}`), { status: r.status });
+    }
+    const blob = await r.blob();
+    const name = snapshotName();
+    const url = URL.createObjectURL(blob);
+    const a = document.createElement('a');
+    a.href = url;
+    a.download = name;
+    a.hidden = true;
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+    snapshotState.last = { ok: true, status: r.status, name, bytes: blob.size, error: null, at };
+    snapshotState.count++;
+    screen.classList.remove('flashing');
+    void screen.offsetWidth; // restart the animation
+    screen.classList.add('flashing');
+    toast(`Saved ${name}`, 'ok');
+  } catch (e) {
+    const msg = e && e.message ? e.message : String(e);
+    snapshotState.last = { ok: false, status: (e && e.status) || 0, name: null, bytes: 0, error: msg, at };
+    toast(`No snapshot: ${msg}`, 'error', 6000);
+  } finally {
+    snapshotState.busy = false;
+    snapshotBtn.removeAttribute('aria-busy');
+  }
+}
+screen.addEventListener('animationend', () => screen.classList.remove('flashing'));
+
+// ---------------------------------------------------------------- keys
+
+function typingIn(el) {
+  if (!el) return false;
+  if (el.isContentEditable) return true;
+  const tag = el.tagName;
+  if (tag === 'TEXTAREA' || tag === 'SELECT') return true;
+  if (tag !== 'INPUT') return false;
+  return !['button', 'checkbox', 'radio', 'range', 'submit', 'reset'].includes(el.type);
+}
+
+document.addEventListener('keydown', (ev) => {
+  if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+  if ((ev.key === 'f' || ev.key === 'F') && !typingIn(document.activeElement)) {
+    ev.preventDefault();
+    toggleFullscreen();
+  } else if (ev.key === 'Escape' && controlsState.open) {
+    // Esc outside the drawer (it handles its own) closes it too, unless full screen takes it.
+    if (!fullscreenElement()) closeControls();
+  }
+});
+
+fullscreenBtn.addEventListener('click', toggleFullscreen);
+fullscreenExitBtn.addEventListener('click', toggleFullscreen);
+snapshotBtn.addEventListener('click', takeSnapshot);
+// Double-click (or double-tap) on the picture: full screen.
+picture.addEventListener('dblclick', toggleFullscreen);
 
 setState('idle');

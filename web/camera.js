@@ -16,3 +16,22 @@ export function cameraNotice(source) {
   if (source.state === 'starting') return { kind: 'starting', text: 'The camera is starting…' };
   return null;
 }
+
+// The overlay on the video for the camera's state, from either a {"type":"camera"} message
+// (state, name, problem) or /api/status's `source` (state, card, device, problem). Returns
+// {kind: 'lost'|'starting', title, detail} or null when the camera is live.
+export function cameraOverlay(c) {
+  if (!c || typeof c !== 'object') return null;
+  const text = (v) => (typeof v === 'string' ? v.trim() : '');
+  let name = text(c.name);
+  if (!name && text(c.card)) name = text(c.device) ? `${text(c.card)} (${text(c.device)})` : text(c.card);
+  const problem = text(c.problem);
+  if (c.state === 'lost') {
+    const detail = name && problem ? `${name}: ${problem}` : name || problem || 'The camera stopped sending pictures.';
+    return { kind: 'lost', title: 'Camera lost — looking for it…', detail };
+  }
+  if (c.state === 'starting') {
+    return { kind: 'starting', title: 'Camera starting…', detail: problem || name };
+  }
+  return null;
+}

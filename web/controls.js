@@ -72,6 +72,7 @@ function clearPending(row) {
 function onSliderInput(row) {
   const v = Number(row.input.value);
   row.output.textContent = String(v);
+  paintFill(row);
   row.holdUntil = performance.now() + HOLD_MS;
   if (row.c.restarts) return; // restarting the camera for every step would be no fun
   const wait = row.lastSentAt + THROTTLE_MS - performance.now();
@@ -117,7 +118,16 @@ function show(row, value) {
   } else {
     row.input.value = String(value);
     row.output.textContent = String(Math.round(Number(row.input.value)));
+    paintFill(row);
   }
+}
+
+// How far along its range a slider is, for the track's filled part (CSSOM: allowed by the CSP).
+function paintFill(row) {
+  const min = Number(row.input.min || 0);
+  const max = Number(row.input.max || 100);
+  const f = max > min ? ((Number(row.input.value) - min) / (max - min)) * 100 : 0;
+  row.input.style.setProperty('--fill', `${Math.max(0, Math.min(100, f)).toFixed(1)}%`);
 }
 
 function busy(row) {
@@ -431,7 +441,8 @@ export function openControls() {
   toggleBtn.setAttribute('aria-expanded', 'true');
   document.body.dataset.drawer = 'open';
   setNote();
-  const first = [...listEl.querySelectorAll('input, select, button')].find((e) => !e.disabled);
+  // Into the drawer: its first control (a slider, switch or menu), else its Close button.
+  const first = [...listEl.querySelectorAll('input, select')].find((e) => !e.disabled);
   (first || closeBtn).focus();
 }
 

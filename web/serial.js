@@ -40,7 +40,6 @@ export const serialState = {
 };
 
 let channel = null;
-let rtcamOpen = false;
 let decoder = new TextDecoder('utf-8');
 const encoder = new TextEncoder();
 let renderQueued = false;
@@ -140,7 +139,7 @@ function updateInput() {
   sendBtn.disabled = !usable;
   if (!s || s.state !== 'open') input.placeholder = 'The port is not open';
   else if (!serialState.open) input.placeholder = 'Serial works during a call';
-  else if (s.holder && !s.you_hold) input.placeholder = `${s.holder} is typing; you can type once they stop`;
+  else if (s.holder && !s.you_hold) input.placeholder = `${s.holder} holds the port`;
   else input.placeholder = 'Send a line (Enter)';
 }
 
@@ -167,7 +166,7 @@ function onSerial(m) {
     holderEl.textContent = 'You hold the port: what you type goes to the device.';
     holderEl.dataset.kind = 'you';
   } else if (m.holder) {
-    holderEl.textContent = `${m.holder} holds the port.`;
+    holderEl.textContent = `${m.holder} holds the port: you can type once they stop (10 s).`;
     holderEl.dataset.kind = 'other';
   } else {
     holderEl.textContent = 'Nobody holds the port: the first to type gets it.';
@@ -214,10 +213,7 @@ on('error', (m) => {
   if (serialState.errors.length > 20) serialState.errors.shift();
   say(text);
 });
-onChannel((open) => {
-  rtcamOpen = open;
-  if (!rtcamOpen) updateInput();
-});
+onChannel(() => updateInput());
 
 form.addEventListener('submit', (ev) => {
   ev.preventDefault();

@@ -28,6 +28,9 @@ pub struct Peer {
     /// Its `rtcam` data channel once open, and the text messages on it.
     pub channel: Option<str0m::channel::ChannelId>,
     pub messages: Vec<String>,
+    /// Its `serial` channel once open, and the bytes on it.
+    pub serial: Option<str0m::channel::ChannelId>,
+    pub serial_bytes: Vec<u8>,
 }
 
 pub struct Sim {
@@ -74,14 +77,14 @@ impl Sim {
         index: usize,
         browser: Browser,
     ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
-        self.offer_of(index, browser, false)
+        self.offer_of(index, browser, &[])
     }
 
     fn offer_of(
         &self,
         index: usize,
         browser: Browser,
-        channel: bool,
+        channels: &[&str],
     ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
         let addr: SocketAddr = format!("10.0.0.{}:5000", 10 + index).parse().unwrap();
         let builder = Rtc::builder().clear_codecs();
@@ -95,8 +98,8 @@ impl Sim {
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
-        if channel {
-            api.add_channel("rtcam".into());
+        for label in channels {
+            api.add_channel(label.to_string());
         }
         let (offer, pending) = api.apply().unwrap();
         (rtc, offer.to_sdp_string(), pending, addr, mid)
@@ -109,17 +112,22 @@ impl Sim {
 
     /// Adds a peer that offers what `browser` offers.
     pub fn join_as(&mut self, browser: Browser) -> usize {
-        self.join_with(browser, false)
+        self.join_with(browser, &[])
     }
 
     /// Adds a Chromium-like peer whose offer makes the `rtcam` data channel.
     pub fn join_with_channel(&mut self) -> usize {
-        self.join_with(Browser::Chromium, true)
+        self.join_with(Browser::Chromium, &["rtcam"])
     }
 
-    fn join_with(&mut self, browser: Browser, channel: bool) -> usize {
+    /// Adds a peer that makes the `rtcam` and the `serial` channels.
+    pub fn join_with_serial(&mut self) -> usize {
+        self.join_with(Browser::Chromium, &["rtcam", "serial"])
+    }
+
+    fn join_with(&mut self, browser: Browser, channels: &[&str]) -> usize {
         let index = self.peers.len();
-        let (mut rtc, offer, pending, addr, mid) = self.offer_of(index, browser, channel);
+        let (mut rtc, offer, pending, addr, mid) = self.offer_of(index, browser, channels);
         let (id, answer) = self
             .sessions
             .add_viewer(self.now, &offer, addr.ip())
@@ -137,6 +145,8 @@ impl Sim {
             silent: false,
             channel: None,
             messages: Vec::new(),
+            serial: None,
+            serial_bytes: Vec::new(),
         });
         index
     }
@@ -152,6 +162,13 @@ impl Sim {
                 .write(false, text.as_bytes())
                 .unwrap()
         );
+    }
+
+    /// Peer `i` writes `bytes` on its `serial` channel.
+    pub fn write_serial(&mut self, i: usize, bytes: &[u8]) {
+        let p = &mut self.peers[i];
+        let id = p.serial.expect("the serial channel is open");
+        assert!(p.rtc.channel(id).unwrap().write(true, bytes).unwrap());
     }
 
     /// The JSON messages peer `i` received so far.
@@ -224,7 +241,11 @@ impl Sim {
                     Event::Connected => p.connected = true,
                     Event::MediaAdded(m) => p.mid = Some(m.mid),
                     Event::MediaData(d) => p.frames.push(d.data),
+                    Event::ChannelOpen(id, label) if label == "serial" => p.serial = Some(id),
                     Event::ChannelOpen(id, _) => p.channel = Some(id),
+                    Event::ChannelData(d) if Some(d.id) == p.serial => {
+                        p.serial_bytes.extend_from_slice(&d.data)
+                    }
                     Event::ChannelData(d) => p
                         .messages
                         .push(String::from_utf8_lossy(&d.data).into_owned()),
