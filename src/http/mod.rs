@@ -77,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/status", get(status))
         .route("/api/snapshot.jpg", get(snapshot::snapshot))
+        .route("/api/chat/images/{n}", get(snapshot::chat_image))
         .route("/metrics", get(metrics::metrics))
         .route(
             "/login",

@@ -1,9 +1,11 @@
-//! `GET /api/snapshot.jpg` (a logged-in session or a bearer token): the
-//! camera's next picture as a JPEG at the stream's size.
+//! Pictures over HTTPS (a logged-in session or a bearer token):
+//! `GET /api/snapshot.jpg`, the camera's next picture as a JPEG at the
+//! stream's size; `GET /api/chat/images/N`, a picture a viewer shared in the
+//! chat (`control::images`).
 
 use std::time::Duration;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -49,4 +51,29 @@ pub async fn snapshot(State(state): State<AppState>) -> Response {
 
 fn unavailable(why: &str) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n")).into_response()
+}
+
+pub async fn chat_image(State(state): State<AppState>, Path(n): Path<String>) -> Response {
+    let Ok(n) = n.parse::<u64>() else {
+        return (StatusCode::NOT_FOUND, "no such picture\n").into_response();
+    };
+    match state.rtc.chat_image(n).await {
+        Ok(Some(image)) => (
+            [
+                (header::CONTENT_TYPE, HeaderValue::from_static(image.mime)),
+                (
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("private, max-age=3600"),
+                ),
+            ],
+            image.bytes,
+        )
+            .into_response(),
+        Ok(None) => (
+            StatusCode::NOT_FOUND,
+            "no such picture (the device keeps the newest few)\n",
+        )
+            .into_response(),
+        Err(e) => unavailable(&e.to_string()),
+    }
 }

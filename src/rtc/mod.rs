@@ -40,6 +40,11 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<RtcStats>,
     },
+    /// A picture shared in the chat.
+    ChatImage {
+        n: u64,
+        reply: oneshot::Sender<Option<crate::control::images::Image>>,
+    },
 }
 
 /// What a viewer may do on its data channel.
@@ -155,5 +160,12 @@ impl RtcHandle {
 
     pub async fn stats(&self) -> Result<RtcStats, RtcCallError> {
         self.call(|reply| Command::Stats { reply }).await
+    }
+
+    pub async fn chat_image(
+        &self,
+        n: u64,
+    ) -> Result<Option<crate::control::images::Image>, RtcCallError> {
+        self.call(|reply| Command::ChatImage { n, reply }).await
     }
 }

@@ -178,6 +178,8 @@ pub struct Sessions {
     /// output, which has no time of its own).
     now: Instant,
     rate: RatePolicy,
+    /// Frames a second the camera delivers, as the shell measures them.
+    capture_fps: Option<f64>,
 }
 
 impl Sessions {
@@ -193,6 +195,7 @@ impl Sessions {
             next_telemetry: now + TELEMETRY_EVERY,
             rate: RatePolicy::new(&config.rates),
             config,
+            capture_fps: None,
         }
     }
 
@@ -461,6 +464,7 @@ impl Sessions {
                 bwe_kbps: s.bwe_kbps,
                 copies: v.copies.count(),
                 thinned: self.rate.thinned(v.id),
+                capture_fps: self.capture_fps,
             };
             self.control.telemetry(v.id, &t);
         }
@@ -575,6 +579,16 @@ impl Sessions {
     pub fn serial_overflow(&mut self, id: ViewerId) {
         self.control.serial_overflow(id);
         self.route_channels();
+    }
+
+    /// The camera's frame rate now (the telemetry tells viewers).
+    pub fn set_capture_fps(&mut self, fps: f64) {
+        self.capture_fps = Some((fps * 10.0).round() / 10.0);
+    }
+
+    /// Picture `n` shared in the chat, if it is still kept.
+    pub fn chat_image(&self, n: u64) -> Option<crate::control::images::Image> {
+        self.control.image(n)
     }
 
     /// The camera refused the setting viewer `id` asked for.

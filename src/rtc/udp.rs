@@ -182,6 +182,8 @@ impl ReplyFrom {
 struct Liveness {
     captured: u64,
     camera_at: Instant,
+    /// The capture count and time the frame rate was last taken at.
+    rate_from: (u64, Instant),
     /// Since when someone has been watching (encoded frames are due).
     watched_since: Option<Instant>,
 }
@@ -243,6 +245,7 @@ impl RtcTask {
         let mut live = Liveness {
             captured: 0,
             camera_at: Instant::now(),
+            rate_from: (0, Instant::now()),
             watched_since: None,
         };
         let mut demand = Demand::default();
@@ -260,6 +263,7 @@ impl RtcTask {
                 panic!("injected fault: media-task-panic");
             }
             let flowing = self.flowing(now, &mut live, last_frame);
+            self.measure_capture(now, &mut live);
             (self.heartbeat)(flowing);
             let deadline = self
                 .sessions
@@ -348,6 +352,7 @@ impl RtcTask {
         if n != live.captured {
             (live.captured, live.camera_at) = (n, now);
         }
+
         live.watched_since = match (self.sessions.is_empty(), live.watched_since) {
             (true, _) => None,
             (false, None) => Some(now),
@@ -358,6 +363,19 @@ impl RtcTask {
             .watched_since
             .is_none_or(|t| now.saturating_duration_since(t.max(last_frame)) < STALL_AFTER);
         camera_ok && encoders_ok
+    }
+
+    /// The camera's frame rate over the last second or so, for the
+    /// viewers' telemetry.
+    fn measure_capture(&mut self, now: Instant, live: &mut Liveness) {
+        let (from, at) = live.rate_from;
+        let span = now.saturating_duration_since(at);
+        if span >= Duration::from_secs(1) {
+            let n = self.captured.load(Ordering::Relaxed);
+            let fps = n.saturating_sub(from) as f64 / span.as_secs_f64();
+            self.sessions.set_capture_fps(fps);
+            live.rate_from = (n, now);
+        }
     }
 
     /// Tells the encoders when a codec's viewer count or bitrate target
@@ -471,6 +489,9 @@ impl RtcTask {
                     frames_in,
                     links: self.sessions.viewer_stats(),
                 });
+            }
+            Command::ChatImage { n, reply } => {
+                let _ = reply.send(self.sessions.chat_image(n));
             }
         }
     }

@@ -25,9 +25,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub mod images;
+
 use crate::capture::controls::{self, CameraControl, ControlError};
 use crate::serial::floor::{Floor, Turn};
 use crate::serial::{MAX_CHUNK, SerialState, SerialView};
+use images::{Image, ImageRef, ImageRefusal, Kept, Upload};
 
 /// Chat lines kept for viewers who join later.
 pub const HISTORY: usize = 50;
@@ -70,6 +73,7 @@ pub enum Refusal {
     /// No serial port is bridged now (off, missing or vanished), or it is
     /// not keeping up.
     SerialUnavailable(String),
+    Image(ImageRefusal),
 }
 
 impl Refusal {
@@ -89,6 +93,7 @@ impl Refusal {
             Refusal::Control(e) => e.reason(),
             Refusal::SerialBusy { .. } => "serial_busy",
             Refusal::SerialUnavailable(_) => "serial_unavailable",
+            Refusal::Image(r) => r.reason(),
         }
     }
 }
@@ -128,6 +133,7 @@ impl fmt::Display for Refusal {
                 crate::serial::floor::IDLE_RELEASE.as_secs()
             ),
             Refusal::SerialUnavailable(why) => write!(f, "the serial port is unavailable: {why}"),
+            Refusal::Image(r) => r.fmt(f),
         }
     }
 }
@@ -136,9 +142,27 @@ impl fmt::Display for Refusal {
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 enum Incoming {
-    Hello { name: String },
-    Chat { text: String },
-    Set { control: String, value: i64 },
+    Hello {
+        name: String,
+    },
+    Chat {
+        text: String,
+    },
+    Set {
+        control: String,
+        value: i64,
+    },
+    /// A picture of `size` bytes follows in `image_chunk`s.
+    Image {
+        id: u32,
+        name: String,
+        size: usize,
+    },
+    #[serde(rename = "image_chunk")]
+    ImageChunk {
+        id: u32,
+        data: String,
+    },
 }
 
 /// What viewers are sent.
@@ -192,6 +216,8 @@ pub struct Telemetry {
     pub copies: u8,
     /// Below the bitrate floor: it gets only referenced frames.
     pub thinned: bool,
+    /// Frames a second the camera delivers (the slate's 5 while it is lost).
+    pub capture_fps: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -200,6 +226,9 @@ pub struct ChatLine {
     pub text: String,
     /// Wall-clock time it was said, Unix milliseconds.
     pub at: u64,
+    /// A picture it carries (`text` is then its file name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
 }
 
 /// The camera as the protocol tells viewers about it.
@@ -257,6 +286,8 @@ struct Member {
     told_too_fast: bool,
     /// It may change the camera's settings.
     may_control: bool,
+    /// A picture it is sending.
+    upload: Option<Upload>,
 }
 
 /// The protocol's state: who is on the channel, the chat history, and
@@ -270,6 +301,8 @@ pub struct Control<Id> {
     requests: VecDeque<Request<Id>>,
     serial: SerialView,
     floor: Floor<Id>,
+    /// Pictures shared in the chat, for viewers to fetch.
+    kept: Kept,
 }
 
 impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
@@ -282,6 +315,7 @@ impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
             requests: VecDeque::new(),
             serial: SerialView::default(),
             floor: Floor::default(),
+            kept: Kept::default(),
         }
     }
 }
@@ -309,6 +343,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 refilled: now,
                 told_too_fast: false,
                 may_control,
+                upload: None,
             },
         );
         let texts = [
@@ -337,11 +372,22 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         }
     }
 
-    /// Time passes: an idle holder of the serial port lets go.
+    /// Time passes: an idle holder of the serial port lets go, and a
+    /// picture that stopped arriving is dropped.
     pub fn tick(&mut self, now: Instant) {
         if self.floor.tick(now) {
             self.broadcast_serial();
         }
+        for m in self.members.values_mut() {
+            if m.upload.as_ref().is_some_and(|u| u.idle(now)) {
+                m.upload = None;
+            }
+        }
+    }
+
+    /// A picture shared in the chat (`/api/chat/images/N`).
+    pub fn image(&self, n: u64) -> Option<Image> {
+        self.kept.get(n)
     }
 
     /// The serial bridge now (open, absent, off).
@@ -520,15 +566,22 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         let Some(member) = self.members.get_mut(&id) else {
             return Ok(()); // its channel is not open (a race with leaving)
         };
+        let parsed = (!binary && data.len() <= MAX_MESSAGE_BYTES)
+            .then(|| serde_json::from_slice::<Incoming>(data));
+        if let Some(Ok(Incoming::ImageChunk { id: upload, data })) = parsed {
+            // A picture's chunks come faster than chat lines: they are
+            // bounded by the picture's announced size instead.
+            return self.image_chunk(now, wall_ms, id, upload, &data);
+        }
         take_token(member, now)?;
         member.told_too_fast = false;
         if binary {
             return Err(Refusal::NotText);
         }
-        if data.len() > MAX_MESSAGE_BYTES {
+        let Some(parsed) = parsed else {
             return Err(Refusal::TooLarge { bytes: data.len() });
-        }
-        let message: Incoming = serde_json::from_slice(data).map_err(|e| {
+        };
+        let message: Incoming = parsed.map_err(|e| {
             let why = e.to_string();
             match type_of(data) {
                 Some(t) if why.starts_with("unknown variant") => Refusal::UnknownType(t),
@@ -555,14 +608,26 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                     from: member.name.clone(),
                     text,
                     at: wall_ms,
+                    image: None,
                 };
-                self.broadcast(&line);
-                self.history.push_back(line);
-                if self.history.len() > HISTORY {
-                    self.history.pop_front();
-                }
+                self.say(line);
                 Ok(())
             }
+            Incoming::Image {
+                id: upload,
+                name,
+                size,
+            } => {
+                let uploads = self.members.values().filter(|m| m.upload.is_some()).count();
+                let member = self.members.get_mut(&id).expect("looked up above");
+                if member.upload.is_some() || uploads >= images::UPLOADS_AT_ONCE {
+                    return Err(Refusal::Image(ImageRefusal::Busy));
+                }
+                let started = Upload::start(now, upload, &name, size).map_err(Refusal::Image)?;
+                member.upload = Some(started);
+                Ok(())
+            }
+            Incoming::ImageChunk { .. } => Ok(()), // handled above
             Incoming::Set { control, value } => {
                 if !member.may_control {
                     return Err(Refusal::NotAllowed);
@@ -576,6 +641,51 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 });
                 Ok(())
             }
+        }
+    }
+
+    /// One chunk of viewer `id`'s picture; a chunk for no picture of its
+    /// own is let go quietly (an error for each would answer a flood).
+    fn image_chunk(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        id: Id,
+        upload: u32,
+        data: &str,
+    ) -> Result<(), Refusal> {
+        let Some(member) = self.members.get_mut(&id) else {
+            return Ok(());
+        };
+        let Some(up) = member.upload.as_mut().filter(|u| u.id == upload) else {
+            return Ok(());
+        };
+        let mime = match up.add(now, data) {
+            Ok(None) => return Ok(()),
+            Ok(Some(mime)) => mime,
+            Err(refusal) => {
+                member.upload = None;
+                return Err(Refusal::Image(refusal));
+            }
+        };
+        let up = member.upload.take().expect("it was there");
+        let from = member.name.clone();
+        let image = self.kept.keep(up.name.clone(), mime, up.data);
+        self.say(ChatLine {
+            from,
+            text: up.name,
+            at: wall_ms,
+            image: Some(image),
+        });
+        Ok(())
+    }
+
+    /// A line to everyone, kept for latecomers.
+    fn say(&mut self, line: ChatLine) {
+        self.broadcast(&line);
+        self.history.push_back(line);
+        if self.history.len() > HISTORY {
+            self.history.pop_front();
         }
     }
 
@@ -874,6 +984,67 @@ mod tests {
             false,
         );
         assert_eq!(json(&sent(&mut c)[0])["type"], "chat");
+    }
+
+    #[test]
+    fn a_picture_comes_in_chunks_past_the_chat_limit_and_everyone_gets_its_url() {
+        use base64::Engine;
+        let t0 = Instant::now();
+        let mut c = Control::new();
+        c.join(t0, A, None, true);
+        c.join(t0, B, None, true);
+        c.handle(t0, 0, A, br#"{"type":"hello","name":"Ann"}"#, false);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.resize(100_000, 1);
+        let start = format!(
+            r#"{{"type":"image","id":7,"name":"door.png","size":{}}}"#,
+            png.len()
+        );
+        c.handle(t0, 0, A, start.as_bytes(), false);
+        let again = r#"{"type":"image","id":8,"name":"x.png","size":10}"#;
+        c.handle(t0, 0, A, again.as_bytes(), false);
+        let out = sent(&mut c);
+        assert_eq!(json(&out[0])["reason"], "upload_busy", "one at a time");
+        for part in png.chunks(images::MAX_CHUNK_BYTES) {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(part);
+            let msg = format!(r#"{{"type":"image_chunk","id":7,"data":"{b64}"}}"#);
+            c.handle(t0, 5, A, msg.as_bytes(), false);
+        }
+        let out = sent(&mut c);
+        assert_eq!(out.len(), 2, "one line to each, no too_fast: {out:?}");
+        let line = json(&out[1]);
+        assert_eq!(
+            (line["from"].as_str(), line["text"].as_str()),
+            (Some("Ann"), Some("door.png"))
+        );
+        assert_eq!(line["image"]["url"], "/api/chat/images/1");
+        assert_eq!(line["image"]["mime"], "image/png");
+        assert_eq!(c.image(1).unwrap().bytes.len(), 100_000);
+        // Chunks for no picture are let go without an answer.
+        c.handle(
+            t0,
+            0,
+            B,
+            br#"{"type":"image_chunk","id":1,"data":"AAAA"}"#,
+            false,
+        );
+        assert!(sent(&mut c).is_empty());
+        // A picture that is not one is refused when whole.
+        c.handle(
+            t0 + Duration::from_secs(1),
+            0,
+            B,
+            br#"{"type":"image","id":1,"name":"a","size":3}"#,
+            false,
+        );
+        c.handle(
+            t0,
+            0,
+            B,
+            br#"{"type":"image_chunk","id":1,"data":"PHM+"}"#,
+            false,
+        );
+        assert_eq!(json(&sent(&mut c)[0])["reason"], "not_an_image");
     }
 
     #[test]
