@@ -493,3 +493,87 @@ async fn auto_prefers_a_csi_camera_and_lists_cameras_once() {
     );
     assert!(server.log_shows("CSI camera 0"), "{}", server.log());
 }
+
+/// rpicam-vid's image options as controls: a viewer sets one on its data
+/// channel, rtcam restarts rpicam-vid with the option (stopping the old one
+/// with SIGTERM), every viewer gets the new value, and video goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_control_restarts_rpicam_vid_with_its_option() {
+    let fake = Fake::new("controls");
+    let log = fake.log_path();
+    let mut server = Server::start_with_env(
+        &["--source", "rpicam", "--size", "640x360", "--fps", "15"],
+        &[("PATH", &fake.path), ("RTCAM_FAKE_RPICAM_LOG", &log)],
+    );
+    assert_eq!(rpicam_status(&server).await["source"]["kind"], "rpicam");
+    let state = server.state_dir.display().to_string();
+    let (ok, operator, err) = rtcam_command(
+        &[
+            "token",
+            "create",
+            "operator",
+            "--control",
+            "--state-dir",
+            &state,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut viewer = common::channels::ChannelViewer::join(server.http, &operator).await;
+    let controls = viewer
+        .wait_type("controls", Duration::from_secs(15))
+        .expect("the controls");
+    let list = controls["controls"].as_array().unwrap();
+    let ids: Vec<&str> = list.iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "brightness",
+            "contrast",
+            "saturation",
+            "sharpness",
+            "ev",
+            "shutter",
+            "gain",
+            "awb",
+            "denoise"
+        ]
+    );
+    assert!(list.iter().all(|c| c["restarts"] == true));
+    let first = starts_within(&fake, 1);
+    assert_eq!(first.len(), 1);
+    viewer.send(r#"{"type":"set","control":"brightness","value":-25}"#);
+    let applied = viewer.wait_for(Duration::from_secs(15), |m| {
+        m["type"] == "controls" && m["controls"][0]["value"] == -25
+    });
+    assert!(applied.is_some(), "seen {:?}", viewer.seen);
+    let starts = starts_within(&fake, 2);
+    assert_eq!(starts.len(), 2, "restarted once");
+    assert!(
+        has_opt(&starts[1].argv, "--brightness", "-0.25"),
+        "{:?}",
+        starts[1].argv
+    );
+    assert_eq!(fake.exit_of(first[0].pid).as_deref(), Some("sigterm"));
+    let frames = viewer.frames.load(std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        viewer.frames.load(std::sync::atomic::Ordering::Relaxed) > frames,
+        "video goes on after the restart"
+    );
+    drop(viewer);
+    terminate_and_check_children(&mut server, &fake);
+}
+
+/// The stand-in's video starts once there are `n` (it logs a moment after
+/// rtcam spawned it), or what there are after 10 s.
+fn starts_within(fake: &Fake, n: usize) -> Vec<Event> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let starts = fake.video_starts();
+        if starts.len() >= n || Instant::now() >= until {
+            return starts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
