@@ -235,35 +235,75 @@ pub struct SerialRoad {
 /// When an injected media-task panic fires (tests: the process must exit).
 const FAULT_AFTER: Duration = Duration::from_secs(1);
 
+/// What woke the media task.
+enum Wake {
+    Shutdown,
+    /// The camera's state or controls changed (false: its sender is gone).
+    Camera(bool),
+    Serial(bool),
+    SerialBytes(Option<Vec<u8>>),
+    Refused(Option<ControlRefused>),
+    Readable,
+    Frame(Option<EncodedFrame>),
+    Command(Option<Command>),
+    Timeout,
+}
+
+/// Which of the task's roads still have a sender: a closed one is not
+/// polled again (it would be ready at once, forever).
+struct Open {
+    frames: bool,
+    camera: bool,
+    refusals: bool,
+    serial: bool,
+    serial_bytes: bool,
+}
+
+/// The media loop's own state.
+struct Turns {
+    watchers: HashMap<ViewerId, oneshot::Sender<EndReason>>,
+    buf: Vec<u8>,
+    frames_in: u64,
+    last_frame: Instant,
+    live: Liveness,
+    demand: Demand,
+    open: Open,
+}
+
 impl RtcTask {
     pub async fn run(mut self) {
-        let mut watchers: HashMap<ViewerId, oneshot::Sender<EndReason>> = HashMap::new();
-        let mut buf = vec![0u8; 65_536];
-        let mut frames_in = 0u64;
-        let mut frames_open = true;
-        let mut last_frame = Instant::now();
-        let mut live = Liveness {
-            captured: 0,
-            camera_at: Instant::now(),
-            rate_from: (0, Instant::now()),
-            watched_since: None,
+        let now = Instant::now();
+        let mut t = Turns {
+            watchers: HashMap::new(),
+            buf: vec![0u8; 65_536],
+            frames_in: 0,
+            last_frame: now,
+            live: Liveness {
+                captured: 0,
+                camera_at: now,
+                rate_from: (0, now),
+                watched_since: None,
+            },
+            demand: Demand::default(),
+            open: Open {
+                frames: true,
+                camera: true,
+                refusals: true,
+                serial: true,
+                serial_bytes: true,
+            },
         };
-        let mut demand = Demand::default();
-        let (mut camera_open, mut refusals_open) = (true, true);
-        let (mut serial_open, mut serial_bytes_open) = (true, true);
-        let view = self.serial.status.borrow_and_update().clone();
-        self.sessions.set_serial(view);
-        let view = CameraView::from(&*self.camera.borrow_and_update());
-        self.sessions.set_camera(view);
+        self.camera_changed();
+        self.serial_changed();
         let fault_at =
             crate::fault::armed("media-task-panic").then(|| Instant::now() + FAULT_AFTER);
         loop {
             let now = Instant::now();
-            if fault_at.is_some_and(|t| now >= t) {
+            if fault_at.is_some_and(|at| now >= at) {
                 panic!("injected fault: media-task-panic");
             }
-            let flowing = self.flowing(now, &mut live, last_frame);
-            self.measure_capture(now, &mut live);
+            let flowing = self.flowing(now, &mut t.live, t.last_frame);
+            self.measure_capture(now, &mut t.live);
             (self.heartbeat)(flowing);
             let deadline = self
                 .sessions
@@ -271,78 +311,82 @@ impl RtcTask {
                 .unwrap_or(now + MAX_SLEEP)
                 .min(now + MAX_SLEEP)
                 .max(now);
-            let stopping = tokio::select! {
-                _ = self.shutdown.changed() => true,
-                changed = self.camera.changed(), if camera_open => {
-                    camera_open = changed.is_ok();
-                    let view = CameraView::from(&*self.camera.borrow_and_update());
-                    self.sessions.set_camera(view);
-                    false
-                }
-                changed = self.serial.status.changed(), if serial_open => {
-                    serial_open = changed.is_ok();
-                    let view = self.serial.status.borrow_and_update().clone();
-                    self.sessions.set_serial(view);
-                    false
-                }
-                bytes = self.serial.received.recv(), if serial_bytes_open => {
-                    match bytes {
-                        Some(b) => self.sessions.serial_received(&b),
-                        None => serial_bytes_open = false,
-                    }
-                    false
-                }
-                refused = self.refusals.recv(), if refusals_open => {
-                    match refused {
-                        Some(r) => self.sessions.control_refused(ViewerId(r.from), r.error),
-                        None => refusals_open = false,
-                    }
-                    false
-                }
-                r = self.socket.socket.readable() => {
-                    if r.is_ok() {
-                        self.receive(&mut buf);
-                    }
-                    false
-                }
-                frame = self.frames.recv(), if frames_open => {
-                    match frame {
-                        Some(frame) => {
-                            frames_in += 1;
-                            last_frame = Instant::now();
-                            self.sessions.write_frame(&frame);
-                        }
-                        None => {
-                            tracing::error!("the encoder stopped: no more video");
-                            frames_open = false;
-                        }
-                    }
-                    false
-                }
-                cmd = self.commands.recv() => match cmd {
-                    Some(cmd) => {
-                        self.command(cmd, &mut watchers, frames_in);
-                        false
-                    }
-                    // The HTTP server stops on the same signal and drops the
-                    // senders; whichever of the two this loop sees first, the
-                    // viewers are told before it ends.
-                    None => true,
-                },
-                _ = tokio::time::sleep_until(deadline.into()) => false,
-            };
-            if stopping {
+            let wake = self.next_wake(&t.open, deadline).await;
+            if !self.on_wake(wake, &mut t) {
                 self.sessions.end_all(EndReason::Shutdown);
-                self.flush(&mut watchers).await;
+                self.flush(&mut t.watchers).await;
                 break;
             }
             // Datagrams that queued up while we were busy (or stopped) count
             // as signs of life before any idle timeout is judged.
-            self.receive(&mut buf);
+            self.receive(&mut t.buf);
             self.sessions.handle_timeout(Instant::now());
-            self.flush(&mut watchers).await;
-            self.report_demand(&mut demand);
+            self.flush(&mut t.watchers).await;
+            self.report_demand(&mut t.demand);
         }
+    }
+
+    async fn next_wake(&mut self, open: &Open, deadline: Instant) -> Wake {
+        tokio::select! {
+            _ = self.shutdown.changed() => Wake::Shutdown,
+            c = self.camera.changed(), if open.camera => Wake::Camera(c.is_ok()),
+            c = self.serial.status.changed(), if open.serial => Wake::Serial(c.is_ok()),
+            b = self.serial.received.recv(), if open.serial_bytes => Wake::SerialBytes(b),
+            r = self.refusals.recv(), if open.refusals => Wake::Refused(r),
+            r = self.socket.socket.readable() => match r {
+                Ok(()) => Wake::Readable,
+                Err(_) => Wake::Timeout,
+            },
+            f = self.frames.recv(), if open.frames => Wake::Frame(f),
+            c = self.commands.recv() => Wake::Command(c),
+            _ = tokio::time::sleep_until(deadline.into()) => Wake::Timeout,
+        }
+    }
+
+    /// Handles what woke the task; false when it is to stop.
+    fn on_wake(&mut self, wake: Wake, t: &mut Turns) -> bool {
+        match wake {
+            Wake::Shutdown => return false,
+            Wake::Camera(open) => {
+                t.open.camera = open;
+                self.camera_changed();
+            }
+            Wake::Serial(open) => {
+                t.open.serial = open;
+                self.serial_changed();
+            }
+            Wake::SerialBytes(Some(b)) => self.sessions.serial_received(&b),
+            Wake::SerialBytes(None) => t.open.serial_bytes = false,
+            Wake::Refused(Some(r)) => self.sessions.control_refused(ViewerId(r.from), r.error),
+            Wake::Refused(None) => t.open.refusals = false,
+            Wake::Readable => self.receive(&mut t.buf),
+            Wake::Frame(Some(frame)) => {
+                t.frames_in += 1;
+                t.last_frame = Instant::now();
+                self.sessions.write_frame(&frame);
+            }
+            Wake::Frame(None) => {
+                tracing::error!("the encoder stopped: no more video");
+                t.open.frames = false;
+            }
+            Wake::Command(Some(cmd)) => self.command(cmd, &mut t.watchers, t.frames_in),
+            // The HTTP server stops on the same signal and drops the
+            // senders; whichever of the two this loop sees first, the
+            // viewers are told before it ends.
+            Wake::Command(None) => return false,
+            Wake::Timeout => {}
+        }
+        true
+    }
+
+    fn camera_changed(&mut self) {
+        let view = CameraView::from(&*self.camera.borrow_and_update());
+        self.sessions.set_camera(view);
+    }
+
+    fn serial_changed(&mut self) {
+        let view = self.serial.status.borrow_and_update().clone();
+        self.sessions.set_serial(view);
     }
 
     /// Video flows when the camera delivered a frame lately and, while
