@@ -333,11 +333,70 @@ impl Config {
 
     pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
         let file = read_file(&cli)?;
-        let invalid = |m: String| ConfigError::Invalid(m);
         let (board, board_note) = board_of(&cli, &file)?;
         // Flags win over the file, the file over the board profile.
-        let source = layered(cli.source, file.source.or(board.source.clone()))?;
-        let capture_format = layered(cli.capture_format, file.capture_format)?;
+        let picture = Picture::of(&cli, &file, &board)?;
+        let (max_viewers, max_viewers_per_address) = viewer_limits(&cli, &file, &board)?;
+        let (http, rtc, advertise) = addresses(&cli, &file)?;
+        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => return Err(invalid("tls-cert and tls-key go together".into())),
+        };
+        let serial = serial_config(
+            cli.serial,
+            file.serial,
+            board.serial_port.as_deref(),
+            cli.serial_baud.or(file.serial_baud),
+        )?;
+        Ok(Config {
+            board,
+            board_note,
+            http,
+            rtc,
+            advertise,
+            source: picture.source,
+            capture_format: picture.capture_format,
+            size: picture.size,
+            fps: picture.fps,
+            bitrate_kbps: picture.bitrate_kbps,
+            encoder: picture.encoder,
+            vp8_size: picture.vp8_size,
+            max_viewers,
+            max_viewers_per_address,
+            trust_loopback: cli.trust_loopback || file.trust_loopback.unwrap_or(false),
+            state_dir: cli
+                .state_dir
+                .or(file.state_dir)
+                .unwrap_or_else(default_state_dir),
+            tls,
+            serial,
+        })
+    }
+}
+
+fn invalid(message: String) -> ConfigError {
+    ConfigError::Invalid(message)
+}
+
+/// What is captured and how it is encoded.
+struct Picture {
+    source: SourceSpec,
+    capture_format: CaptureFormat,
+    size: Size,
+    fps: u32,
+    bitrate_kbps: u32,
+    encoder: H264Choice,
+    vp8_size: Size,
+}
+
+impl Picture {
+    fn of(cli: &Cli, file: &FileConfig, board: &Board) -> Result<Picture, ConfigError> {
+        let source = layered(
+            cli.source.clone(),
+            file.source.clone().or(board.source.clone()),
+        )?;
+        let capture_format = layered(cli.capture_format, file.capture_format.clone())?;
         let size = layered_or(
             cli.size,
             file.size.clone().or(board.size.clone()),
@@ -362,52 +421,13 @@ impl Config {
                 "bitrate {bitrate_kbps} kbit/s is outside 50..50000"
             )));
         }
-        let encoder = layered(cli.encoder, file.encoder)?;
-        let vp8_size = layered_or(cli.vp8_size, file.vp8_size.or(board.vp8_size.clone()), size)?;
-        let max_viewers = within(
-            "max-viewers",
-            cli.max_viewers
-                .or(file.max_viewers)
-                .or(board.max_viewers)
-                .unwrap_or(DEFAULT_MAX_VIEWERS),
-            1..=256,
+        let encoder = layered(cli.encoder.clone(), file.encoder.clone())?;
+        let vp8_size = layered_or(
+            cli.vp8_size,
+            file.vp8_size.clone().or(board.vp8_size.clone()),
+            size,
         )?;
-        let max_viewers_per_address = within(
-            "max-viewers-per-address",
-            cli.max_viewers_per_address
-                .or(file.max_viewers_per_address)
-                .unwrap_or(4),
-            1..=256,
-        )?;
-        let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
-            (Some(c), Some(k)) => Some((c, k)),
-            (None, None) => None,
-            _ => return Err(invalid("tls-cert and tls-key go together".into())),
-        };
-        let serial = serial_config(
-            cli.serial,
-            file.serial,
-            board.serial_port.as_deref(),
-            cli.serial_baud.or(file.serial_baud),
-        )?;
-        let advertise = cli.advertise.or(file.advertise).unwrap_or_default();
-        if advertise.iter().any(|ip| ip.is_unspecified()) {
-            return Err(invalid(
-                "advertise needs real addresses, not 0.0.0.0 or ::".into(),
-            ));
-        }
-        Ok(Config {
-            board,
-            board_note,
-            http: cli
-                .http
-                .or(file.http)
-                .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default")),
-            rtc: cli
-                .rtc
-                .or(file.rtc)
-                .unwrap_or_else(|| DEFAULT_RTC.parse().expect("valid default")),
-            advertise,
+        Ok(Picture {
             source,
             capture_format,
             size,
@@ -415,17 +435,55 @@ impl Config {
             bitrate_kbps,
             encoder,
             vp8_size,
-            max_viewers,
-            max_viewers_per_address,
-            trust_loopback: cli.trust_loopback || file.trust_loopback.unwrap_or(false),
-            state_dir: cli
-                .state_dir
-                .or(file.state_dir)
-                .unwrap_or_else(default_state_dir),
-            tls,
-            serial,
         })
     }
+}
+
+/// Most viewers, and most from one address.
+fn viewer_limits(
+    cli: &Cli,
+    file: &FileConfig,
+    board: &Board,
+) -> Result<(usize, usize), ConfigError> {
+    let max_viewers = cli
+        .max_viewers
+        .or(file.max_viewers)
+        .or(board.max_viewers)
+        .unwrap_or(DEFAULT_MAX_VIEWERS);
+    let per_address = cli
+        .max_viewers_per_address
+        .or(file.max_viewers_per_address)
+        .unwrap_or(4);
+    Ok((
+        within("max-viewers", max_viewers, 1..=256)?,
+        within("max-viewers-per-address", per_address, 1..=256)?,
+    ))
+}
+
+/// Where HTTPS and media listen, and what ICE candidates say.
+fn addresses(
+    cli: &Cli,
+    file: &FileConfig,
+) -> Result<(SocketAddr, SocketAddr, Vec<IpAddr>), ConfigError> {
+    let http = cli
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default"));
+    let rtc = cli
+        .rtc
+        .or(file.rtc)
+        .unwrap_or_else(|| DEFAULT_RTC.parse().expect("valid default"));
+    let advertise = cli
+        .advertise
+        .clone()
+        .or(file.advertise.clone())
+        .unwrap_or_default();
+    if advertise.iter().any(|ip| ip.is_unspecified()) {
+        return Err(invalid(
+            "advertise needs real addresses, not 0.0.0.0 or ::".into(),
+        ));
+    }
+    Ok((http, rtc, advertise))
 }
 
 fn read_file(cli: &Cli) -> Result<FileConfig, ConfigError> {
@@ -561,6 +619,29 @@ mod tests {
         let err = parse_file(p, "fps = \"fast\"\n").unwrap_err().to_string();
         assert!(err.contains("x.toml"), "{err}");
         assert!(parse_file(p, "fps = 30\nhttp = \"127.0.0.1:9000\"\n").is_ok());
+    }
+
+    #[test]
+    fn the_serial_bridge_is_on_when_named_off_when_not_and_the_boards_only_if_present() {
+        let on = Config::from_cli(cli(&["--serial", "/dev/ttyACM7", "--serial-baud", "9600"]));
+        assert_eq!(
+            on.unwrap().serial,
+            Some(SerialConfig {
+                path: "/dev/ttyACM7".into(),
+                baud: 9600
+            }),
+            "named: on even while missing (it may be plugged in later)"
+        );
+        let off = Config::from_cli(cli(&["--serial", "off", "--board", "pi-4"])).unwrap();
+        assert_eq!(off.serial, None);
+        assert_eq!(
+            serial_config(None, None, Some("/dev/serial-none"), None).unwrap(),
+            None,
+            "a board's port that is not there is off"
+        );
+        let here = serial_config(None, None, Some("/dev/null"), None).unwrap();
+        assert_eq!(here.map(|s| s.baud), Some(115_200));
+        assert!(Config::from_cli(cli(&["--serial-baud", "7"])).is_err());
     }
 }
 
