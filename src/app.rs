@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::PasswordFile;
 use crate::capture::controls::Saved;
-use crate::capture::run::{Capture, ControlRoad};
+use crate::capture::run::{Capture, ControlRefused, ControlRoad, SetControl};
 use crate::capture::{Source, SourceInfo, Want};
 use crate::config::Config;
 use crate::encode::openh264::OpenH264;
@@ -111,55 +111,29 @@ impl Media {
             format: config.capture_format,
         };
         let source = open_source(config, want).await;
-        let (width, height) = source
+        let size = source
             .as_ref()
             .map_or((want.width as usize, want.height as usize), |s| s.size());
         let passthrough = source.as_ref().and_then(|s| s.info().passthrough);
-        let encoders = encoders(config, width as u32, height as u32, passthrough.as_deref())?;
+        let encoders = encoders(config, size.0 as u32, size.1 as u32, passthrough.as_deref())?;
         // The probe encoders are gone: give their memory back.
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only returns free heap memory to the system.
         unsafe {
             libc::malloc_trim(0);
         }
-        let codecs: Vec<SdpParams> = std::iter::once(encoders.h264_sdp)
-            .chain(encoders.vp8)
-            .collect();
-        let rates = rate_ranges(&encoders.factory, &codecs);
 
         let stop = Arc::new(AtomicBool::new(false));
         let board = StatusBoard::default();
         let tap = Arc::new(FrameTap::new(board.clone()));
         let snapshots = tap.snapshots();
         let captured = Arc::new(AtomicU64::new(0));
+        let camera = start_capture(config, want, size, source, &tap, &captured, &stop)?;
         let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
         // Bounded: the rtc task never waits on it, and a flood of keyframe
         // asks cannot grow it (the throttle would drop them anyway).
         let (control_tx, control_rx) = std_mpsc::sync_channel::<EncoderControl>(CONTROL_QUEUE);
-        let info = source
-            .as_ref()
-            .map_or_else(|| SourceInfo::none(width, height, config.fps), |s| s.info());
-        let (source_tx, source_rx) = watch::channel(info);
-        // Settings viewers ask for: a few at a time (a slider sends at most
-        // five a second per viewer); a full road refuses the next.
-        let (set_control_tx, set_control_rx) = std_mpsc::sync_channel(SETTINGS_QUEUE);
-        let (refusals_tx, refusals_rx) = mpsc::channel(SETTINGS_QUEUE);
-        let capture = Capture {
-            spec: config.source.clone(),
-            want,
-            size: (width, height),
-            sink: tap.clone(),
-            status: source_tx,
-            captured: captured.clone(),
-            stop: stop.clone(),
-            control: ControlRoad {
-                requests: set_control_rx,
-                refusals: refusals_tx,
-                saved: Saved::load(&config.state_dir),
-            },
-        }
-        .spawn(source)
-        .context("starting the capture thread")?;
+        let (socket, map, sessions) = media_socket(config, &encoders.factory, encoders.sdp)?;
         let pool = Pool {
             factory: Arc::new(encoders.factory),
             tap,
@@ -170,20 +144,13 @@ impl Media {
         .spawn()
         .context("starting the encoder pool")?;
         let serial = start_serial(config, stop.clone())?;
-        let socket = MediaSocket::bind(config.rtc)
-            .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
         let addr = socket.local_addr();
-        let map = address_map(config, &socket)?;
-        let mut session_config =
-            SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
-        session_config.max_per_address = config.max_viewers_per_address;
-        session_config.rates = rates;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let rtc_task = tokio::spawn(
             RtcTask {
                 socket,
                 map,
-                sessions: Sessions::new(session_config, Instant::now()),
+                sessions,
                 commands: cmd_rx,
                 frames: frames_rx,
                 encoders: control_tx,
@@ -191,22 +158,22 @@ impl Media {
                 shutdown,
                 reply_from: Default::default(),
                 heartbeat: watchdog_heartbeat(http_alive),
-                camera: source_rx.clone(),
-                set_control: set_control_tx,
-                refusals: refusals_rx,
+                camera: camera.status.clone(),
+                set_control: camera.set_control,
+                refusals: camera.refusals,
                 serial: serial.road,
             }
             .run(),
         );
         Ok(Media {
             rtc: RtcHandle::new(cmd_tx),
-            source: source_rx,
+            source: camera.status,
             encoders: board,
             captured,
             snapshots,
             addr,
             rtc_task: Some(rtc_task),
-            capture,
+            capture: camera.thread,
             pool,
             serial: serial.thread,
             stop,
@@ -268,6 +235,57 @@ impl Media {
         });
         let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
     }
+}
+
+/// The capture thread and the rtc task's roads to it: what the camera is
+/// and offers, settings viewers ask for, and the camera's refusals.
+struct Camera {
+    thread: std::thread::JoinHandle<()>,
+    status: watch::Receiver<SourceInfo>,
+    set_control: std_mpsc::SyncSender<SetControl>,
+    refusals: mpsc::Receiver<ControlRefused>,
+}
+
+fn start_capture(
+    config: &Config,
+    want: Want,
+    size: (usize, usize),
+    source: Option<Source>,
+    tap: &Arc<FrameTap>,
+    captured: &Arc<AtomicU64>,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<Camera> {
+    let info = source.as_ref().map_or_else(
+        || SourceInfo::none(size.0, size.1, config.fps),
+        |s| s.info(),
+    );
+    let (status_tx, status) = watch::channel(info);
+    // Settings viewers ask for: a few at a time (a slider sends at most
+    // five a second per viewer); a full road refuses the next.
+    let (set_control, requests) = std_mpsc::sync_channel(SETTINGS_QUEUE);
+    let (refusals_tx, refusals) = mpsc::channel(SETTINGS_QUEUE);
+    let thread = Capture {
+        spec: config.source.clone(),
+        want,
+        size,
+        sink: tap.clone(),
+        status: status_tx,
+        captured: captured.clone(),
+        stop: stop.clone(),
+        control: ControlRoad {
+            requests,
+            refusals: refusals_tx,
+            saved: Saved::load(&config.state_dir),
+        },
+    }
+    .spawn(source)
+    .context("starting the capture thread")?;
+    Ok(Camera {
+        thread,
+        status,
+        set_control,
+        refusals,
+    })
 }
 
 /// The serial bridge's thread, if one is configured, and the rtc task's
@@ -432,10 +450,28 @@ fn address_map(config: &Config, socket: &MediaSocket) -> anyhow::Result<AddressM
 
 struct Encoders {
     factory: Factory,
-    /// What the H.264 encoder really writes, for every viewer's answer.
-    h264_sdp: SdpParams,
-    /// VP8, when libvpx started.
-    vp8: Option<SdpParams>,
+    /// What the encoders really write, for every viewer's answer: H.264,
+    /// then VP8 when libvpx started.
+    sdp: Vec<SdpParams>,
+}
+
+/// The one UDP socket, the addresses viewers are told, and the session
+/// table with the codecs and their bitrate ranges.
+fn media_socket(
+    config: &Config,
+    factory: &Factory,
+    codecs: Vec<SdpParams>,
+) -> anyhow::Result<(MediaSocket, AddressMap, Sessions)> {
+    let socket = MediaSocket::bind(config.rtc)
+        .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
+    let map = address_map(config, &socket)?;
+    let rates = rate_ranges(factory, &codecs);
+    let mut session_config =
+        SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
+    session_config.max_per_address = config.max_viewers_per_address;
+    session_config.rates = rates;
+    let sessions = Sessions::new(session_config, Instant::now());
+    Ok((socket, map, sessions))
 }
 
 /// The bitrate range of every codec whose encoder follows the viewers'
@@ -510,8 +546,7 @@ fn encoders(
     );
     Ok(Encoders {
         factory,
-        h264_sdp,
-        vp8,
+        sdp: std::iter::once(h264_sdp).chain(vp8).collect(),
     })
 }
 
@@ -537,8 +572,7 @@ fn passthrough_encoders(
             h264_settings,
             vp8_settings,
         },
-        h264_sdp,
-        vp8: None,
+        sdp: vec![h264_sdp],
     })
 }
 
