@@ -87,8 +87,11 @@ fn token(state_dir: &Path, action: TokenAction) -> anyhow::Result<()> {
             eprintln!("token '{name}' revoked");
         }
         TokenAction::List => {
-            for name in store.names()? {
-                println!("{name}");
+            for (name, control) in store.list()? {
+                match control {
+                    true => println!("{name}\tcontrol"),
+                    false => println!("{name}\twatch"),
+                }
             }
         }
     }

@@ -281,7 +281,10 @@ async fn password_and_token_commands() {
     .await;
     assert_eq!(r.status, 200);
     let (_, names, _) = rtcam_command(&["token", "list", "--state-dir", &dir], "");
-    assert_eq!(names.lines().collect::<Vec<_>>(), vec!["tests", "player-2"]);
+    assert_eq!(
+        names.lines().collect::<Vec<_>>(),
+        vec!["tests\twatch", "player-2\twatch"]
+    );
     let stored = std::fs::read_to_string(server.state_dir.join("tokens")).unwrap();
     assert!(!stored.contains(&token), "only digests are stored");
     let (ok, _, _) = rtcam_command(&["token", "create", "player-2", "--state-dir", &dir], "");

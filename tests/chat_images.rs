@@ -53,6 +53,10 @@ async fn a_snapshot_shared_in_the_chat_reaches_another_viewer() {
     assert_eq!(anon.status, 401);
     let gone = server.https("GET", "/api/chat/images/999", None, b"").await;
     assert_eq!(gone.status, 404);
+    let own = a.wait_for(Duration::from_secs(10), |m| {
+        m["type"] == "chat" && m["image"].is_object()
+    });
+    assert!(own.is_some(), "the sender sees its picture too");
     assert!(
         a.seen.iter().all(|m| m["type"] != "error"),
         "no errors for the sender: {:?}",

@@ -45,10 +45,13 @@ impl PtyPair {
         PtyPair { child, dev, peer }
     }
 
+    /// The test's end, non-blocking: a read never outlives its deadline.
     fn open_peer(&self) -> std::fs::File {
+        use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NONBLOCK)
             .open(&self.peer)
             .expect("the peer pty")
     }
@@ -115,12 +118,38 @@ async fn bytes_go_both_ways_with_one_writer_and_survive_the_device_vanishing() {
         "9600",
     ]);
     let state = server.state_dir.display().to_string();
-    let (ok, second, err) = rtcam_command(&["token", "create", "rover", "--state-dir", &state], "");
+    let (ok, second, err) = rtcam_command(
+        &[
+            "token",
+            "create",
+            "rover",
+            "--control",
+            "--state-dir",
+            &state,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let (ok, third, err) = rtcam_command(&["token", "create", "hall", "--state-dir", &state], "");
     assert!(ok, "{err}");
 
-    let mut a = ChannelViewer::join(server.http, &server.token).await;
+    let (ok, first, err) = rtcam_command(
+        &[
+            "token",
+            "create",
+            "desk",
+            "--control",
+            "--state-dir",
+            &state,
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+    let mut a = ChannelViewer::join(server.http, &first).await;
     let mut b = ChannelViewer::join(server.http, &second).await;
-    for v in [&mut a, &mut b] {
+    let mut watcher = ChannelViewer::join(server.http, &third).await;
+    for v in [&mut a, &mut b, &mut watcher] {
+        assert!(v.wait_serial_open(WAIT), "the serial channel opens");
         let m = v.wait_for(WAIT, |m| m["type"] == "serial" && m["state"] == "open");
         let m = m.expect("the bridge is open");
         assert_eq!(m["path"], dev.as_str());
@@ -130,22 +159,26 @@ async fn bytes_go_both_ways_with_one_writer_and_survive_the_device_vanishing() {
     // Device to every viewer.
     let mut peer = pty.open_peer();
     peer.write_all(b"hello from the rover\n").unwrap();
-    for v in [&a, &b] {
+    for v in [&a, &b, &watcher] {
         assert_eq!(v.read_serial(21, WAIT), b"hello from the rover\n");
     }
+    // A watch-only token reads, but may not write even a free port.
+    watcher.write_serial(b"STOP\n");
+    let refused = watcher.wait_type("error", WAIT).expect("refused");
+    assert_eq!(refused["reason"], "not_allowed");
 
     // The first writer holds the port; the other is told who.
     a.write_serial(b"FWD 10\n");
     assert_eq!(read_peer(&mut peer, 7), b"FWD 10\n");
     let held = a.wait_for(WAIT, |m| m["type"] == "serial" && m["you_hold"] == true);
     assert_eq!(serial_state(&held.unwrap()).0, "open");
-    let seen_by_b = b.wait_for(WAIT, |m| m["type"] == "serial" && m["holder"] == "tests");
+    let seen_by_b = b.wait_for(WAIT, |m| m["type"] == "serial" && m["holder"] == "desk");
     assert!(seen_by_b.is_some(), "b sees that a holds it");
     b.write_serial(b"STOP\n");
     let refused = b.wait_type("error", WAIT).expect("b is refused");
     assert_eq!(refused["reason"], "serial_busy");
     assert!(
-        refused["message"].as_str().unwrap().contains("tests"),
+        refused["message"].as_str().unwrap().contains("desk"),
         "{refused}"
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -189,12 +222,6 @@ async fn bytes_go_both_ways_with_one_writer_and_survive_the_device_vanishing() {
 /// What the device end reads within half a second, minus the "ok" it
 /// wrote itself (a pty in raw mode does not echo).
 fn read_peer_until_quiet(peer: &mut std::fs::File) -> Vec<u8> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&*peer);
-    // SAFETY: F_SETFL on a file descriptor this test owns.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
-    }
     let until = Instant::now() + Duration::from_millis(500);
     let mut got = Vec::new();
     let mut buf = [0u8; 256];

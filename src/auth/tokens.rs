@@ -146,6 +146,16 @@ impl TokenStore {
         Ok(self.entries.iter().map(|e| e.name.clone()).collect())
     }
 
+    /// Every token's name, and whether it may change the camera.
+    pub fn list(&mut self) -> Result<Vec<(String, bool)>, TokenError> {
+        self.refresh()?;
+        Ok(self
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.control))
+            .collect())
+    }
+
     /// Whether the token `name` may change the camera's settings.
     pub fn may_control(&mut self, name: &str) -> bool {
         if let Err(e) = self.refresh() {

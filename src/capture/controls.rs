@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,7 +84,8 @@ impl CameraControl {
     pub fn check(&self, value: i64) -> Result<i64, ControlError> {
         let ok = match &self.kind {
             ControlKind::Integer { min, max, step } => {
-                (*min..=*max).contains(&value) && (value - min) % (*step).max(1) == 0
+                let off = i128::from(value) - i128::from(*min);
+                (*min..=*max).contains(&value) && off % i128::from((*step).max(1)) == 0
             }
             ControlKind::Boolean => value == 0 || value == 1,
             ControlKind::Menu { items } => items.iter().any(|i| i.value == value),
@@ -104,7 +106,7 @@ pub fn check(controls: &[CameraControl], id: &str, value: i64) -> Result<i64, Co
     controls
         .iter()
         .find(|c| c.id == id)
-        .ok_or_else(|| ControlError::Unknown(id.to_string()))?
+        .ok_or_else(|| ControlError::Unknown(id.chars().take(32).collect()))?
         .check(value)
 }
 
@@ -116,6 +118,14 @@ pub struct Saved {
     cameras: BTreeMap<String, BTreeMap<String, i64>>,
     #[serde(skip)]
     path: Option<PathBuf>,
+    /// Changed since the file was last written.
+    #[serde(skip)]
+    dirty: bool,
+    #[serde(skip)]
+    written: Option<Instant>,
+    /// A write failed (told once).
+    #[serde(skip)]
+    failed: bool,
 }
 
 /// Controls kept for one camera at most (a corrupt or hostile file cannot
@@ -158,21 +168,58 @@ impl Saved {
             .unwrap_or_default()
     }
 
-    /// Remembers `id = value` for `camera` and writes the file (atomically,
-    /// private). A write that fails is logged: the setting still holds
-    /// until the next restart.
+    /// Remembers `id = value` for `camera`; the file is written by
+    /// [`Saved::write_if_due`] (a slider drag writes it once, not per step:
+    /// each write is fsynced, and flash wears).
     pub fn remember(&mut self, camera: &str, id: &str, value: i64) {
         let values = self.cameras.entry(camera.to_string()).or_default();
         if values.len() >= MAX_SAVED && !values.contains_key(id) {
             return;
         }
-        values.insert(id.to_string(), value);
+        if values.insert(id.to_string(), value) != Some(value) {
+            self.dirty = true;
+        }
+    }
+
+    /// Writes the file (atomically, private) if something changed and the
+    /// last write is [`WRITE_EVERY`] ago. A write that fails is logged once:
+    /// the settings still hold until the next restart.
+    pub fn write_if_due(&mut self, now: Instant) {
+        if !self.dirty || self.written.is_some_and(|t| now < t + WRITE_EVERY) {
+            return;
+        }
+        self.write(now);
+    }
+
+    /// Writes what changed now (at shutdown).
+    pub fn write_now(&mut self) {
+        if self.dirty {
+            self.write(Instant::now());
+        }
+    }
+
+    fn write(&mut self, now: Instant) {
+        self.dirty = false;
+        self.written = Some(now);
         let Some(path) = &self.path else { return };
         let json = serde_json::to_vec_pretty(self).unwrap_or_default();
         if let Err(e) = crate::state_dir::write_private(path, &json) {
-            tracing::warn!("{}: {e}; the camera setting is not kept", path.display());
+            if !self.failed {
+                tracing::warn!("{}: {e}; camera settings are not kept", path.display());
+            }
+            self.failed = true;
         }
     }
+}
+
+/// The least time between two writes of `controls.json`.
+pub const WRITE_EVERY: Duration = Duration::from_secs(2);
+
+/// `batch` in the order a camera takes it: automatic modes first, so that
+/// a manual exposure, focus or gain comes after the switch to manual that
+/// it needs (a UVC camera refuses an inactive control).
+pub fn in_apply_order(batch: &mut [(String, i64)]) {
+    batch.sort_by_key(|(id, _)| !id.ends_with("_auto"));
 }
 
 /// The test scene's settings, applied in software like a camera's ISP
@@ -482,6 +529,17 @@ mod tests {
     }
 
     #[test]
+    fn automatic_modes_are_applied_before_the_values_they_unlock() {
+        let mut batch: Vec<(String, i64)> = ["exposure_absolute", "brightness", "exposure_auto"]
+            .iter()
+            .map(|id| (id.to_string(), 1))
+            .collect();
+        in_apply_order(&mut batch);
+        let ids: Vec<&str> = batch.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(ids, ["exposure_auto", "exposure_absolute", "brightness"]);
+    }
+
+    #[test]
     fn rpicam_options_become_arguments_except_at_their_defaults() {
         let values: BTreeMap<String, i64> = [
             ("brightness".to_string(), -25),
@@ -524,9 +582,18 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut saved = Saved::load(&dir);
         assert!(saved.values("vivid").is_empty());
+        let t0 = Instant::now();
         saved.remember("vivid", "brightness", 200);
+        saved.write_if_due(t0);
         saved.remember("vivid", "contrast", 10);
         saved.remember("other", "brightness", 1);
+        saved.write_if_due(t0 + Duration::from_secs(1));
+        assert_eq!(
+            Saved::load(&dir).values("vivid").len(),
+            1,
+            "not yet: one write in 2 s"
+        );
+        saved.write_if_due(t0 + WRITE_EVERY);
         let again = Saved::load(&dir);
         assert_eq!(
             again.values("vivid"),

@@ -329,15 +329,34 @@ impl Source {
         }
     }
 
-    /// Applies the settings kept for this camera; ones it no longer takes
-    /// are skipped (logged).
-    pub fn restore(&mut self, values: &[(String, i64)]) {
+    /// Applies several settings, each checked; rpicam-vid is restarted
+    /// once for all of them.
+    pub fn set_controls(
+        &mut self,
+        batch: &[(String, i64)],
+    ) -> Vec<Result<(), controls::ControlError>> {
+        let known = self.controls();
+        let checked: Vec<_> = batch
+            .iter()
+            .map(|(id, v)| controls::check(&known, id, *v))
+            .collect();
         if let Source::Rpicam(r) = self {
-            // One restart of rpicam-vid for all of them.
-            return r.restore(values);
+            return r.set_controls(batch, checked);
         }
-        for (id, value) in values {
-            if let Err(e) = self.set_control(id, *value) {
+        batch
+            .iter()
+            .zip(checked)
+            .map(|((id, _), c)| c.and_then(|v| self.set_control(id, v)))
+            .collect()
+    }
+
+    /// Applies the settings kept for this camera (automatic modes first);
+    /// ones it no longer takes are skipped (logged).
+    pub fn restore(&mut self, values: &[(String, i64)]) {
+        let mut values = values.to_vec();
+        controls::in_apply_order(&mut values);
+        for ((id, value), r) in values.iter().zip(self.set_controls(&values)) {
+            if let Err(e) = r {
                 tracing::info!("camera setting {id} = {value} not restored: {e}");
             }
         }

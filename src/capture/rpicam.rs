@@ -1026,22 +1026,33 @@ impl RpicamSource {
         })
     }
 
-    /// The kept settings, with one restart for all of them.
-    pub fn restore(&mut self, values: &[(String, i64)]) {
-        let known = self.controls();
-        for (id, value) in values {
-            match controls::check(&known, id, *value) {
-                Ok(v) => {
-                    self.spawn.options.insert(id.clone(), v);
-                }
-                Err(e) => tracing::info!("camera setting {id} = {value} not restored: {e}"),
+    /// Several options with one restart: `checked` holds each one's
+    /// check. A restart that fails fails them all.
+    pub fn set_controls(
+        &mut self,
+        batch: &[(String, i64)],
+        checked: Vec<Result<i64, ControlError>>,
+    ) -> Vec<Result<(), ControlError>> {
+        let before = self.spawn.options.clone();
+        for ((id, _), c) in batch.iter().zip(&checked) {
+            if let Ok(v) = c {
+                self.spawn.options.insert(id.clone(), *v);
             }
         }
-        if !self.spawn.options.is_empty()
-            && let Err(e) = self.restart()
-        {
-            tracing::warn!("rpicam-vid: restarting with the kept settings: {e}");
-        }
+        let changed = controls::rpicam_args(&self.spawn.options) != controls::rpicam_args(&before);
+        let restarted = if changed { self.restart() } else { Ok(()) };
+        batch
+            .iter()
+            .zip(checked)
+            .map(|((id, _), c)| {
+                let _ = c?;
+                restarted.as_ref().map_err(|e| ControlError::Failed {
+                    id: id.clone(),
+                    why: e.to_string(),
+                })?;
+                Ok(())
+            })
+            .collect()
     }
 
     fn restart(&mut self) -> Result<(), RpicamError> {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use super::controls::{ControlError, Saved};
+use super::controls::{self, ControlError, Saved};
 use super::find;
 use super::slate::Slate;
 use super::supervise::{CameraState, Failure, Supervisor, Target};
@@ -105,6 +105,7 @@ impl Capture {
         let mut next_slate = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_settings(source.as_mut());
+            self.control.saved.write_if_due(Instant::now());
             let now = Instant::now();
             if let Some(target) = sup.poll_open(now) {
                 self.try_open(&mut sup, &target, &mut source, &mut problem);
@@ -140,6 +141,7 @@ impl Capture {
                 }
             }
         }
+        self.control.saved.write_now();
     }
 
     /// One read of the camera, delivered.
@@ -195,30 +197,56 @@ impl Capture {
         buffers.give_back(frame);
     }
 
-    /// Settings viewers asked for since the last frame.
-    fn apply_settings(&mut self, mut source: Option<&mut Source>) {
+    /// Settings viewers asked for since the last frame, as one batch: a
+    /// slider dragged sends several values of one control, and only the
+    /// last is applied (rpicam-vid is restarted once for all of them).
+    fn apply_settings(&mut self, source: Option<&mut Source>) {
+        let mut batch: Vec<(String, i64)> = Vec::new();
+        let mut askers: Vec<(String, u64)> = Vec::new();
         while let Ok(ask) = self.control.requests.try_recv() {
-            let applied = match source.as_deref_mut() {
-                Some(s) => s.set_control(&ask.control, ask.value).map(|()| s),
-                None => Err(ControlError::Failed {
-                    id: ask.control.clone(),
-                    why: "the camera is not there".into(),
-                }),
-            };
-            match applied {
-                Ok(s) => {
-                    let key = s.settings_key();
-                    self.control.saved.remember(&key, &ask.control, ask.value);
-                    let controls = s.controls();
-                    self.status.send_modify(|i| i.controls = controls);
-                    tracing::info!("camera: {} = {}", ask.control, ask.value);
+            batch.retain(|(id, _)| *id != ask.control);
+            batch.push((ask.control.clone(), ask.value));
+            askers.push((ask.control, ask.from));
+        }
+        if batch.is_empty() {
+            return;
+        }
+        controls::in_apply_order(&mut batch);
+        let results = match source {
+            Some(s) => {
+                let results = s.set_controls(&batch);
+                let key = s.settings_key();
+                for ((id, value), r) in batch.iter().zip(&results) {
+                    if r.is_ok() {
+                        self.control.saved.remember(&key, id, *value);
+                    }
                 }
+                let controls = s.controls();
+                self.status.send_modify(|i| i.controls = controls);
+                results
+            }
+            None => batch
+                .iter()
+                .map(|(id, _)| {
+                    Err(ControlError::Failed {
+                        id: id.clone(),
+                        why: "the camera is not there".into(),
+                    })
+                })
+                .collect(),
+        };
+        for ((id, value), result) in batch.iter().zip(results) {
+            match result {
+                Ok(()) => tracing::debug!("camera: {id} = {value}"),
                 Err(error) => {
-                    tracing::info!("camera: {} = {} refused: {error}", ask.control, ask.value);
-                    let _ = self.control.refusals.try_send(ControlRefused {
-                        from: ask.from,
-                        error,
-                    });
+                    tracing::debug!("camera: {id} = {value} refused: {error}");
+                    for (_, from) in askers.iter().filter(|(c, _)| c == id) {
+                        let error = error.clone();
+                        let _ = self
+                            .control
+                            .refusals
+                            .try_send(ControlRefused { from: *from, error });
+                    }
                 }
             }
         }

@@ -23,6 +23,14 @@ pub const KEPT_BYTES: usize = 8 * 1024 * 1024;
 pub const UPLOADS_AT_ONCE: usize = 2;
 /// An upload that gets no chunk for this long is dropped.
 pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
+/// An upload not whole this long after it began is dropped (a trickle of
+/// chunks cannot hold one of the few slots forever).
+pub const UPLOAD_LIMIT: Duration = Duration::from_secs(120);
+/// Pictures kept at most, whatever their size.
+pub const KEPT_PICTURES: usize = 32;
+/// What the smallest picture counts against [`KEPT_BYTES`] (its keeping
+/// costs more than its bytes).
+const MIN_CHARGE: usize = 4 * 1024;
 
 /// Why a picture was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,7 +41,7 @@ pub enum ImageRefusal {
     /// Another upload of this viewer's is under way, or the device's few
     /// upload slots are taken.
     Busy,
-    /// A chunk for no upload, with bad base64, or past the announced size.
+    /// A chunk with bad base64, empty, or past the announced size.
     BadChunk(&'static str),
     NotAnImage,
 }
@@ -72,6 +80,7 @@ pub struct Upload {
     pub size: usize,
     pub data: Vec<u8>,
     pub last: Instant,
+    pub began: Instant,
 }
 
 impl Upload {
@@ -85,6 +94,7 @@ impl Upload {
             size,
             data: Vec::new(),
             last: now,
+            began: now,
         })
     }
 
@@ -96,6 +106,9 @@ impl Upload {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|_| ImageRefusal::BadChunk("not base64"))?;
+        if bytes.is_empty() {
+            return Err(ImageRefusal::BadChunk("empty"));
+        }
         if self.data.len() + bytes.len() > self.size {
             return Err(ImageRefusal::BadChunk("more bytes than announced"));
         }
@@ -110,8 +123,10 @@ impl Upload {
         sniff(&self.data).map(Some).ok_or(ImageRefusal::NotAnImage)
     }
 
-    pub fn idle(&self, now: Instant) -> bool {
+    /// Whether it stalled, or has taken too long in all.
+    pub fn expired(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.last) >= UPLOAD_IDLE
+            || now.saturating_duration_since(self.began) >= UPLOAD_LIMIT
     }
 }
 
@@ -142,14 +157,15 @@ impl Kept {
     /// Keeps `data`, dropping the oldest past the budget; its reference.
     pub fn keep(&mut self, name: String, mime: &'static str, data: Vec<u8>) -> ImageRef {
         let size = data.len();
-        while self.bytes + size > KEPT_BYTES {
+        let charge = |n: usize| n.max(MIN_CHARGE);
+        while self.bytes + charge(size) > KEPT_BYTES || self.images.len() >= KEPT_PICTURES {
             let Some((_, old)) = self.images.pop_front() else {
                 break;
             };
-            self.bytes -= old.bytes.len();
+            self.bytes -= charge(old.bytes.len());
         }
         self.next += 1;
-        self.bytes += size;
+        self.bytes += charge(size);
         self.images.push_back((
             self.next,
             Image {
@@ -166,10 +182,9 @@ impl Kept {
     }
 
     pub fn get(&self, id: u64) -> Option<Image> {
-        self.images
-            .iter()
-            .find(|(i, _)| *i == id)
-            .map(|(_, img)| img.clone())
+        // Ids only grow: the queue is sorted.
+        let at = self.images.binary_search_by_key(&id, |(i, _)| *i).ok()?;
+        Some(self.images[at].1.clone())
     }
 }
 
@@ -238,7 +253,14 @@ mod tests {
         assert!(up.add(t0, &b64(b"12345")).is_err(), "past its size");
         assert!(up.add(t0, "***").is_err(), "not base64");
         assert!(Upload::start(t0, 4, "x", MAX_IMAGE_BYTES + 1).is_err());
-        assert!(up.idle(t0 + UPLOAD_IDLE));
+        assert!(up.expired(t0 + UPLOAD_IDLE));
+        let mut up = Upload::start(t0, 5, "x", 100_000).unwrap();
+        assert!(up.add(t0, "").is_err(), "an empty chunk");
+        for s in 1..12 {
+            let t = t0 + Duration::from_secs(s * 10);
+            up.add(t, &b64(b"abc")).unwrap();
+            assert_eq!(up.expired(t), t >= t0 + UPLOAD_LIMIT, "{s}");
+        }
     }
 
     #[test]
@@ -252,5 +274,10 @@ mod tests {
         assert!(kept.get(1).is_none(), "the oldest went");
         assert!(kept.get(5).is_some());
         assert!(kept.bytes <= KEPT_BYTES);
+        for _ in 0..1000 {
+            kept.keep("tiny".into(), "image/jpeg", vec![0xff, 0xd8, 0xff]);
+        }
+        assert_eq!(kept.images.len(), KEPT_PICTURES, "a count cap too");
+        assert!(kept.get(1005).is_some() && kept.get(5).is_none());
     }
 }

@@ -66,6 +66,10 @@ pub enum Refusal {
     /// An unknown control, a value out of its range, or one the camera
     /// refused.
     Control(ControlError),
+    /// Over [`MAX_CHUNK`] bytes on the `serial` channel.
+    SerialTooLarge {
+        bytes: usize,
+    },
     /// Another viewer holds the serial port.
     SerialBusy {
         holder: String,
@@ -91,6 +95,7 @@ impl Refusal {
             Refusal::TooFast => "too_fast",
             Refusal::NotAllowed => "not_allowed",
             Refusal::Control(e) => e.reason(),
+            Refusal::SerialTooLarge { .. } => "too_large",
             Refusal::SerialBusy { .. } => "serial_busy",
             Refusal::SerialUnavailable(_) => "serial_unavailable",
             Refusal::Image(r) => r.reason(),
@@ -127,6 +132,9 @@ impl fmt::Display for Refusal {
                 f.write_str("this viewer's token lets it watch, not change the camera")
             }
             Refusal::Control(e) => e.fmt(f),
+            Refusal::SerialTooLarge { bytes } => {
+                write!(f, "serial message of {bytes} bytes; at most {MAX_CHUNK}")
+            }
             Refusal::SerialBusy { holder } => write!(
                 f,
                 "{holder} holds the serial port; it is free after {} s without writing",
@@ -288,6 +296,8 @@ struct Member {
     may_control: bool,
     /// A picture it is sending.
     upload: Option<Upload>,
+    /// Told its serial bytes were refused, since its last accepted write.
+    told_serial: bool,
 }
 
 /// The protocol's state: who is on the channel, the chat history, and
@@ -344,6 +354,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 told_too_fast: false,
                 may_control,
                 upload: None,
+                told_serial: false,
             },
         );
         let texts = [
@@ -379,7 +390,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
             self.broadcast_serial();
         }
         for m in self.members.values_mut() {
-            if m.upload.as_ref().is_some_and(|u| u.idle(now)) {
+            if m.upload.as_ref().is_some_and(|u| u.expired(now)) {
                 m.upload = None;
             }
         }
@@ -404,15 +415,22 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         if !self.members.contains_key(&id) {
             return false; // no `rtcam` channel: it cannot be told who holds the port
         }
-        let refusal = if len > MAX_CHUNK {
-            Refusal::TooLarge { bytes: len }
+        let member = &self.members[&id];
+        let refusal = if !member.may_control {
+            Refusal::NotAllowed
+        } else if len > MAX_CHUNK {
+            Refusal::SerialTooLarge { bytes: len }
         } else if self.serial.state != SerialState::Open {
             let why = self.serial.problem.clone();
             Refusal::SerialUnavailable(why.unwrap_or_else(|| "no serial port is set up".into()))
         } else {
             match self.floor.write(now, id) {
-                Turn::Kept => return true,
+                Turn::Kept => {
+                    self.serial_told(id, false);
+                    return true;
+                }
                 Turn::Taken => {
+                    self.serial_told(id, false);
                     self.broadcast_serial();
                     return true;
                 }
@@ -424,14 +442,27 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 },
             }
         };
-        self.refuse(id, &refusal);
+        if !self.serial_told(id, true) {
+            self.refuse(id, &refusal);
+        }
         false
     }
 
     /// The serial port's write queue was full: `id`'s bytes were dropped.
     pub fn serial_overflow(&mut self, id: Id) {
-        let why = "it is not keeping up; bytes were dropped".to_string();
-        self.refuse(id, &Refusal::SerialUnavailable(why));
+        if !self.serial_told(id, true) {
+            let why = "it is not keeping up; bytes were dropped".to_string();
+            self.refuse(id, &Refusal::SerialUnavailable(why));
+        }
+    }
+
+    /// Whether `id` was told about a refused serial write since its last
+    /// accepted one (a stream of refused bytes gets one error, not one per
+    /// message); sets it to `told`.
+    fn serial_told(&mut self, id: Id, told: bool) -> bool {
+        self.members
+            .get_mut(&id)
+            .is_some_and(|m| std::mem::replace(&mut m.told_serial, told))
     }
 
     fn broadcast_serial(&mut self) {

@@ -63,7 +63,8 @@ pub async fn chat_image(State(state): State<AppState>, Path(n): Path<String>) ->
                 (header::CONTENT_TYPE, HeaderValue::from_static(image.mime)),
                 (
                     header::CACHE_CONTROL,
-                    HeaderValue::from_static("private, max-age=3600"),
+                    // Numbers start again at 1 when rtcam restarts: not cached.
+                    HeaderValue::from_static("no-store"),
                 ),
             ],
             image.bytes,

@@ -127,8 +127,8 @@ pub struct Viewer {
     pub inbox: std::collections::VecDeque<super::sessions::ChannelInput>,
     /// The token it was admitted with (WHEP): its name in the chat.
     pub token_name: Option<String>,
-    /// It may change the camera's settings (a logged-in page, or a token
-    /// made with `--control`).
+    /// It may change the camera's settings and write to the serial port (a
+    /// logged-in page, or a token made with `--control`).
     pub may_control: bool,
     /// Remote candidates received so far (bounded).
     pub remote_candidates: usize,
@@ -162,7 +162,8 @@ impl Viewer {
             channel_dropped: 0,
             inbox: Default::default(),
             token_name: None,
-            may_control: true,
+            // Until the shell grants more (`Sessions::grant`).
+            may_control: false,
             remote_candidates: 0,
             stats: ViewerStats::default(),
             ending: None,

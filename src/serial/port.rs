@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Receiver;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
@@ -19,6 +19,10 @@ use crate::config::SerialConfig;
 pub const RETRY: Duration = Duration::from_secs(2);
 /// The longest a read waits: how late a write from a viewer may go out.
 const READ_WAIT: Duration = Duration::from_millis(20);
+/// A device that takes none of a viewer's bytes for this long has failed
+/// (a tty only takes more once its output buffer drains: at 9600 baud 4 KiB
+/// take 4 s).
+const WRITE_STALL: Duration = Duration::from_secs(10);
 
 pub struct SerialBridge {
     pub config: SerialConfig,
@@ -83,8 +87,8 @@ impl SerialBridge {
         let mut buf = vec![0u8; MAX_CHUNK];
         while !self.stop.load(Ordering::Relaxed) {
             while let Ok(bytes) = self.writes.try_recv() {
-                if let Err(e) = port.write_all(&bytes) {
-                    return format!("writing: {e}");
+                if let Err(e) = self.write_out(&mut port, &bytes) {
+                    return e;
                 }
             }
             match port.read(&mut buf) {
@@ -101,6 +105,32 @@ impl SerialBridge {
         "stopping".into()
     }
 
+    /// All of `bytes` to the device. A write that times out (the tty's
+    /// buffer is full and drains at the line's speed) is tried again; only
+    /// a real error, or no progress for [`WRITE_STALL`], fails the device.
+    fn write_out(&self, port: &mut serialport::TTYPort, mut bytes: &[u8]) -> Result<(), String> {
+        let mut progress = Instant::now();
+        while !bytes.is_empty() && !self.stop.load(Ordering::Relaxed) {
+            match port.write(bytes) {
+                Ok(0) => return Err("writing: the device takes no bytes".into()),
+                Ok(n) => {
+                    bytes = &bytes[n..];
+                    progress = Instant::now();
+                }
+                Err(e) if is_wait(&e) => {
+                    if progress.elapsed() >= WRITE_STALL {
+                        return Err(format!(
+                            "writing: no byte taken for {} s",
+                            WRITE_STALL.as_secs()
+                        ));
+                    }
+                }
+                Err(e) => return Err(format!("writing: {e}")),
+            }
+        }
+        Ok(())
+    }
+
     fn wait(&self, total: Duration) {
         let step = Duration::from_millis(100);
         let mut waited = Duration::ZERO;
@@ -109,6 +139,12 @@ impl SerialBridge {
             waited += step;
         }
     }
+}
+
+/// A write that only has to wait for the line.
+fn is_wait(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{Interrupted, TimedOut, WouldBlock};
+    matches!(e.kind(), TimedOut | WouldBlock | Interrupted)
 }
 
 fn open(path: &Path, baud: u32) -> Result<serialport::TTYPort, String> {

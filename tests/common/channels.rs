@@ -29,6 +29,8 @@ pub struct ChannelViewer {
     /// Every text message seen so far, in order.
     pub seen: Vec<serde_json::Value>,
     pub frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Its `serial` channel is open.
+    pub serial_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub location: String,
 }
 
@@ -73,7 +75,9 @@ impl ChannelViewer {
         let (texts_tx, texts) = channel();
         let (bytes_tx, bytes) = channel();
         let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let serial_open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let peer = Peer {
+            serial_open: serial_open.clone(),
             rtc,
             socket,
             local,
@@ -91,6 +95,7 @@ impl ChannelViewer {
             bytes,
             seen: Vec::new(),
             frames,
+            serial_open,
             location: r.header("location").unwrap_or_default().to_string(),
         }
     }
@@ -127,6 +132,18 @@ impl ChannelViewer {
         self.wait_for(limit, |m| m["type"] == t)
     }
 
+    /// Waits until its `serial` channel is open.
+    pub fn wait_serial_open(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while !self.serial_open.load(std::sync::atomic::Ordering::Relaxed) {
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        true
+    }
+
     /// Bytes from the serial channel until `want` arrived or `limit`.
     pub fn read_serial(&self, want: usize, limit: Duration) -> Vec<u8> {
         let until = Instant::now() + limit;
@@ -154,6 +171,7 @@ struct Peer {
     texts: Sender<serde_json::Value>,
     bytes: Sender<Vec<u8>>,
     frames: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    serial_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Peer {
@@ -170,7 +188,11 @@ impl Peer {
                     }
                     Ok(Output::Event(e)) => match e {
                         Event::ChannelOpen(id, _) if id == self.control => open.0 = true,
-                        Event::ChannelOpen(id, _) if id == self.serial => open.1 = true,
+                        Event::ChannelOpen(id, _) if id == self.serial => {
+                            open.1 = true;
+                            self.serial_open
+                                .store(true, std::sync::atomic::Ordering::Relaxed);
+                        }
                         Event::ChannelData(d) if d.id == self.control => {
                             let parsed = serde_json::from_slice(&d.data);
                             if let Ok(v) = parsed
@@ -236,8 +258,9 @@ impl Peer {
         if !ready {
             return false;
         }
+        // Ok(false): its buffer is full; kept for the next turn.
         match self.rtc.channel(id) {
-            Some(mut c) => c.write(binary, data).is_ok(),
+            Some(mut c) => matches!(c.write(binary, data), Ok(true)),
             None => false,
         }
     }

@@ -135,6 +135,8 @@ impl Sim {
         rtc.sdp_api()
             .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
             .unwrap();
+        // As the shell does for a logged-in page.
+        self.sessions.grant(id, rtcam::rtc::Grant::owner());
         self.peers.push(Peer {
             rtc,
             addr,
