@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::sim::Sim;
 use rtcam::capture::controls::{ControlError, SceneLook};
+use rtcam::capture::supervise::CameraState;
 use rtcam::control::CameraView;
 use rtcam::rtc::{Grant, SessionEvent};
 
@@ -17,7 +18,7 @@ fn camera(brightness: i64) -> CameraView {
     let mut look = SceneLook::default();
     look.set("brightness", brightness).unwrap();
     CameraView {
-        state: "live".into(),
+        state: CameraState::Live,
         name: "test-scene 640x360 @ 30 fps".into(),
         problem: None,
         controls: look.controls(),
@@ -145,7 +146,7 @@ fn a_watch_only_token_and_a_refusing_camera_get_errors_and_video_goes_on() {
 fn a_lost_camera_is_told_to_every_viewer() {
     let (mut sim, a, b) = two_viewers_one_watch_only();
     let mut lost = camera(128);
-    lost.state = "lost".into();
+    lost.state = CameraState::Lost;
     lost.problem = Some("/dev/video0: No such device".into());
     sim.sessions.set_camera(lost);
     settle(&mut sim);

@@ -10,7 +10,9 @@
 //                            telemetry, error. Returns true when a handler took it.
 //   rtcam.injectSerial(data) bytes as if from the `serial` channel (ArrayBuffer, typed array,
 //                            array of numbers, or a string, sent as UTF-8).
-//   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot: state.
+//   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot: state
+//                            (rtcam.chat.upload: the picture being shared; rtcam.chat.lines[i].image:
+//                            a line's picture, with its state 'loading' | 'loaded' | 'gone').
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice, cameraOverlay } from './camera.js';
@@ -1086,6 +1088,7 @@ function typingIn(el) {
 
 document.addEventListener('keydown', (ev) => {
   if (ev.defaultPrevented || ev.ctrlKey || ev.metaKey || ev.altKey || ev.repeat) return;
+  if (document.querySelector('dialog[open]')) return; // the picture lightbox has the keys (Esc closes it)
   if ((ev.key === 'f' || ev.key === 'F') && !typingIn(document.activeElement)) {
     ev.preventDefault();
     toggleFullscreen();

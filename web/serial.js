@@ -90,15 +90,29 @@ function forScreen(text) {
     .replace(/\r$/, '');
 }
 
+// The log follows the port's output while it is scrolled to the bottom, also when the panel's
+// other lines (the holder, a problem) make it shorter.
+let stuck = true;
+logEl.addEventListener(
+  'scroll',
+  () => {
+    stuck = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 24;
+  },
+  { passive: true },
+);
+function follow() {
+  if (stuck) logEl.scrollTop = logEl.scrollHeight;
+}
+if (typeof ResizeObserver === 'function') new ResizeObserver(follow).observe(logEl);
+
 function queueRender() {
   if (renderQueued) return;
   renderQueued = true;
   requestAnimationFrame(() => {
     renderQueued = false;
-    const atBottom = logEl.scrollHeight - logEl.scrollTop - logEl.clientHeight < 24;
     logEl.textContent = forScreen(serialState.received);
     logEl.dataset.empty = String(!serialState.received);
-    if (atBottom) logEl.scrollTop = logEl.scrollHeight;
+    follow();
   });
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use rtcam::capture::controls::{self, SceneLook};
+use rtcam::capture::supervise::CameraState;
 use rtcam::control::{CameraView, Control, HISTORY, Request};
 use rtcam::serial::{SerialState, SerialView};
 
@@ -18,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let mut c: Control<u8> = Control::new();
     let look = SceneLook::default();
     c.camera(CameraView {
-        state: "live".into(),
+        state: CameraState::Live,
         name: "test".into(),
         problem: None,
         controls: look.controls(),

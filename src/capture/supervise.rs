@@ -69,10 +69,11 @@ pub enum Target {
 }
 
 /// The camera as viewers and `/api/status` see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CameraState {
     /// Not opened yet.
+    #[default]
     Starting,
     /// Frames are coming.
     Live,

@@ -213,12 +213,10 @@ pub fn sniff(data: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// The name as the chat shows it (text, never a path on the device):
+/// without control characters, at most 100 characters.
 fn clean_file_name(name: &str) -> String {
-    let name: String = name
-        .chars()
-        .filter(|c| !c.is_control() && !matches!(c, '/' | '\\'))
-        .take(100)
-        .collect();
+    let name: String = name.chars().filter(|c| !c.is_control()).take(100).collect();
     let name = name.trim();
     if name.is_empty() {
         "picture".into()
@@ -240,8 +238,8 @@ mod tests {
         let t0 = Instant::now();
         let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
         jpeg.resize(20_000, 7);
-        let mut up = Upload::start(t0, 1, "snap\n/../x.jpg", jpeg.len()).unwrap();
-        assert_eq!(up.name, "snap..x.jpg");
+        let mut up = Upload::start(t0, 1, "snap\n<b>1</b>.jpg", jpeg.len()).unwrap();
+        assert_eq!(up.name, "snap<b>1</b>.jpg", "text stays text");
         let mut done = None;
         for part in jpeg.chunks(MAX_CHUNK_BYTES) {
             done = up.add(t0, &b64(part)).unwrap();

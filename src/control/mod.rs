@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub mod images;
 
 use crate::capture::controls::{self, CameraControl, ControlError};
+use crate::capture::supervise::CameraState;
 use crate::serial::floor::{Floor, Turn};
 use crate::serial::{MAX_CHUNK, SerialState, SerialView};
 use images::{Image, ImageRef, ImageRefusal, Kept, Upload};
@@ -184,7 +185,7 @@ enum Outgoing<'a> {
         controls: &'a [CameraControl],
     },
     Camera {
-        state: &'a str,
+        state: CameraState,
         name: &'a str,
         problem: Option<&'a str>,
     },
@@ -242,8 +243,7 @@ pub struct ChatLine {
 /// The camera as the protocol tells viewers about it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CameraView {
-    /// `starting`, `live` or `lost`.
-    pub state: String,
+    pub state: CameraState,
     /// What it is, e.g. "V4L2 /dev/video0 (vivid) 640x360 YU12 @ 30.0 fps".
     pub name: String,
     pub problem: Option<String>,
@@ -252,14 +252,13 @@ pub struct CameraView {
 
 impl From<&crate::capture::SourceInfo> for CameraView {
     fn from(info: &crate::capture::SourceInfo) -> Self {
-        let state = serde_json::to_value(info.state)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default();
-        let lost = info.state == crate::capture::supervise::CameraState::Lost;
+        let lost = info.state == CameraState::Lost;
         CameraView {
-            state,
-            name: info.to_string(),
+            state: info.state,
+            name: match info.kind {
+                "none" => "no camera yet".into(),
+                _ => info.to_string(),
+            },
             problem: info.problem.clone().filter(|_| lost),
             controls: info.controls.clone(),
         }
@@ -569,11 +568,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
 
     fn camera_message(&self) -> String {
         to_json(&Outgoing::Camera {
-            state: if self.camera.state.is_empty() {
-                "starting"
-            } else {
-                &self.camera.state
-            },
+            state: self.camera.state,
             name: &self.camera.name,
             problem: self.camera.problem.as_deref(),
         })
@@ -620,59 +615,77 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
             }
         })?;
         match message {
-            Incoming::Hello { name } => {
-                if member.fixed {
-                    return Err(Refusal::NameFixed);
-                }
-                member.name = clean_name(&name).ok_or(Refusal::BadName)?;
-                Ok(())
-            }
-            Incoming::Chat { text } => {
-                let chars = text.chars().count();
-                if chars > MAX_TEXT_CHARS {
-                    return Err(Refusal::TextTooLong { chars });
-                }
-                if text.trim().is_empty() {
-                    return Err(Refusal::EmptyText);
-                }
-                let line = ChatLine {
-                    from: member.name.clone(),
-                    text,
-                    at: wall_ms,
-                    image: None,
-                };
-                self.say(line);
-                Ok(())
-            }
+            Incoming::Hello { name } => self.hello(id, &name),
+            Incoming::Chat { text } => self.chat(id, wall_ms, text),
             Incoming::Image {
                 id: upload,
                 name,
                 size,
-            } => {
-                let uploads = self.members.values().filter(|m| m.upload.is_some()).count();
-                let member = self.members.get_mut(&id).expect("looked up above");
-                if member.upload.is_some() || uploads >= images::UPLOADS_AT_ONCE {
-                    return Err(Refusal::Image(ImageRefusal::Busy));
-                }
-                let started = Upload::start(now, upload, &name, size).map_err(Refusal::Image)?;
-                member.upload = Some(started);
-                Ok(())
-            }
+            } => self.begin_image(now, id, upload, &name, size),
             Incoming::ImageChunk { .. } => Ok(()), // handled above
-            Incoming::Set { control, value } => {
-                if !member.may_control {
-                    return Err(Refusal::NotAllowed);
-                }
-                let value = controls::check(&self.camera.controls, &control, value)
-                    .map_err(Refusal::Control)?;
-                self.requests.push_back(Request::SetControl {
-                    from: id,
-                    id: control,
-                    value,
-                });
-                Ok(())
-            }
+            Incoming::Set { control, value } => self.set(id, control, value),
         }
+    }
+
+    fn hello(&mut self, id: Id, name: &str) -> Result<(), Refusal> {
+        let member = self.members.get_mut(&id).expect("a member");
+        if member.fixed {
+            return Err(Refusal::NameFixed);
+        }
+        member.name = clean_name(name).ok_or(Refusal::BadName)?;
+        Ok(())
+    }
+
+    fn chat(&mut self, id: Id, wall_ms: u64, text: String) -> Result<(), Refusal> {
+        let chars = text.chars().count();
+        if chars > MAX_TEXT_CHARS {
+            return Err(Refusal::TextTooLong { chars });
+        }
+        if text.trim().is_empty() {
+            return Err(Refusal::EmptyText);
+        }
+        let line = ChatLine {
+            from: self.members[&id].name.clone(),
+            text,
+            at: wall_ms,
+            image: None,
+        };
+        self.say(line);
+        Ok(())
+    }
+
+    /// A picture begins: one at a time per viewer, a few device-wide.
+    fn begin_image(
+        &mut self,
+        now: Instant,
+        id: Id,
+        upload: u32,
+        name: &str,
+        size: usize,
+    ) -> Result<(), Refusal> {
+        let uploads = self.members.values().filter(|m| m.upload.is_some()).count();
+        let member = self.members.get_mut(&id).expect("a member");
+        if member.upload.is_some() || uploads >= images::UPLOADS_AT_ONCE {
+            return Err(Refusal::Image(ImageRefusal::Busy));
+        }
+        member.upload = Some(Upload::start(now, upload, name, size).map_err(Refusal::Image)?);
+        Ok(())
+    }
+
+    /// A camera setting, checked against the viewer's right and the
+    /// control's range, is asked of the camera.
+    fn set(&mut self, id: Id, control: String, value: i64) -> Result<(), Refusal> {
+        if !self.members[&id].may_control {
+            return Err(Refusal::NotAllowed);
+        }
+        let value =
+            controls::check(&self.camera.controls, &control, value).map_err(Refusal::Control)?;
+        self.requests.push_back(Request::SetControl {
+            from: id,
+            id: control,
+            value,
+        });
+        Ok(())
     }
 
     /// One chunk of viewer `id`'s picture; a chunk for no picture of its
@@ -794,7 +807,7 @@ mod tests {
 
     fn vivid() -> CameraView {
         CameraView {
-            state: "live".into(),
+            state: CameraState::Live,
             name: "V4L2 /dev/video0 (vivid)".into(),
             problem: None,
             controls: crate::capture::controls::SceneLook::default().controls(),

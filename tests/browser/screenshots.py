@@ -1,30 +1,35 @@
 #!/usr/bin/env python3
 """Screenshots of rtcam's page in each of its states, at phone (390x844) and desktop (1280x800) size.
 
-Not a test: a script that starts rtcam through the harness (rtcam_harness.Rtcam, colour bars at
-640x360), drives Debian's headless Chromium (never a downloaded one) and saves small PNGs:
+Not a test: a script that starts rtcam through the harness (rtcam_harness.Rtcam, its colour bars at
+640x360: the test scene's noise would make the PNGs 2-3 times larger), drives Debian's headless
+Chromium (never a downloaded one) and saves small PNGs:
 
-    .venv/bin/python tests/browser/screenshots.py [--out docs/screenshots]
+    .venv/bin/python tests/browser/screenshots.py [--out docs/screenshots] [--source bars|test]
 
 Environment: RTCAM_BIN (default target/debug/rtcam), RTCAM_WEB_FROM_DISK=1 (the page's files from
-web/ on disk, no rebuild), RTCAM_CHROMIUM.
+web/ on disk, no rebuild), RTCAM_CHROMIUM. Needs socat for the serial states.
 
-States: the login form; a live call with the link readout and two pages chatting (the desktop page
-and the phone page are in the same call); the camera controls drawer; the camera lost (a second
-rtcam whose --source is a missing /dev/video99, so it serves its "camera lost" slate); the serial
-panel, open, with text from the port.
+Three rtcams: one for the login, the live call (the desktop page "Ann" and the phone page "Ben" in the
+same call, chatting), the detailed stats, a snapshot shared in the chat (and opened in the lightbox)
+and the camera controls; one with a serial bridge to a socat pty pair, whose other end plays a small
+board (a boot log, a shell that answers what Ann types, so Ann holds the port and Ben's page says so);
+one whose --source is a missing /dev/video99, so it serves its "camera lost" slate.
 
-The controls, camera and serial states need the server's messages on the data channel
-({"type":"controls"}, {"type":"camera"}, {"type":"serial"} and bytes on the `serial` channel). The
-script waits up to 3 s for the real ones; when none came it feeds made-up ones through the page's
-test hook window.rtcam.inject / window.rtcam.injectSerial (the same code path as the channel) and
-says so. It prints, for each, whether it used the server's or injected ones.
+Everything on the pages comes from the server's own messages ({"type":"camera"}, {"type":"controls"},
+{"type":"serial"}, chat lines, bytes on the `serial` channel). Only if one does not come within a few
+seconds (an older binary) does the script feed a made-up one through the page's test hook
+window.rtcam.inject / window.rtcam.injectSerial (the same code path as the channel), and it says so:
+the summary lists, for each, whether it was the server's or injected.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import select
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +46,7 @@ DESKTOP = {"width": 1280, "height": 800}
 REAL_WAIT_S = 3.0
 LIVE_TIMEOUT_MS = 25_000
 
-# Made-up messages (protocol.md), used only when the server sent none.
+# Made-up messages (README, "Talking to the device"), used only when the server sent none.
 FAKE_CONTROLS = {
     "type": "controls",
     "may_set": True,
@@ -64,7 +69,8 @@ FAKE_CONTROLS = {
 FAKE_CAMERA_LIVE = {"type": "camera", "state": "live", "name": "rtcam test pattern", "problem": None}
 FAKE_SERIAL = {"type": "serial", "state": "open", "path": "/dev/ttyUSB0", "baud": 115200, "holder": None,
                "you_hold": False, "problem": None}
-FAKE_SERIAL_TEXT = (
+# What the board on the far end of the serial pty says: a boot log, then a shell prompt.
+BOOT_TEXT = (
     "U-Boot SPL 2024.01 (Jan 12 2026 - 10:02:11 +0000)\r\n"
     "Trying to boot from MMC1\r\n"
     "\r\n"
@@ -76,8 +82,15 @@ FAKE_SERIAL_TEXT = (
     "\r\n"
     "Debian GNU/Linux 12 sensor-node ttyS0\r\n"
     "\r\n"
-    "sensor-node login: "
+    "sensor-node login: pi\r\n"
+    "Password: \r\n"
+    "Last login: Mon Jan 12 09:58:40 UTC 2026 on ttyS0\r\n"
+    "pi@sensor-node:~$ "
 )
+SHELL_ANSWERS = {
+    "uptime": " 10:04:17 up 12 days,  3:41,  1 user,  load average: 0.08, 0.03, 0.01",
+}
+FAKE_SERIAL_TEXT = BOOT_TEXT  # the fallback feeds the same text
 
 
 def log(msg: str):
@@ -112,7 +125,8 @@ class Shooter:
         return page
 
     def shot(self, page, name: str, full_page: bool = False):
-        # No blinking caret, and no animation caught half way.
+        # No blinking caret, no animation caught half way, no button left hovered by a click.
+        page.mouse.move(1, page.viewport_size["height"] - 1)
         page.wait_for_timeout(150)
         path = self.out / f"{name}.png"
         page.screenshot(path=str(path), full_page=full_page, scale="css", animations="disabled", caret="hide")
@@ -167,26 +181,109 @@ def wait_readout(page):
     page.wait_for_timeout(1200)  # a second getStats window: bitrate and loss have figures
 
 
+class SerialBoard:
+    """A socat pty pair: rtcam bridges DIR/ttyRTCAM, and this end (DIR/ttyPEER) plays the board."""
+
+    def __init__(self, directory: Path):
+        self.dev = directory / "ttyRTCAM"
+        self.peer = directory / "ttyPEER"
+        self.proc: subprocess.Popen | None = None
+        self.fd: int | None = None
+        self.heard = b""
+
+    def start(self, timeout: float = 5.0) -> "SerialBoard":
+        socat = shutil.which("socat")
+        if socat is None:
+            raise FileNotFoundError("socat not found (apt-get install socat)")
+        self.proc = subprocess.Popen([socat, f"pty,raw,echo=0,link={self.dev}", f"pty,raw,echo=0,link={self.peer}"],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + timeout
+        while not (self.dev.exists() and self.peer.exists()):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"socat made no pty pair: {self.proc.stderr.read() if self.proc.stderr else ''}")
+            time.sleep(0.05)
+        self.fd = os.open(self.peer, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        return self
+
+    def write(self, text: str):
+        data = text.encode()
+        while data:
+            select.select([], [self.fd], [], 2.0)
+            n = os.write(self.fd, data[:1024])
+            data = data[n:]
+
+    def read_line(self, timeout: float = 5.0) -> str | None:
+        """The next line a viewer typed (what rtcam wrote to the port), without its end."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.heard:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.fd], [], [], left)
+            if ready:
+                try:
+                    self.heard += os.read(self.fd, 4096)
+                except BlockingIOError:
+                    pass
+        line, self.heard = self.heard.split(b"\n", 1)
+        return line.decode(errors="replace").rstrip("\r")
+
+    def stop(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def wait_until(pages, js: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if all(p.evaluate(js) for p in pages):
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=str(h.REPO_ROOT / "docs" / "screenshots"), help="where the PNGs go")
+    ap.add_argument("--source", default="bars", choices=["bars", "test"],
+                    help="the picture: rtcam's colour bars (default: flat colours keep the PNGs under 200 KB) or "
+                         "its test scene (noise and a grid: 400-550 KB at desktop size)")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     binary = h.rtcam_binary("target/debug/rtcam")
-    log(f"rtcam {binary}; page from {'web/ on disk' if os.environ.get('RTCAM_WEB_FROM_DISK') == '1' else 'the binary'}")
+    log(f"rtcam {binary}; page from {'web/ on disk' if os.environ.get('RTCAM_WEB_FROM_DISK') == '1' else 'the binary'}"
+        f"; source {args.source}")
 
-    work = tempfile.TemporaryDirectory(prefix="rtcam-shots-")
+    # A short directory: the serial panel shows the pty's path.
+    work = tempfile.TemporaryDirectory(prefix="rtcam-")
+    wdir = Path(work.name)
     servers = []
+    board = None
     how = {}
+    s = None
     try:
-        # Colour bars (with the timestamp stripe): flat colours keep the PNGs small.
-        srv = h.Rtcam(binary, size="640x360", fps=30, workdir=os.path.join(work.name, "a"))
-        srv.args[srv.args.index("--source") + 1] = "bars"
+        srv = h.Rtcam(binary, size="640x360", fps=30, workdir=str(wdir / "a"))
+        srv.args[srv.args.index("--source") + 1] = args.source
         srv.start()
         servers.append(srv)
+        # The serial states: an rtcam bridging one end of a pty pair; the other end plays the board.
+        board = SerialBoard(wdir).start()
+        ser = h.Rtcam(binary, size="640x360", fps=30, workdir=str(wdir / "s"),
+                      extra=["--serial", str(board.dev), "--serial-baud", "115200"])
+        ser.args[ser.args.index("--source") + 1] = args.source
+        ser.start()
+        servers.append(ser)
         # The camera-lost state: an rtcam whose camera is not there (it serves its slate).
-        lost = h.Rtcam(binary, size="640x360", fps=30, workdir=os.path.join(work.name, "b"))
+        lost = h.Rtcam(binary, size="640x360", fps=30, workdir=str(wdir / "l"))
         lost.args[lost.args.index("--source") + 1] = "/dev/video99"
         lost.start()
         servers.append(lost)
@@ -217,9 +314,8 @@ def main() -> int:
                 chat(phone, "Two more layers, looks clean so far")
                 time.sleep(0.3)
                 chat(desk, "Nice. I'll turn the lights up a bit")
-                desk.wait_for_function("() => window.rtcam.chat.lines.length >= 3", timeout=5_000)
-                phone.wait_for_function("() => window.rtcam.chat.lines.length >= 3", timeout=5_000)
                 for pg in (desk, phone):
+                    pg.wait_for_function("() => window.rtcam.chat.lines.length >= 3", timeout=5_000)
                     wait_readout(pg)
                 s.shot(desk, "live-desktop")
                 s.shot(phone, "live-phone")
@@ -228,17 +324,58 @@ def main() -> int:
                 s.shot(phone, "stats-phone", full_page=True)
                 phone.click("#stats-toggle")
 
-                # ---- the controls drawer
+                # ---- a snapshot shared in the chat (Ann's snapshot button), then opened on the phone
+                log("a picture in the chat")
+                desk.click("#chat-share-snapshot")
+                desk.wait_for_function("() => window.rtcam.chat.upload.done || window.rtcam.chat.upload.error",
+                                       timeout=15_000)
+                up = desk.evaluate("() => window.rtcam.chat.upload")
+                if up["error"]:
+                    raise RuntimeError(f"the snapshot did not go out: {up}")
+                log(f"  shared {up['name']} ({up['size']} bytes) in {up['ms']} ms")
+                loaded = "(u) => window.rtcam.chat.lines.some(l => l.image && l.image.url === u && l.image.state === 'loaded')"
+                # Taken while the bar still says "Shared" at 100 % (it stays 1.5 s).
+                desk.wait_for_function(loaded, arg=up["url"], timeout=5_000)
+                bar = desk.is_visible("#chat-upload")
+                s.shot(desk, "picture-desktop")
+                log(f"  the upload bar {'was' if bar else 'was no longer'} in the shot")
+                phone.wait_for_function(loaded, arg=up["url"], timeout=10_000)
+                chat(phone, "Looks good, the first layer stuck")
+                for pg in (desk, phone):
+                    pg.wait_for_function("() => window.rtcam.chat.lines.length >= 5", timeout=5_000)
+                desk.wait_for_selector("#chat-upload", state="hidden", timeout=5_000)
+                phone.locator("#chat").scroll_into_view_if_needed()
+                s.shot(phone, "picture-phone")
+                phone.click(f"#chat-log a[href='{up['url']}']")
+                phone.wait_for_selector("#lightbox[open]")
+                phone.wait_for_function("() => document.getElementById('lightbox-img').complete"
+                                        " && document.getElementById('lightbox-img').naturalWidth > 0")
+                s.shot(phone, "lightbox-phone")
+                phone.keyboard.press("Escape")
+                phone.wait_for_selector("#lightbox", state="hidden")
+                phone.evaluate("() => window.scrollTo(0, 0)")
+
+                # ---- the controls drawer (Ann turns the brightness up a little first)
                 log("controls drawer")
                 how["controls"] = real_or_injected(
                     [desk, phone], "controls", "() => window.rtcam.controls.received > 0",
                     lambda pg: pg.evaluate("(m) => window.rtcam.inject(m)", FAKE_CONTROLS))
-                for label, pg in (("desktop", desk), ("phone", phone)):
-                    pg.click("#controls-toggle")
-                    pg.wait_for_selector("#controls", state="visible")
-                    pg.wait_for_timeout(300)
-                    s.shot(pg, f"controls-{label}")
-                # View only (a token made without --control): everything disabled, with a note.
+                desk.click("#controls-toggle")
+                desk.wait_for_selector("#controls", state="visible")
+                if how["controls"] == "real":
+                    row = '.ctl[data-control="brightness"] input'
+                    if desk.locator(row).count():
+                        desk.locator(row).fill("150")
+                        phone.wait_for_function(
+                            "() => (window.rtcam.controls.list.find(c => c.id === 'brightness') || {}).value === 150",
+                            timeout=5_000)
+                desk.wait_for_timeout(1200)  # the controls' own hold after a move, and a new picture
+                s.shot(desk, "controls-desktop")
+                phone.click("#controls-toggle")
+                phone.wait_for_selector("#controls", state="visible")
+                phone.wait_for_timeout(300)
+                s.shot(phone, "controls-phone")
+                # View only (a token made without --control) is not a state a logged-in page can be in.
                 if how["controls"] == "injected":
                     view_only = dict(FAKE_CONTROLS, may_set=False)
                     phone.evaluate("(m) => window.rtcam.inject(m)", view_only)
@@ -248,25 +385,50 @@ def main() -> int:
                     pg.keyboard.press("Escape")
                     pg.wait_for_selector("#controls", state="hidden")
 
-                # ---- the serial panel
+                # ---- the serial panel, on the rtcam with the bridge
                 log("serial panel")
-                how["serial"] = real_or_injected(
-                    [desk, phone], "serial state", "() => window.rtcam.serial.state !== null",
-                    lambda pg: pg.evaluate("(m) => window.rtcam.inject(m)", FAKE_SERIAL))
-                how["serial bytes"] = real_or_injected(
-                    [desk, phone], "serial bytes", "() => window.rtcam.serial.receivedBytes > 0",
-                    lambda pg: pg.evaluate("(t) => window.rtcam.injectSerial(t)", FAKE_SERIAL_TEXT))
-                if how["serial"] == "injected":
-                    # As if Ann typed her user name: she holds the port now, Ben sees that.
-                    desk.evaluate("(m) => window.rtcam.inject(m)", dict(FAKE_SERIAL, holder="Ann", you_hold=True))
-                    phone.evaluate("(m) => window.rtcam.inject(m)", dict(FAKE_SERIAL, holder="Ann", you_hold=False))
-                if how["serial bytes"] == "injected":
-                    for pg in (desk, phone):
-                        pg.evaluate("(t) => window.rtcam.injectSerial(t)", "pi\r\nPassword: ")
-                desk.fill("#serial-text", "uptime")
-                desk.wait_for_timeout(400)
-                s.shot(desk, "serial-desktop")
-                s.shot(phone, "serial-phone", full_page=True)
+                sdesk = s.page(DESKTOP, ser.url, name="Ann")
+                sphone = s.page(PHONE, ser.url, name="Ben")
+                for pg in (sdesk, sphone):
+                    go_live(pg)
+                open_js = "() => window.rtcam.serial.open && (window.rtcam.serial.state || {}).state === 'open'"
+                if wait_until([sdesk, sphone], open_js, 6.0):
+                    how["serial"] = "real"
+                    log(f"  serial state: the server's own messages ({sdesk.evaluate('() => window.rtcam.serial.state.path')})")
+                    board.write(BOOT_TEXT)
+                    got = wait_until([sdesk, sphone],
+                                     "() => window.rtcam.serial.received.includes('pi@sensor-node:~$')", 5.0)
+                    how["serial bytes"] = "real" if got else "missing"
+                    log(f"  serial bytes from the board: {'arrived' if got else 'did not arrive'}")
+                    # Ann types a command: she holds the port now; the board answers it.
+                    sdesk.fill("#serial-text", "uptime")
+                    sdesk.press("#serial-text", "Enter")
+                    typed = board.read_line()
+                    log(f"  the board heard {typed!r}")
+                    if typed is not None:
+                        board.write(f"{typed}\r\n{SHELL_ANSWERS.get(typed, '-bash: ' + typed + ': command not found')}"
+                                    "\r\npi@sensor-node:~$ ")
+                    wait_until([sdesk, sphone], "() => window.rtcam.serial.received.includes('load average')", 5.0)
+                    wait_until([sphone], "() => (window.rtcam.serial.state || {}).holder === 'Ann'", 5.0)
+                    wait_until([sdesk], "() => (window.rtcam.serial.state || {}).you_hold === true", 5.0)
+                else:
+                    how["serial"] = how["serial bytes"] = "injected"
+                    log("  serial state: none from the server: injected through window.rtcam.inject")
+                    sdesk.evaluate("(m) => window.rtcam.inject(m)", dict(FAKE_SERIAL, holder="Ann", you_hold=True))
+                    sphone.evaluate("(m) => window.rtcam.inject(m)", dict(FAKE_SERIAL, holder="Ann", you_hold=False))
+                    for pg in (sdesk, sphone):
+                        pg.evaluate("(t) => window.rtcam.injectSerial(t)", FAKE_SERIAL_TEXT)
+                chat(sphone, "Is the sensor node back up?")
+                sdesk.wait_for_function("() => window.rtcam.chat.lines.length >= 1", timeout=5_000)
+                time.sleep(0.3)
+                chat(sdesk, "Yes, 12 days of uptime. Checking its log now")
+                for pg in (sdesk, sphone):
+                    pg.wait_for_function("() => window.rtcam.chat.lines.length >= 2", timeout=5_000)
+                    wait_readout(pg)
+                sdesk.fill("#serial-text", "dmesg | tail")
+                sdesk.wait_for_timeout(400)
+                s.shot(sdesk, "serial-desktop")
+                s.shot(sphone, "serial-phone", full_page=True)
 
                 # ---- the camera lost
                 log("camera lost")
@@ -275,10 +437,7 @@ def main() -> int:
                     pg = s.page(vp, lost.url, name="Ann" if label == "desktop" else "Ben")
                     go_live(pg)
                     lost_pages.append((label, pg))
-                deadline = time.monotonic() + REAL_WAIT_S
-                while time.monotonic() < deadline and not all(
-                        pg.evaluate("() => window.rtcam.camera.from === 'message'") for _, pg in lost_pages):
-                    time.sleep(0.1)
+                wait_until([pg for _, pg in lost_pages], "() => window.rtcam.camera.from === 'message'", REAL_WAIT_S)
                 for label, pg in lost_pages:
                     src = pg.evaluate("() => window.rtcam.camera.from")
                     if src is None:
@@ -287,7 +446,7 @@ def main() -> int:
                             "problem": "cannot open /dev/video99: No such file or directory (os error 2)"})
                         src = "injected"
                     log(f"  camera lost ({label}): from {src}")
-                    how[f"camera lost ({label})"] = src
+                    how[f"camera lost ({label})"] = "real" if src == "message" else src
                     pg.wait_for_selector("#camera-notice", state="visible", timeout=5_000)
                     wait_readout(pg)
                     s.shot(pg, f"camera-lost-{label}")
@@ -295,15 +454,17 @@ def main() -> int:
                 s.close()
                 browser.close()
     finally:
-        for srv in servers:
-            srv.stop()
+        for srv_ in servers:
+            srv_.stop()
+        if board is not None:
+            board.stop()
         work.cleanup()
 
     log("\nsummary:")
     for what, src in how.items():
         log(f"  {what}: {src}")
     for name, size in s.saved:
-        flag = "  (over 150 KiB)" if size > 150 * 1024 else ""
+        flag = "  (over 200 KB)" if size > 200_000 else ""
         log(f"  {name}: {size // 1024} KiB{flag}")
     return 0
 
