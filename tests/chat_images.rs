@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use base64::Engine;
 use common::channels::ChannelViewer;
-use common::{Server, https_raw, rtcam_command};
+use common::{Server, https_raw};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_snapshot_shared_in_the_chat_reaches_another_viewer() {
     let server = Server::start(&["--size", "640x360"]);
-    let state = server.state_dir.display().to_string();
-    let (ok, other, err) = rtcam_command(&["token", "create", "tablet", "--state-dir", &state], "");
-    assert!(ok, "{err}");
+    let other = server.token("tablet", false);
     let mut a = ChannelViewer::join(server.http, &server.token).await;
     let mut b = ChannelViewer::join(server.http, &other).await;
     for v in [&mut a, &mut b] {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::channels::ChannelViewer;
-use common::{Server, free_port, https_raw, rtcam, rtcam_command};
+use common::{Server, free_port, https_raw, rtcam};
 
 fn brightness(status: &serde_json::Value) -> Option<i64> {
     status["source"]["controls"]
@@ -21,20 +21,8 @@ fn brightness(status: &serde_json::Value) -> Option<i64> {
 async fn a_setting_survives_a_restart_and_a_watch_only_token_cannot_make_one() {
     let mut server = Server::start(&["--size", "640x360"]);
     let state = server.state_dir.display().to_string();
-    let (ok, watcher, err) = rtcam_command(&["token", "create", "hall", "--state-dir", &state], "");
-    assert!(ok, "{err}");
-    let (ok, operator, err) = rtcam_command(
-        &[
-            "token",
-            "create",
-            "desk",
-            "--control",
-            "--state-dir",
-            &state,
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
+    let watcher = server.token("hall", false);
+    let operator = server.token("desk", true);
 
     let mut hall = ChannelViewer::join(server.http, &watcher).await;
     let controls = hall.wait_type("controls", Duration::from_secs(10)).unwrap();

@@ -506,19 +506,7 @@ async fn a_control_restarts_rpicam_vid_with_its_option() {
         &[("PATH", &fake.path), ("RTCAM_FAKE_RPICAM_LOG", &log)],
     );
     assert_eq!(rpicam_status(&server).await["source"]["kind"], "rpicam");
-    let state = server.state_dir.display().to_string();
-    let (ok, operator, err) = rtcam_command(
-        &[
-            "token",
-            "create",
-            "operator",
-            "--control",
-            "--state-dir",
-            &state,
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
+    let operator = server.token("operator", true);
     let mut viewer = common::channels::ChannelViewer::join(server.http, &operator).await;
     let controls = viewer
         .wait_type("controls", Duration::from_secs(15))

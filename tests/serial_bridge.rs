@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use common::Server;
 use common::channels::ChannelViewer;
-use common::{Server, rtcam_command};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -117,34 +117,10 @@ async fn bytes_go_both_ways_with_one_writer_and_survive_the_device_vanishing() {
         "--serial-baud",
         "9600",
     ]);
-    let state = server.state_dir.display().to_string();
-    let (ok, second, err) = rtcam_command(
-        &[
-            "token",
-            "create",
-            "rover",
-            "--control",
-            "--state-dir",
-            &state,
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
-    let (ok, third, err) = rtcam_command(&["token", "create", "hall", "--state-dir", &state], "");
-    assert!(ok, "{err}");
+    let second = server.token("rover", true);
+    let third = server.token("hall", false);
 
-    let (ok, first, err) = rtcam_command(
-        &[
-            "token",
-            "create",
-            "desk",
-            "--control",
-            "--state-dir",
-            &state,
-        ],
-        "",
-    );
-    assert!(ok, "{err}");
+    let first = server.token("desk", true);
     let mut a = ChannelViewer::join(server.http, &first).await;
     let mut b = ChannelViewer::join(server.http, &second).await;
     let mut watcher = ChannelViewer::join(server.http, &third).await;

@@ -15,7 +15,7 @@
 //                            a line's picture, with its state 'loading' | 'loaded' | 'gone').
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
-import { cameraNotice, cameraOverlay } from './camera.js';
+import { cameraNotice, cameraOverlay, fetchSnapshot } from './camera.js';
 import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
 import { controlsState, initControls, closeControls } from './controls.js';
 import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
@@ -1037,17 +1037,7 @@ async function takeSnapshot() {
   snapshotBtn.setAttribute('aria-busy', 'true');
   const at = Date.now();
   try {
-    const r = await fetch('/api/snapshot.jpg', { cache: 'no-store', credentials: 'same-origin' });
-    if (!r.ok) {
-      let text = '';
-      try {
-        text = (await r.text()).trim().slice(0, 200);
-      } catch {
-        /* no body */
-      }
-      throw Object.assign(new Error(text || `the camera answered ${r.status}`), { status: r.status });
-    }
-    const blob = await r.blob();
+    const blob = await fetchSnapshot();
     const name = snapshotName();
     const url = URL.createObjectURL(blob);
     const a = document.createElement('a');
@@ -1058,7 +1048,7 @@ async function takeSnapshot() {
     a.click();
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
-    snapshotState.last = { ok: true, status: r.status, name, bytes: blob.size, error: null, at };
+    snapshotState.last = { ok: true, status: 200, name, bytes: blob.size, error: null, at };
     snapshotState.count++;
     screen.classList.remove('flashing');
     void screen.offsetWidth; // restart the animation

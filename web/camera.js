@@ -35,3 +35,19 @@ export function cameraOverlay(c) {
   }
   return null;
 }
+
+// The camera's picture now, from /api/snapshot.jpg, as a Blob. A refusal throws an Error whose
+// message is the device's reason (e.g. an H.264-only camera) and whose `status` is the HTTP status.
+export async function fetchSnapshot() {
+  const r = await fetch('/api/snapshot.jpg', { cache: 'no-store', credentials: 'same-origin' });
+  if (!r.ok) {
+    let text = '';
+    try {
+      text = (await r.text()).trim().slice(0, 200);
+    } catch {
+      /* no body */
+    }
+    throw Object.assign(new Error(text || `the camera answered ${r.status}`), { status: r.status });
+  }
+  return r.blob();
+}

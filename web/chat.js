@@ -11,6 +11,8 @@
 // a chat line that carries {"image":{url,name,mime,size}}; the page shows the picture from that
 // URL (same origin, so the session cookie goes along).
 
+import { fetchSnapshot } from './camera.js';
+
 const NAME_KEY = 'rtcam.name';
 const MAX_LINES = 200;
 
@@ -583,18 +585,7 @@ async function shareSnapshot() {
   begin('snapshot', name);
   let blob;
   try {
-    const r = await fetch('/api/snapshot.jpg', { cache: 'no-store', credentials: 'same-origin' });
-    if (!r.ok) {
-      let text = '';
-      try {
-        text = (await r.text()).trim().slice(0, 200);
-      } catch {
-        /* no body */
-      }
-      fail('snapshot', `No snapshot: ${text || `the camera answered ${r.status}`}`);
-      return;
-    }
-    blob = await r.blob();
+    blob = await fetchSnapshot();
   } catch (e) {
     fail('snapshot', `No snapshot: ${e && e.message ? e.message : e}`);
     return;

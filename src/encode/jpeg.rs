@@ -148,34 +148,32 @@ const fn expand(low: i32, span: i32) -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
-        let v = ((i as i32 - low) * 255 + span / 2) / span;
-        t[i] = if v < 0 {
-            0
-        } else if v > 255 {
-            255
-        } else {
-            v as u8
-        };
+        t[i] = clamp_u8(((i as i32 - low) * 255 + span / 2) / span);
         i += 1;
     }
     t
 }
 
+/// Chroma about 128, rounded away from it.
 const fn expand_chroma() -> [u8; 256] {
     let mut t = [0u8; 256];
     let mut i = 0;
     while i < 256 {
-        let v = 128 + ((i as i32 - 128) * 255 + if i >= 128 { 112 } else { -112 }) / 224;
-        t[i] = if v < 0 {
-            0
-        } else if v > 255 {
-            255
-        } else {
-            v as u8
-        };
+        let half = if i >= 128 { 112 } else { -112 };
+        t[i] = clamp_u8(128 + ((i as i32 - 128) * 255 + half) / 224);
         i += 1;
     }
     t
+}
+
+const fn clamp_u8(v: i32) -> u8 {
+    if v < 0 {
+        0
+    } else if v > 255 {
+        255
+    } else {
+        v as u8
+    }
 }
 
 #[cfg(test)]

@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::media::{Direction, MediaKind};
-use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, Input, Output, Rtc};
+use str0m::{Candidate, Event, Output, Rtc};
 
-use super::https_raw;
+use super::{https_raw, udp_input};
 
 enum Ask {
     Text(String),
@@ -32,6 +31,21 @@ pub struct ChannelViewer {
     /// Its `serial` channel is open.
     pub serial_open: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub location: String,
+    /// The peer's thread, joined when the viewer is dropped: none outlives
+    /// its test (a thread still in str0m's crypto when the process exits
+    /// is a crash waiting to happen).
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ChannelViewer {
+    fn drop(&mut self) {
+        // Its road closing tells the peer to close and end.
+        let (closed, _) = channel();
+        drop(std::mem::replace(&mut self.asks, closed));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl ChannelViewer {
@@ -88,7 +102,7 @@ impl ChannelViewer {
             bytes: bytes_tx,
             frames: frames.clone(),
         };
-        std::thread::spawn(move || peer.run());
+        let thread = std::thread::spawn(move || peer.run());
         ChannelViewer {
             asks,
             texts,
@@ -97,6 +111,7 @@ impl ChannelViewer {
             frames,
             serial_open,
             location: r.header("location").unwrap_or_default().to_string(),
+            thread: Some(thread),
         }
     }
 
@@ -224,24 +239,9 @@ impl Peer {
                 }
             }
             waiting.retain(|a| !self.write(a, open));
-            let wait = timeout
-                .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), Duration::from_millis(20));
-            self.socket.set_read_timeout(Some(wait)).unwrap();
-            let input = match self.socket.recv_from(&mut buf) {
-                Ok((n, source)) => match buf[..n].try_into() {
-                    Ok(contents) => Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: self.local,
-                            contents,
-                        },
-                    ),
-                    Err(_) => continue,
-                },
-                Err(_) => Input::Timeout(Instant::now()),
+            let wait = Duration::from_millis(20);
+            let Some(input) = udp_input(&self.socket, self.local, &mut buf, timeout, wait) else {
+                continue;
             };
             if self.rtc.handle_input(input).is_err() {
                 return;

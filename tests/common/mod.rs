@@ -213,6 +213,18 @@ impl Server {
         }
     }
 
+    /// Makes another WHEP token, `--control` or watch-only; the token.
+    pub fn token(&self, name: &str, control: bool) -> String {
+        let dir = self.state_dir.display().to_string();
+        let mut args = vec!["token", "create", name, "--state-dir", &dir];
+        if control {
+            args.push("--control");
+        }
+        let (ok, token, err) = rtcam_command(&args, "");
+        assert!(ok, "token create {name}: {err}");
+        token
+    }
+
     /// A request with the WHEP bearer token.
     pub async fn https(
         &self,
@@ -775,24 +787,9 @@ impl Client {
             if done || start.elapsed() > limit || !self.rtc.is_alive() {
                 break;
             }
-            let wait = timeout
-                .saturating_duration_since(Instant::now())
-                .clamp(Duration::from_millis(1), Duration::from_millis(50));
-            self.socket.set_read_timeout(Some(wait)).unwrap();
-            let input = match self.socket.recv_from(&mut buf) {
-                Ok((n, source)) => match buf[..n].try_into() {
-                    Ok(contents) => Input::Receive(
-                        Instant::now(),
-                        Receive {
-                            proto: Protocol::Udp,
-                            source,
-                            destination: self.local,
-                            contents,
-                        },
-                    ),
-                    Err(_) => continue,
-                },
-                Err(_) => Input::Timeout(Instant::now()),
+            let wait = Duration::from_millis(50);
+            let Some(input) = udp_input(&self.socket, self.local, &mut buf, timeout, wait) else {
+                continue;
             };
             self.rtc.handle_input(input).expect("client input");
         }
@@ -834,6 +831,33 @@ pub fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
+}
+
+/// What the socket gives by str0m's `timeout` (waiting 1 ms to `most`): a
+/// datagram to `local`, or the timeout; `None` for one str0m cannot take.
+pub fn udp_input<'b>(
+    socket: &UdpSocket,
+    local: SocketAddr,
+    buf: &'b mut [u8],
+    timeout: Instant,
+    most: Duration,
+) -> Option<Input<'b>> {
+    let wait = timeout
+        .saturating_duration_since(Instant::now())
+        .clamp(Duration::from_millis(1), most);
+    socket.set_read_timeout(Some(wait)).unwrap();
+    match socket.recv_from(buf) {
+        Ok((n, source)) => Some(Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: local,
+                contents: (&buf[..n]).try_into().ok()?,
+            },
+        )),
+        Err(_) => Some(Input::Timeout(Instant::now())),
+    }
 }
 
 /// POSTs the client's offer to /whep and applies the answer. Returns the
