@@ -328,15 +328,11 @@ fn list_cameras_with(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<Vec<CsiCamera>, RpicamError> {
-    let mut child = Command::new(tool)
-        .arg("--list-cameras")
-        .envs(envs.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(RpicamError::Spawn)?;
+    let mut child = spawn_piped(
+        Command::new(tool)
+            .arg("--list-cameras")
+            .envs(envs.iter().copied()),
+    )?;
     let stdout = read_all_in_thread(child.stdout.take());
     let stderr = read_all_in_thread(child.stderr.take());
     let status = match wait_timeout(&mut child, timeout) {
@@ -1076,6 +1072,17 @@ impl RpicamSource {
     }
 }
 
+/// Starts the tool in a process group of its own (so stopping it stops
+/// what it started), stdout and stderr piped, no stdin.
+fn spawn_piped(cmd: &mut Command) -> Result<Child, RpicamError> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(RpicamError::Spawn)
+}
+
 /// How rpicam-vid is started: the tool, its environment, rtcam's
 /// arguments and the image options viewers set.
 struct Spawn {
@@ -1087,16 +1094,12 @@ struct Spawn {
 
 impl Spawn {
     fn start(&self) -> Result<(Child, Shared, Option<JoinHandle<()>>), RpicamError> {
-        let mut child = Command::new(&self.tool)
-            .args(&self.args)
-            .args(controls::rpicam_args(&self.options))
-            .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .map_err(RpicamError::Spawn)?;
+        let mut child = spawn_piped(
+            Command::new(&self.tool)
+                .args(&self.args)
+                .args(controls::rpicam_args(&self.options))
+                .envs(self.envs.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        )?;
         let shared = Shared::default();
         let stderr_thread = child
             .stderr

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::media::{Direction, MediaKind};
-use str0m::{Candidate, Event, Output, Rtc};
+use str0m::{Event, Output, Rtc};
 
-use super::{https_raw, udp_input};
+use super::{h264_peer, https_raw, udp_input};
 
 enum Ask {
     Text(String),
@@ -52,13 +52,7 @@ impl ChannelViewer {
     /// Offers recvonly video with both channels to `http`'s /whep with
     /// `token`, and runs the peer until the test drops it.
     pub async fn join(http: SocketAddr, token: &str) -> ChannelViewer {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let local = socket.local_addr().unwrap();
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_h264(true)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let (socket, local, mut rtc) = h264_peer();
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let control = api.add_channel_with_config(ChannelConfig {

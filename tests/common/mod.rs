@@ -681,15 +681,21 @@ impl Report {
     }
 }
 
+/// A loopback socket and an H.264 receiver whose host candidate it is.
+pub fn h264_peer() -> (UdpSocket, SocketAddr, Rtc) {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_h264(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+    (socket, local, rtc)
+}
+
 impl Client {
     pub fn new() -> Client {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let local = socket.local_addr().unwrap();
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_h264(true)
-            .build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").unwrap());
+        let (socket, local, mut rtc) = h264_peer();
         let mut api = rtc.sdp_api();
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, pending) = api.apply().expect("an offer");
