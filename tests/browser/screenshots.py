@@ -319,10 +319,11 @@ def main() -> int:
                     wait_readout(pg)
                 s.shot(desk, "live-desktop")
                 s.shot(phone, "live-phone")
-                phone.click("#stats-toggle")
-                phone.wait_for_timeout(700)
-                s.shot(phone, "stats-phone", full_page=True)
-                phone.click("#stats-toggle")
+                for pg, label in ((phone, "phone"), (desk, "desktop")):
+                    pg.click("#stats-toggle")
+                    pg.wait_for_timeout(700)
+                    s.shot(pg, f"stats-{label}", full_page=label == "phone")
+                    pg.click("#stats-toggle")
 
                 # ---- a snapshot shared in the chat (Ann's snapshot button), then opened on the phone
                 log("a picture in the chat")
@@ -354,6 +355,13 @@ def main() -> int:
                 phone.keyboard.press("Escape")
                 phone.wait_for_selector("#lightbox", state="hidden")
                 phone.evaluate("() => window.scrollTo(0, 0)")
+                desk.click(f"#chat-log a[href='{up['url']}']")
+                desk.wait_for_selector("#lightbox[open]")
+                desk.wait_for_function("() => document.getElementById('lightbox-img').complete"
+                                       " && document.getElementById('lightbox-img').naturalWidth > 0")
+                s.shot(desk, "lightbox-desktop")
+                desk.keyboard.press("Escape")
+                desk.wait_for_selector("#lightbox", state="hidden")
 
                 # ---- the controls drawer (Ann turns the brightness up a little first)
                 log("controls drawer")
