@@ -381,6 +381,52 @@ pub struct Sps {
     /// Display size: the coded macroblocks less the frame cropping.
     pub width: u32,
     pub height: u32,
+    /// The colour the VUI says the pictures are in, if it says.
+    pub colour: Option<Colour>,
+}
+
+/// The VUI's video signal type (E.2.1): range, and the colour description's
+/// code points (1 BT.709, 5/6 BT.601, 2 unspecified).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Colour {
+    pub full_range: bool,
+    pub primaries: u8,
+    pub transfer: u8,
+    pub matrix: u8,
+}
+
+/// The VUI's colour, when present; a VUI cut short says nothing.
+fn read_colour(r: &mut BitReader) -> Option<Colour> {
+    if !r.flag().ok()? {
+        return None; // vui_parameters_present_flag
+    }
+    if r.flag().ok()? {
+        // aspect_ratio_info_present_flag: aspect_ratio_idc, Extended_SAR's size.
+        if r.bits(8).ok()? == 255 {
+            r.bits(16).ok()?;
+            r.bits(16).ok()?;
+        }
+    }
+    if r.flag().ok()? {
+        r.flag().ok()?; // overscan_appropriate_flag
+    }
+    if !r.flag().ok()? {
+        return None; // video_signal_type_present_flag
+    }
+    r.bits(3).ok()?; // video_format
+    let full_range = r.flag().ok()?;
+    let (primaries, transfer, matrix) = if r.flag().ok()? {
+        let mut byte = || r.bits(8).ok().map(|v| v as u8);
+        (byte()?, byte()?, byte()?)
+    } else {
+        (2, 2, 2)
+    };
+    Some(Colour {
+        full_range,
+        primaries,
+        transfer,
+        matrix,
+    })
 }
 
 impl Sps {
@@ -401,8 +447,8 @@ fn has_chroma_info(profile_idc: u8) -> bool {
     )
 }
 
-/// Parses an SPS NAL unit (header byte included) up to the frame cropping;
-/// the VUI after it is not needed.
+/// Parses an SPS NAL unit (header byte included) up to the frame cropping,
+/// and the VUI's colour if it has one.
 pub fn parse_sps(nal: &[u8]) -> Result<Sps, HeaderError> {
     let kind = nal_type(nal)?;
     if kind != NalType::Sps {
@@ -444,6 +490,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, HeaderError> {
         frame_mbs_only,
     };
     let (width, height) = geometry.cropped(crop)?;
+    let colour = read_colour(&mut r);
     Ok(Sps {
         profile_idc,
         constraint_flags,
@@ -453,6 +500,7 @@ pub fn parse_sps(nal: &[u8]) -> Result<Sps, HeaderError> {
         frame_mbs_only,
         width,
         height,
+        colour,
     })
 }
 
@@ -1032,6 +1080,7 @@ pub(crate) mod tests {
                 // 68 MB rows = 1088, less 2 crop units of 2 * 2 rows.
                 width: 1920,
                 height: 1080,
+                colour: None,
             }
         );
         assert_eq!(sps.profile_level_id(), 0x640028);

@@ -95,6 +95,7 @@ impl OpenH264 {
             );
             if got == 0 {
                 params.iTemporalLayerNum = TEMPORAL_LAYERS;
+                signal_bt601(&mut params.sSpatialLayers[0]);
                 api.set_option(
                     ENCODER_OPTION_SVC_ENCODE_PARAM_EXT,
                     (&raw mut params).cast::<c_void>(),
@@ -221,6 +222,24 @@ impl YUVSource for I420<'_> {
     }
 }
 
+/// What every picture rtcam encodes is: BT.601 colour (SMPTE 170M
+/// primaries, transfer and matrix) in the limited range, as cameras and the
+/// test pattern deliver it (full-range MJPEG and CSI pictures are converted).
+/// Written into the SPS's VUI: without it a browser guesses, and Chromium
+/// guessed BT.709, showing greens and the stripe's neighbours off by up to
+/// 30 levels against the same picture as a snapshot.
+fn signal_bt601(layer: &mut openh264_sys2::SSpatialLayerConfig) {
+    const SMPTE_170M: u8 = 6;
+    const UNSPECIFIED_FORMAT: u8 = 5;
+    layer.bVideoSignalTypePresent = true;
+    layer.uiVideoFormat = UNSPECIFIED_FORMAT;
+    layer.bFullRange = false;
+    layer.bColorDescriptionPresent = true;
+    layer.uiColorPrimaries = SMPTE_170M;
+    layer.uiTransferCharacteristics = SMPTE_170M;
+    layer.uiColorMatrix = SMPTE_170M;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +261,28 @@ mod tests {
 
     fn encoder(w: u32, h: u32, kbps: u32) -> Encoder {
         Encoder::new(Box::new(OpenH264::new(settings(w, h, kbps)).unwrap()))
+    }
+
+    #[test]
+    fn the_sps_says_bt601_limited_range_so_browsers_do_not_guess() {
+        let mut enc = encoder(640, 360, 1000);
+        let scene = Scene::new(640, 360);
+        let mut raw = RawFrame::black(2, 2);
+        scene.draw(&mut raw, 0, 1000);
+        let f = enc.encode(&raw).unwrap().expect("an IDR");
+        let sps = level::nal_units(&f.data)
+            .find(|n| n[0] & 0x1f == 7)
+            .expect("an SPS before the IDR");
+        let colour = crate::capture::annexb::parse_sps(sps).unwrap().colour;
+        assert_eq!(
+            colour,
+            Some(crate::capture::annexb::Colour {
+                full_range: false,
+                primaries: 6,
+                transfer: 6,
+                matrix: 6,
+            })
+        );
     }
 
     #[test]
