@@ -240,6 +240,19 @@ impl std::fmt::Display for SourceInfo {
     }
 }
 
+/// Applies each checked value of `batch` with `set`.
+fn each(
+    batch: &[(String, i64)],
+    checked: Vec<Result<i64, controls::ControlError>>,
+    mut set: impl FnMut(&str, i64) -> Result<(), controls::ControlError>,
+) -> Vec<Result<(), controls::ControlError>> {
+    batch
+        .iter()
+        .zip(checked)
+        .map(|((id, _), c)| c.and_then(|v| set(id, v)))
+        .collect()
+}
+
 /// What one read of a source gave.
 #[derive(Debug)]
 pub enum Delivery {
@@ -319,18 +332,9 @@ impl Source {
         }
     }
 
-    /// Applies one setting, checked against [`Self::controls`] first.
-    pub fn set_control(&mut self, id: &str, value: i64) -> Result<(), controls::ControlError> {
-        let value = controls::check(&self.controls(), id, value)?;
-        match self {
-            Source::Pattern(p) => p.set_control(id, value),
-            Source::V4l2(v) => v.set_control(id, value),
-            Source::Rpicam(r) => r.set_control(id, value),
-        }
-    }
-
-    /// Applies several settings, each checked; rpicam-vid is restarted
-    /// once for all of them.
+    /// Applies several settings, each checked once against
+    /// [`Self::controls`] (one query of the camera for the batch);
+    /// rpicam-vid is restarted once for all of them.
     pub fn set_controls(
         &mut self,
         batch: &[(String, i64)],
@@ -340,14 +344,11 @@ impl Source {
             .iter()
             .map(|(id, v)| controls::check(&known, id, *v))
             .collect();
-        if let Source::Rpicam(r) = self {
-            return r.set_controls(batch, checked);
+        match self {
+            Source::Rpicam(r) => r.set_controls(batch, checked),
+            Source::Pattern(p) => each(batch, checked, |id, v| p.set_control(id, v)),
+            Source::V4l2(s) => each(batch, checked, |id, v| s.set_control(id, v)),
         }
-        batch
-            .iter()
-            .zip(checked)
-            .map(|((id, _), c)| c.and_then(|v| self.set_control(id, v)))
-            .collect()
     }
 
     /// Applies the settings kept for this camera (automatic modes first);

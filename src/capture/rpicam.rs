@@ -1009,20 +1009,9 @@ impl RpicamSource {
         controls::rpicam_controls(&self.spawn.options)
     }
 
-    /// rpicam-vid takes its options only when it starts: it is restarted
-    /// with the new value (about a second without frames on a Pi).
-    pub fn set_control(&mut self, id: &str, value: i64) -> Result<(), ControlError> {
-        let before = self.spawn.options.insert(id.to_string(), value);
-        if before.unwrap_or(i64::MIN) == value {
-            return Ok(());
-        }
-        self.restart().map_err(|e| ControlError::Failed {
-            id: id.into(),
-            why: e.to_string(),
-        })
-    }
-
-    /// Several options with one restart: `checked` holds each one's
+    /// rpicam-vid takes its options only when it starts: several options
+    /// with one restart (about a second without frames on a Pi), and none
+    /// when the arguments stay the same. `checked` holds each one's
     /// check. A restart that fails fails them all.
     pub fn set_controls(
         &mut self,
