@@ -44,6 +44,27 @@ dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/rtcam/rtcam
   || fail "/etc/rtcam/rtcam.toml is not a conffile"
 ok "/etc/rtcam/rtcam.toml is a conffile"
 
+# Every shared library the binary loads (NEEDED) comes from a package in
+# Depends: cargo-deb's depends are written by hand (no dpkg-shlibdeps for the
+# ARM binaries), so a new dynamic library (libasound.so.2 from alsa-sys) must
+# be added there too.
+bin_tmp=$(mktemp -d /tmp/rtcam-deb-bin.XXXXXX)
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$bin_tmp" ./usr/bin/rtcam
+needed=$(readelf -d "$bin_tmp/usr/bin/rtcam" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
+rm -rf "$bin_tmp"
+depends=" $(field Depends | sed 's/ *([^)]*)//g; s/ *|[^,]*//g; s/,/ /g') "
+for lib in $needed; do
+  case "$lib" in
+    libc.so.*|libm.so.*|libdl.so.*|libpthread.so.*|librt.so.*|ld-linux*.so.*) pkg=libc6 ;;
+    libgcc_s.so.1) pkg=libgcc-s1 ;;
+    libstdc++.so.6) pkg=libstdc++6 ;;
+    libasound.so.2) pkg=libasound2 ;;
+    *) fail "the binary needs $lib, which this check cannot map to a package: add it here and to depends in Cargo.toml" ;;
+  esac
+  case "$depends" in *" $pkg "*) ;; *) fail "the binary needs $lib (package $pkg), which Depends ($(field Depends)) lacks" ;; esac
+done
+ok "every NEEDED library is in Depends: $(echo $needed)"
+
 # --- install into a throwaway root -----------------------------------------
 root=$(mktemp -d /tmp/rtcam-deb-root.XXXXXX)
 trap '[ -n "${KEEP_ROOT:-}" ] || rm -rf "$root"' EXIT
@@ -74,12 +95,17 @@ ok "postinst enabled and started rtcam.service: $(tr '\n' ';' <"$root/systemd.lo
 
 # The installed binary with the installed (all-commented) config serves the
 # login page: natively, or for an ARM package under qemu-user.
+# libasound.so.2 (a Depends of the package, not in the cross libraries) for
+# the emulated binary from scripts/cross-build.sh's sysroot, as
+# scripts/qemu-runner.sh does; natively from the host's libasound2.
 emulator=()
 case "$arch" in
   "$(dpkg --print-architecture)") ;;
   # A Cortex-A72 (the Pi 4), as in scripts/qemu-runner.sh (why: there).
-  arm64) emulator=(qemu-aarch64 -cpu cortex-a72 -L /usr/aarch64-linux-gnu) ;;
-  armhf) emulator=(qemu-arm -L /usr/arm-linux-gnueabihf) ;;
+  arm64) emulator=(qemu-aarch64 -cpu cortex-a72
+    -E "LD_LIBRARY_PATH=$PWD/target/sysroot/aarch64-linux-gnu/usr/lib/aarch64-linux-gnu" -L /usr/aarch64-linux-gnu) ;;
+  armhf) emulator=(qemu-arm
+    -E "LD_LIBRARY_PATH=$PWD/target/sysroot/arm-linux-gnueabihf/usr/lib/arm-linux-gnueabihf" -L /usr/arm-linux-gnueabihf) ;;
 esac
 if [ "$arch" = "$(dpkg --print-architecture)" ] || { [ "${#emulator[@]}" -gt 0 ] && command -v "${emulator[0]}" >/dev/null && [ -d "${emulator[-1]}" ]; }; then
   port=$((20000 + RANDOM % 20000))

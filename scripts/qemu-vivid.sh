@@ -2,7 +2,8 @@
 # Boots an emulated arm64 board that runs rtcam on a real V4L2 camera: Debian's
 # own arm64 kernel under qemu-system-aarch64, and an initramfs holding busybox,
 # the kernel's vivid driver (a V4L2 webcam in software), virtio networking, the
-# aarch64 rtcam with its shared libraries, and a state dir made on the host.
+# aarch64 rtcam with its shared libraries (libasound.so.2 among them, and
+# tests/qemu/alsa.conf as ALSA's config), and a state dir made on the host.
 # QEMU forwards the HTTPS port (TCP) and the media port (UDP) from 127.0.0.1.
 #
 #   scripts/qemu-vivid.sh start BIN STATE_DIR WORKDIR HTTP_PORT UDP_PORT [CONTROL_PORT
@@ -152,9 +153,13 @@ build_loopback() {
   rm -rf "$build"
 }
 
-# Every shared library BIN needs, found in Debian's arm64 cross libraries.
+# Every shared library BIN needs, found in Debian's arm64 cross libraries
+# (the loader, libc, libm, libgcc_s, libstdc++) or in the sysroot
+# scripts/cross-build.sh unpacks (libasound.so.2, which alsa-sys links
+# dynamically).
 copy_libraries() {
-  local bin=$1 dest=$2 libdir=/usr/aarch64-linux-gnu/lib
+  local bin=$1 dest=$2
+  local libdirs=(/usr/aarch64-linux-gnu/lib "$repo/target/sysroot/aarch64-linux-gnu/usr/lib/aarch64-linux-gnu")
   local queue=("$bin") seen=" "
   while [ "${#queue[@]}" -gt 0 ]; do
     local file=${queue[0]}
@@ -162,9 +167,13 @@ copy_libraries() {
     for lib in $(aarch64-linux-gnu-readelf -d "$file" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
       case "$seen" in *" $lib "*) continue ;; esac
       seen="$seen$lib "
-      [ -e "$libdir/$lib" ] || die "$lib (needed by $file) is not in $libdir"
-      cp -L "$libdir/$lib" "$dest/$lib"
-      queue+=("$libdir/$lib")
+      local found= libdir
+      for libdir in "${libdirs[@]}"; do
+        [ -e "$libdir/$lib" ] && { found=$libdir/$lib; break; }
+      done
+      [ -n "$found" ] || die "$lib (needed by $file) is in none of ${libdirs[*]} (scripts/cross-build.sh --toolchain-only aarch64-unknown-linux-gnu unpacks the sysroot)"
+      cp -L "$found" "$dest/$lib"
+      queue+=("$found")
     done
   done
 }
@@ -223,6 +232,9 @@ EOF
   cp "$cache/vivid-disconnect" "$root/bin/vivid-disconnect"
   cp "$bin" "$root/rtcam"
   copy_libraries "$bin" "$root/lib"
+  # alsa-lib's one config file, at its default path (no ALSA_CONFIG_PATH).
+  mkdir -p "$root/usr/share/alsa"
+  cp "$repo/tests/qemu/alsa.conf" "$root/usr/share/alsa/alsa.conf"
   cp -a "$state" "$root/state"
   chmod 700 "$root/state"
   # insmod order for each module and what it depends on, deduplicated.

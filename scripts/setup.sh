@@ -15,6 +15,10 @@ command -v clang >/dev/null || need+=(clang)          # v4l's bindgen needs libc
 command -v nasm >/dev/null || need+=(nasm)            # openh264's x86 SIMD (plain C without it)
 command -v pkg-config >/dev/null || need+=(pkg-config)
 [ -f /usr/include/vpx/vp8cx.h ] || need+=(libvpx-dev)  # VP8, linked statically (build.rs)
+command -v cmake >/dev/null || need+=(cmake)          # opusic-sys builds its bundled libopus with cmake
+# ALSA: alsa-sys finds libasound through pkg-config and links it dynamically
+# (Debian ships no libasound.a); libasound2-dev brings libasound2 with it.
+[ -f /usr/include/alsa/asoundlib.h ] || need+=(libasound2-dev)
 if [ "$want_test" = 1 ]; then
   command -v chromium >/dev/null || need+=(chromium)  # Debian's browser for the page test
   command -v node >/dev/null || need+=(nodejs)        # the page's stripe decoder test
@@ -23,6 +27,7 @@ if [ "$want_test" = 1 ]; then
   command -v systemd-analyze >/dev/null || need+=(systemd)  # the unit's exposure check
   command -v socat >/dev/null || need+=(socat)        # a pty pair for the serial bridge test
   python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+  command -v aplay >/dev/null || need+=(alsa-utils)   # aplay/arecord: the audio tests' file PCMs
 fi
 if [ "${#need[@]}" -gt 0 ]; then
   echo "setup: installing ${need[*]}"
@@ -37,6 +42,21 @@ if [ "$want_test" = 1 ] && ! command -v firefox-esr >/dev/null; then
   "${sudo_cmd[@]}" apt-get update -qq || echo "setup: apt-get update reported errors (continuing)" >&2
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
     -o DPkg::Lock::Timeout=600 firefox-esr >/dev/null
+fi
+
+# PulseAudio with null sinks: the audio tests' real-time ALSA device (its
+# `pulse` PCM comes from libasound2-plugins) and a speaker-to-microphone path.
+# Without recommends: the sound server alone, no desktop session extras.
+if [ "$want_test" = 1 ]; then
+  need=()
+  command -v pulseaudio >/dev/null || need+=(pulseaudio)
+  dpkg-query -W -f='${Status}' libasound2-plugins 2>/dev/null | grep -q 'ok installed' || need+=(libasound2-plugins)
+  if [ "${#need[@]}" -gt 0 ]; then
+    echo "setup: installing ${need[*]}"
+    "${sudo_cmd[@]}" apt-get update -qq || echo "setup: apt-get update reported errors (continuing)" >&2
+    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
+      -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null
+  fi
 fi
 
 # promtool checks /metrics (tests/whep.rs): taken out of Debian's prometheus package, which is

@@ -29,7 +29,8 @@ step "cargo test for $arm64 (under qemu-aarch64)"
 cargo test --locked --target "$arm64" --all-targets
 step "cargo build for $armhf"
 cargo build --locked --target "$armhf" --bin rtcam
-qemu-arm -L /usr/arm-linux-gnueabihf "target/$armhf/debug/rtcam" --version
+# Through the runner: it adds the sysroot's libasound.so.2 to the cross libraries.
+scripts/qemu-runner.sh arm "target/$armhf/debug/rtcam" --version
 step "system test (qemu-system-aarch64, vivid camera)"
 scripts/qemu-test.sh "target/$arm64/debug/rtcam"
 step "packages"

@@ -94,6 +94,9 @@ struct Media {
     capture: std::thread::JoinHandle<()>,
     pool: std::thread::JoinHandle<()>,
     serial: Option<std::thread::JoinHandle<()>>,
+    /// The microphone's and the speaker's threads.
+    audio_threads: Vec<std::thread::JoinHandle<()>>,
+    audio: crate::audio::plane::AudioStatus,
     /// Tells the capture thread to end.
     stop: Arc<AtomicBool>,
 }
@@ -144,6 +147,8 @@ impl Media {
         .spawn()
         .context("starting the encoder pool")?;
         let serial = start_serial(config, stop.clone())?;
+        let audio = crate::audio::plane::start(&config.audio, stop.clone())?;
+        let audio_status = audio.road.status.clone();
         let addr = socket.local_addr();
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let rtc_task = tokio::spawn(
@@ -162,6 +167,7 @@ impl Media {
                 set_control: camera.set_control,
                 refusals: camera.refusals,
                 serial: serial.road,
+                audio: audio.road,
             }
             .run(),
         );
@@ -176,6 +182,8 @@ impl Media {
             capture: camera.thread,
             pool,
             serial: serial.thread,
+            audio_threads: audio.threads,
+            audio: audio_status,
             stop,
         })
     }
@@ -226,11 +234,12 @@ impl Media {
         }
         server.abort();
         let (pool, capture, serial) = (self.pool, self.capture, self.serial);
+        let audio = self.audio_threads;
         let joined = tokio::task::spawn_blocking(move || {
             let _ = pool.join();
             let _ = capture.join();
-            if let Some(serial) = serial {
-                let _ = serial.join();
+            for thread in serial.into_iter().chain(audio) {
+                let _ = thread.join();
             }
         });
         let _ = tokio::time::timeout(Duration::from_millis(500), joined).await;
@@ -389,6 +398,7 @@ async fn start_http(
         captured: media.captured.clone(),
         limits: limits.clone(),
         snapshots: media.snapshots.clone(),
+        audio: media.audio.clone(),
     });
     let server = tokio::spawn(http::serve(
         listener, tls_config, app, shutdown, alive, limits,

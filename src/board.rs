@@ -41,6 +41,10 @@ pub struct Board {
     pub serial_port: Option<String>,
     /// The ceiling the packaged service runs under (systemd MemoryMax=).
     pub memory_max: Option<String>,
+    /// Its sound devices (ALSA PCM names, or auto/off/test) and echo mode.
+    pub audio_in: Option<String>,
+    pub audio_out: Option<String>,
+    pub echo: Option<String>,
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {

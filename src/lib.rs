@@ -6,6 +6,7 @@
 //! sans-IO parts (the stripe decoder above all); the binary is `src/main.rs`.
 
 pub mod app;
+pub mod audio;
 pub mod auth;
 pub mod board;
 pub mod capture;

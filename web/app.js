@@ -1,7 +1,7 @@
-// rtcam viewer page: one recvonly WebRTC call to the camera, JSON signaling over
-// wss://<host>/ws, live stats and per-frame glass-to-glass latency from the
-// timestamp stripe (shared/TIMESTAMP_STRIPE.md), the link readout, the camera's
-// state, full screen and snapshots. No framework, no inline code (the page runs
+// rtcam viewer page: one WebRTC call to the camera (video received; audio both ways, see
+// talk.js), JSON signaling over wss://<host>/ws, live stats and per-frame glass-to-glass
+// latency from the timestamp stripe (shared/TIMESTAMP_STRIPE.md), the link readout, the
+// camera's state, full screen and snapshots. No framework, no inline code (the page runs
 // under a strict CSP).
 //
 // Test / console hooks (window.rtcam):
@@ -13,12 +13,42 @@
 //   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot: state
 //                            (rtcam.chat.upload: the picture being shared; rtcam.chat.lines[i].image:
 //                            a line's picture, with its state 'loading' | 'loaded' | 'gone').
+//   rtcam.talk               talking to the device: {holder (who holds the talk floor, or null), youHold,
+//                            talking (this page's microphone is on), locked (hands-free), level (the
+//                            microphone's level 0..1 while talking), micError (why the microphone could not
+//                            be had, or null), may (Talk is possible now), why (why not), asked, sent /
+//                            lastSent (talk messages sent: {on, at}), refusals ({reason, message, at}),
+//                            trackState}.
+//   rtcam.audio              the device's sound: {message (its last {"type":"audio"} message), mayTalk, echo,
+//                            sound (the Sound toggle), blocked (the browser held the sound back), tracks,
+//                            packetsReceived, packetsLost, lossPct, jitterMs, concealedPct, jitterBufferMs,
+//                            codec, statsTime (received audio, getStats inbound-rtp kind=audio), sendLevel,
+//                            telemetry (the device's telemetry `audio` object)}.
+//   rtcam.startTalking()     what pressing Talk does (the microphone through navigator.mediaDevices.getUserMedia,
+//                            then {"type":"talk","on":true}); a promise of true when talking, false (and a
+//                            toast saying why) when not.
+//   rtcam.stopTalking()      what letting go of Talk does ({"type":"talk","on":false} if it was asked for).
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice, cameraOverlay, fetchSnapshot } from './camera.js';
 import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
 import { controlsState, initControls, closeControls } from './controls.js';
 import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
+import {
+  attachTalk,
+  audioState,
+  detachTalk,
+  endTalk,
+  initTalk,
+  noteAudioStats,
+  noteTrack,
+  playVideo,
+  primeSound,
+  renderAudioStats,
+  startTalking,
+  stopTalking,
+  talkState,
+} from './talk.js';
 
 const MAX_RETRIES = 3;
 const BACKOFF_MS = [1000, 2000, 4000];
@@ -105,6 +135,10 @@ rtcam.serial = serialState;
 rtcam.camera = camera;
 rtcam.link = link;
 rtcam.snapshot = snapshotState;
+rtcam.talk = talkState;
+rtcam.audio = audioState;
+rtcam.startTalking = () => startTalking();
+rtcam.stopTalking = () => stopTalking();
 // Test / console hooks (see the top of this file).
 rtcam.inject = (msg) => {
   let m = msg;
@@ -202,6 +236,7 @@ function call() {
     return;
   }
   hungUp = false;
+  primeSound(); // this click is the gesture that lets the device's sound play
   resetCallStats();
   setState('connecting');
   startAttempt();
@@ -228,6 +263,7 @@ function startAttempt() {
     lastDropped: 0,
     prevStats: null,
     window: [], // the last getStats deltas, for bitrate and loss
+    stream: null, // what the <video> plays: the call's video and audio tracks
   };
   cur = a;
   rtcam.attempt = a.id;
@@ -271,19 +307,25 @@ function startAttempt() {
   }
   a.pc = pc;
   pc.addTransceiver('video', { direction: 'recvonly' });
+  // After the video (which keeps mid 0): the device's microphone in, this page's voice out. No
+  // track yet: Talk puts the microphone on it with replaceTrack (no renegotiation).
+  attachTalk(pc.addTransceiver('audio', { direction: 'sendrecv' }));
   // Made before the offer, so the offer carries them: chat and serial need no renegotiation.
   attachChat(pc.createDataChannel('rtcam'));
   const serialDc = pc.createDataChannel('serial', { ordered: true });
   serialDc.binaryType = 'arraybuffer';
   attachSerial(serialDc);
 
+  // Video and audio play in one element from one stream, so the browser keeps them in sync.
   pc.ontrack = (ev) => {
     if (a !== cur || a.closed) return;
-    const stream = ev.streams && ev.streams[0] ? ev.streams[0] : new MediaStream([ev.track]);
-    video.srcObject = stream;
-    const p = video.play();
-    if (p && p.catch) p.catch(() => {});
-    watchFrames();
+    const given = ev.streams && ev.streams[0] ? ev.streams[0] : null;
+    if (!a.stream) a.stream = given || new MediaStream();
+    if (!a.stream.getTracks().includes(ev.track)) a.stream.addTrack(ev.track);
+    noteTrack(ev.track);
+    if (video.srcObject !== a.stream) video.srcObject = a.stream;
+    playVideo();
+    if (ev.track.kind === 'video') watchFrames();
   };
 
   pc.onicecandidate = (ev) => {
@@ -447,6 +489,7 @@ function teardown(a, sayBye) {
     }
   }
   if (a.pc) {
+    detachTalk(); // lets go of the talk floor while the channel is still open
     detachChat();
     detachSerial();
     a.pc.ontrack = a.pc.onicecandidate = a.pc.onicegatheringstatechange = null;
@@ -490,6 +533,7 @@ function endCall(state, reason, sayBye) {
     clearTimeout(retryTimer);
     retryTimer = null;
   }
+  endTalk(); // the floor let go, the microphone given back
   teardown(cur, sayBye);
   releaseVideo();
   if (statsTimer) {
@@ -565,11 +609,14 @@ function onVideoFrame(now, meta) {
 }
 
 // Browsers without requestVideoFrameCallback: go live on the first played frame.
-video.addEventListener('playing', () => {
-  if (typeof video.requestVideoFrameCallback === 'function') return;
+// (Not on the call's sound alone: the picture has a size.)
+function playedFrame() {
+  if (typeof video.requestVideoFrameCallback === 'function' || !video.videoWidth) return;
   const a = cur;
-  if (a && !a.closed && !a.live && !hungUp) frameArrived(a, wallNow());
-});
+  if (a && !a.closed && !a.live && !hungUp && !video.paused) frameArrived(a, wallNow());
+}
+video.addEventListener('playing', playedFrame);
+video.addEventListener('resize', playedFrame);
 
 function noteGap(shown) {
   if (rtcam.lastShown !== null) {
@@ -703,6 +750,7 @@ async function pollStats() {
     return;
   }
   if (a !== cur || a.closed) return;
+  noteAudioStats(report);
   let inbound = null;
   let pair = null;
   let selectedPairId = null;
@@ -777,6 +825,7 @@ function percentile(sorted, p) {
 const ms = (v) => (v === null || v === undefined || !Number.isFinite(v) ? '–' : `${Math.round(v)} ms`);
 
 function renderStats() {
+  renderAudioStats();
   if (statsEl.hidden) return;
   const set = (id, text) => {
     $(id).textContent = text;
@@ -979,6 +1028,7 @@ function toast(text, kind = 'info', ms = 4000) {
   }, ms);
 }
 initControls({ notify: (text, kind) => toast(text, kind, 6000) });
+initTalk({ notify: toast, typingIn, video });
 
 // ---------------------------------------------------------------- full screen
 

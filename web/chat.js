@@ -301,6 +301,8 @@ const OTHER_REASONS = new Set([
   'control_failed',
   'serial_busy',
   'serial_unavailable',
+  'talk_busy', // talk.js says these
+  'talk_unavailable',
 ]);
 
 // ---------------------------------------------------------------- sending a picture

@@ -9,6 +9,7 @@
 // Names and labels from the channel are only ever put in the page with textContent.
 
 import { on, onChannel, sendJson, channelOpen } from './chat.js';
+import { talkAskedRecently } from './talk.js';
 
 const THROTTLE_MS = 250; // at most 4 sets a second per control while dragging
 const HOLD_MS = 900; // after the user's last move, a control is theirs for this long
@@ -388,6 +389,8 @@ function onCameraName(m) {
 on('controls', onControls);
 on('camera', onCameraName);
 on('error', (m) => {
+  // A not_allowed just after this page asked to talk is talk.js's to show.
+  if (m.reason === 'not_allowed' && talkAskedRecently()) return;
   if (CONTROL_REASONS.has(m.reason)) showError(m);
 });
 onChannel((open) => {

@@ -23,15 +23,19 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 pub mod images;
+mod messages;
+mod refusal;
+mod serial;
+pub mod talk;
 
-use crate::capture::controls::{self, CameraControl, ControlError};
-use crate::capture::supervise::CameraState;
-use crate::serial::floor::{Floor, Turn};
-use crate::serial::{MAX_CHUNK, SerialState, SerialView};
-use images::{Image, ImageRef, ImageRefusal, Kept, Upload};
+use crate::capture::controls::{self, ControlError};
+use crate::serial::SerialView;
+use crate::serial::floor::Floor;
+use images::{Image, ImageRefusal, Kept, Upload};
+pub use messages::{AudioTelemetry, CameraView, ChatLine, Request, Send, Telemetry};
+use messages::{Incoming, Outgoing};
+pub use refusal::Refusal;
 
 /// Chat lines kept for viewers who join later.
 pub const HISTORY: usize = 50;
@@ -43,242 +47,6 @@ pub const MAX_NAME_CHARS: usize = 40;
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
 /// Messages per second per viewer (a burst of as many is allowed).
 pub const MESSAGES_PER_SECOND: u32 = 5;
-
-/// Why a viewer's message was refused, told back to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refusal {
-    /// Binary data on the text channel.
-    NotText,
-    TooLarge {
-        bytes: usize,
-    },
-    NotJson(String),
-    UnknownType(String),
-    TextTooLong {
-        chars: usize,
-    },
-    EmptyText,
-    BadName,
-    /// The name comes from the viewer's token.
-    NameFixed,
-    TooFast,
-    /// Its token lets it watch, not change the camera.
-    NotAllowed,
-    /// An unknown control, a value out of its range, or one the camera
-    /// refused.
-    Control(ControlError),
-    /// Over [`MAX_CHUNK`] bytes on the `serial` channel.
-    SerialTooLarge {
-        bytes: usize,
-    },
-    /// Another viewer holds the serial port.
-    SerialBusy {
-        holder: String,
-    },
-    /// No serial port is bridged now (off, missing or vanished), or it is
-    /// not keeping up.
-    SerialUnavailable(String),
-    Image(ImageRefusal),
-}
-
-impl Refusal {
-    /// A short machine-readable reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Refusal::NotText => "not_text",
-            Refusal::TooLarge { .. } => "too_large",
-            Refusal::NotJson(_) => "bad_json",
-            Refusal::UnknownType(_) => "unknown_type",
-            Refusal::TextTooLong { .. } => "text_too_long",
-            Refusal::EmptyText => "empty_text",
-            Refusal::BadName => "bad_name",
-            Refusal::NameFixed => "name_fixed",
-            Refusal::TooFast => "too_fast",
-            Refusal::NotAllowed => "not_allowed",
-            Refusal::Control(e) => e.reason(),
-            Refusal::SerialTooLarge { .. } => "too_large",
-            Refusal::SerialBusy { .. } => "serial_busy",
-            Refusal::SerialUnavailable(_) => "serial_unavailable",
-            Refusal::Image(r) => r.reason(),
-        }
-    }
-}
-
-impl fmt::Display for Refusal {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Refusal::NotText => f.write_str("this channel takes JSON text, not binary data"),
-            Refusal::TooLarge { bytes } => {
-                write!(f, "message of {bytes} bytes; at most {MAX_MESSAGE_BYTES}")
-            }
-            Refusal::NotJson(why) => write!(f, "not a JSON object with a \"type\": {why}"),
-            Refusal::UnknownType(t) => write!(f, "unknown message type \"{t}\""),
-            Refusal::TextTooLong { chars } => {
-                write!(
-                    f,
-                    "chat text of {chars} characters; at most {MAX_TEXT_CHARS}"
-                )
-            }
-            Refusal::EmptyText => f.write_str("empty chat text"),
-            Refusal::BadName => write!(
-                f,
-                "a name is 1 to {MAX_NAME_CHARS} characters, without control characters"
-            ),
-            Refusal::NameFixed => f.write_str("this viewer's name comes from its token"),
-            Refusal::TooFast => write!(
-                f,
-                "too many messages: at most {MESSAGES_PER_SECOND} a second"
-            ),
-            Refusal::NotAllowed => {
-                f.write_str("this viewer's token lets it watch, not change the camera")
-            }
-            Refusal::Control(e) => e.fmt(f),
-            Refusal::SerialTooLarge { bytes } => {
-                write!(f, "serial message of {bytes} bytes; at most {MAX_CHUNK}")
-            }
-            Refusal::SerialBusy { holder } => write!(
-                f,
-                "{holder} holds the serial port; it is free after {} s without writing",
-                crate::serial::floor::IDLE_RELEASE.as_secs()
-            ),
-            Refusal::SerialUnavailable(why) => write!(f, "the serial port is unavailable: {why}"),
-            Refusal::Image(r) => r.fmt(f),
-        }
-    }
-}
-
-/// What viewers send.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Incoming {
-    Hello {
-        name: String,
-    },
-    Chat {
-        text: String,
-    },
-    Set {
-        control: String,
-        value: i64,
-    },
-    /// A picture of `size` bytes follows in `image_chunk`s.
-    Image {
-        id: u32,
-        name: String,
-        size: usize,
-    },
-    #[serde(rename = "image_chunk")]
-    ImageChunk {
-        id: u32,
-        data: String,
-    },
-}
-
-/// What viewers are sent.
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-enum Outgoing<'a> {
-    Chat(&'a ChatLine),
-    Telemetry(&'a Telemetry),
-    Controls {
-        may_set: bool,
-        controls: &'a [CameraControl],
-    },
-    Camera {
-        state: CameraState,
-        name: &'a str,
-        problem: Option<&'a str>,
-    },
-    Serial {
-        state: SerialState,
-        path: Option<&'a str>,
-        baud: u32,
-        holder: Option<&'a str>,
-        you_hold: bool,
-        problem: Option<&'a str>,
-    },
-    Error {
-        reason: &'static str,
-        message: String,
-    },
-}
-
-/// How the stream and one viewer's link are doing, pushed to it once a
-/// second as `{"type":"telemetry",...}`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct Telemetry {
-    /// Viewers watching the device.
-    pub viewers: usize,
-    /// Its codec ("H.264", "VP8") and the encoder's target, kbit/s.
-    pub codec: String,
-    pub bitrate_kbps: Option<u32>,
-    /// Frames sent to it in the last second.
-    pub fps: f64,
-    /// Its link, from str0m's stats.
-    pub rtt_ms: Option<f64>,
-    /// Lost after repairs, and on the wire before them (fractions).
-    pub loss: Option<f32>,
-    pub wire_loss: Option<f32>,
-    pub nacks: u64,
-    pub bwe_kbps: Option<u64>,
-    /// How many times each datagram goes out (a lossy link gets 2 or 3).
-    pub copies: u8,
-    /// Below the bitrate floor: it gets only referenced frames.
-    pub thinned: bool,
-    /// Frames a second the camera delivers (the slate's 5 while it is lost).
-    pub capture_fps: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ChatLine {
-    pub from: String,
-    pub text: String,
-    /// Wall-clock time it was said, Unix milliseconds.
-    pub at: u64,
-    /// A picture it carries (`text` is then its file name).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<ImageRef>,
-}
-
-/// The camera as the protocol tells viewers about it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CameraView {
-    pub state: CameraState,
-    /// What it is, e.g. "V4L2 /dev/video0 (vivid) 640x360 YU12 @ 30.0 fps".
-    pub name: String,
-    pub problem: Option<String>,
-    pub controls: Vec<CameraControl>,
-}
-
-impl From<&crate::capture::SourceInfo> for CameraView {
-    fn from(info: &crate::capture::SourceInfo) -> Self {
-        let lost = info.state == CameraState::Lost;
-        CameraView {
-            state: info.state,
-            name: match info.kind {
-                "none" => "no camera yet".into(),
-                _ => info.to_string(),
-            },
-            problem: info.problem.clone().filter(|_| lost),
-            controls: info.controls.clone(),
-        }
-    }
-}
-
-/// What the protocol asks of the rest of the appliance.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Request<Id> {
-    /// Set the camera's control `id` to `value` (checked against the last
-    /// [`CameraView`]); a refusal comes back through [`Control::refused`].
-    SetControl { from: Id, id: String, value: i64 },
-}
-
-/// A message for one viewer's `rtcam` channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Send<Id> {
-    pub to: Id,
-    pub text: String,
-}
 
 #[derive(Debug)]
 struct Member {
@@ -312,6 +80,9 @@ pub struct Control<Id> {
     floor: Floor<Id>,
     /// Pictures shared in the chat, for viewers to fetch.
     kept: Kept,
+    /// Who talks to the device's speaker, and its sound devices.
+    talk: talk::TalkFloor<Id>,
+    audio: talk::AudioView,
 }
 
 impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
@@ -325,6 +96,8 @@ impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
             serial: SerialView::default(),
             floor: Floor::default(),
             kept: Kept::default(),
+            talk: talk::TalkFloor::default(),
+            audio: talk::AudioView::default(),
         }
     }
 }
@@ -356,11 +129,19 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 told_serial: false,
             },
         );
-        let texts = [
+        let mut texts = vec![
             self.camera_message(),
             self.controls_message(may_control),
             self.serial_message(id),
         ];
+        // A device with no sound says nothing of it; one with sound says
+        // what it has and who talks.
+        if self.audio != talk::AudioView::default() {
+            texts.push(self.audio_message(id));
+        }
+        if self.talker().is_some() {
+            texts.push(self.talk_message(id));
+        }
         for text in texts {
             self.out.push_back(Send { to: id, text });
         }
@@ -380,6 +161,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         if self.floor.leave(id) {
             self.broadcast_serial();
         }
+        self.leave_talk(id);
     }
 
     /// Time passes: an idle holder of the serial port lets go, and a
@@ -388,6 +170,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         if self.floor.tick(now) {
             self.broadcast_serial();
         }
+        self.tick_talk(now);
         for m in self.members.values_mut() {
             if m.upload.as_ref().is_some_and(|u| u.expired(now)) {
                 m.upload = None;
@@ -398,93 +181,6 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     /// A picture shared in the chat (`/api/chat/images/N`).
     pub fn image(&self, n: u64) -> Option<Image> {
         self.kept.get(n)
-    }
-
-    /// The serial bridge now (open, absent, off).
-    pub fn serial(&mut self, view: SerialView) {
-        if view != self.serial {
-            self.serial = view;
-            self.broadcast_serial();
-        }
-    }
-
-    /// Viewer `id` wrote `len` bytes on its `serial` channel at `now`:
-    /// whether they go to the port (else it is told why not).
-    pub fn serial_write(&mut self, now: Instant, id: Id, len: usize) -> bool {
-        if !self.members.contains_key(&id) {
-            return false; // no `rtcam` channel: it cannot be told who holds the port
-        }
-        let member = &self.members[&id];
-        let refusal = if !member.may_control {
-            Refusal::NotAllowed
-        } else if len > MAX_CHUNK {
-            Refusal::SerialTooLarge { bytes: len }
-        } else if self.serial.state != SerialState::Open {
-            let why = self.serial.problem.clone();
-            Refusal::SerialUnavailable(why.unwrap_or_else(|| "no serial port is set up".into()))
-        } else {
-            match self.floor.write(now, id) {
-                Turn::Kept => {
-                    self.serial_told(id, false);
-                    return true;
-                }
-                Turn::Taken => {
-                    self.serial_told(id, false);
-                    self.broadcast_serial();
-                    return true;
-                }
-                Turn::HeldBy(h) => Refusal::SerialBusy {
-                    holder: self
-                        .members
-                        .get(&h)
-                        .map_or_else(|| default_name(h), |m| m.name.clone()),
-                },
-            }
-        };
-        if !self.serial_told(id, true) {
-            self.refuse(id, &refusal);
-        }
-        false
-    }
-
-    /// The serial port's write queue was full: `id`'s bytes were dropped.
-    pub fn serial_overflow(&mut self, id: Id) {
-        if !self.serial_told(id, true) {
-            let why = "it is not keeping up; bytes were dropped".to_string();
-            self.refuse(id, &Refusal::SerialUnavailable(why));
-        }
-    }
-
-    /// Whether `id` was told about a refused serial write since its last
-    /// accepted one (a stream of refused bytes gets one error, not one per
-    /// message); sets it to `told`.
-    fn serial_told(&mut self, id: Id, told: bool) -> bool {
-        self.members
-            .get_mut(&id)
-            .is_some_and(|m| std::mem::replace(&mut m.told_serial, told))
-    }
-
-    fn broadcast_serial(&mut self) {
-        let ids: Vec<Id> = self.members.keys().copied().collect();
-        for to in ids {
-            let text = self.serial_message(to);
-            self.out.push_back(Send { to, text });
-        }
-    }
-
-    fn serial_message(&self, to: Id) -> String {
-        let holder = self.floor.holder();
-        let name = holder
-            .and_then(|h| self.members.get(&h))
-            .map(|m| m.name.as_str());
-        to_json(&Outgoing::Serial {
-            state: self.serial.state,
-            path: self.serial.path.as_deref(),
-            baud: self.serial.baud,
-            holder: name,
-            you_hold: holder == Some(to),
-            problem: self.serial.problem.as_deref(),
-        })
     }
 
     pub fn members(&self) -> usize {
@@ -624,6 +320,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
             } => self.begin_image(now, id, upload, &name, size),
             Incoming::ImageChunk { .. } => Ok(()), // handled above
             Incoming::Set { control, value } => self.set(id, control, value),
+            Incoming::Talk { on } => self.ask_talk(now, id, on),
         }
     }
 
@@ -787,6 +484,7 @@ pub const fn one_message() -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::supervise::CameraState;
 
     type Id = u32;
 

@@ -57,6 +57,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/serial.js"),
     },
     Asset {
+        path: "/talk.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/talk.js"),
+    },
+    Asset {
         path: "/style.css",
         mime: "text/css; charset=utf-8",
         body: include_bytes!("../../web/style.css"),

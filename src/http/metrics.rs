@@ -14,8 +14,10 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
+use crate::audio::AudioStats;
 use crate::capture::SourceInfo;
 use crate::capture::supervise::CameraState;
+use crate::control::talk::DeviceState;
 use crate::encode::pool::EncoderStatus;
 use crate::rtc::RtcStats;
 
@@ -47,6 +49,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         encoders: &state.encoders.snapshot(),
         captured: state.captured.load(Ordering::Relaxed),
         limits: &state.limits,
+        audio: Some((
+            &state.audio.stats,
+            [
+                ("microphone", state.audio.microphone.borrow().state),
+                ("speaker", state.audio.speaker.borrow().state),
+            ],
+        )),
     });
     (
         [(
@@ -65,6 +74,8 @@ pub struct Inputs<'a> {
     pub encoders: &'a [EncoderStatus],
     pub captured: u64,
     pub limits: &'a LimitHits,
+    /// The sound's counters, and its devices' states.
+    pub audio: Option<(&'a AudioStats, [(&'static str, DeviceState); 2])>,
 }
 
 /// The exposition text.
@@ -88,7 +99,79 @@ pub fn render(i: &Inputs) -> String {
     encoders(&mut out, i.encoders);
     viewers(&mut out, i.rtc);
     limits(&mut out, i.limits);
+    if let Some((stats, devices)) = i.audio {
+        audio(&mut out, stats, &devices);
+    }
     out.0
+}
+
+/// A counter family: its name, help, and each kind's counter.
+type CounterFamily<'a> = (&'a str, &'a str, &'a [(&'a str, &'a AtomicU64)]);
+
+fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]) {
+    out.family(
+        "rtcam_audio_device_open",
+        "gauge",
+        "1 while the audio device captures or plays, 0 while absent or off.",
+    );
+    for (device, state) in devices {
+        let open = (*state == DeviceState::Open) as u8 as f64;
+        out.sample("rtcam_audio_device_open", &[("device", device)], open);
+    }
+    let get = AudioStats::get;
+    let counters: [CounterFamily; 4] = [
+        (
+            "rtcam_audio_microphone_frames_total",
+            "Microphone frames (20 ms), by what became of them.",
+            &[
+                ("captured", &s.mic_frames),
+                ("encoded", &s.mic_encoded),
+                ("dropped", &s.mic_dropped),
+                ("muted", &s.mic_muted),
+            ],
+        ),
+        (
+            "rtcam_audio_talk_packets_total",
+            "Voice packets of the talking viewer, to the speaker or dropped.",
+            &[("played", &s.talk_packets), ("dropped", &s.talk_dropped)],
+        ),
+        (
+            "rtcam_audio_speaker_frames_total",
+            "Speaker frames (20 ms): played, concealed, recovered by FEC, late.",
+            &[
+                ("played", &s.played),
+                ("concealed", &s.concealed),
+                ("recovered", &s.recovered),
+                ("late", &s.late),
+            ],
+        ),
+        (
+            "rtcam_audio_xruns_total",
+            "Capture overruns and playback underruns.",
+            &[("overrun", &s.mic_overruns), ("underrun", &s.underruns)],
+        ),
+    ];
+    for (name, help, samples) in counters {
+        out.family(name, "counter", help);
+        for (kind, counter) in samples {
+            out.sample(name, &[("kind", kind)], get(counter) as f64);
+        }
+    }
+    out.family(
+        "rtcam_audio_jitter_buffer_milliseconds",
+        "gauge",
+        "The speaker's jitter buffer: its target and what it holds.",
+    );
+    for (kind, v) in [
+        ("target", &s.jitter_target_ms),
+        ("buffered", &s.jitter_buffered_ms),
+    ] {
+        out.sample(
+            "rtcam_audio_jitter_buffer_milliseconds",
+            &[("kind", kind)],
+            get(v) as f64,
+        );
+    }
 }
 
 fn camera(out: &mut Text, s: &SourceInfo) {
@@ -338,6 +421,7 @@ mod tests {
             encoders: &[enc],
             captured: 301,
             limits: &limits,
+            audio: None,
         });
         for line in [
             "rtcam_viewers 1",

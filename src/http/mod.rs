@@ -65,6 +65,8 @@ pub struct AppState {
     pub limits: Arc<metrics::LimitHits>,
     /// The next picture, for `/api/snapshot.jpg`.
     pub snapshots: Arc<crate::encode::jpeg::Snapshots>,
+    /// The microphone, the speaker and their counters.
+    pub audio: crate::audio::plane::AudioStatus,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -109,6 +111,7 @@ async fn status(
         rtc: crate::rtc::RtcStats,
         source: crate::capture::SourceInfo,
         encoders: Vec<crate::encode::pool::EncoderStatus>,
+        audio: crate::audio::plane::AudioReport,
     }
     match state.rtc.stats().await {
         Ok(rtc) => {
@@ -118,6 +121,7 @@ async fn status(
                 rtc,
                 source,
                 encoders,
+                audio: state.audio.report(),
             })
             .into_response()
         }

@@ -8,6 +8,7 @@
 pub mod rate;
 pub mod redundancy;
 pub mod sessions;
+pub mod socket;
 pub mod udp;
 pub mod viewer;
 

@@ -8,21 +8,23 @@
 
 use std::collections::HashMap;
 use std::io::{self, IoSliceMut};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use quinn_udp::{RecvMeta, UdpSocketState};
+use quinn_udp::RecvMeta;
 use tokio::io::Interest;
-use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
+pub use super::socket::{AddressMap, MediaSocket, ReplyFrom};
 use super::{Command, EndReason, RtcStats, SessionEvent, Sessions, ViewerId};
+use crate::audio::plane::AudioRoad;
+use crate::audio::{AudioStats, EncodedAudio};
 use crate::capture::SourceInfo;
 use crate::capture::controls::ControlError;
 use crate::capture::run::{ControlRefused, SetControl};
-use crate::control::CameraView;
+use crate::control::{AudioTelemetry, CameraView};
 use crate::encode::pool::EncoderControl;
 use crate::frame::{EncodedFrame, VideoCodec};
 use crate::serial::SerialView;
@@ -31,152 +33,6 @@ use crate::serial::SerialView;
 const MAX_SLEEP: Duration = Duration::from_millis(500);
 /// No frame for this long means the pipeline is stalled.
 const STALL_AFTER: Duration = Duration::from_secs(5);
-
-/// Which addresses viewers are told about, and how real local addresses map
-/// onto them.
-#[derive(Debug, Clone)]
-pub struct AddressMap {
-    candidates: Vec<SocketAddr>,
-    advertised: bool,
-}
-
-impl AddressMap {
-    /// `bound` is the socket's address; `advertise` overrides what goes in
-    /// candidates (1:1 NAT, port forwards); `local_ips` are the machine's
-    /// interface addresses, used when bound to the wildcard.
-    pub fn new(bound: SocketAddr, advertise: &[IpAddr], local_ips: &[IpAddr]) -> Self {
-        let port = bound.port();
-        let (ips, advertised): (Vec<IpAddr>, bool) = if !advertise.is_empty() {
-            (advertise.to_vec(), true)
-        } else if bound.ip().is_unspecified() {
-            let ips = local_ips
-                .iter()
-                .copied()
-                .filter(|ip| ip.is_ipv4() == bound.is_ipv4())
-                .filter(|ip| match ip {
-                    // Link-local v6 needs a scope id that SDP cannot carry.
-                    IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
-                    IpAddr::V4(_) => true,
-                })
-                .collect();
-            (ips, false)
-        } else {
-            (vec![bound.ip()], false)
-        };
-        let mut candidates: Vec<SocketAddr> = Vec::new();
-        for ip in ips {
-            let addr = SocketAddr::new(ip, port);
-            if !candidates.contains(&addr) {
-                candidates.push(addr);
-            }
-        }
-        AddressMap {
-            candidates,
-            advertised,
-        }
-    }
-
-    pub fn candidates(&self) -> &[SocketAddr] {
-        &self.candidates
-    }
-
-    /// The candidate a datagram that really arrived at `dst` was sent to.
-    pub fn to_candidate(&self, dst: SocketAddr) -> SocketAddr {
-        if self.candidates.contains(&dst) || !self.advertised {
-            return dst;
-        }
-        self.candidates
-            .iter()
-            .find(|c| c.is_ipv4() == dst.is_ipv4())
-            .or(self.candidates.first())
-            .copied()
-            .unwrap_or(dst)
-    }
-
-    /// The local address to send from for a transmit str0m sourced at
-    /// `candidate`: the same interface the viewer reached us on. Advertised
-    /// addresses are not ours, so the kernel picks.
-    pub fn source_ip(&self, candidate: SocketAddr) -> Option<IpAddr> {
-        (!self.advertised && !candidate.ip().is_unspecified()).then_some(candidate.ip())
-    }
-}
-
-/// The bound UDP socket with its quinn-udp state (pktinfo, GRO).
-pub struct MediaSocket {
-    socket: UdpSocket,
-    state: UdpSocketState,
-    local: SocketAddr,
-}
-
-impl MediaSocket {
-    pub fn bind(addr: SocketAddr) -> io::Result<Self> {
-        let std = std::net::UdpSocket::bind(addr)?;
-        std.set_nonblocking(true)?;
-        let state = UdpSocketState::new((&std).into())?;
-        let local = std.local_addr()?;
-        let socket = UdpSocket::from_std(std)?;
-        Ok(MediaSocket {
-            socket,
-            state,
-            local,
-        })
-    }
-
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local
-    }
-
-    async fn send(&self, to: SocketAddr, from: Option<IpAddr>, data: &[u8]) {
-        let transmit = quinn_udp::Transmit {
-            destination: to,
-            ecn: None,
-            contents: data,
-            segment_size: None,
-            src_ip: from,
-        };
-        for _ in 0..3 {
-            let r = self.socket.try_io(Interest::WRITABLE, || {
-                self.state.try_send((&self.socket).into(), &transmit)
-            });
-            match r {
-                Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.socket.writable().await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!("UDP send to {to} failed: {e}");
-                    return;
-                }
-            }
-        }
-    }
-}
-
-/// The local address each viewer's datagrams arrived at, so that replies
-/// leave from that very address. With `--advertise` the candidate is not a
-/// local address, and the kernel's own choice may be another interface's:
-/// Firefox ignores STUN answers from an address it did not send to (seen in
-/// a network namespace whose veth peer is also local). Only addresses a
-/// viewer's datagram was taken from are learned, and the table is bounded.
-#[derive(Debug, Default)]
-pub struct ReplyFrom(HashMap<SocketAddr, IpAddr>);
-
-impl ReplyFrom {
-    const MAX: usize = 4096;
-
-    pub fn learn(&mut self, peer: SocketAddr, local: IpAddr) {
-        if self.0.len() >= Self::MAX && !self.0.contains_key(&peer) {
-            self.0.clear();
-        }
-        self.0.insert(peer, local);
-    }
-
-    pub fn get(&self, peer: SocketAddr) -> Option<IpAddr> {
-        self.0.get(&peer).copied()
-    }
-}
 
 /// What the watchdog check remembers between turns of the loop.
 struct Liveness {
@@ -221,6 +77,7 @@ pub struct RtcTask {
     pub set_control: std::sync::mpsc::SyncSender<SetControl>,
     pub refusals: mpsc::Receiver<ControlRefused>,
     pub serial: SerialRoad,
+    pub audio: AudioRoad,
 }
 
 /// The serial bridge's side of the rtc task: its state, its bytes for the
@@ -245,6 +102,11 @@ enum Wake {
     Refused(Option<ControlRefused>),
     Readable,
     Frame(Option<EncodedFrame>),
+    Audio(Option<EncodedAudio>),
+    /// The microphone's or the speaker's state changed (false: that
+    /// thread is gone, or was never started).
+    Mic(bool),
+    Speaker(bool),
     Command(Option<Command>),
     Timeout,
 }
@@ -257,6 +119,9 @@ struct Open {
     refusals: bool,
     serial: bool,
     serial_bytes: bool,
+    audio: bool,
+    mic: bool,
+    speaker: bool,
 }
 
 /// The media loop's own state.
@@ -291,10 +156,14 @@ impl RtcTask {
                 refusals: true,
                 serial: true,
                 serial_bytes: true,
+                audio: true,
+                mic: true,
+                speaker: true,
             },
         };
         self.camera_changed();
         self.serial_changed();
+        self.audio_changed();
         let fault_at =
             crate::fault::armed("media-task-panic").then(|| Instant::now() + FAULT_AFTER);
         loop {
@@ -338,6 +207,9 @@ impl RtcTask {
                 Err(_) => Wake::Timeout,
             },
             f = self.frames.recv(), if open.frames => Wake::Frame(f),
+            a = self.audio.packets.recv(), if open.audio => Wake::Audio(a),
+            c = self.audio.status.microphone.changed(), if open.mic => Wake::Mic(c.is_ok()),
+            c = self.audio.status.speaker.changed(), if open.speaker => Wake::Speaker(c.is_ok()),
             c = self.commands.recv() => Wake::Command(c),
             _ = tokio::time::sleep_until(deadline.into()) => Wake::Timeout,
         }
@@ -369,6 +241,17 @@ impl RtcTask {
                 tracing::error!("the encoder stopped: no more video");
                 t.open.frames = false;
             }
+            Wake::Audio(Some(packet)) => self.sessions.write_audio(&packet),
+            Wake::Audio(None) => t.open.audio = false,
+            // A closed watch keeps the state it last said.
+            Wake::Mic(open) => {
+                t.open.mic = open;
+                self.audio_changed();
+            }
+            Wake::Speaker(open) => {
+                t.open.speaker = open;
+                self.audio_changed();
+            }
             Wake::Command(Some(cmd)) => self.command(cmd, &mut t.watchers, t.frames_in),
             // The HTTP server stops on the same signal and drops the
             // senders; whichever of the two this loop sees first, the
@@ -382,6 +265,13 @@ impl RtcTask {
     fn camera_changed(&mut self) {
         let view = CameraView::from(&*self.camera.borrow_and_update());
         self.sessions.set_camera(view);
+    }
+
+    fn audio_changed(&mut self) {
+        self.audio.status.microphone.borrow_and_update();
+        self.audio.status.speaker.borrow_and_update();
+        let view = self.audio.status.view();
+        self.sessions.set_audio(view);
     }
 
     fn serial_changed(&mut self) {
@@ -419,6 +309,20 @@ impl RtcTask {
             let fps = n.saturating_sub(from) as f64 / span.as_secs_f64();
             self.sessions.set_capture_fps(fps);
             live.rate_from = (n, now);
+            self.sessions.set_speaker_stats(self.speaker_stats());
+        }
+    }
+
+    /// The speaker's side of the viewers' audio telemetry.
+    fn speaker_stats(&self) -> AudioTelemetry {
+        let s = &self.audio.status.stats;
+        let speaker_on = self.audio.talk.is_some();
+        AudioTelemetry {
+            jitter_ms: speaker_on.then(|| AudioStats::get(&s.jitter_target_ms)),
+            concealed: AudioStats::get(&s.concealed),
+            underruns: AudioStats::get(&s.underruns),
+            echo: self.audio.status.echo.name(),
+            ..Default::default()
         }
     }
 
@@ -426,6 +330,8 @@ impl RtcTask {
     /// changed. What was told is remembered only once sent: a full queue is
     /// tried again on the next turn, so the pool never misses a change.
     fn report_demand(&self, told: &mut Demand) {
+        let listeners = self.sessions.audio_listeners();
+        self.audio.listeners.store(listeners, Ordering::Relaxed);
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
             let n = self.sessions.viewers_of(codec);
             if n != told.viewers[i]
@@ -578,6 +484,14 @@ impl RtcTask {
                         self.sessions.control_refused(from, error);
                     }
                 }
+                SessionEvent::Talk(packet) => {
+                    let sent = self.audio.talk.as_ref().map(|t| t.try_send(packet));
+                    if matches!(sent, Some(Err(_))) {
+                        AudioStats::add(&self.audio.status.stats.talk_dropped, 1);
+                    } else if sent.is_some() {
+                        AudioStats::add(&self.audio.status.stats.talk_packets, 1);
+                    }
+                }
                 SessionEvent::Ended(id, reason) => {
                     if let Some(w) = watchers.remove(&id) {
                         let _ = w.send(reason);
@@ -585,72 +499,5 @@ impl RtcTask {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn wildcard_bind_lists_every_interface_of_its_family() {
-        let m = AddressMap::new(
-            "0.0.0.0:8443".parse().unwrap(),
-            &[],
-            &[
-                ip("127.0.0.1"),
-                ip("192.168.1.20"),
-                ip("fe80::1"),
-                ip("2001:db8::2"),
-            ],
-        );
-        let want: Vec<SocketAddr> = vec![
-            "127.0.0.1:8443".parse().unwrap(),
-            "192.168.1.20:8443".parse().unwrap(),
-        ];
-        assert_eq!(m.candidates(), &want[..]);
-        let dst: SocketAddr = "192.168.1.20:8443".parse().unwrap();
-        assert_eq!(m.to_candidate(dst), dst);
-        assert_eq!(m.source_ip(dst), Some(ip("192.168.1.20")));
-    }
-
-    #[test]
-    fn advertised_addresses_replace_real_ones() {
-        let m = AddressMap::new(
-            "0.0.0.0:5000".parse().unwrap(),
-            &[ip("127.0.0.1")],
-            &[ip("10.0.2.15")],
-        );
-        let cand: SocketAddr = "127.0.0.1:5000".parse().unwrap();
-        assert_eq!(m.candidates(), &[cand]);
-        // QEMU's forward delivers to the guest's own address.
-        assert_eq!(m.to_candidate("10.0.2.15:5000".parse().unwrap()), cand);
-        assert_eq!(m.source_ip(cand), None, "the kernel picks the real source");
-    }
-
-    #[test]
-    fn replies_leave_from_where_the_viewer_reached_us() {
-        let mut r = ReplyFrom::default();
-        let peer: SocketAddr = "198.51.100.1:5000".parse().unwrap();
-        assert_eq!(r.get(peer), None);
-        r.learn(peer, ip("198.51.100.2"));
-        assert_eq!(r.get(peer), Some(ip("198.51.100.2")));
-        for i in 0..ReplyFrom::MAX as u16 + 10 {
-            r.learn(SocketAddr::new(ip("10.0.0.1"), i), ip("10.0.0.2"));
-        }
-        assert!(r.0.len() <= ReplyFrom::MAX, "bounded");
-    }
-
-    #[test]
-    fn specific_bind_is_its_own_candidate() {
-        let m = AddressMap::new("127.0.0.1:7000".parse().unwrap(), &[], &[ip("10.1.1.1")]);
-        assert_eq!(
-            m.candidates(),
-            &["127.0.0.1:7000".parse::<SocketAddr>().unwrap()]
-        );
     }
 }

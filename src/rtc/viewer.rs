@@ -88,6 +88,19 @@ pub struct ViewerStats {
     pub thinned: bool,
 }
 
+/// A viewer's audio section.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioLink {
+    pub mid: Mid,
+    /// The Opus payload type its offer gave.
+    pub pt: Pt,
+    /// Our answer sends on it (sendrecv, or sendonly to a recvonly offer).
+    pub sends: bool,
+}
+
+/// The most audio packets heard from one viewer and not yet routed.
+pub const MAX_HEARD: usize = 64;
+
 pub struct Viewer {
     pub id: ViewerId,
     /// The address that signaled this viewer (for per-address limits).
@@ -99,6 +112,13 @@ pub struct Viewer {
     /// takes ours, else VP8), and the payload type the browser gave it.
     pub codec: Option<VideoCodec>,
     pub pt: Option<Pt>,
+    /// Its audio section, when its offer had one with Opus.
+    pub audio: Option<AudioLink>,
+    /// Audio packets sent to it and heard from it.
+    pub audio_sent: u64,
+    pub audio_received: u64,
+    /// Its audio that str0m gave us, for the talk floor to route.
+    pub heard: std::collections::VecDeque<str0m::media::MediaData>,
     pub connected: bool,
     /// Nothing is sent until the first IDR: P-frames before it are useless.
     pub awaiting_keyframe: bool,
@@ -145,6 +165,10 @@ impl Viewer {
             mid: None,
             codec: None,
             pt: None,
+            audio: None,
+            audio_sent: 0,
+            audio_received: 0,
+            heard: Default::default(),
             connected: false,
             awaiting_keyframe: true,
             created: now,

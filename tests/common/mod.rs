@@ -900,6 +900,7 @@ pub async fn whep_trickle(server: &Server, location: &str, client: &Client) -> H
         .await
 }
 
+pub mod audio_peer;
 pub mod channels;
 pub mod link;
 pub mod sim;

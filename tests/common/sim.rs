@@ -31,6 +31,9 @@ pub struct Peer {
     /// Its `serial` channel once open, and the bytes on it.
     pub serial: Option<str0m::channel::ChannelId>,
     pub serial_bytes: Vec<u8>,
+    /// Its audio section, and the audio packets it received.
+    pub audio_mid: Option<Mid>,
+    pub audio: Vec<Arc<[u8]>>,
 }
 
 pub struct Sim {
@@ -77,7 +80,8 @@ impl Sim {
         index: usize,
         browser: Browser,
     ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
-        self.offer_of(index, browser, &[])
+        let (rtc, offer, pending, addr, mid, _) = self.offer_of(index, browser, &[], None);
+        (rtc, offer, pending, addr, mid)
     }
 
     fn offer_of(
@@ -85,9 +89,17 @@ impl Sim {
         index: usize,
         browser: Browser,
         channels: &[&str],
-    ) -> (Rtc, String, str0m::change::SdpPendingOffer, SocketAddr, Mid) {
+        audio: Option<Direction>,
+    ) -> (
+        Rtc,
+        String,
+        str0m::change::SdpPendingOffer,
+        SocketAddr,
+        Mid,
+        Option<Mid>,
+    ) {
         let addr: SocketAddr = format!("10.0.0.{}:5000", 10 + index).parse().unwrap();
-        let builder = Rtc::builder().clear_codecs();
+        let builder = Rtc::builder().clear_codecs().enable_opus(true, false);
         let builder = match browser {
             // Chromium offers both; we must pick H.264.
             Browser::Chromium => builder.enable_vp8(true).enable_h264(true),
@@ -97,12 +109,13 @@ impl Sim {
         let mut rtc = builder.build(self.now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
+        let audio_mid = audio.map(|dir| api.add_media(MediaKind::Audio, dir, None, None, None));
         let mid = api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         for label in channels {
             api.add_channel(label.to_string());
         }
         let (offer, pending) = api.apply().unwrap();
-        (rtc, offer.to_sdp_string(), pending, addr, mid)
+        (rtc, offer.to_sdp_string(), pending, addr, mid, audio_mid)
     }
 
     /// Adds a peer and answers its offer. Returns its index.
@@ -126,8 +139,20 @@ impl Sim {
     }
 
     fn join_with(&mut self, browser: Browser, channels: &[&str]) -> usize {
+        self.join_full(browser, channels, None)
+    }
+
+    /// Adds a peer whose offer has an audio section in `audio`'s direction
+    /// (sendrecv: a page that may talk; recvonly: a WHEP player).
+    pub fn join_full(
+        &mut self,
+        browser: Browser,
+        channels: &[&str],
+        audio: Option<Direction>,
+    ) -> usize {
         let index = self.peers.len();
-        let (mut rtc, offer, pending, addr, mid) = self.offer_of(index, browser, channels);
+        let (mut rtc, offer, pending, addr, mid, audio_mid) =
+            self.offer_of(index, browser, channels, audio);
         let (id, answer) = self
             .sessions
             .add_viewer(self.now, &offer, addr.ip())
@@ -149,6 +174,8 @@ impl Sim {
             messages: Vec::new(),
             serial: None,
             serial_bytes: Vec::new(),
+            audio_mid,
+            audio: Vec::new(),
         });
         index
     }
@@ -241,7 +268,9 @@ impl Sim {
                 }
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => p.connected = true,
+                    Event::MediaAdded(m) if m.kind == MediaKind::Audio => p.audio_mid = Some(m.mid),
                     Event::MediaAdded(m) => p.mid = Some(m.mid),
+                    Event::MediaData(d) if Some(d.mid) == p.audio_mid => p.audio.push(d.data),
                     Event::MediaData(d) => p.frames.push(d.data),
                     Event::ChannelOpen(id, label) if label == "serial" => p.serial = Some(id),
                     Event::ChannelOpen(id, _) => p.channel = Some(id),

@@ -10,6 +10,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Parser;
 use serde::Deserialize;
+
+mod audio;
+
+use crate::audio::{AudioConfig, AudioIn, AudioOut, EchoMode};
 use thiserror::Error;
 
 use crate::board::{self, Board};
@@ -109,6 +113,25 @@ pub struct Cli {
     /// The serial port's speed [default: 115200]
     #[arg(long, value_name = "N")]
     pub serial_baud: Option<u32>,
+    /// The microphone viewers hear: auto (the first capture device that is
+    /// not HDMI, else none), off, test (the audio stamp, paced like a
+    /// microphone), or an ALSA PCM such as plughw:CARD=Device,DEV=0
+    /// [default: the board's, else auto]
+    #[arg(long, value_name = "auto|off|test|PCM")]
+    pub audio_in: Option<AudioIn>,
+    /// Where a talking viewer is played: auto (the first playback device
+    /// that is not HDMI, else none), off, or an ALSA PCM [default: the
+    /// board's, else auto]
+    #[arg(long, value_name = "auto|off|PCM")]
+    pub audio_out: Option<AudioOut>,
+    /// The microphone's Opus bitrate in kbit/s [default: 32]
+    #[arg(long, value_name = "KBPS")]
+    pub audio_bitrate: Option<u32>,
+    /// How the speaker's sound is kept out of the microphone's stream:
+    /// half-duplex (the microphone is muted while a viewer talks), off, or
+    /// auto (half-duplex with both devices) [default: the board's, else auto]
+    #[arg(long, value_name = "auto|half-duplex|off")]
+    pub echo: Option<EchoMode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -199,6 +222,10 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     serial: Option<String>,
     serial_baud: Option<u32>,
+    audio_in: Option<String>,
+    audio_out: Option<String>,
+    audio_bitrate: Option<u32>,
+    echo: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -235,6 +262,7 @@ pub struct Config {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// The serial bridge, if on.
     pub serial: Option<SerialConfig>,
+    pub audio: AudioConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +377,21 @@ impl Config {
             board.serial_port.as_deref(),
             cli.serial_baud.or(file.serial_baud),
         )?;
+        let audio = audio::audio_config(
+            audio::AudioFlags {
+                input: cli.audio_in,
+                output: cli.audio_out,
+                bitrate: cli.audio_bitrate,
+                echo: cli.echo,
+            },
+            audio::AudioFile {
+                input: file.audio_in,
+                output: file.audio_out,
+                bitrate: file.audio_bitrate,
+                echo: file.echo,
+            },
+            &board,
+        )?;
         Ok(Config {
             board,
             board_note,
@@ -371,6 +414,7 @@ impl Config {
                 .unwrap_or_else(default_state_dir),
             tls,
             serial,
+            audio,
         })
     }
 }
@@ -651,7 +695,7 @@ mod shipped_file {
     /// line in it once uncommented.
     #[test]
     fn the_default_config_file_is_valid() {
-        let text = include_str!("../etc/rtcam.toml");
+        let text = include_str!("../../etc/rtcam.toml");
         super::check_file_text(text).expect("as shipped");
         let uncommented: String = text
             .lines()

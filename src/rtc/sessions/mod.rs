@@ -10,25 +10,30 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rand::Rng;
-use str0m::bwe::{Bitrate, BweKind};
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Frequency, MediaKind, MediaTime, Pt};
+use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{AbsCaptureTime, Extension};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Candidate, Input, Rtc};
 use thiserror::Error;
+
+mod audio;
+mod channels;
+mod drain;
+mod sdp;
+
+use drain::{drain, start_estimating};
+use sdp::{bind_codec, describe_codec, offered_video_codecs, one_line, truncate, video_mid};
 
 use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::redundancy::Report;
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
-use crate::capture::controls::ControlError;
-use crate::control::{CameraView, Control, Request, Telemetry};
+use crate::audio::TalkPacket;
+use crate::control::{AudioTelemetry, Control, Telemetry};
 use crate::encode::SdpParams;
-use crate::encode::level::h264_profile;
 use crate::frame::{EncodedFrame, VideoCodec};
-use crate::rtc::Grant;
-use crate::serial::SerialView;
 
 pub use str0m::net::Transmit;
 
@@ -115,6 +120,8 @@ pub enum SessionEvent {
     /// rule is checked); a full port queue is told back through
     /// [`Sessions::serial_overflow`].
     SerialWrite(ViewerId, Vec<u8>),
+    /// The talker's voice, for the speaker.
+    Talk(TalkPacket),
 }
 
 /// What happened on a viewer's `rtcam` data channel, for `control.rs`.
@@ -180,6 +187,8 @@ pub struct Sessions {
     rate: RatePolicy,
     /// Frames a second the camera delivers, as the shell measures them.
     capture_fps: Option<f64>,
+    /// The speaker's side of every viewer's audio telemetry.
+    speaker: AudioTelemetry,
 }
 
 impl Sessions {
@@ -196,6 +205,7 @@ impl Sessions {
             rate: RatePolicy::new(&config.rates),
             config,
             capture_fps: None,
+            speaker: AudioTelemetry::default(),
         }
     }
 
@@ -253,7 +263,11 @@ impl Sessions {
             .set_stats_interval(Some(STATS_EVERY))
             .set_send_buffer_video(SEND_BUFFER_PACKETS)
             .enable_bwe(self.start_estimate())
+            // Our jitter buffer (audio/jitter.rs) waits for late packets;
+            // str0m's default would hold all audio ~300 ms after a loss.
+            .set_reordering_size_audio(AUDIO_REORDERING)
             .clear_codecs();
+        cfg.codec_config().enable_opus(true, false);
         for params in &self.config.codecs {
             match *params {
                 SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
@@ -465,6 +479,11 @@ impl Sessions {
                 copies: v.copies.count(),
                 thinned: self.rate.thinned(v.id),
                 capture_fps: self.capture_fps,
+                audio: v.audio.map(|_| AudioTelemetry {
+                    packets_sent: v.audio_sent,
+                    packets_received: v.audio_received,
+                    ..self.speaker.clone()
+                }),
             };
             self.control.telemetry(v.id, &t);
         }
@@ -526,141 +545,6 @@ impl Sessions {
             self.drain_at(i);
         }
         self.reap();
-    }
-
-    /// Sends a text message on a viewer's `rtcam` channel. A channel whose
-    /// send buffer is full (a viewer that does not read) loses the message,
-    /// counted; the video goes on.
-    pub fn send_channel(&mut self, id: ViewerId, text: &str) -> Result<(), SessionError> {
-        self.write_channel(id, text)?;
-        self.route_channels();
-        Ok(())
-    }
-
-    /// What a viewer may do on its channel: the name its chat lines carry
-    /// (its token's, for WHEP) and whether it may change the camera.
-    pub fn grant(&mut self, id: ViewerId, grant: Grant) {
-        if let Some(v) = self.viewer_mut(id) {
-            v.token_name = grant.token_name;
-            v.may_control = grant.may_control;
-        }
-    }
-
-    /// The camera's state and controls, told to every viewer when they
-    /// change.
-    pub fn set_camera(&mut self, view: CameraView) {
-        self.control.camera(view);
-        self.route_channels();
-    }
-
-    /// The serial bridge's state (open, absent, off), told to every viewer
-    /// when it changes.
-    pub fn set_serial(&mut self, view: SerialView) {
-        self.control.serial(view);
-        self.route_channels();
-    }
-
-    /// Bytes from the serial port, to every viewer's `serial` channel (one
-    /// whose buffer is full loses them, counted).
-    pub fn serial_received(&mut self, bytes: &[u8]) {
-        for v in &mut self.viewers {
-            let Some(cid) = v.serial_channel else {
-                continue;
-            };
-            let written = v.rtc.channel(cid).map(|mut c| c.write(true, bytes));
-            if !matches!(written, Some(Ok(true))) {
-                v.channel_dropped += 1;
-            }
-            drain(v, &mut self.transmits, &mut self.events, &self.config);
-        }
-    }
-
-    /// The serial port's queue was full: viewer `id`'s bytes were dropped.
-    pub fn serial_overflow(&mut self, id: ViewerId) {
-        self.control.serial_overflow(id);
-        self.route_channels();
-    }
-
-    /// The camera's frame rate now (the telemetry tells viewers).
-    pub fn set_capture_fps(&mut self, fps: f64) {
-        self.capture_fps = Some((fps * 10.0).round() / 10.0);
-    }
-
-    /// Picture `n` shared in the chat, if it is still kept.
-    pub fn chat_image(&self, n: u64) -> Option<crate::control::images::Image> {
-        self.control.image(n)
-    }
-
-    /// The camera refused the setting viewer `id` asked for.
-    pub fn control_refused(&mut self, id: ViewerId, error: ControlError) {
-        self.control.refused(id, error);
-        self.route_channels();
-    }
-
-    fn write_channel(&mut self, id: ViewerId, text: &str) -> Result<(), SessionError> {
-        let i = self.viewer_index(id).ok_or(SessionError::UnknownViewer)?;
-        let v = &mut self.viewers[i];
-        let cid = v.channel.ok_or(SessionError::NoChannel)?;
-        let mut channel = v.rtc.channel(cid).ok_or(SessionError::NoChannel)?;
-        match channel.write(false, text.as_bytes()) {
-            Ok(true) => {}
-            Ok(false) => v.channel_dropped += 1,
-            Err(e) => {
-                tracing::debug!(viewer = %id, "data channel write: {e}");
-                v.channel_dropped += 1;
-            }
-        }
-        drain(v, &mut self.transmits, &mut self.events, &self.config);
-        Ok(())
-    }
-
-    /// What arrived on viewers' data channels goes to the protocol, and
-    /// what it answers goes out (which may bring more: a bounded few turns).
-    fn route_channels(&mut self) {
-        let wall_ms = self.config.wall_epoch_ms
-            + self.now.saturating_duration_since(self.epoch).as_millis() as u64;
-        for _ in 0..4 {
-            let mut moved = false;
-            for v in &mut self.viewers {
-                while let Some(input) = v.inbox.pop_front() {
-                    moved = true;
-                    match input {
-                        ChannelInput::Open => self.control.join(
-                            self.now,
-                            v.id,
-                            v.token_name.as_deref(),
-                            v.may_control,
-                        ),
-                        ChannelInput::Data { data, binary } => {
-                            self.control.handle(self.now, wall_ms, v.id, &data, binary)
-                        }
-                        ChannelInput::Closed => self.control.leave(v.id),
-                        ChannelInput::Serial(bytes) => {
-                            if self.control.serial_write(self.now, v.id, bytes.len()) {
-                                self.events
-                                    .push_back(SessionEvent::SerialWrite(v.id, bytes));
-                            }
-                        }
-                    }
-                }
-            }
-            while let Some(send) = self.control.poll_output() {
-                moved = true;
-                // A viewer that left meanwhile has no channel: nothing to do.
-                let _ = self.write_channel(send.to, &send.text);
-            }
-            while let Some(request) = self.control.poll_request() {
-                let Request::SetControl { from, id, value } = request;
-                self.events.push_back(SessionEvent::SetControl {
-                    from,
-                    control: id,
-                    value,
-                });
-            }
-            if !moved {
-                return;
-            }
-        }
     }
 
     /// Viewers bound to `codec` (joining or connected, not ending): what
@@ -763,6 +647,10 @@ impl Sessions {
     fn drain_at(&mut self, i: usize) {
         let v = &mut self.viewers[i];
         drain(v, &mut self.transmits, &mut self.events, &self.config);
+        while let Some(d) = self.viewers[i].heard.pop_front() {
+            self.heard(i, d);
+        }
+        let v = &mut self.viewers[i];
         if let (Some(kbps), Some(codec)) = (v.estimate.take(), v.codec) {
             let id = v.id;
             self.rate.estimate(self.now, id, codec, kbps);
@@ -828,183 +716,15 @@ impl Sessions {
     }
 }
 
-/// Polls one viewer's Rtc until it has nothing more to say, as str0m requires
-/// after every mutation.
-fn drain(
-    v: &mut Viewer,
-    transmits: &mut VecDeque<Transmit>,
-    events: &mut VecDeque<SessionEvent>,
-    config: &SessionConfig,
-) {
-    let was_sending = v.sending();
-    loop {
-        match v.rtc.poll_output() {
-            Ok(Output::Timeout(t)) => {
-                v.next_timeout = t;
-                break;
-            }
-            Ok(Output::Transmit(t)) => {
-                for _ in 1..v.copies.count() {
-                    transmits.push_back(Transmit {
-                        proto: t.proto,
-                        source: t.source,
-                        destination: t.destination,
-                        contents: t.contents.to_vec().into(),
-                    });
-                }
-                transmits.push_back(t)
-            }
-            Ok(Output::Event(e)) => on_event(v, e, events, config),
-            Err(e) => {
-                v.ending.get_or_insert(EndReason::Failed(e.to_string()));
-                v.rtc.disconnect();
-                break;
-            }
-        }
-    }
-    if !was_sending && v.sending() {
-        events.push_back(SessionEvent::Connected(v.id));
-        if let Some(codec) = v.codec {
-            events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
-        }
-    }
-}
-
-fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, config: &SessionConfig) {
-    match e {
-        Event::Connected => v.connected = true,
-        Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
-            v.mid = Some(m.mid);
-            if v.codec.is_some() {
-                return;
-            }
-            if let Some((codec, pt)) = bind_codec(v, m.mid, &config.codecs) {
-                v.codec = Some(codec);
-                v.pt = Some(pt);
-                start_estimating(v, m.mid, config);
-            }
-        }
-        Event::EgressBitrateEstimate(BweKind::Twcc {
-            estimate,
-            can_probe: true,
-        }) => {
-            let kbps = (estimate.as_f64() / 1000.0) as u64;
-            v.stats.bwe_kbps = Some(kbps);
-            v.estimate = Some(kbps);
-        }
-        Event::KeyframeRequest(_) => {
-            if let (true, Some(codec)) = (v.sending(), v.codec) {
-                events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
-            }
-            v.awaiting_keyframe = v.awaiting_keyframe || v.frames_sent == 0;
-        }
-        Event::ChannelOpen(cid, label) if label == CONTROL_CHANNEL && v.channel.is_none() => {
-            v.channel = Some(cid);
-            v.inbox.push_back(ChannelInput::Open);
-        }
-        Event::ChannelData(d) if Some(d.id) == v.channel => {
-            v.inbox.push_back(ChannelInput::Data {
-                data: d.data,
-                binary: d.binary,
-            });
-        }
-        Event::ChannelClose(cid) if Some(cid) == v.channel => {
-            v.channel = None;
-            v.inbox.push_back(ChannelInput::Closed);
-        }
-        Event::ChannelOpen(cid, label) if label == SERIAL_CHANNEL && v.serial_channel.is_none() => {
-            v.serial_channel = Some(cid);
-        }
-        Event::ChannelData(d) if Some(d.id) == v.serial_channel => {
-            v.inbox.push_back(ChannelInput::Serial(d.data));
-        }
-        Event::ChannelClose(cid) if Some(cid) == v.serial_channel => v.serial_channel = None,
-        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-            v.ending.get_or_insert(EndReason::IceDisconnected);
-        }
-        Event::Closed => {
-            v.ending.get_or_insert(EndReason::PeerClosed);
-        }
-        Event::MediaEgressStats(s) => {
-            let st = &mut v.stats;
-            (st.nacks, st.plis, st.firs, st.bytes_sent) = (s.nacks, s.plis, s.firs, s.bytes);
-            st.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0).or(st.rtt_ms);
-            if let Some(rtt) = st.rtt_ms {
-                v.shortest_rtt_ms = Some(v.shortest_rtt_ms.map_or(rtt, |s| s.min(rtt)));
-            }
-            st.loss = s.loss.or(st.loss);
-        }
-        Event::PeerStats(s) => {
-            // Loss on the wire (transport-wide feedback, before any repair):
-            // what the receiver's own reports hide once NACKs repaired it.
-            if let Some(loss) = s.egress_loss_fraction {
-                v.stats.wire_loss = Some(loss);
-                v.loss_report = Some(loss);
-            }
-            if let Some(b) = s.bwe_tx {
-                v.stats.bwe_kbps = Some((b.as_f64() / 1000.0) as u64);
-            }
-            if v.stats.rtt_ms.is_none() {
-                v.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Once a viewer's codec is known: its estimate is to find what its link
-/// carries up to twice the codec's ceiling, and its video leaves unpaced.
-/// str0m paces at about the estimate when estimation runs, so an IDR (tens
-/// of packets) would otherwise trickle out over hundreds of milliseconds
-/// even on a LAN; the encoder's own rate control already keeps the average
-/// under the target.
-fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConfig) {
-    let Some(codec) = v.codec else { return };
-    let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {
-        return;
-    };
-    // Probing up to twice the ceiling: what the link carries beyond the
-    // ceiling decides whether a lossy link gets copies (`redundancy.rs`).
-    let desired = Bitrate::kbps(2 * range.ceiling_kbps as u64);
-    v.rtc.bwe().set_bitrate(Bitrate::kbps(0), desired);
-    if let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None) {
-        tx.set_unpaced(true);
-    }
-}
-
-/// The first of our codecs (in preference order) that the negotiated media
-/// carries, with the payload type the browser gave it.
-fn bind_codec(
-    v: &mut Viewer,
-    mid: str0m::media::Mid,
-    ours: &[SdpParams],
-) -> Option<(VideoCodec, Pt)> {
-    let writer = v.rtc.writer(mid)?;
-    let params: Vec<_> = writer.payload_params().collect();
-    ours.iter().find_map(|want| {
-        params
-            .iter()
-            .find(|p| {
-                let spec = p.spec();
-                match want {
-                    SdpParams::H264 { profile_level_id } => {
-                        spec.codec == Codec::H264
-                            && spec.format.packetization_mode == Some(1)
-                            && spec.format.profile_level_id.and_then(h264_profile)
-                                == h264_profile(*profile_level_id)
-                    }
-                    SdpParams::Vp8 => spec.codec == Codec::Vp8,
-                }
-            })
-            .map(|p| (want.codec(), p.pt()))
-    })
-}
-
 /// Video packets kept per viewer for retransmission (NACK): str0m's 1,000
 /// cost 1.5 MB a viewer; 400 are about 1.8 s at 2 Mbit/s (1,100-byte
 /// packets), many round trips on any link a camera serves, and hold the
 /// largest 720p IDR (~60 packets) several times over.
 const SEND_BUFFER_PACKETS: usize = 400;
+
+/// Audio packets str0m waits for after a gap before it moves on: one (20
+/// ms); the talk-back jitter buffer covers longer reordering itself.
+const AUDIO_REORDERING: usize = 1;
 
 /// The data channel the viewer makes in its offer for the JSON protocol
 /// (`control.rs`).
@@ -1022,80 +742,3 @@ const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// The most remote candidates one viewer may send, whether str0m takes them
 /// or they are ignored (mDNS, TCP).
 pub const MAX_REMOTE_CANDIDATES: usize = 32;
-
-/// A codec we send, as an error names it to the owner.
-fn describe_codec(params: &SdpParams) -> String {
-    match params {
-        SdpParams::H264 { profile_level_id } => {
-            let profile = match h264_profile(*profile_level_id) {
-                Some(p) => format!("{p:?}"),
-                None => "unknown profile".into(),
-            };
-            format!(
-                "H.264 {profile} (profile-level-id {profile_level_id:06x}, packetization-mode=1)"
-            )
-        }
-        SdpParams::Vp8 => "VP8".into(),
-    }
-}
-
-/// The mid of the first video section of our answer.
-fn video_mid(answer: &str) -> Option<str0m::media::Mid> {
-    let mut in_video = false;
-    for line in answer.lines() {
-        if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video");
-        } else if let (true, Some(mid)) = (in_video, line.strip_prefix("a=mid:")) {
-            return Some(mid.trim().into());
-        }
-    }
-    None
-}
-
-/// The video codecs an offer names (`a=rtpmap` names outside audio and
-/// data sections, without retransmission and FEC entries), for an error
-/// that tells the owner what the browser could do.
-fn offered_video_codecs(sdp: &str) -> Vec<String> {
-    let mut in_video = false;
-    let mut names: Vec<String> = Vec::new();
-    for line in sdp.lines().take(2_000) {
-        if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video");
-        } else if let (true, Some(map)) = (in_video, line.strip_prefix("a=rtpmap:")) {
-            let name = map
-                .split_whitespace()
-                .nth(1)
-                .and_then(|n| n.split('/').next());
-            if let Some(name) =
-                name.filter(|n| !matches!(*n, "rtx" | "red" | "ulpfec" | "flexfec-03"))
-            {
-                // The client's text goes into logs and replies: printable only.
-                let name: String = truncate(name, 16)
-                    .chars()
-                    .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-                    .collect();
-                if !name.is_empty() && !names.contains(&name) && names.len() < 16 {
-                    names.push(name);
-                }
-            }
-        }
-    }
-    names
-}
-
-/// str0m's parse errors span lines and carry a pointer address; keep the
-/// lines that say what was expected.
-fn one_line(msg: &str) -> String {
-    msg.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.contains("PointerOffset"))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}

@@ -1,0 +1,315 @@
+//! The microphone's thread: 20 ms frames from ALSA (or the test stamp),
+//! stamped with their capture time, through the half-duplex gate, encoded
+//! once with Opus while anyone listens, and handed to the rtc task without
+//! ever waiting on it (a full road drops the frame, counted).
+//!
+//! A missing, busy or vanished device is said once per reason (a log line,
+//! the status viewers see) and opened again every [`RETRY`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use alsa::Direction;
+use alsa::pcm::PCM;
+use tokio::sync::{mpsc, watch};
+
+use super::clock::CaptureClock;
+use super::device::{self, DeviceError, PERIOD, STALL};
+use super::gate::{HalfDuplex, Voiced};
+use super::opus::VoiceEncoder;
+use super::stamp::StampSource;
+use super::{AudioStats, EchoMode, EncodedAudio, FRAME, FRAME_TIME, RATE, level_dbov, unix_ns};
+use crate::control::talk::{DeviceState, DeviceView};
+
+/// How often a missing device is looked for.
+pub const RETRY: Duration = Duration::from_secs(2);
+/// The capture buffer: 80 ms, room for a late wake-up or two.
+const PERIODS: usize = 8;
+
+/// Where the frames come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MicSource {
+    /// The audio stamp rendered from the wall clock, paced like a device.
+    Test,
+    /// An ALSA PCM.
+    Alsa(String),
+}
+
+impl MicSource {
+    pub fn name(&self) -> &str {
+        match self {
+            MicSource::Test => "test",
+            MicSource::Alsa(d) => d,
+        }
+    }
+}
+
+pub struct Microphone {
+    pub source: MicSource,
+    pub bitrate_kbps: u32,
+    /// Off or half-duplex (resolved).
+    pub echo: EchoMode,
+    /// Encoded frames for the rtc task.
+    pub packets: mpsc::Sender<EncodedAudio>,
+    pub status: watch::Sender<DeviceView>,
+    /// Viewers receiving audio: no encode while it is 0.
+    pub listeners: Arc<AtomicUsize>,
+    pub speaker: Arc<Voiced>,
+    pub stats: Arc<AudioStats>,
+    pub stop: Arc<AtomicBool>,
+}
+
+/// One frame as it leaves the device, before the gate and the encoder.
+struct Captured<'a> {
+    pcm: &'a mut [i16],
+    at: Instant,
+    wall_ns: u64,
+}
+
+impl Microphone {
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("microphone".into())
+            .spawn(move || self.run())
+    }
+
+    fn run(self) {
+        let mut encoder = match VoiceEncoder::new(self.bitrate_kbps) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!("microphone: {e}; no sound for viewers");
+                self.tell(DeviceState::Absent, Some(e.to_string()));
+                return;
+            }
+        };
+        let mut last_problem = String::new();
+        while !self.stop.load(Ordering::Relaxed) {
+            let ended = match &self.source {
+                MicSource::Test => {
+                    self.tell(DeviceState::Open, None);
+                    tracing::info!("microphone: the audio test stamp, 48 kHz mono");
+                    self.test_stamp(&mut encoder);
+                    return;
+                }
+                MicSource::Alsa(name) => self.alsa(name, &mut encoder),
+            };
+            let Err(problem) = ended else { return };
+            let problem = problem.to_string();
+            if problem != last_problem {
+                tracing::warn!("microphone: {problem}; trying again every 2 s");
+                last_problem = problem.clone();
+            }
+            self.tell(DeviceState::Absent, Some(problem));
+            self.wait(RETRY);
+        }
+    }
+
+    /// The test stamp: sample `i` is the stamp at `t0 + i / RATE`, and a
+    /// frame is handed on when its last sample is due, as a device would.
+    fn test_stamp(&self, encoder: &mut VoiceEncoder) {
+        let (t0, wall0) = (Instant::now(), unix_ns());
+        let mut stamp = StampSource::new(wall0, RATE);
+        let mut gate = HalfDuplex::new();
+        let mut pcm = vec![0i16; FRAME];
+        for n in 0u64.. {
+            let first = t0 + FRAME_TIME * n as u32;
+            sleep_until(first + FRAME_TIME);
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            stamp.next_frame(&mut pcm);
+            let wall_ns = stamp.time_of(n * FRAME as u64);
+            let frame = Captured {
+                pcm: &mut pcm,
+                at: first,
+                wall_ns,
+            };
+            self.deliver(frame, &mut gate, encoder);
+        }
+    }
+
+    /// An ALSA device, until it fails or the appliance stops.
+    fn alsa(&self, name: &str, encoder: &mut VoiceEncoder) -> Result<(), DeviceError> {
+        let pcm = device::open(name, Direction::Capture, PERIODS)?;
+        let io_error = |e: alsa::Error| DeviceError::Io {
+            device: name.into(),
+            why: device::describe(&e),
+        };
+        pcm.start().map_err(io_error)?;
+        tracing::info!("microphone: {name} open, 48 kHz mono, {PERIODS} periods of 10 ms");
+        self.tell(DeviceState::Open, None);
+        let mut clock = CaptureClock::new();
+        let mut gate = HalfDuplex::new();
+        let mut pcm_buf = vec![0i16; FRAME];
+        let mut pace = Pace::new(Instant::now());
+        for n in 1u64.. {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            self.read_frame(&pcm, name, &mut pcm_buf)?;
+            let now = Instant::now();
+            let at = clock.frame(now, FRAME, device::queued(&pcm));
+            let wall_ns =
+                unix_ns().saturating_sub(now.saturating_duration_since(at).as_nanos() as u64);
+            let frame = Captured {
+                pcm: &mut pcm_buf,
+                at,
+                wall_ns,
+            };
+            self.deliver(frame, &mut gate, encoder);
+            pace.frame_done(n, now);
+        }
+        Ok(())
+    }
+
+    /// Reads one whole frame, waiting at most [`STALL`] for progress.
+    fn read_frame(&self, pcm: &PCM, name: &str, out: &mut [i16]) -> Result<(), DeviceError> {
+        let io = pcm.io_i16().map_err(|e| DeviceError::Io {
+            device: name.into(),
+            why: device::describe(&e),
+        })?;
+        let mut filled = 0;
+        let mut progress = Instant::now();
+        while filled < out.len() {
+            if self.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            if progress.elapsed() >= STALL {
+                return Err(DeviceError::Stalled {
+                    device: name.into(),
+                });
+            }
+            match io.readi(&mut out[filled..]) {
+                Ok(n) if n > 0 => {
+                    filled += n;
+                    progress = Instant::now();
+                }
+                Ok(_) => wait_ready(pcm),
+                Err(e) if e.errno() == libc::EAGAIN => wait_ready(pcm),
+                Err(e) if e.errno() == libc::EPIPE || e.errno() == libc::ESTRPIPE => {
+                    AudioStats::add(&self.stats.mic_overruns, 1);
+                    pcm.try_recover(e, true).map_err(|e| DeviceError::Io {
+                        device: name.into(),
+                        why: device::describe(&e),
+                    })?;
+                    let _ = pcm.start();
+                }
+                Err(e) => {
+                    return Err(DeviceError::Io {
+                        device: name.into(),
+                        why: device::describe(&e),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The gate, then the encoder while anyone listens, then the rtc task.
+    fn deliver(&self, frame: Captured<'_>, gate: &mut HalfDuplex, encoder: &mut VoiceEncoder) {
+        AudioStats::add(&self.stats.mic_frames, 1);
+        if self.echo == EchoMode::HalfDuplex {
+            let muted = gate.muted_frames;
+            gate.apply(frame.at, self.speaker.last(), frame.pcm);
+            AudioStats::add(&self.stats.mic_muted, gate.muted_frames - muted);
+        }
+        if self.listeners.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let data = match encoder.encode(frame.pcm) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!("microphone: {e}");
+                return;
+            }
+        };
+        AudioStats::add(&self.stats.mic_encoded, 1);
+        let packet = EncodedAudio {
+            data,
+            captured: frame.at,
+            wall_ns: frame.wall_ns,
+            level: level_dbov(frame.pcm),
+        };
+        if self.packets.try_send(packet).is_err() {
+            AudioStats::add(&self.stats.mic_dropped, 1);
+        }
+    }
+
+    fn tell(&self, state: DeviceState, problem: Option<String>) {
+        let view = DeviceView {
+            state,
+            device: Some(self.source.name().to_string()),
+            problem,
+        };
+        self.status.send_if_modified(|v| {
+            let changed = *v != view;
+            *v = view;
+            changed
+        });
+    }
+
+    fn wait(&self, total: Duration) {
+        let until = Instant::now() + total;
+        while !self.stop.load(Ordering::Relaxed) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// A PCM with no clock of its own (a file, a null device) gives or takes
+/// samples as fast as the program goes: once one has moved twice as fast as
+/// real time it is paced by the system's clock. A device with a clock is
+/// left to pace itself (its clock drifts from the system's; pacing it by
+/// ours would overrun its buffer in the end).
+#[derive(Debug)]
+pub struct Pace {
+    started: Instant,
+    unpaced: bool,
+}
+
+impl Pace {
+    pub fn new(started: Instant) -> Self {
+        Pace {
+            started,
+            unpaced: false,
+        }
+    }
+
+    /// Frame `n` (counting from 1) went through the device at `now`.
+    pub fn frame_done(&mut self, n: u64, now: Instant) {
+        let due = self.started + FRAME_TIME * n as u32;
+        if !self.unpaced && n >= 25 {
+            let took = now.saturating_duration_since(self.started);
+            self.unpaced = took * 2 < FRAME_TIME * n as u32;
+            if self.unpaced {
+                tracing::info!(
+                    "audio: the device has no clock of its own; pacing it by the system's"
+                );
+            }
+        }
+        if self.unpaced {
+            sleep_until(due);
+        }
+    }
+}
+
+fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        std::thread::sleep(t - now);
+    }
+}
+
+/// Waits for the device to have a period, at most 100 ms (so `stop` and
+/// stalls are noticed).
+fn wait_ready(pcm: &PCM) {
+    if pcm.wait(Some(100)).is_err() {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// How many samples a period is (for the README's latency figures).
+pub const fn period_ms() -> usize {
+    PERIOD * 1000 / RATE as usize
+}

@@ -1,0 +1,179 @@
+//! Starting the sound: which devices `auto` means, the microphone's and the
+//! speaker's threads, and the roads between them and the rtc task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::mpsc::SyncSender;
+
+use alsa::Direction;
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+
+use super::gate::Voiced;
+use super::mic::{MicSource, Microphone};
+use super::speaker::Speaker;
+use super::{AudioConfig, AudioIn, AudioOut, AudioStats, EchoMode, EncodedAudio, TalkPacket};
+use crate::control::talk::{AudioView, DeviceState, DeviceView};
+
+/// Encoded microphone frames waiting for the rtc task (320 ms).
+const MIC_QUEUE: usize = 16;
+/// Talk packets waiting for the speaker's thread (about a second).
+const TALK_QUEUE: usize = 64;
+
+/// The rtc task's side of the sound.
+pub struct AudioRoad {
+    /// The microphone, Opus-encoded, for every listener (a road whose
+    /// sender is gone: no microphone).
+    pub packets: mpsc::Receiver<EncodedAudio>,
+    /// The talker's packets, for the speaker (`None`: no speaker).
+    pub talk: Option<SyncSender<TalkPacket>>,
+    /// Viewers receiving audio (the microphone encodes only while any do).
+    pub listeners: Arc<AtomicUsize>,
+    pub status: AudioStatus,
+}
+
+/// The sound as `/api/status`, `/metrics` and viewers see it.
+#[derive(Clone)]
+pub struct AudioStatus {
+    pub microphone: watch::Receiver<DeviceView>,
+    pub speaker: watch::Receiver<DeviceView>,
+    /// The echo mode in force.
+    pub echo: EchoMode,
+    pub bitrate_kbps: u32,
+    pub stats: Arc<AudioStats>,
+}
+
+/// `/api/status`'s `audio`.
+#[derive(Debug, Serialize)]
+pub struct AudioReport {
+    pub microphone: DeviceView,
+    pub speaker: DeviceView,
+    pub echo: &'static str,
+    pub codec: String,
+}
+
+impl AudioStatus {
+    pub fn view(&self) -> AudioView {
+        AudioView {
+            microphone: self.microphone.borrow().clone(),
+            speaker: self.speaker.borrow().clone(),
+            echo: self.echo.name(),
+        }
+    }
+
+    pub fn report(&self) -> AudioReport {
+        AudioReport {
+            microphone: self.microphone.borrow().clone(),
+            speaker: self.speaker.borrow().clone(),
+            echo: self.echo.name(),
+            codec: format!(
+                "Opus 48 kHz mono, 20 ms frames, in-band FEC, {} kbit/s",
+                self.bitrate_kbps
+            ),
+        }
+    }
+}
+
+pub struct AudioPlane {
+    pub road: AudioRoad,
+    pub threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// Chooses the devices and starts their threads.
+pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<AudioPlane> {
+    let (mic_source, mic_note) = microphone(&config.input);
+    let (speaker_device, speaker_note) = speaker(&config.output);
+    let echo = config
+        .echo
+        .resolve(mic_source.is_some(), speaker_device.is_some());
+    tracing::info!(
+        "audio: microphone {}, speaker {}, echo {}",
+        mic_source
+            .as_ref()
+            .map_or(mic_note.as_str(), MicSource::name),
+        speaker_device.as_deref().unwrap_or(&speaker_note),
+        echo.name()
+    );
+    let off = |note: String| DeviceView {
+        state: DeviceState::Off,
+        device: None,
+        problem: Some(note),
+    };
+    let (mic_status, mic_rx) = watch::channel(off(mic_note));
+    let (speaker_status, speaker_rx) = watch::channel(off(speaker_note));
+    let (packets_tx, packets) = mpsc::channel(MIC_QUEUE);
+    let stats = Arc::new(AudioStats::default());
+    let voiced = Arc::new(Voiced::default());
+    let listeners = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::new();
+    if let Some(source) = mic_source {
+        let mic = Microphone {
+            source,
+            bitrate_kbps: config.bitrate_kbps,
+            echo,
+            packets: packets_tx,
+            status: mic_status,
+            listeners: listeners.clone(),
+            speaker: voiced.clone(),
+            stats: stats.clone(),
+            stop: stop.clone(),
+        };
+        threads.push(mic.spawn().context("starting the microphone thread")?);
+    }
+    let mut talk = None;
+    if let Some(device) = speaker_device {
+        let (tx, rx) = std::sync::mpsc::sync_channel(TALK_QUEUE);
+        talk = Some(tx);
+        let speaker = Speaker {
+            device,
+            packets: rx,
+            status: speaker_status,
+            voiced,
+            stats: stats.clone(),
+            stop,
+        };
+        threads.push(speaker.spawn().context("starting the speaker thread")?);
+    }
+    let status = AudioStatus {
+        microphone: mic_rx,
+        speaker: speaker_rx,
+        echo,
+        bitrate_kbps: config.bitrate_kbps,
+        stats,
+    };
+    Ok(AudioPlane {
+        road: AudioRoad {
+            packets,
+            talk,
+            listeners,
+            status,
+        },
+        threads,
+    })
+}
+
+/// The microphone `--audio-in` means, or why there is none.
+fn microphone(input: &AudioIn) -> (Option<MicSource>, String) {
+    match input {
+        AudioIn::Off => (None, "off".into()),
+        AudioIn::Test => (Some(MicSource::Test), "test".into()),
+        AudioIn::Pcm(name) => (Some(MicSource::Alsa(name.clone())), name.clone()),
+        AudioIn::Auto => match super::device::auto(Direction::Capture) {
+            Some(name) => (Some(MicSource::Alsa(name.clone())), name),
+            None => (None, "no capture device found (--audio-in auto)".into()),
+        },
+    }
+}
+
+/// The speaker `--audio-out` means, or why there is none.
+fn speaker(output: &AudioOut) -> (Option<String>, String) {
+    match output {
+        AudioOut::Off => (None, "off".into()),
+        AudioOut::Pcm(name) => (Some(name.clone()), name.clone()),
+        AudioOut::Auto => match super::device::auto(Direction::Playback) {
+            Some(name) => (Some(name.clone()), name),
+            None => (None, "no playback device found (--audio-out auto)".into()),
+        },
+    }
+}

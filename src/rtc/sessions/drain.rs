@@ -1,0 +1,167 @@
+//! Draining a viewer's str0m `Rtc` after every input: its transmits, and
+//! its events turned into ours.
+
+use std::collections::VecDeque;
+
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::media::MediaKind;
+use str0m::net::Transmit;
+use str0m::{Event, IceConnectionState, Output};
+
+use super::audio::bind_audio;
+use super::sdp::bind_codec;
+use super::{CONTROL_CHANNEL, ChannelInput, SERIAL_CHANNEL, SessionConfig, SessionEvent};
+use crate::rtc::viewer::{EndReason, MAX_HEARD, Viewer};
+
+/// Polls one viewer's Rtc until it has nothing more to say, as str0m requires
+/// after every mutation.
+pub(super) fn drain(
+    v: &mut Viewer,
+    transmits: &mut VecDeque<Transmit>,
+    events: &mut VecDeque<SessionEvent>,
+    config: &SessionConfig,
+) {
+    let was_sending = v.sending();
+    loop {
+        match v.rtc.poll_output() {
+            Ok(Output::Timeout(t)) => {
+                v.next_timeout = t;
+                break;
+            }
+            Ok(Output::Transmit(t)) => {
+                for _ in 1..v.copies.count() {
+                    transmits.push_back(Transmit {
+                        proto: t.proto,
+                        source: t.source,
+                        destination: t.destination,
+                        contents: t.contents.to_vec().into(),
+                    });
+                }
+                transmits.push_back(t)
+            }
+            Ok(Output::Event(e)) => on_event(v, e, events, config),
+            Err(e) => {
+                v.ending.get_or_insert(EndReason::Failed(e.to_string()));
+                v.rtc.disconnect();
+                break;
+            }
+        }
+    }
+    if !was_sending && v.sending() {
+        events.push_back(SessionEvent::Connected(v.id));
+        if let Some(codec) = v.codec {
+            events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
+        }
+    }
+}
+
+fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, config: &SessionConfig) {
+    match e {
+        Event::Connected => v.connected = true,
+        Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
+            v.mid = Some(m.mid);
+            if v.codec.is_some() {
+                return;
+            }
+            if let Some((codec, pt)) = bind_codec(v, m.mid, &config.codecs) {
+                v.codec = Some(codec);
+                v.pt = Some(pt);
+                start_estimating(v, m.mid, config);
+            }
+        }
+        Event::MediaAdded(m) if m.kind == MediaKind::Audio && v.audio.is_none() => {
+            bind_audio(v, m.mid, m.direction.is_sending());
+        }
+        Event::MediaData(d) if v.audio.is_some_and(|a| a.mid == d.mid) => {
+            if v.heard.len() >= MAX_HEARD {
+                v.heard.pop_front();
+            }
+            v.heard.push_back(d);
+        }
+        Event::EgressBitrateEstimate(BweKind::Twcc {
+            estimate,
+            can_probe: true,
+        }) => {
+            let kbps = (estimate.as_f64() / 1000.0) as u64;
+            v.stats.bwe_kbps = Some(kbps);
+            v.estimate = Some(kbps);
+        }
+        Event::KeyframeRequest(_) => {
+            if let (true, Some(codec)) = (v.sending(), v.codec) {
+                events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
+            }
+            v.awaiting_keyframe = v.awaiting_keyframe || v.frames_sent == 0;
+        }
+        Event::ChannelOpen(cid, label) if label == CONTROL_CHANNEL && v.channel.is_none() => {
+            v.channel = Some(cid);
+            v.inbox.push_back(ChannelInput::Open);
+        }
+        Event::ChannelData(d) if Some(d.id) == v.channel => {
+            v.inbox.push_back(ChannelInput::Data {
+                data: d.data,
+                binary: d.binary,
+            });
+        }
+        Event::ChannelClose(cid) if Some(cid) == v.channel => {
+            v.channel = None;
+            v.inbox.push_back(ChannelInput::Closed);
+        }
+        Event::ChannelOpen(cid, label) if label == SERIAL_CHANNEL && v.serial_channel.is_none() => {
+            v.serial_channel = Some(cid);
+        }
+        Event::ChannelData(d) if Some(d.id) == v.serial_channel => {
+            v.inbox.push_back(ChannelInput::Serial(d.data));
+        }
+        Event::ChannelClose(cid) if Some(cid) == v.serial_channel => v.serial_channel = None,
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            v.ending.get_or_insert(EndReason::IceDisconnected);
+        }
+        Event::Closed => {
+            v.ending.get_or_insert(EndReason::PeerClosed);
+        }
+        Event::MediaEgressStats(s) => {
+            let st = &mut v.stats;
+            (st.nacks, st.plis, st.firs, st.bytes_sent) = (s.nacks, s.plis, s.firs, s.bytes);
+            st.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0).or(st.rtt_ms);
+            if let Some(rtt) = st.rtt_ms {
+                v.shortest_rtt_ms = Some(v.shortest_rtt_ms.map_or(rtt, |s| s.min(rtt)));
+            }
+            st.loss = s.loss.or(st.loss);
+        }
+        Event::PeerStats(s) => {
+            // Loss on the wire (transport-wide feedback, before any repair):
+            // what the receiver's own reports hide once NACKs repaired it.
+            if let Some(loss) = s.egress_loss_fraction {
+                v.stats.wire_loss = Some(loss);
+                v.loss_report = Some(loss);
+            }
+            if let Some(b) = s.bwe_tx {
+                v.stats.bwe_kbps = Some((b.as_f64() / 1000.0) as u64);
+            }
+            if v.stats.rtt_ms.is_none() {
+                v.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Once a viewer's codec is known: its estimate is to find what its link
+/// carries up to twice the codec's ceiling, and its video leaves unpaced.
+/// str0m paces at about the estimate when estimation runs, so an IDR (tens
+/// of packets) would otherwise trickle out over hundreds of milliseconds
+/// even on a LAN; the encoder's own rate control already keeps the average
+/// under the target.
+pub(super) fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConfig) {
+    let Some(codec) = v.codec else { return };
+    let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {
+        return;
+    };
+    // Probing up to twice the ceiling: what the link carries beyond the
+    // ceiling decides whether a lossy link gets copies (`redundancy.rs`).
+    let desired = Bitrate::kbps(2 * range.ceiling_kbps as u64);
+    v.rtc.bwe().set_bitrate(Bitrate::kbps(0), desired);
+    if let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None) {
+        tx.set_unpaced(true);
+    }
+}

@@ -1,0 +1,104 @@
+//! The call both ways through the real binary: its test microphone (the
+//! audio stamp) reaches a WHEP player, which decodes and reads every stamp;
+//! the player's voice reaches the speaker (an ALSA file PCM), where the
+//! stamps it sent are read back. Latency each way is printed, not judged
+//! (bench/ judges it).
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+use common::audio_peer::{AudioPeer, percentile};
+use rtcam::audio::{RATE, stamp};
+use str0m::media::Direction;
+
+fn speaker_file(server_tag: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "rtcam-speaker-{}-{server_tag}.raw",
+        std::process::id()
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
+    let out = speaker_file("both");
+    let _ = std::fs::remove_file(&out);
+    let pcm = format!("file:{},raw", out.display());
+    let server = Server::start(&["--audio-in", "test", "--audio-out", &pcm]);
+    let token = server.token("talker", true);
+    let peer = AudioPeer::join(server.http, &token, Direction::SendRecv).await;
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let found = peer.stamps();
+    let latency: Vec<f64> = found.iter().map(|f| f.latency_ms).collect();
+    assert!(
+        found.len() >= 5,
+        "stamps heard: {found:?}\n{}",
+        server.log()
+    );
+    for pair in found.windows(2) {
+        assert_eq!(
+            pair[1].slot,
+            pair[0].slot.wrapping_add(1),
+            "none lost or wrong"
+        );
+    }
+    assert!(
+        latency.iter().all(|l| *l > 0.0 && *l < 2_000.0),
+        "{latency:?}"
+    );
+    println!(
+        "device microphone -> player (decoded at arrival): p50 {:.1} ms, p95 {:.1} ms over {} stamps",
+        percentile(&latency, 0.5),
+        percentile(&latency, 0.95),
+        latency.len()
+    );
+    assert!(
+        peer.video_frames.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "video goes on beside audio"
+    );
+
+    // Talk for 3 s: the player has no channel, so its voice takes the free floor.
+    peer.talking
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    peer.talking
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let bytes = std::fs::read(&out).expect("the speaker's file");
+    let played: Vec<i16> = bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect();
+    let heard = stamp::detect_i16(&played, RATE);
+    assert!(
+        heard.len() >= 4,
+        "stamps on the speaker: {heard:?} ({} samples)\n{}",
+        played.len(),
+        server.log()
+    );
+    let metrics = server.https("GET", "/metrics", None, b"").await.body;
+    assert!(
+        metrics.contains("rtcam_audio_talk_packets_total{kind=\"played\"}"),
+        "{metrics}"
+    );
+    let status = server.https("GET", "/api/status", None, b"").await.body;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["audio"]["microphone"]["state"], "open");
+    assert_eq!(status["audio"]["speaker"]["state"], "open");
+    drop(peer);
+    let _ = std::fs::remove_file(&out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_player_that_only_listens_gets_the_microphone_and_one_without_audio_gets_video() {
+    let server = Server::start(&["--audio-in", "test", "--audio-out", "off"]);
+    let listener = AudioPeer::join(server.http, &server.token, Direction::RecvOnly).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(listener.stamps().len() >= 2, "the microphone is heard");
+    let status = server.https("GET", "/api/status", None, b"").await.body;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["audio"]["speaker"]["state"], "off");
+    assert!(status["audio"]["codec"].as_str().unwrap().contains("Opus"));
+}
