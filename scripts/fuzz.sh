@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 secs="${1:-10}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz@0.13.2
 export RUSTC_BOOTSTRAP=1
-targets=(signaling whep_offer trickle_sdpfrag config_file login_form mjpeg annexb datagram channel_message)
+targets=(signaling whep_offer trickle_sdpfrag config_file login_form mjpeg annexb datagram channel_message talk_audio)
 (cd fuzz && cargo fuzz build --sanitizer none -O)
 for t in "${targets[@]}"; do
   mkdir -p "fuzz/corpus/$t"

@@ -158,7 +158,7 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
         }
     }
     out.family(
-        "rtcam_audio_jitter_buffer_milliseconds",
+        "rtcam_audio_jitter_buffer_seconds",
         "gauge",
         "The speaker's jitter buffer: its target and what it holds.",
     );
@@ -167,9 +167,9 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
         ("buffered", &s.jitter_buffered_ms),
     ] {
         out.sample(
-            "rtcam_audio_jitter_buffer_milliseconds",
+            "rtcam_audio_jitter_buffer_seconds",
             &[("kind", kind)],
-            get(v) as f64,
+            get(v) as f64 / 1000.0,
         );
     }
 }

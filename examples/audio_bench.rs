@@ -1,0 +1,85 @@
+//! What the sound costs a core: the microphone's Opus encode, the talker's
+//! decode (with 5 % of its packets lost: FEC and concealment), the jitter
+//! buffer and the half-duplex gate, per 20 ms frame, on 60 s of the audio
+//! stamp mixed with a noisy room. Prints the time per frame and the share
+//! of one core at real time; asserts nothing (bench/audio.sh runs it
+//! natively and under qemu-aarch64).
+
+use std::time::{Duration, Instant};
+
+use rtcam::audio::gate::HalfDuplex;
+use rtcam::audio::jitter::JitterBuffer;
+use rtcam::audio::opus::{VoiceDecoder, VoiceEncoder};
+use rtcam::audio::{FRAME, FRAME_TIME, RATE, stamp};
+
+fn main() {
+    let seconds: u64 = std::env::args()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let frames = (seconds * 1000 / 20) as usize;
+    let mut pcm = vec![0i16; frames * FRAME];
+    stamp::render_i16(1_767_225_600_000_000_000, RATE, &mut pcm);
+    // A room: low noise under the stamp (xorshift, deterministic).
+    let mut x = 0x2545_f491u32;
+    for s in pcm.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *s = s.saturating_add((x % 600) as i16 - 300);
+    }
+
+    let mut encoder = VoiceEncoder::new(32).expect("encoder");
+    let t = Instant::now();
+    let packets: Vec<_> = pcm
+        .chunks(FRAME)
+        .map(|f| encoder.encode(f).expect("encode"))
+        .collect();
+    report("Opus encode, 32 kbit/s, FEC", t.elapsed(), frames);
+
+    let mut decoder = VoiceDecoder::new().expect("decoder");
+    let mut jitter = JitterBuffer::new();
+    let t0 = Instant::now();
+    let t = Instant::now();
+    let mut lost = 0;
+    for (n, p) in packets.iter().enumerate() {
+        let at = t0 + FRAME_TIME * n as u32;
+        // 5 % lost, deterministically.
+        if n % 20 != 7 {
+            jitter.push(at, n as u64, (n * FRAME) as u64, p.to_vec());
+        } else {
+            lost += 1;
+        }
+        let slot = jitter.pop(at + Duration::from_millis(1));
+        std::hint::black_box(decoder.decode(&slot));
+    }
+    report(
+        &format!("jitter buffer + Opus decode, {lost} of {frames} lost"),
+        t.elapsed(),
+        frames,
+    );
+    println!(
+        "  recovered by FEC {}, concealed {}",
+        decoder.recovered, decoder.concealed
+    );
+
+    let mut gate = HalfDuplex::new();
+    let t = Instant::now();
+    let mut frame = vec![0i16; FRAME];
+    for (n, chunk) in pcm.chunks(FRAME).enumerate() {
+        frame.copy_from_slice(chunk);
+        let voiced = (n % 100 < 50).then_some(t0 + FRAME_TIME * n as u32);
+        gate.apply(t0 + FRAME_TIME * n as u32, voiced, &mut frame);
+        std::hint::black_box(&frame);
+    }
+    report("half-duplex gate", t.elapsed(), frames);
+}
+
+fn report(what: &str, took: Duration, frames: usize) {
+    let per_frame = took.as_secs_f64() / frames as f64;
+    println!(
+        "{what}: {:.1} us a 20 ms frame, {:.2} % of one core at real time",
+        per_frame * 1e6,
+        per_frame / 0.020 * 100.0
+    );
+}
