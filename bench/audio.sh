@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The sound's cost and latency. Prints; asserts nothing.
 #  1. CPU (examples/audio_bench.rs): Opus encode, jitter buffer + decode with
-#     5 % loss, the half-duplex gate, per 20 ms frame, natively and under
-#     qemu-aarch64 (emulated: read those relative to each other, not as a Pi's).
+#     5 % loss, the half-duplex gate, the echo canceller, per 20 ms frame,
+#     natively and under qemu-aarch64 (emulated: read those relative to each
+#     other, not as a Pi's; QEMU's float NEON is slow, the canceller's worst);
+#     and the canceller's attenuation and double talk in 20 simulated rooms.
 #  2. Latency each way and the echo, in real Chromium through PulseAudio
 #     (tests/browser/test_audio.py prints p50/p95 device -> page and page ->
 #     device, and the echo's attenuation), and device -> an independent
@@ -19,6 +21,12 @@ echo "== x86_64 ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), 
 target/release/examples/audio_bench "${1:-60}"
 echo "== aarch64 under qemu-aarch64 (emulated)"
 scripts/qemu-runner.sh aarch64 "target/$arm64/release/examples/audio_bench" "${1:-60}"
+echo "== video latency in Chromium without and with the device's audio (the page offers audio either way)"
+cargo build --release --locked --bin rtcam
+for a in off test; do
+  RTCAM_BIN="$PWD/target/release/rtcam" .venv/bin/python bench/browser_bench.py --viewers 0 --audio-in "$a" 2>/dev/null |
+    grep -E "audio-in|latency|CPU|RSS|viewer"
+done
 echo "== latency each way, echo (real Chromium, PulseAudio), and an aiortc player"
 cargo build --locked --bin rtcam
 RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s \

@@ -156,6 +156,9 @@ def main():
     ap.add_argument("--viewers", type=int, default=10, help="viewers in phase 2 (default 10; 0 skips it)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait after going live (default 2)")
     ap.add_argument("--bitrate", type=int, default=None, help="rtcam --bitrate in kbit/s (default: rtcam's)")
+    ap.add_argument("--audio-in", default=None,
+                    help="rtcam --audio-in (e.g. test, or off): run twice, off and test, to see what audio "
+                         "costs the video's latency (bench/audio.sh does)")
     args = ap.parse_args()
 
     binary = h.rtcam_binary("target/release/rtcam")
@@ -163,6 +166,8 @@ def main():
     extra = ["--max-viewers", cap, "--max-viewers-per-address", cap]
     if args.bitrate:
         extra += ["--bitrate", str(args.bitrate)]
+    if args.audio_in:
+        extra += ["--audio-in", args.audio_in, "--audio-out", "off"]
     columns = []
     with tempfile.TemporaryDirectory(prefix="rtcam-bench-") as tmp:
         srv = h.Rtcam(binary, size=args.size, fps=args.fps, extra=extra, workdir=tmp)
@@ -196,7 +201,8 @@ def main():
             srv.stop()
 
     print()
-    print(f"rtcam browser bench: test source {args.size}@{args.fps}, {args.seconds:g} s windows, "
+    print(f"rtcam browser bench: test source {args.size}@{args.fps}, audio-in {args.audio_in or 'default'}, "
+          f"{args.seconds:g} s windows, "
           f"{binary}, Chromium {h.CHROMIUM}, {os.cpu_count()} cores")
     print(f"rtcam before any viewer: VmRSS {idle.get('VmRSS', 0) / 1024:.1f} MiB")
     rows = [

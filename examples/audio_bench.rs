@@ -1,22 +1,30 @@
 //! What the sound costs a core: the microphone's Opus encode, the talker's
 //! decode (with 5 % of its packets lost: FEC and concealment), the jitter
-//! buffer and the half-duplex gate, per 20 ms frame, on 60 s of the audio
-//! stamp mixed with a noisy room. Prints the time per frame and the share
-//! of one core at real time; asserts nothing (bench/audio.sh runs it
+//! buffer, the half-duplex gate and the echo canceller, per 20 ms frame, on
+//! 60 s of the audio stamp mixed with a noisy room. Prints the time per
+//! frame and the share of one core at real time; then the echo canceller in
+//! simulated rooms (src/audio/room.rs): its attenuation and the near-end
+//! stamps that survive double talk. Asserts nothing (bench/audio.sh runs it
 //! natively and under qemu-aarch64).
+//!
+//!   audio_bench [SECONDS] [ROOMS]
 
 use std::time::{Duration, Instant};
 
 use rtcam::audio::gate::HalfDuplex;
 use rtcam::audio::jitter::JitterBuffer;
 use rtcam::audio::opus::{VoiceDecoder, VoiceEncoder};
+use rtcam::audio::room::{self, Room};
 use rtcam::audio::{FRAME, FRAME_TIME, RATE, stamp};
 
 fn main() {
-    let seconds: u64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(60);
+    let arg = |i: usize, default: u64| {
+        std::env::args()
+            .nth(i)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let (seconds, rooms) = (arg(1, 60), arg(2, 20));
     let frames = (seconds * 1000 / 20) as usize;
     let mut pcm = vec![0i16; frames * FRAME];
     stamp::render_i16(1_767_225_600_000_000_000, RATE, &mut pcm);
@@ -28,7 +36,13 @@ fn main() {
         x ^= x << 5;
         *s = s.saturating_add((x % 600) as i16 - 300);
     }
+    let packets = encode(&pcm, frames);
+    decode(&packets, frames);
+    gate(&pcm, frames);
+    echo_rooms(rooms as u32);
+}
 
+fn encode(pcm: &[i16], frames: usize) -> Vec<std::sync::Arc<[u8]>> {
     let mut encoder = VoiceEncoder::new(32).expect("encoder");
     let t = Instant::now();
     let packets: Vec<_> = pcm
@@ -36,7 +50,10 @@ fn main() {
         .map(|f| encoder.encode(f).expect("encode"))
         .collect();
     report("Opus encode, 32 kbit/s, FEC", t.elapsed(), frames);
+    packets
+}
 
+fn decode(packets: &[std::sync::Arc<[u8]>], frames: usize) {
     let mut decoder = VoiceDecoder::new().expect("decoder");
     let mut jitter = JitterBuffer::new();
     let t0 = Instant::now();
@@ -62,7 +79,10 @@ fn main() {
         "  recovered by FEC {}, concealed {}",
         decoder.recovered, decoder.concealed
     );
+}
 
+fn gate(pcm: &[i16], frames: usize) {
+    let t0 = Instant::now();
     let mut gate = HalfDuplex::new();
     let t = Instant::now();
     let mut frame = vec![0i16; FRAME];
@@ -73,6 +93,47 @@ fn main() {
         std::hint::black_box(&frame);
     }
     report("half-duplex gate", t.elapsed(), frames);
+}
+
+/// The echo canceller (render + capture) in `rooms` rooms, 10 s each: the
+/// test's room with far-end talkers 1, 2, ... (the test's is 18).
+fn echo_rooms(rooms: u32) {
+    let (mut busy, mut frames, mut sent, mut heard, mut passed) = (Duration::ZERO, 0, 0, 0, 0);
+    let mut atten = Vec::new();
+    for talker in 1..=rooms {
+        let room = Room {
+            far_seed: talker,
+            ..Room::default()
+        };
+        let t = room::trial(&room);
+        println!(
+            "  talker {talker}: echo {:.1} dB down after 2 s (worst second {:.1}), \
+             stamps {}/{}, ERLE {:.0} dB, delay {:?} ms",
+            t.attenuation_db,
+            t.worst_second_db,
+            t.stamps_heard,
+            t.stamps_sent,
+            t.stats.erle_db.unwrap_or(f64::NAN),
+            t.stats.delay_ms,
+        );
+        busy += t.per_frame * t.stats.frames as u32;
+        frames += t.stats.frames as usize;
+        (sent, heard) = (sent + t.stamps_sent, heard + t.stamps_heard);
+        passed += usize::from(t.attenuation_db >= 25.0 && t.stamps_heard == t.stamps_sent);
+        atten.push(t.attenuation_db);
+    }
+    atten.sort_by(f64::total_cmp);
+    report(
+        "echo canceller (AEC3, render + capture)",
+        busy,
+        frames.max(1),
+    );
+    println!(
+        "  {rooms} rooms: echo down {:.1} dB (median; worst {:.1}), near-end stamps \
+         through double talk {heard}/{sent}, rooms with >= 25 dB and every stamp {passed}",
+        atten.get(atten.len() / 2).copied().unwrap_or(f64::NAN),
+        atten.first().copied().unwrap_or(f64::NAN),
+    );
 }
 
 fn report(what: &str, took: Duration, frames: usize) {

@@ -88,7 +88,7 @@ EOF
   kpkg=$(apt-cache "${apt_opts[@]}" depends linux-image-arm64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-arm64\)$/\1/p' | head -n 1)
   [ -n "$kpkg" ] || die "cannot resolve linux-image-arm64"
   kver=${kpkg#linux-image-}
-  for pkg in "$kpkg" busybox-static; do
+  for pkg in "$kpkg" busybox-static alsa-utils; do
     if ! ls "$cache/debs/${pkg}_"*_arm64.deb >/dev/null 2>&1; then
       mkdir -p "$cache/debs"
       (cd "$cache/debs" && apt-get "${apt_opts[@]}" download "$pkg:arm64" >/dev/null)
@@ -106,6 +106,13 @@ EOF
   if [ ! -x "$bbroot/bin/busybox" ]; then
     rm -rf "$bbroot"
     dpkg -x "$(ls "$cache/debs/busybox-static_"*_arm64.deb | tail -n 1)" "$bbroot"
+  fi
+  # aplay plays the audio stamp into snd-aloop, whose other end is rtcam's
+  # microphone (busybox has no ALSA player).
+  alsaroot=$cache/alsa-utils
+  if [ ! -x "$alsaroot/usr/bin/aplay" ]; then
+    rm -rf "$alsaroot"
+    dpkg -x "$(ls "$cache/debs/alsa-utils_"*_arm64.deb | tail -n 1)" "$alsaroot"
   fi
 }
 
@@ -184,7 +191,7 @@ build_tool() {
   local out=$1 src=$repo/tests/qemu/$(basename "$1").c
   if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
     command -v aarch64-linux-gnu-gcc >/dev/null || die "aarch64-linux-gnu-gcc is missing (scripts/cross-build.sh --toolchain-only installs it)"
-    aarch64-linux-gnu-gcc -static -O2 -o "$out" "$src"
+    aarch64-linux-gnu-gcc -static -O2 -o "$out" "$src" -lm
   fi
 }
 
@@ -232,6 +239,12 @@ EOF
   cp "$cache/vivid-disconnect" "$root/bin/vivid-disconnect"
   cp "$bin" "$root/rtcam"
   copy_libraries "$bin" "$root/lib"
+  # The microphone's sound: the audio stamp (tests/qemu/stamp-feed.c) through
+  # aplay into snd-aloop's playback side; rtcam captures the other side.
+  build_tool "$cache/stamp-feed"
+  cp "$cache/stamp-feed" "$root/bin/stamp-feed"
+  cp "$alsaroot/usr/bin/aplay" "$root/bin/aplay"
+  copy_libraries "$alsaroot/usr/bin/aplay" "$root/lib"
   # alsa-lib's one config file, at its default path (no ALSA_CONFIG_PATH).
   mkdir -p "$root/usr/share/alsa"
   cp "$repo/tests/qemu/alsa.conf" "$root/usr/share/alsa/alsa.conf"
@@ -239,7 +252,7 @@ EOF
   chmod 700 "$root/state"
   # insmod order for each module and what it depends on, deduplicated.
   : >"$root/modules/order"
-  for mod in virtio_pci virtio_net virtio_rng vivid; do
+  for mod in virtio_pci virtio_net virtio_rng vivid snd-aloop; do
     modprobe -d "$kroot" -S "$kver" --show-depends "$mod" | while read -r kind path _; do
       [ "$kind" = insmod ] || continue
       local name
@@ -338,11 +351,16 @@ ip link set lo up
 ip addr add 10.0.2.15/24 dev eth0
 ip link set eth0 up
 ip route add default via 10.0.2.2
-echo "init: \$(echo /dev/video*)"
+echo "init: \$(echo /dev/video*) \$(echo /dev/snd/*)"
 ( while true; do nc -l -p 2323 -e /control; done ) &
+# The room rtcam's microphone hears: the stamp, played into snd-aloop.
+( stamp-feed | LD_LIBRARY_PATH=/lib aplay -q -D hw:Loopback,0,0 -t raw -f S16_LE -r 48000 -c 1 \\
+    --buffer-time=40000 --period-time=10000 2>&1 | sed 's/^/aplay: /'
+  echo "init: the stamp feed ended" ) &
 echo "init: starting rtcam"
 NO_COLOR=1 RUST_LOG=info LD_LIBRARY_PATH=/lib /rtcam --state-dir /state --board qemu-virt \\
-  --http 0.0.0.0:$http_port --rtc 0.0.0.0:$udp_port --advertise 127.0.0.1
+  --http 0.0.0.0:$http_port --rtc 0.0.0.0:$udp_port --advertise 127.0.0.1 \\
+  --audio-in plughw:Loopback,1,0 --audio-out off
 echo "init: rtcam exited with status \$?"
 poweroff -f
 EOF

@@ -17,9 +17,12 @@ step "fuzz (10 s per target)"; scripts/fuzz.sh 10
 step "page tests";   node --test tests/web/
 step "browser test"
 cargo build --locked --bin rtcam
-RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser --ignore=tests/browser/test_firefox.py
+RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser \
+  --ignore=tests/browser/test_firefox.py --ignore=tests/browser/test_firefox_audio.py
 step "browser test: Firefox (VP8), then Firefox and Chromium together (network namespace, root)"
 RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser/test_firefox.py
+step "browser test: Firefox plays the device's sound and talks (PulseAudio, network namespace)"
+RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/browser/test_firefox_audio.py
 
 # The Pi: the suite again on an emulated arm64 CPU, the 32-bit build, the
 # whole appliance on an emulated board with a real V4L2 driver, the packages.

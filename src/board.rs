@@ -124,6 +124,9 @@ mod tests {
                     .parse::<crate::capture::SourceSpec>()
                     .expect("valid source");
             }
+            // Every profile says how it keeps the echo out (README "Audio").
+            let echo = b.echo.as_deref().expect("an echo mode");
+            echo.parse::<crate::audio::EchoMode>().expect("valid echo");
         }
         assert!(by_name("pi-9").unwrap_err().contains("pi-zero-2w"));
     }

@@ -83,10 +83,22 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
         metrics.contains("rtcam_audio_talk_packets_total{kind=\"played\"}"),
         "{metrics}"
     );
+    // Both devices: `auto` cancels the echo, with what the speaker wrote
+    // as the reference.
+    for kind in ["cancelled", "reference"] {
+        let line = format!("rtcam_audio_echo_frames_total{{kind=\"{kind}\"}} ");
+        let n: u64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(n > 50, "{kind}: {n}\n{metrics}");
+    }
     let status = server.https("GET", "/api/status", None, b"").await.body;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["audio"]["microphone"]["state"], "open");
     assert_eq!(status["audio"]["speaker"]["state"], "open");
+    assert_eq!(status["audio"]["echo"], "cancel");
     drop(peer);
     let _ = std::fs::remove_file(&out);
 }

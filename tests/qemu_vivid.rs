@@ -315,3 +315,48 @@ async fn mjpeg_camera_in_an_arm64_guest_reaches_a_host_viewer() {
 async fn h264_camera_in_an_arm64_guest_reaches_a_host_viewer() {
     loopback_camera_reaches_a_host_viewer("RTCAM_QEMU_H264", "/dev/video2", "H264").await;
 }
+
+/// The guest's microphone is a real ALSA driver: snd-aloop, whose playback
+/// side plays the audio stamp (tests/qemu/stamp-feed.c through aplay) and
+/// whose capture side rtcam opens (`--audio-in plughw:Loopback,1,0`). A
+/// WHEP player on the host hears it and reads every stamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the QEMU guest that scripts/qemu-test.sh boots"]
+async fn snd_aloop_microphone_in_an_arm64_guest_reaches_a_host_player() {
+    let server = Server::attach("RTCAM_QEMU");
+    let player = audio_peer::AudioPeer::join(
+        server.http,
+        &server.token,
+        str0m::media::Direction::RecvOnly,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let found = player.stamps();
+    let latency: Vec<f64> = found.iter().map(|f| f.latency_ms).collect();
+    assert!(
+        found.len() >= 6,
+        "stamps from the guest's microphone: {found:?}\n{}",
+        server.log()
+    );
+    for pair in found.windows(2) {
+        assert_eq!(
+            pair[1].slot,
+            pair[0].slot.wrapping_add(1),
+            "none lost or wrong"
+        );
+    }
+    println!(
+        "snd-aloop in the guest -> host player: {} stamps, latency p50 {:.1} ms, p95 {:.1} ms \
+         (stamp-feed, aplay's 40 ms buffer, capture, Opus on an emulated CPU, QEMU's network)",
+        found.len(),
+        audio_peer::percentile(&latency, 0.5),
+        audio_peer::percentile(&latency, 0.95)
+    );
+    let status = server.https("GET", "/api/status", None, b"").await.body;
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["audio"]["microphone"]["state"], "open", "{status}");
+    assert_eq!(
+        status["audio"]["microphone"]["device"],
+        "plughw:Loopback,1,0"
+    );
+}

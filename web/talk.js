@@ -767,7 +767,9 @@ export function renderAudioStats() {
   set('st-audio-concealed', fresh(a.concealedPct) ? `${pct(a.concealedPct)} %` : '–');
   const t = a.telemetry;
   const echo = (m && m.echo) || (t && t.echo) || '–';
-  set('st-audio-device', m ? `mic ${partText(m.microphone)}, speaker ${partText(m.speaker)}, echo ${echo}` : '–');
+  // The canceller's own figure: how much of the echo its filter removes.
+  const erle = t && typeof t.echo_erle_db === 'number' ? ` (ERLE ${Math.round(t.echo_erle_db)} dB)` : '';
+  set('st-audio-device', m ? `mic ${partText(m.microphone)}, speaker ${partText(m.speaker)}, echo ${echo}${erle}` : '–');
   // What the device counted: its microphone's packets sent, this page's voice received and played.
   const n = (v) => (fresh(v) ? String(v) : '–');
   set('st-audio-dev', t ? `${n(t.packets_sent)} / ${n(t.packets_received)}` : '–');

@@ -26,31 +26,46 @@ pub enum DeviceError {
     Io { device: String, why: String },
 }
 
-/// How long a device may give or take nothing before it counts as stalled.
-pub const STALL: Duration = Duration::from_secs(2);
+/// How long a device may give or take nothing before it counts as stalled
+/// (a PulseAudio stream's first seconds can stall for 1.7 s).
+pub const STALL: Duration = Duration::from_secs(4);
 
 /// The first device for `direction` that is not HDMI (monitors' sound has
 /// no microphone and is not where a talker wants to be heard), by ALSA's
 /// device hints: `plughw:` names, which convert rate and format.
 pub fn auto(direction: Direction) -> Option<String> {
-    let hints = alsa::device_name::HintIter::new_str(None, "pcm").ok()?;
-    let mut chosen = None;
-    for hint in hints {
-        let (Some(name), desc) = (hint.name, hint.desc.unwrap_or_default()) else {
-            continue;
-        };
-        let wrong_way = hint.direction.is_some_and(|d| d != direction);
-        if !name.starts_with("plughw:") || wrong_way || is_hdmi(&name, &desc) {
-            continue;
-        }
-        // A card without this direction (a playback-only headphone jack)
-        // refuses to open it.
-        if PCM::new(&name, direction, true).is_ok() {
-            chosen = Some(name);
-            break;
-        }
-    }
-    chosen
+    // A card without this direction (a playback-only headphone jack)
+    // refuses to open it.
+    listed(direction)
+        .into_iter()
+        .find(|d| !is_hdmi(&d.name, &d.description) && PCM::new(&d.name, direction, true).is_ok())
+        .map(|d| d.name)
+}
+
+/// A sound device ALSA lists, for `/api/status` and the owner choosing one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Listed {
+    /// The name to give `--audio-in` or `--audio-out`.
+    pub name: String,
+    /// ALSA's description, first line ("USB PnP Sound Device, USB Audio").
+    pub description: String,
+}
+
+/// The `plughw:` devices ALSA's hints list for `direction` (each card's
+/// devices once, converting rate and format).
+pub fn listed(direction: Direction) -> Vec<Listed> {
+    let Ok(hints) = alsa::device_name::HintIter::new_str(None, "pcm") else {
+        return Vec::new();
+    };
+    hints
+        .filter(|h| h.direction.is_none_or(|d| d == direction))
+        .filter_map(|h| {
+            let name = h.name.filter(|n| n.starts_with("plughw:"))?;
+            let description = h.desc.unwrap_or_default().lines().next()?.to_string();
+            Some(Listed { name, description })
+        })
+        .take(32)
+        .collect()
 }
 
 fn is_hdmi(name: &str, desc: &str) -> bool {

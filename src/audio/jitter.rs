@@ -83,6 +83,10 @@ const LOSS_FOR_FEC: u32 = LOSS_ONE / 100;
 const LOSS_MEMORY: u32 = 128;
 /// The late-packet boost decays by one frame every this many pops: 20 ms/s.
 const BOOST_DECAY_POPS: u64 = 50;
+/// More than this many frames over the need (a backlog after a stall, 60
+/// ms) is caught up at once instead of a packet a second: a starved
+/// speaker thread must not leave the talker seconds late.
+const CATCH_UP_FRAMES: u64 = 3;
 /// The most empty slots skipped for free in one pop.
 const MAX_FREE_SKIPS: usize = 64;
 
@@ -192,6 +196,11 @@ pub struct JitterBuffer {
     excess_since: Option<Instant>,
     starving: Option<Starve>,
     counters: JitterStats,
+    /// Packets skipped since the last [`JitterBuffer::take_skipped`]: the
+    /// decoder must still see them (and throw their sound away), or the
+    /// packet after a skip decodes from the wrong state into a burst of
+    /// noise.
+    skipped: Vec<Vec<u8>>,
 }
 
 impl Default for JitterBuffer {
@@ -236,7 +245,14 @@ impl JitterBuffer {
             excess_since: None,
             starving: None,
             counters: JitterStats::default(),
+            skipped: Vec::new(),
         }
+    }
+
+    /// The packets skipped by the last [`JitterBuffer::pop`], in order:
+    /// decode them (and drop the sound) before what it returned.
+    pub fn take_skipped(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
+        self.skipped.drain(..)
     }
 
     /// A packet arrived at `now`.
@@ -572,12 +588,20 @@ impl JitterBuffer {
             .is_some_and(|p| p.len() <= QUIET_BYTES);
         let limit = ts.saturating_add(2 * self.frame);
         let next_here = self.packets.range((Excluded(ts), Unbounded)).next();
+        // Far over (a stall's backlog): catch up at once, a frame a pop.
+        let far_over = self.delay(now) > self.need() as i64 + (CATCH_UP_FRAMES * self.frame) as i64;
         next_here.is_some_and(|(&n, _)| n < limit)
-            && (waited >= SHRINK_AFTER || quiet && waited >= SHRINK_QUIET_AFTER)
+            && (far_over || waited >= SHRINK_AFTER || quiet && waited >= SHRINK_QUIET_AFTER)
     }
 
     fn skip(&mut self, now: Instant, ts: u64) {
-        self.packets.remove(&ts);
+        if let Some(p) = self.packets.remove(&ts) {
+            // Bounded for a caller that never takes them.
+            if self.skipped.len() >= CAPACITY {
+                self.skipped.remove(0);
+            }
+            self.skipped.push(p);
+        }
         self.counters.skipped += 1;
         self.next_ts = ts.saturating_add(self.frame);
         self.floor = ts.saturating_add(1);
@@ -1056,5 +1080,57 @@ mod tests {
         let s = jb.stats();
         assert_eq!(s.resets, 1, "{s:?}");
         assert_eq!(played, 100);
+    }
+
+    #[test]
+    fn a_stalled_player_catches_up_at_once_and_hands_the_skipped_packets_over() {
+        // Packets every 20 ms; the player stalls for 600 ms (a starved
+        // thread), then pops every 20 ms again.
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut jb = JitterBuffer::new();
+        let mut skipped = Vec::new();
+        let mut played = Vec::new();
+        for now in 0..3_000u64 {
+            if now % 20 == 0 {
+                let i = now / 20;
+                jb.push(at(now + 5), SEQ0 + i, TS0 + i * 960, payload(i));
+            }
+            let stalled = (1_000..1_600).contains(&now);
+            if now % 20 == 7 && !stalled {
+                if let Playout::Packet(p) = jb.pop(at(now)) {
+                    played.push((now, index_of(&p)));
+                }
+                skipped.extend(jb.take_skipped().map(|p| index_of(&p)));
+            }
+        }
+        assert!(!skipped.is_empty(), "the backlog was skipped");
+        // Every packet is either played or handed over to be decoded and
+        // dropped: the decoder sees an unbroken stream.
+        let mut seen: Vec<u64> = played
+            .iter()
+            .map(|p| p.1)
+            .chain(skipped.iter().copied())
+            .collect();
+        seen.sort_unstable();
+        let first = seen[0];
+        assert!(seen.windows(2).all(|w| w[1] == w[0] + 1), "{seen:?}");
+        assert!(first <= 2);
+        // Within 200 ms of the stall's end the delay is back near the need.
+        let behind = |t: u64| {
+            let (when, i) = *played.iter().find(|p| p.0 >= t).unwrap();
+            when - i * 20
+        };
+        assert!(
+            behind(1_800) <= 90,
+            "{} ms behind 200 ms after the stall",
+            behind(1_800)
+        );
+        println!(
+            "behind: {} ms just after the stall, {} ms 200 ms later, {} ms 1.3 s later",
+            behind(1_600),
+            behind(1_800),
+            behind(2_900)
+        );
     }
 }

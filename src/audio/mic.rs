@@ -1,13 +1,15 @@
 //! The microphone's thread: 20 ms frames from ALSA (or the test stamp),
-//! stamped with their capture time, through the half-duplex gate, encoded
-//! once with Opus while anyone listens, and handed to the rtc task without
-//! ever waiting on it (a full road drops the frame, counted).
+//! stamped with their capture time, through the echo canceller (fed the
+//! speaker's frames just before each capture frame) or the half-duplex
+//! gate, encoded once with Opus while anyone listens, and handed to the rtc
+//! task without ever waiting on it (a full road drops the frame, counted).
 //!
 //! A missing, busy or vanished device is said once per reason (a log line,
 //! the status viewers see) and opened again every [`RETRY`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use alsa::Direction;
@@ -16,6 +18,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::clock::CaptureClock;
 use super::device::{self, DeviceError, PERIOD, STALL};
+use super::echo::{EchoCanceller, Reference};
 use super::gate::{HalfDuplex, Voiced};
 use super::opus::VoiceEncoder;
 use super::stamp::StampSource;
@@ -48,13 +51,17 @@ impl MicSource {
 pub struct Microphone {
     pub source: MicSource,
     pub bitrate_kbps: u32,
-    /// Off or half-duplex (resolved).
+    /// Off, cancel or half-duplex (resolved).
     pub echo: EchoMode,
+    /// The speaker's frames, for the echo canceller.
+    pub reference: Option<Receiver<Reference>>,
     /// Encoded frames for the rtc task.
     pub packets: mpsc::Sender<EncodedAudio>,
     pub status: watch::Sender<DeviceView>,
     /// Viewers receiving audio: no encode while it is 0.
     pub listeners: Arc<AtomicUsize>,
+    /// The listeners' worst loss, percent (in-band FEC follows it).
+    pub expected_loss: Arc<std::sync::atomic::AtomicU8>,
     pub speaker: Arc<Voiced>,
     pub stats: Arc<AudioStats>,
     pub stop: Arc<AtomicBool>,
@@ -65,6 +72,21 @@ struct Captured<'a> {
     pcm: &'a mut [i16],
     at: Instant,
     wall_ns: u64,
+}
+
+/// What keeps the echo out, per the mode: one of them runs.
+struct EchoControl {
+    gate: HalfDuplex,
+    canceller: Option<EchoCanceller>,
+}
+
+impl EchoControl {
+    fn new(mode: EchoMode) -> Self {
+        EchoControl {
+            gate: HalfDuplex::new(),
+            canceller: (mode == EchoMode::Cancel).then(EchoCanceller::new),
+        }
+    }
 }
 
 impl Microphone {
@@ -83,16 +105,17 @@ impl Microphone {
                 return;
             }
         };
+        let mut echo = EchoControl::new(self.echo);
         let mut last_problem = String::new();
         while !self.stop.load(Ordering::Relaxed) {
             let ended = match &self.source {
                 MicSource::Test => {
                     self.tell(DeviceState::Open, None);
                     tracing::info!("microphone: the audio test stamp, 48 kHz mono");
-                    self.test_stamp(&mut encoder);
+                    self.test_stamp(&mut echo, &mut encoder);
                     return;
                 }
-                MicSource::Alsa(name) => self.alsa(name, &mut encoder),
+                MicSource::Alsa(name) => self.alsa(name, &mut echo, &mut encoder),
             };
             let Err(problem) = ended else { return };
             let problem = problem.to_string();
@@ -107,10 +130,9 @@ impl Microphone {
 
     /// The test stamp: sample `i` is the stamp at `t0 + i / RATE`, and a
     /// frame is handed on when its last sample is due, as a device would.
-    fn test_stamp(&self, encoder: &mut VoiceEncoder) {
+    fn test_stamp(&self, echo: &mut EchoControl, encoder: &mut VoiceEncoder) {
         let (t0, wall0) = (Instant::now(), unix_ns());
         let mut stamp = StampSource::new(wall0, RATE);
-        let mut gate = HalfDuplex::new();
         let mut pcm = vec![0i16; FRAME];
         for n in 0u64.. {
             let first = t0 + FRAME_TIME * n as u32;
@@ -125,12 +147,17 @@ impl Microphone {
                 at: first,
                 wall_ns,
             };
-            self.deliver(frame, &mut gate, encoder);
+            self.deliver(frame, echo, encoder);
         }
     }
 
     /// An ALSA device, until it fails or the appliance stops.
-    fn alsa(&self, name: &str, encoder: &mut VoiceEncoder) -> Result<(), DeviceError> {
+    fn alsa(
+        &self,
+        name: &str,
+        echo: &mut EchoControl,
+        encoder: &mut VoiceEncoder,
+    ) -> Result<(), DeviceError> {
         let pcm = device::open(name, Direction::Capture, PERIODS)?;
         let io_error = |e: alsa::Error| DeviceError::Io {
             device: name.into(),
@@ -140,7 +167,6 @@ impl Microphone {
         tracing::info!("microphone: {name} open, 48 kHz mono, {PERIODS} periods of 10 ms");
         self.tell(DeviceState::Open, None);
         let mut clock = CaptureClock::new();
-        let mut gate = HalfDuplex::new();
         let mut pcm_buf = vec![0i16; FRAME];
         let mut pace = Pace::new(Instant::now());
         for n in 1u64.. {
@@ -157,7 +183,7 @@ impl Microphone {
                 at,
                 wall_ns,
             };
-            self.deliver(frame, &mut gate, encoder);
+            self.deliver(frame, echo, encoder);
             pace.frame_done(n, now);
         }
         Ok(())
@@ -206,17 +232,24 @@ impl Microphone {
         Ok(())
     }
 
-    /// The gate, then the encoder while anyone listens, then the rtc task.
-    fn deliver(&self, frame: Captured<'_>, gate: &mut HalfDuplex, encoder: &mut VoiceEncoder) {
+    /// The canceller or the gate, then the encoder while anyone listens,
+    /// then the rtc task.
+    fn deliver(&self, frame: Captured<'_>, echo: &mut EchoControl, encoder: &mut VoiceEncoder) {
         AudioStats::add(&self.stats.mic_frames, 1);
+        let listening = self.listeners.load(Ordering::Relaxed) > 0;
         if self.echo == EchoMode::HalfDuplex {
+            let gate = &mut echo.gate;
             let muted = gate.muted_frames;
             gate.apply(frame.at, self.speaker.last(), frame.pcm);
             AudioStats::add(&self.stats.mic_muted, gate.muted_frames - muted);
         }
-        if self.listeners.load(Ordering::Relaxed) == 0 {
+        if let Some(canceller) = &mut echo.canceller {
+            self.cancel(frame.pcm, frame.at, canceller, listening);
+        }
+        if !listening {
             return;
         }
+        encoder.set_expected_loss(self.expected_loss.load(Ordering::Relaxed));
         let data = match encoder.encode(frame.pcm) {
             Ok(d) => d,
             Err(e) => {
@@ -236,6 +269,40 @@ impl Microphone {
         }
     }
 
+    /// Hands the speaker's frames written so far to the canceller, then
+    /// cancels the echo in `pcm` (captured at `at`). While nobody listens
+    /// the road is only emptied: cancelling what nobody hears would cost
+    /// CPU for nothing (a viewer who talks back listens too, so the
+    /// canceller is running before the speaker plays a voice).
+    fn cancel(&self, pcm: &mut [i16], at: Instant, canceller: &mut EchoCanceller, listening: bool) {
+        let now = Instant::now();
+        let Some(road) = &self.reference else { return };
+        for reference in road.try_iter() {
+            if listening && let Err(e) = canceller.render(&reference.pcm, reference.plays_at) {
+                tracing::warn!("microphone: {e}");
+            }
+        }
+        if !listening {
+            return;
+        }
+        if let Err(e) = canceller.capture(pcm, at, now) {
+            tracing::warn!("microphone: {e}");
+        }
+        self.publish(canceller);
+    }
+
+    /// The canceller's figures, for `/metrics` and the telemetry.
+    fn publish(&self, canceller: &EchoCanceller) {
+        let (e, s) = (canceller.stats(), &self.stats);
+        s.echo_frames.store(e.frames, Ordering::Relaxed);
+        s.echo_reference.store(e.render_frames, Ordering::Relaxed);
+        s.echo_erle_db.set(e.erle_db.unwrap_or(f64::NAN));
+        let delay = e.delay_ms.map_or(0, |d| d.max(0) as u64);
+        s.echo_delay_ms.store(delay, Ordering::Relaxed);
+        s.echo_hint_ms
+            .store(e.hint_ms.max(0) as u64, Ordering::Relaxed);
+    }
+
     fn tell(&self, state: DeviceState, problem: Option<String>) {
         let view = DeviceView {
             state,
@@ -252,6 +319,11 @@ impl Microphone {
     fn wait(&self, total: Duration) {
         let until = Instant::now() + total;
         while !self.stop.load(Ordering::Relaxed) && Instant::now() < until {
+            // The speaker's frames meanwhile are stale by the time the
+            // microphone is back.
+            if let Some(road) = &self.reference {
+                while road.try_recv().is_ok() {}
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

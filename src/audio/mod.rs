@@ -2,20 +2,24 @@
 //! fanned out like video) and one viewer's voice to the speaker.
 //!
 //! ```text
-//! microphone thread (mic.rs): ALSA or the test stamp -> echo gate -> Opus -> rtc task
+//! microphone thread (mic.rs): ALSA or the test stamp -> echo canceller or gate -> Opus -> rtc task
 //! rtc task -> talk packets -> speaker thread (speaker.rs): jitter buffer -> Opus -> ALSA
+//!                                     speaker thread -> what it wrote -> echo canceller
 //! ```
 //! What decides anything is sans-IO and tested on simulated time: the
 //! jitter buffer (`jitter.rs`), the half-duplex gate (`gate.rs`), the
-//! capture clock (`clock.rs`); the threads around them are thin.
+//! capture clock (`clock.rs`), the echo canceller's alignment (`echo.rs`,
+//! tested in a simulated room, `room.rs`); the threads around them are thin.
 
 pub mod clock;
 pub mod device;
+pub mod echo;
 pub mod gate;
 pub mod jitter;
 pub mod mic;
 pub mod opus;
 pub mod plane;
+pub mod room;
 pub mod speaker;
 pub mod stamp;
 
@@ -105,9 +109,12 @@ impl FromStr for AudioOut {
 /// What keeps the speaker's sound out of the microphone's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EchoMode {
-    /// Half-duplex when the device has both a microphone and a speaker.
+    /// The canceller when the device has both a microphone and a speaker
+    /// (a board's profile may say half-duplex instead).
     #[default]
     Auto,
+    /// The echo canceller (`echo.rs`): both ways at once.
+    Cancel,
     /// The microphone's stream is muted while the speaker plays a voice
     /// (what intercoms without a canceller do).
     HalfDuplex,
@@ -119,24 +126,23 @@ impl FromStr for EchoMode {
     fn from_str(s: &str) -> Result<Self, String> {
         match s.trim() {
             "auto" => Ok(EchoMode::Auto),
+            "cancel" => Ok(EchoMode::Cancel),
             "half-duplex" => Ok(EchoMode::HalfDuplex),
             "off" => Ok(EchoMode::Off),
-            "cancel" => Err("echo: 'cancel' (an echo canceller) is not built yet; \
-                 use half-duplex, off or auto"
-                .into()),
             other => Err(format!(
-                "echo: '{other}': expected auto, half-duplex or off"
+                "echo: '{other}': expected auto, cancel, half-duplex or off"
             )),
         }
     }
 }
 
 impl EchoMode {
-    /// The mode in force once the devices are known.
+    /// The mode in force once the devices are known: with no speaker or
+    /// no microphone there is no echo to cancel.
     pub fn resolve(self, mic: bool, speaker: bool) -> EchoMode {
         match self {
-            EchoMode::Auto if mic && speaker => EchoMode::HalfDuplex,
-            EchoMode::Auto => EchoMode::Off,
+            EchoMode::Auto | EchoMode::Cancel if mic && speaker => EchoMode::Cancel,
+            EchoMode::Auto | EchoMode::Cancel => EchoMode::Off,
             m => m,
         }
     }
@@ -144,6 +150,7 @@ impl EchoMode {
     pub fn name(self) -> &'static str {
         match self {
             EchoMode::Auto => "auto",
+            EchoMode::Cancel => "cancel",
             EchoMode::HalfDuplex => "half-duplex",
             EchoMode::Off => "off",
         }
@@ -216,6 +223,18 @@ pub struct AudioStats {
     /// The jitter buffer's target and what it holds, ms.
     pub jitter_target_ms: AtomicU64,
     pub jitter_buffered_ms: AtomicU64,
+    /// The echo canceller: microphone frames cancelled, speaker frames
+    /// taken as its reference, and speaker frames dropped on the way (the
+    /// road to the microphone's thread full).
+    pub echo_frames: AtomicU64,
+    pub echo_reference: AtomicU64,
+    pub echo_reference_dropped: AtomicU64,
+    /// AEC3's echo return loss enhancement, dB (NaN until it has one).
+    pub echo_erle_db: Gauge,
+    /// AEC3's estimate of the echo's delay, and the hint from ALSA's
+    /// delays, ms.
+    pub echo_delay_ms: AtomicU64,
+    pub echo_hint_ms: AtomicU64,
 }
 
 impl AudioStats {
@@ -226,6 +245,32 @@ impl AudioStats {
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
+}
+
+/// A measure that is not a count, shared between threads: f64 bits in an
+/// atomic, NaN until set.
+#[derive(Debug)]
+pub struct Gauge(AtomicU64);
+
+impl Default for Gauge {
+    fn default() -> Self {
+        Gauge(AtomicU64::new(f64::NAN.to_bits()))
+    }
+}
+
+impl Gauge {
+    pub fn get(&self) -> f64 {
+        f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    pub fn set(&self, v: f64) {
+        self.0.store(v.to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// How long `samples` last at [`RATE`].
+pub fn duration_of(samples: usize) -> std::time::Duration {
+    std::time::Duration::from_nanos(samples as u64 * 1_000_000_000 / RATE as u64)
 }
 
 /// Unix time now, in nanoseconds.
@@ -240,7 +285,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn choices_parse_and_cancel_is_refused_until_built() {
+    fn choices_parse_and_auto_cancels_when_there_is_an_echo() {
         assert_eq!("test".parse::<AudioIn>(), Ok(AudioIn::Test));
         assert_eq!(
             "plughw:CARD=Device,DEV=0".parse::<AudioIn>(),
@@ -249,9 +294,16 @@ mod tests {
         assert_eq!("off".parse::<AudioOut>(), Ok(AudioOut::Off));
         assert!("".parse::<AudioOut>().is_err());
         assert_eq!("half-duplex".parse::<EchoMode>(), Ok(EchoMode::HalfDuplex));
-        assert!("cancel".parse::<EchoMode>().is_err());
-        assert_eq!(EchoMode::Auto.resolve(true, true), EchoMode::HalfDuplex);
+        assert_eq!("cancel".parse::<EchoMode>(), Ok(EchoMode::Cancel));
+        assert!("aec".parse::<EchoMode>().is_err());
+        assert_eq!(EchoMode::Auto.resolve(true, true), EchoMode::Cancel);
         assert_eq!(EchoMode::Auto.resolve(true, false), EchoMode::Off);
+        assert_eq!(EchoMode::Cancel.resolve(false, true), EchoMode::Off);
+        assert_eq!(
+            EchoMode::HalfDuplex.resolve(true, true),
+            EchoMode::HalfDuplex
+        );
+        assert!(AudioStats::default().echo_erle_db.get().is_nan());
     }
 
     #[test]

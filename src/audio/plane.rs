@@ -2,7 +2,7 @@
 //! speaker's threads, and the roads between them and the rtc task.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use std::sync::mpsc::SyncSender;
 
 use alsa::Direction;
@@ -10,6 +10,7 @@ use anyhow::Context;
 use serde::Serialize;
 use tokio::sync::{mpsc, watch};
 
+use super::device::Listed;
 use super::gate::Voiced;
 use super::mic::{MicSource, Microphone};
 use super::speaker::Speaker;
@@ -20,6 +21,9 @@ use crate::control::talk::{AudioView, DeviceState, DeviceView};
 const MIC_QUEUE: usize = 16;
 /// Talk packets waiting for the speaker's thread (about a second).
 const TALK_QUEUE: usize = 64;
+/// Speaker frames waiting for the echo canceller (320 ms): the microphone's
+/// thread takes them every 20 ms.
+const REFERENCE_QUEUE: usize = 16;
 
 /// The rtc task's side of the sound.
 pub struct AudioRoad {
@@ -30,6 +34,9 @@ pub struct AudioRoad {
     pub talk: Option<SyncSender<TalkPacket>>,
     /// Viewers receiving audio (the microphone encodes only while any do).
     pub listeners: Arc<AtomicUsize>,
+    /// The worst loss the listeners' links report, percent: the encoder's
+    /// in-band FEC follows it.
+    pub expected_loss: Arc<AtomicU8>,
     pub status: AudioStatus,
 }
 
@@ -42,6 +49,8 @@ pub struct AudioStatus {
     pub echo: EchoMode,
     pub bitrate_kbps: u32,
     pub stats: Arc<AudioStats>,
+    /// What ALSA listed at start: capture and playback devices.
+    pub listed: Arc<[Vec<Listed>; 2]>,
 }
 
 /// `/api/status`'s `audio`.
@@ -51,6 +60,9 @@ pub struct AudioReport {
     pub speaker: DeviceView,
     pub echo: &'static str,
     pub codec: String,
+    /// The devices ALSA listed at start, by the names the flags take.
+    pub capture_devices: Vec<Listed>,
+    pub playback_devices: Vec<Listed>,
 }
 
 impl AudioStatus {
@@ -71,6 +83,8 @@ impl AudioStatus {
                 "Opus 48 kHz mono, 20 ms frames, in-band FEC, {} kbit/s",
                 self.bitrate_kbps
             ),
+            capture_devices: self.listed[0].clone(),
+            playback_devices: self.listed[1].clone(),
         }
     }
 }
@@ -106,15 +120,25 @@ pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Audi
     let stats = Arc::new(AudioStats::default());
     let voiced = Arc::new(Voiced::default());
     let listeners = Arc::new(AtomicUsize::new(0));
+    let expected_loss = Arc::new(AtomicU8::new(0));
+    let (reference_tx, reference) = match echo {
+        EchoMode::Cancel => {
+            let (tx, rx) = std::sync::mpsc::sync_channel(REFERENCE_QUEUE);
+            (Some(tx), Some(rx))
+        }
+        _ => (None, None),
+    };
     let mut threads = Vec::new();
     if let Some(source) = mic_source {
         let mic = Microphone {
             source,
             bitrate_kbps: config.bitrate_kbps,
             echo,
+            reference,
             packets: packets_tx,
             status: mic_status,
             listeners: listeners.clone(),
+            expected_loss: expected_loss.clone(),
             speaker: voiced.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
@@ -130,6 +154,7 @@ pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Audi
             packets: rx,
             status: speaker_status,
             voiced,
+            reference: reference_tx,
             stats: stats.clone(),
             stop,
         };
@@ -141,12 +166,17 @@ pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Audi
         echo,
         bitrate_kbps: config.bitrate_kbps,
         stats,
+        listed: Arc::new([
+            super::device::listed(Direction::Capture),
+            super::device::listed(Direction::Playback),
+        ]),
     };
     Ok(AudioPlane {
         road: AudioRoad {
             packets,
             talk,
             listeners,
+            expected_loss,
             status,
         },
         threads,

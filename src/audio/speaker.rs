@@ -4,12 +4,15 @@
 //!
 //! It plays silence while nobody talks, so its timing is steady when a
 //! voice starts and the half-duplex gate knows when the speaker is voiced.
+//! With the echo canceller, every frame written goes on to the
+//! microphone's thread as its reference, with when ALSA will play it; a
+//! full road drops it (counted), never waits.
 //! A missing, busy or vanished device is said once per reason and opened
 //! again every [`RETRY`]; the rtc task only ever `try_send`s to it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::time::{Duration, Instant};
 
 use alsa::Direction;
@@ -17,11 +20,12 @@ use alsa::pcm::PCM;
 use tokio::sync::watch;
 
 use super::device::{self, DeviceError, STALL};
+use super::echo::Reference;
 use super::gate::Voiced;
-use super::jitter::JitterBuffer;
+use super::jitter::{JitterBuffer, Playout};
 use super::mic::{Pace, RETRY};
 use super::opus::VoiceDecoder;
-use super::{AudioStats, SILENCE_DBOV, TalkPacket, level_dbov};
+use super::{AudioStats, SILENCE_DBOV, TalkPacket, duration_of, level_dbov};
 use crate::control::talk::{DeviceState, DeviceView};
 
 /// The playback buffer: four 10 ms periods. With a 20 ms frame written
@@ -33,6 +37,8 @@ pub struct Speaker {
     pub packets: Receiver<TalkPacket>,
     pub status: watch::Sender<DeviceView>,
     pub voiced: Arc<Voiced>,
+    /// The echo canceller's reference, when it runs.
+    pub reference: Option<SyncSender<Reference>>,
     pub stats: Arc<AudioStats>,
     pub stop: Arc<AtomicBool>,
 }
@@ -92,11 +98,19 @@ impl Speaker {
             }
             let now = Instant::now();
             let slot = jitter.pop(now);
+            // Skipped to shrink the delay: decoded all the same (their
+            // sound dropped), so the next packet decodes from the right state.
+            for skipped in jitter.take_skipped() {
+                decoder.decode(&Playout::Packet(skipped));
+            }
             let samples = decoder.decode(&slot);
+            let plays_at = Instant::now() + duration_of(device::queued(&pcm));
+            // The echo lasts from when the voice plays, not when it is decoded.
             if level_dbov(samples) < SILENCE_DBOV {
-                self.voiced.mark(now);
+                self.voiced.mark(plays_at);
             }
             self.write(&pcm, samples)?;
+            self.hand_on(samples, plays_at);
             self.count(&jitter, decoder);
             pace.frame_done(n, Instant::now());
         }
@@ -136,6 +150,18 @@ impl Speaker {
             }
         }
         Ok(())
+    }
+
+    /// The frame just written, to the echo canceller.
+    fn hand_on(&self, samples: &[i16], plays_at: Instant) {
+        let Some(road) = &self.reference else { return };
+        let frame = Reference {
+            pcm: samples.to_vec(),
+            plays_at,
+        };
+        if road.try_send(frame).is_err() {
+            AudioStats::add(&self.stats.echo_reference_dropped, 1);
+        }
     }
 
     fn count(&self, jitter: &JitterBuffer, decoder: &VoiceDecoder) {

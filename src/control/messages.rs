@@ -122,6 +122,9 @@ pub struct AudioTelemetry {
     pub underruns: u64,
     /// The echo mode in force.
     pub echo: &'static str,
+    /// The echo canceller's echo return loss enhancement (AEC3's), dB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub echo_erle_db: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]

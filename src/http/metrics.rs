@@ -119,7 +119,7 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
         out.sample("rtcam_audio_device_open", &[("device", device)], open);
     }
     let get = AudioStats::get;
-    let counters: [CounterFamily; 4] = [
+    let counters: [CounterFamily; 5] = [
         (
             "rtcam_audio_microphone_frames_total",
             "Microphone frames (20 ms), by what became of them.",
@@ -150,6 +150,16 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
             "Capture overruns and playback underruns.",
             &[("overrun", &s.mic_overruns), ("underrun", &s.underruns)],
         ),
+        (
+            "rtcam_audio_echo_frames_total",
+            "Echo canceller frames (20 ms): microphone frames cancelled, speaker frames \
+             taken as its reference, speaker frames dropped on the way to it.",
+            &[
+                ("cancelled", &s.echo_frames),
+                ("reference", &s.echo_reference),
+                ("reference_dropped", &s.echo_reference_dropped),
+            ],
+        ),
     ];
     for (name, help, samples) in counters {
         out.family(name, "counter", help);
@@ -170,6 +180,37 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
             "rtcam_audio_jitter_buffer_seconds",
             &[("kind", kind)],
             get(v) as f64 / 1000.0,
+        );
+    }
+    echo_gauges(out, s);
+}
+
+/// The canceller's view of the echo: how much its linear filter removes
+/// (once AEC3 says), where it found the echo and where ALSA's delays put it.
+fn echo_gauges(out: &mut Text, s: &AudioStats) {
+    let erle = s.echo_erle_db.get();
+    if !erle.is_nan() {
+        out.family(
+            "rtcam_audio_echo_return_loss_enhancement_decibels",
+            "gauge",
+            "AEC3's echo return loss enhancement (its linear filter's), dB.",
+        );
+        out.sample(
+            "rtcam_audio_echo_return_loss_enhancement_decibels",
+            &[],
+            erle,
+        );
+    }
+    out.family(
+        "rtcam_audio_echo_delay_seconds",
+        "gauge",
+        "The echo's delay: AEC3's estimate, and the hint from ALSA's delays.",
+    );
+    for (kind, v) in [("estimated", &s.echo_delay_ms), ("hint", &s.echo_hint_ms)] {
+        out.sample(
+            "rtcam_audio_echo_delay_seconds",
+            &[("kind", kind)],
+            AudioStats::get(v) as f64 / 1000.0,
         );
     }
 }
@@ -447,6 +488,47 @@ mod tests {
                 let value = line.rsplit(' ').next().unwrap();
                 assert!(value.parse::<f64>().is_ok(), "{line}");
             }
+        }
+    }
+
+    #[test]
+    fn the_echo_cancellers_work_is_reported_in_base_units() {
+        let rtc = RtcStats {
+            viewers: 0,
+            frames_in: 0,
+            links: vec![],
+        };
+        let stats = AudioStats::default();
+        let limits = LimitHits::default();
+        let source = SourceInfo::none(640, 360, 30);
+        let inputs = |stats| Inputs {
+            rtc: &rtc,
+            source: &source,
+            encoders: &[],
+            captured: 0,
+            limits: &limits,
+            audio: Some((
+                stats,
+                [
+                    ("microphone", DeviceState::Open),
+                    ("speaker", DeviceState::Open),
+                ],
+            )),
+        };
+        let text = render(&inputs(&stats));
+        assert!(!text.contains("enhancement"), "no ERLE before AEC3 has one");
+        AudioStats::add(&stats.echo_frames, 250);
+        AudioStats::add(&stats.echo_reference_dropped, 2);
+        stats.echo_erle_db.set(24.5);
+        AudioStats::add(&stats.echo_hint_ms, 34);
+        let text = render(&inputs(&stats));
+        for line in [
+            r#"rtcam_audio_echo_frames_total{kind="cancelled"} 250"#,
+            r#"rtcam_audio_echo_frames_total{kind="reference_dropped"} 2"#,
+            "rtcam_audio_echo_return_loss_enhancement_decibels 24.5",
+            r#"rtcam_audio_echo_delay_seconds{kind="hint"} 0.034"#,
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
         }
     }
 }

@@ -322,6 +322,7 @@ impl RtcTask {
             concealed: AudioStats::get(&s.concealed),
             underruns: AudioStats::get(&s.underruns),
             echo: self.audio.status.echo.name(),
+            echo_erle_db: Some(s.echo_erle_db.get()).filter(|e| !e.is_nan()),
             ..Default::default()
         }
     }
@@ -332,6 +333,8 @@ impl RtcTask {
     fn report_demand(&self, told: &mut Demand) {
         let listeners = self.sessions.audio_listeners();
         self.audio.listeners.store(listeners, Ordering::Relaxed);
+        let loss = self.sessions.audio_loss_percent();
+        self.audio.expected_loss.store(loss, Ordering::Relaxed);
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
             let n = self.sessions.viewers_of(codec);
             if n != told.viewers[i]

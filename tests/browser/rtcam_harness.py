@@ -127,8 +127,10 @@ class Rtcam:
     """One rtcam process on loopback: test source, its own ports and state dir, a known password."""
 
     def __init__(self, binary: Path, size: str = "1280x720", fps: int = 30, extra: list[str] | None = None,
-                 workdir: str | None = None, password: str = PASSWORD, netns: "NetNs | None" = None):
+                 workdir: str | None = None, password: str = PASSWORD, netns: "NetNs | None" = None,
+                 env: dict | None = None):
         self.binary = Path(binary)
+        self.env = dict(env or {})  # added to the environment rtcam (and `rtcam passwd`) runs in
         self.password = password
         self.netns = netns
         if netns is not None:
@@ -176,7 +178,7 @@ class Rtcam:
     def start(self, timeout: float = 30.0) -> "Rtcam":
         if not self.binary.exists():
             raise FileNotFoundError(f"rtcam binary {self.binary} not found (cargo build, or set RTCAM_BIN)")
-        env = dict(os.environ)
+        env = dict(os.environ, **self.env)
         env.setdefault("RUST_LOG", "info")
         self.set_password(self.password, env=env)
         self._log = open(self.log_path, "wb")
@@ -323,15 +325,19 @@ class FirefoxWatcher:
     `quit` commands in. Every wait is bounded; stderr (progress, console) goes to a log file."""
 
     def __init__(self, url: str, password: str = PASSWORD, seconds: float = 5.0,
-                 prefix: list[str] | None = None, log_path: str | os.PathLike | None = None):
+                 prefix: list[str] | None = None, log_path: str | os.PathLike | None = None,
+                 extra_args: list[str] | None = None, env: dict | None = None):
         self.url = url
         self.password = password
         self.seconds = seconds
         self.prefix = list(prefix or [])
         self.log_path = Path(log_path) if log_path else None
+        self.extra_args = list(extra_args or [])  # watch.mjs options: --prefs JSON, --init FILE
+        self.env = dict(env or {})  # added to the environment watch.mjs (and Firefox) runs in
         self.proc: subprocess.Popen | None = None
         self.events: list[dict] = []
         self._buf = ""
+        self._eval_id = 0
 
     @staticmethod
     def check_installed():
@@ -348,8 +354,9 @@ class FirefoxWatcher:
         self.check_installed()
         cmd = self.prefix + [shutil.which("node") or "node", str(FIREFOX_DIR / "watch.mjs"),
                              "--url", self.url, "--password", self.password, "--seconds", str(self.seconds)]
+        cmd += self.extra_args
         err = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
-        env = dict(os.environ, RTCAM_FIREFOX=FIREFOX)
+        env = dict(os.environ, RTCAM_FIREFOX=FIREFOX, **self.env)
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
                                      cwd=str(FIREFOX_DIR), env=env)
         if self.log_path:
@@ -399,6 +406,21 @@ class FirefoxWatcher:
     def command(self, cmd: str):
         self.proc.stdin.write((cmd + "\n").encode())
         self.proc.stdin.flush()
+
+    def evaluate(self, fn: str, arg=None, timeout: float = 20.0):
+        """Runs the JS function source `fn` with `arg` (JSON) in the page, awaits it, returns its
+        JSON value (watch.mjs's `eval` command); an exception in the page raises AssertionError."""
+        self._eval_id += 1
+        n = self._eval_id
+        self.command("eval " + json.dumps({"id": n, "fn": fn, "arg": arg}))
+        deadline = time.monotonic() + timeout
+        while True:
+            ev = self.wait_for("value", timeout=max(0.0, deadline - time.monotonic()))
+            if ev.get("id") in (n, None):
+                break  # (an older answer, after a timeout, is skipped)
+        if "error" in ev:
+            raise AssertionError(f"Firefox page: {fn[:200]!r} threw {ev['error']}")
+        return ev.get("value")
 
     def measure(self, timeout: float | None = None) -> dict:
         self.command("measure")

@@ -62,6 +62,19 @@ impl Sessions {
             .count()
     }
 
+    /// The worst loss on the wire among viewers that hear the microphone,
+    /// percent (transport-wide feedback: audio has no retransmissions, so
+    /// what the wire loses is what the listener loses).
+    pub fn audio_loss_percent(&self) -> u8 {
+        self.viewers
+            .iter()
+            .filter(|v| v.audio.is_some_and(|a| a.sends))
+            .filter_map(|v| v.stats.wire_loss.or(v.stats.loss))
+            .map(|l| (l.clamp(0.0, 1.0) * 100.0).ceil() as u8)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// The device's microphone and speaker, told to every viewer.
     pub fn set_audio(&mut self, view: AudioView) {
         self.control.audio(view);

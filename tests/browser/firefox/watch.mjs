@@ -12,10 +12,16 @@
 //   failed {state, reason, ...} the call did not go live (state line, reasons, console)
 //   result {...}                one measurement window (after a `measure` command)
 //   closed                      peer connections closed, browser closed
+//   value {id, value | error}   the answer to an `eval` command
 // Commands, one per line on stdin: `measure` (a window of --seconds; answered by `result`),
-// `quit` (hang up, close every peer connection, close the browser, exit). End of stdin = quit.
+// `eval {"id": N, "fn": "async (arg) => ...", "arg": ...}` (runs fn(arg) in the page, awaits it,
+// answers `value` with its JSON value or the error's text), `quit` (hang up, close every peer
+// connection, close the browser, exit). End of stdin = quit.
+// Options for other tests (tests/browser/test_firefox_audio.py): --prefs '{JSON}' adds Firefox
+// prefs; --init FILE runs FILE's script in every document before the page's own scripts.
 // Anything else the script prints (progress, console lines) is for people, on stderr.
 
+import { readFileSync } from 'node:fs';
 import readline from 'node:readline';
 import puppeteer from 'puppeteer-core';
 
@@ -31,6 +37,8 @@ const FIREFOX = process.env.RTCAM_FIREFOX || '/usr/bin/firefox-esr';
 const LIVE_TIMEOUT_MS = Number(args['live-timeout-ms'] || 20000);
 // A hard bound on the whole run: whatever hangs, this process is gone by then.
 const DEADLINE_MS = Number(args['deadline-ms'] || 90000);
+const EXTRA_PREFS = args.prefs ? JSON.parse(args.prefs) : {};
+const INIT_SCRIPT = args.init ? readFileSync(args.init, 'utf8') : null;
 
 if (!URL_BASE || !PASSWORD) {
   console.error('usage: node watch.mjs --url https://127.0.0.1:PORT/ --password PW [--seconds 5]');
@@ -158,6 +166,7 @@ async function start() {
       'media.navigator.permission.disabled': true,
       'media.autoplay.default': 0,
       'media.gmp-manager.updateEnabled': false,
+      ...EXTRA_PREFS,
     },
   });
   const version = await browser.version();
@@ -169,6 +178,7 @@ async function start() {
   page.on('pageerror', (e) => consoleLines.push(`[pageerror] ${e && e.message ? e.message : e}`));
   page.setDefaultTimeout(15000);
   await page.evaluateOnNewDocument(PC_HOOK);
+  if (INIT_SCRIPT !== null) await page.evaluateOnNewDocument(INIT_SCRIPT);
 
   // Log in through the form, like a person.
   await page.goto(`${URL_BASE}/login`, { waitUntil: 'load' });
@@ -269,6 +279,23 @@ async function measure() {
   );
 }
 
+// `eval`: a function's source and its argument, run in the page; its (awaited) value goes back.
+async function evalInPage(text) {
+  let req;
+  try {
+    req = JSON.parse(text);
+  } catch (e) {
+    say('value', { id: null, error: `eval: not JSON: ${e.message}` });
+    return;
+  }
+  try {
+    const value = await page.evaluate(`(${req.fn})(${JSON.stringify(req.arg === undefined ? null : req.arg)})`);
+    say('value', { id: req.id, value: value === undefined ? null : value });
+  } catch (e) {
+    say('value', { id: req.id, error: String(e && e.message ? e.message : e) });
+  }
+}
+
 let shuttingDown = false;
 async function shutdown(code) {
   if (shuttingDown) return;
@@ -317,6 +344,12 @@ async function main() {
         } catch (e) {
           say('failed', { state: 'measure', reason: String(e && e.stack ? e.stack : e), console: consoleLines.slice(-40) });
         }
+      } else if (cmd.startsWith('eval ')) {
+        if (!page) {
+          say('value', { id: null, error: 'eval: no page' });
+          return;
+        }
+        await evalInPage(cmd.slice(5));
       } else if (cmd === 'quit') {
         await shutdown(0);
       }
