@@ -138,11 +138,14 @@ impl FromStr for EchoMode {
 
 impl EchoMode {
     /// The mode in force once the devices are known: with no speaker or
-    /// no microphone there is no echo to cancel.
+    /// no microphone there is no echo to keep out. `auto` is half-duplex:
+    /// the canceller removed 35 dB in simulated rooms but only about 6 dB
+    /// on the PulseAudio test's real (if simple) echo path, so it is not
+    /// yet what anyone gets without asking (README "Audio").
     pub fn resolve(self, mic: bool, speaker: bool) -> EchoMode {
         match self {
-            EchoMode::Auto | EchoMode::Cancel if mic && speaker => EchoMode::Cancel,
-            EchoMode::Auto | EchoMode::Cancel => EchoMode::Off,
+            _ if !(mic && speaker) => EchoMode::Off,
+            EchoMode::Auto => EchoMode::HalfDuplex,
             m => m,
         }
     }
@@ -296,7 +299,8 @@ mod tests {
         assert_eq!("half-duplex".parse::<EchoMode>(), Ok(EchoMode::HalfDuplex));
         assert_eq!("cancel".parse::<EchoMode>(), Ok(EchoMode::Cancel));
         assert!("aec".parse::<EchoMode>().is_err());
-        assert_eq!(EchoMode::Auto.resolve(true, true), EchoMode::Cancel);
+        assert_eq!(EchoMode::Auto.resolve(true, true), EchoMode::HalfDuplex);
+        assert_eq!(EchoMode::Cancel.resolve(true, true), EchoMode::Cancel);
         assert_eq!(EchoMode::Auto.resolve(true, false), EchoMode::Off);
         assert_eq!(EchoMode::Cancel.resolve(false, true), EchoMode::Off);
         assert_eq!(

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import time
-from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
@@ -44,12 +42,7 @@ import rtcam_harness as h  # noqa: E402
 from test_aiortc_chat import AiortcPlayer, create_token  # noqa: E402
 from test_browser import start_rtcam  # noqa: E402,F401  (fixture)
 
-SHARED_AUDIO = Path(os.environ.get("RTCAM_SHARED_DIR", h.REPO_ROOT.parent / "shared")) / "audio"
-if not (SHARED_AUDIO / "audio_stamp.py").is_file():
-    pytest.fail(f"{SHARED_AUDIO / 'audio_stamp.py'} not found: the shared/ directory belongs beside the clone "
-                "(or set RTCAM_SHARED_DIR)", pytrace=False)
-sys.path.insert(0, str(SHARED_AUDIO))
-import audio_stamp  # noqa: E402
+from audio_support import st as audio_stamp  # noqa: E402
 
 TOKEN_NAME = "aiortc-audio"
 LISTEN_S = 5.0

@@ -42,9 +42,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -58,14 +56,8 @@ import numpy as np  # noqa: E402
 
 import rtcam_harness as h  # noqa: E402
 
-SHARED_AUDIO = Path(os.environ.get("RTCAM_SHARED_DIR", h.REPO_ROOT.parent / "shared")) / "audio"
-if not (SHARED_AUDIO / "audio_stamp.py").is_file():
-    pytest.fail(f"{SHARED_AUDIO / 'audio_stamp.py'} not found: the shared/ directory belongs beside the clone "
-                "(or set RTCAM_SHARED_DIR)", pytrace=False)
-sys.path.insert(0, str(SHARED_AUDIO))
-import audio_stamp as st  # noqa: E402
+from audio_support import FS, Recorder, st, stop_process  # noqa: E402
 
-FS = 48_000
 LISTEN_S = 4.0
 TALK_WARMUP_S = 1.0
 TALK_S = 3.0
@@ -78,16 +70,6 @@ FPS = 15  # the video is not what this test measures: half of test_firefox.py's 
 # ---------------------------------------------------------------- processes
 
 
-def stop_process(proc: subprocess.Popen | None, grace: float = 5.0):
-    """SIGTERM, then SIGKILL after `grace` s (this process only)."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
 
 
 class Pulse:
@@ -152,55 +134,6 @@ class Pulse:
             self.proc = None
 
 
-class SinkRecorder:
-    """parec of a source (raw s16le 48 kHz mono), every read timed by its arrival: sample i is at
-    anchor + i / FS, anchor = the earliest (arrival - samples so far / FS) after the first second."""
-
-    def __init__(self, pulse: Pulse, source: str):
-        self.pulse = pulse
-        self.source = source
-        self.proc: subprocess.Popen | None = None
-        self.reads: list[tuple[float, bytes]] = []
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> "SinkRecorder":
-        cmd = ["parec", "-d", self.source, "--raw", "--format=s16le", "--rate=48000", "--channels=1",
-               "--latency-msec=10", "--client-name=test-recorder"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                     env=dict(os.environ, **self.pulse.env))
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-        return self
-
-    def _read(self):
-        fd = self.proc.stdout.fileno()
-        while True:
-            b = os.read(fd, 1 << 16)
-            if not b:
-                return
-            t = time.time()
-            with self.lock:
-                self.reads.append((t, b))
-
-    def signal(self) -> tuple[float, np.ndarray]:
-        with self.lock:
-            reads = list(self.reads)
-        data = b"".join(b for _, b in reads)
-        x = np.frombuffer(data[: len(data) // 2 * 2], dtype="<i2").astype(np.float64) / 32768.0
-        if not reads:
-            return 0.0, x
-        t_first, n, cands = reads[0][0], 0, []
-        for t, b in reads:
-            n += len(b) // 2
-            if t - t_first >= 1.0:
-                cands.append(t - n / FS)
-        return (min(cands) if cands else reads[-1][0] - n / FS), x
-
-    def stop(self):
-        stop_process(self.proc)
-        if self.thread:
-            self.thread.join(timeout=5)
 
 
 class FileWatcher:
@@ -270,7 +203,7 @@ def stamps_timed(x: np.ndarray, t_of, t0: float, t1: float, i0: int = 0, i1: int
 OUTPUT_RHO_MIN = 0.3
 
 
-def output_stamps(rec: "SinkRecorder", t0: float, t1: float) -> list[dict]:
+def output_stamps(rec: Recorder, t0: float, t1: float) -> list[dict]:
     """The stamps a recorder's source carried, arriving in [t0, t1)."""
     a, x = rec.signal()
     pad = int(0.1 * FS)
@@ -571,7 +504,7 @@ def firefox(netns, pulse, rtcam, tmp_path):
 def test_firefox_plays_the_device_sound_and_talks(netns, pulse, rtcam, firefox, speaker_file):
     t_test = time.monotonic()
     fx = firefox
-    out_rec = SinkRecorder(pulse, "fxout.monitor").start()
+    out_rec = Recorder("fxout.monitor", dict(os.environ, **pulse.env)).start()
     spk = FileWatcher(speaker_file).start()
     try:
         run(fx, rtcam, pulse, out_rec, spk, t_test)

@@ -221,6 +221,21 @@ impl Run {
     }
 }
 
+/// Checks that at least `least` stamps were heard, none lost or misread
+/// between them (consecutive slots); their latencies, ms. `log` is shown
+/// when they were not.
+pub fn heard_in_order(found: &[Found], least: usize, log: &str) -> Vec<f64> {
+    assert!(found.len() >= least, "stamps heard: {found:?}\n{log}");
+    for pair in found.windows(2) {
+        assert_eq!(
+            pair[1].slot,
+            pair[0].slot.wrapping_add(1),
+            "none lost or wrong: {found:?}"
+        );
+    }
+    found.iter().map(|f| f.latency_ms).collect()
+}
+
 /// Percentile `p` (0..1) of `xs`.
 pub fn percentile(xs: &[f64], p: f64) -> f64 {
     let mut v = xs.to_vec();
