@@ -28,7 +28,11 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
     let server = Server::start(&["--audio-in", "test", "--audio-out", &pcm]);
     let token = server.token("talker", true);
     let peer = AudioPeer::join(server.http, &token, Direction::SendRecv).await;
-
+    assert!(
+        peer.first_audio(Duration::from_secs(20)).await,
+        "no audio\n{}",
+        server.log()
+    );
     tokio::time::sleep(Duration::from_secs(4)).await;
     let latency = heard_in_order(&peer.stamps(), 5, &server.log());
     assert!(
@@ -94,6 +98,10 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
 async fn a_player_that_only_listens_gets_the_microphone_and_one_without_audio_gets_video() {
     let server = Server::start(&["--audio-in", "test", "--audio-out", "off"]);
     let listener = AudioPeer::join(server.http, &server.token, Direction::RecvOnly).await;
+    assert!(
+        listener.first_audio(Duration::from_secs(20)).await,
+        "no audio"
+    );
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(listener.stamps().len() >= 2, "the microphone is heard");
     let status = server.https("GET", "/api/status", None, b"").await.body;

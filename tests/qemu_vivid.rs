@@ -330,6 +330,11 @@ async fn snd_aloop_microphone_in_an_arm64_guest_reaches_a_host_player() {
         str0m::media::Direction::RecvOnly,
     )
     .await;
+    assert!(
+        player.first_audio(Duration::from_secs(30)).await,
+        "no audio from the guest\n{}",
+        server.log()
+    );
     tokio::time::sleep(Duration::from_secs(6)).await;
     let latency = audio_peer::heard_in_order(&player.stamps(), 6, &server.log());
     println!(

@@ -104,6 +104,19 @@ impl AudioPeer {
         peer
     }
 
+    /// Waits (at most `limit`) for the first audio packet: connecting takes
+    /// seconds on an emulated CPU, and the listening window starts then.
+    pub async fn first_audio(&self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while Instant::now() < until {
+            if !self.heard.lock().unwrap().is_empty() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    }
+
     /// Decodes what it heard and reads the stamps in it.
     pub fn stamps(&self) -> Vec<Found> {
         let heard = self.heard.lock().unwrap().clone();
