@@ -27,15 +27,11 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
     let pcm = format!("file:{},raw", out.display());
     // The canceller asked for: its wiring (the speaker's frames as its
     // reference) is checked below; with a silent speaker its output is not
-    // used, so the stamps the player hears are the microphone's own.
-    let server = Server::start(&[
-        "--audio-in",
-        "test",
-        "--audio-out",
-        &pcm,
-        "--echo",
-        "cancel",
-    ]);
+    // used, so the stamps the player hears are the microphone's own. Not on
+    // an emulated CPU, where it costs half a core (README "Audio") and
+    // starves the rest: there the default, half-duplex.
+    let echo = if common::emulated() { "auto" } else { "cancel" };
+    let server = Server::start(&["--audio-in", "test", "--audio-out", &pcm, "--echo", echo]);
     let token = server.token("talker", true);
     let peer = AudioPeer::join(server.http, &token, Direction::SendRecv).await;
     assert!(
@@ -85,7 +81,12 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
         "{metrics}"
     );
     // The canceller ran, with what the speaker wrote as the reference.
-    for kind in ["cancelled", "reference"] {
+    let kinds: &[&str] = if echo == "cancel" {
+        &["cancelled", "reference"]
+    } else {
+        &[]
+    };
+    for kind in kinds {
         let line = format!("rtcam_audio_echo_frames_total{{kind=\"{kind}\"}} ");
         let n: u64 = metrics
             .lines()
@@ -98,7 +99,12 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     assert_eq!(status["audio"]["microphone"]["state"], "open");
     assert_eq!(status["audio"]["speaker"]["state"], "open");
-    assert_eq!(status["audio"]["echo"], "cancel");
+    let in_force = if echo == "cancel" {
+        "cancel"
+    } else {
+        "half-duplex"
+    };
+    assert_eq!(status["audio"]["echo"], in_force);
     drop(peer);
     let _ = std::fs::remove_file(&out);
 }
