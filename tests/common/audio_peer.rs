@@ -249,6 +249,23 @@ pub fn heard_in_order(found: &[Found], least: usize, log: &str) -> Vec<f64> {
     found.iter().map(|f| f.latency_ms).collect()
 }
 
+/// Like [`heard_in_order`] where some stamps may be lost (an emulated
+/// board's first seconds are choppy): at least `least`, none misread (slots
+/// only ever increase, and every latency is under 2 s: a misread slot
+/// would put its start seconds or hours away).
+pub fn heard_increasing(found: &[Found], least: usize, log: &str) -> Vec<f64> {
+    assert!(found.len() >= least, "stamps heard: {found:?}\n{log}");
+    for pair in found.windows(2) {
+        assert!(pair[1].slot > pair[0].slot, "misread: {found:?}");
+    }
+    let latency: Vec<f64> = found.iter().map(|f| f.latency_ms).collect();
+    assert!(
+        latency.iter().all(|l| (0.0..2_000.0).contains(l)),
+        "{found:?}"
+    );
+    latency
+}
+
 /// Percentile `p` (0..1) of `xs`.
 pub fn percentile(xs: &[f64], p: f64) -> f64 {
     let mut v = xs.to_vec();
