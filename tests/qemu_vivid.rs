@@ -10,6 +10,29 @@ use std::time::Duration;
 
 use common::*;
 
+/// The guest's wall clock minus the host's, ns, and how far off that may be:
+/// the guest answers its CLOCK_REALTIME on the control port (the guest set
+/// its clock from an RTC of whole seconds, so it is up to a second behind).
+/// The guest reads its clock after starting a shell for the connection, so
+/// the answer is dated at its arrival, later by at most the round trip.
+fn guest_clock_offset() -> (i128, Duration) {
+    use std::io::{Read, Write};
+    let addr =
+        std::env::var("RTCAM_QEMU_CONTROL").expect("RTCAM_QEMU_CONTROL: run scripts/qemu-test.sh");
+    let sent = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(&addr).expect("the guest's control port");
+    s.write_all(b"clock\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let host = rtcam::audio::unix_ns();
+    let round_trip = sent.elapsed();
+    let guest: i128 = answer
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("clock: {answer:?}: {e}"));
+    (guest - host as i128, round_trip)
+}
+
 /// A WHEP viewer through QEMU's forwards until `frames` decoded; its
 /// resource (to DELETE) and what it saw.
 async fn watch(server: &Server, frames: usize) -> (String, Report) {
@@ -336,13 +359,34 @@ async fn snd_aloop_microphone_in_an_arm64_guest_reaches_a_host_player() {
         server.log()
     );
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let latency = audio_peer::heard_increasing(&player.stamps(), 6, &server.log());
+    let metrics = server.https("GET", "/metrics", None, b"").await.body;
+    let audio_counters: String = metrics
+        .lines()
+        .filter(|l| l.starts_with("rtcam_audio"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let (offset_ns, uncertain) = tokio::task::spawn_blocking(guest_clock_offset)
+        .await
+        .unwrap();
+    // The player dates a stamp against the guest's clock, which runs
+    // `offset` ahead of the host's: the latency it reads is short by that.
+    let offset_ms = offset_ns as f64 / 1e6;
+    let latency: Vec<f64> = audio_peer::heard_increasing(
+        &player.stamps_with_offset(offset_ms),
+        6,
+        &format!(
+            "guest clock {offset_ms:+.1} ms\n{audio_counters}\n{}",
+            server.log()
+        ),
+    );
     println!(
         "snd-aloop in the guest -> host player: {} stamps, latency p50 {:.1} ms, p95 {:.1} ms \
-         (stamp-feed, aplay's 40 ms buffer, capture, Opus on an emulated CPU, QEMU's network)",
+         (stamp-feed, aplay's 200 ms buffer, capture, Opus on an emulated CPU, QEMU's network; \
+         the guest's clock, {offset_ms:+.1} ms off the host's, taken out to within {} ms)",
         latency.len(),
         audio_peer::percentile(&latency, 0.5),
-        audio_peer::percentile(&latency, 0.95)
+        audio_peer::percentile(&latency, 0.95),
+        uncertain.as_millis()
     );
     let status = server.https("GET", "/api/status", None, b"").await.body;
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();

@@ -119,6 +119,14 @@ impl AudioPeer {
 
     /// Decodes what it heard and reads the stamps in it.
     pub fn stamps(&self) -> Vec<Found> {
+        self.stamps_with_offset(0.0)
+    }
+
+    /// [`Self::stamps`] from a sender whose wall clock runs `offset_ms`
+    /// ahead of ours (negative: behind): each arrival is dated on the
+    /// sender's clock.
+    #[allow(dead_code)] // one test binary's
+    pub fn stamps_with_offset(&self, offset_ms: f64) -> Vec<Found> {
         let heard = self.heard.lock().unwrap().clone();
         let mut decoder = VoiceDecoder::new().unwrap();
         let mut pcm: Vec<i16> = Vec::new();
@@ -132,7 +140,9 @@ impl AudioPeer {
             .filter_map(|d| {
                 let i = starts.partition_point(|(s, _)| (*s as f64) <= d.pos);
                 let (start, at_ns) = *starts.get(i.checked_sub(1)?)?;
-                let arrival = at_ns as f64 + (d.pos - start as f64) * 1e9 / RATE as f64;
+                // On the sender's clock.
+                let arrival =
+                    at_ns as f64 + (d.pos - start as f64) * 1e9 / RATE as f64 + offset_ms * 1e6;
                 let slot_start = stamp::slot_start_ns(d.slot, arrival as u64) as f64;
                 Some(Found {
                     slot: d.slot,
