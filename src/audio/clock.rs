@@ -40,7 +40,7 @@ impl CaptureClock {
     /// `len` samples were read at `now` with `queued` more still waiting in
     /// the device: the capture time of their first sample.
     pub fn frame(&mut self, now: Instant, len: usize, queued: usize) -> Instant {
-        let measured = now.checked_sub(samples_to(len + queued)).unwrap_or(now);
+        let measured = measured(now, len, queued);
         let counted = self.t0.map(|t0| t0 + samples_to_u64(self.samples));
         let at = match counted {
             None => self.set(measured),
@@ -74,6 +74,15 @@ impl CaptureClock {
         self.behind_since = None;
         measured
     }
+}
+
+/// What this one read says: `len` samples read at `now` with `queued` more
+/// waiting were captured from `now - (len + queued)`. Noisier than the
+/// counted clock (the period's granularity), but it follows a glitch at
+/// once where the clock takes [`LATE_FOR`]: the echo canceller's alignment
+/// and the half-duplex gate use it.
+pub fn measured(now: Instant, len: usize, queued: usize) -> Instant {
+    now.checked_sub(samples_to(len + queued)).unwrap_or(now)
 }
 
 fn samples_to(n: usize) -> Duration {

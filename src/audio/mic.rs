@@ -16,7 +16,7 @@ use alsa::Direction;
 use alsa::pcm::PCM;
 use tokio::sync::{mpsc, watch};
 
-use super::clock::CaptureClock;
+use super::clock::{self, CaptureClock};
 use super::device::{self, DeviceError, PERIOD, STALL};
 use super::echo::{EchoCanceller, Reference};
 use super::gate::{HalfDuplex, Voiced};
@@ -75,7 +75,13 @@ pub struct Microphone {
 /// One frame as it leaves the device, before the gate and the encoder.
 struct Captured<'a> {
     pcm: &'a mut [i16],
+    /// Its capture time on the counted clock (RTP times, sender reports).
     at: Instant,
+    /// What the device said of this very read ([`clock::measured`]): the
+    /// echo control aligns to it, as the counted clock lags a glitch (the
+    /// PulseAudio test saw it 400 ms off for the first 2 s of a call, and
+    /// AEC3, started then, aligned its buffers to a 460 ms hint).
+    heard: Instant,
     wall_ns: u64,
 }
 
@@ -150,6 +156,7 @@ impl Microphone {
             let frame = Captured {
                 pcm: &mut pcm,
                 at: first,
+                heard: first,
                 wall_ns,
             };
             self.deliver(frame, echo, encoder);
@@ -180,12 +187,14 @@ impl Microphone {
             }
             self.read_frame(&pcm, name, &mut pcm_buf)?;
             let now = Instant::now();
-            let at = clock.frame(now, FRAME, device::queued(&pcm));
+            let queued = device::queued(&pcm);
+            let at = clock.frame(now, FRAME, queued);
             let wall_ns =
                 unix_ns().saturating_sub(now.saturating_duration_since(at).as_nanos() as u64);
             let frame = Captured {
                 pcm: &mut pcm_buf,
                 at,
+                heard: clock::measured(now, FRAME, queued),
                 wall_ns,
             };
             self.deliver(frame, echo, encoder);
@@ -245,11 +254,11 @@ impl Microphone {
         if self.echo == EchoMode::HalfDuplex {
             let gate = &mut echo.gate;
             let muted = gate.muted_frames;
-            gate.apply(frame.at, self.speaker.last(), frame.pcm);
+            gate.apply(frame.heard, self.speaker.last(), frame.pcm);
             AudioStats::add(&self.stats.mic_muted, gate.muted_frames - muted);
         }
         if let Some(canceller) = &mut echo.canceller {
-            self.cancel(frame.pcm, frame.at, canceller, listening);
+            self.cancel(frame.pcm, frame.heard, canceller, listening);
         }
         if !listening {
             return;

@@ -139,9 +139,9 @@ impl FromStr for EchoMode {
 impl EchoMode {
     /// The mode in force once the devices are known: with no speaker or
     /// no microphone there is no echo to keep out. `auto` is half-duplex:
-    /// the canceller removed 35 dB in simulated rooms but only about 6 dB
-    /// on the PulseAudio test's real (if simple) echo path, so it is not
-    /// yet what anyone gets without asking (README "Audio").
+    /// the canceller takes 45-65 dB off the PulseAudio test's echo path
+    /// once converged, but needs 2-3 s of a viewer's voice to get there
+    /// and has not run on a Pi (README "Audio").
     pub fn resolve(self, mic: bool, speaker: bool) -> EchoMode {
         match self {
             _ if !(mic && speaker) => EchoMode::Off,
