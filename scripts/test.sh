@@ -29,7 +29,11 @@ RTCAM_BIN="$PWD/target/debug/rtcam" .venv/bin/python -m pytest -q -s tests/brows
 arm64=aarch64-unknown-linux-gnu armhf=armv7-unknown-linux-gnueabihf
 scripts/cross-build.sh --toolchain-only "$arm64" "$armhf"
 step "cargo test for $arm64 (under qemu-aarch64)"
-cargo test --locked --target "$arm64" --all-targets
+# Bounded: a fork in an emulated process can hang in qemu-user itself (seen
+# once: the child never reached exec); better a clear failure here than the
+# whole CI budget gone. The step takes about 10 minutes.
+timeout --kill-after=30 1800 cargo test --locked --target "$arm64" --all-targets ||
+  { rc=$?; [ "$rc" = 124 ] && echo "cargo test for $arm64 did not finish in 30 minutes" >&2; exit "$rc"; }
 step "cargo build for $armhf"
 cargo build --locked --target "$armhf" --bin rtcam
 # Through the runner: it adds the sysroot's libasound.so.2 to the cross libraries.

@@ -1215,11 +1215,11 @@ fn wait_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<Option<
 
 /// SIGTERM to the child's group, SIGKILL after [`STOP_GRACE`], then reaps it.
 fn stop_group(child: &mut Child) -> ExitStatus {
-    signal_group(child, libc::SIGTERM);
+    signal_child_and_group(child, libc::SIGTERM);
     if let Ok(Some(status)) = wait_timeout(child, STOP_GRACE) {
         return status;
     }
-    signal_group(child, libc::SIGKILL);
+    signal_child_and_group(child, libc::SIGKILL);
     match child.wait() {
         Ok(status) => status,
         // Only if it was reaped already (it cannot be: try_wait would have
@@ -1229,11 +1229,24 @@ fn stop_group(child: &mut Child) -> ExitStatus {
 }
 
 /// Signals the child's process group (it leads one: `process_group(0)`).
+/// Safe after the child was reaped: a group outlives its leader.
 fn signal_group(child: &Child, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(child.id()) {
         // SAFETY: kill(2) with a negative pid signals that process group;
         // ESRCH (already gone) is fine.
         unsafe { libc::kill(-pid, signal) };
+    }
+}
+
+/// [`signal_group`], and the child itself, which is not reaped yet (so its
+/// pid is still ours): a child that never got as far as its setpgid (a
+/// fork that hung before exec: qemu-user's did once in CI) leads no group,
+/// and signalling only the group left `child.wait()` waiting forever.
+fn signal_child_and_group(child: &Child, signal: libc::c_int) {
+    signal_group(child, signal);
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on our unreaped child; ESRCH is fine.
+        unsafe { libc::kill(pid, signal) };
     }
 }
 

@@ -69,7 +69,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 
 import rtcam_harness as h  # noqa: E402
 
-from audio_support import FS, SHARED_AUDIO, Recorder, st, stop_process  # noqa: E402
+from audio_support import FS, SHARED_AUDIO, PrivatePulse, Recorder, st, stop_process  # noqa: E402
 
 STAMP_S = st.STAMP_S  # 160 ms of signal per 500 ms slot
 LISTEN_S = 6.0
@@ -94,85 +94,35 @@ LIVE_TIMEOUT_MS = 20_000
 # ---------------------------------------------------------------- the room: PulseAudio
 
 
-class PulseRoom:
+class PulseRoom(PrivatePulse):
     """A private PulseAudio with the sinks `speaker`, `micmix` and `void` (the default, so that a stray client
-    plays into nothing that matters) and a loopback from speaker.monitor to micmix (the echo path)."""
+    plays into nothing that matters) and a loopback from speaker.monitor to micmix (the echo path). Its threads run
+    at real-time priority: the room stands for hardware, which a busy CPU does not starve. Its clients also get an
+    ALSA config with rtcam's PCMs on it."""
 
     def __init__(self, workdir: Path):
-        self.dir = workdir
-        self.socket = workdir / "native"
+        spec = "rate=48000 channels=1 format=s16le"
+        super().__init__(workdir, workdir / "native", [
+            f"module-null-sink sink_name=void {spec}",
+            f"module-null-sink sink_name=speaker {spec}",
+            f"module-null-sink sink_name=micmix {spec}",
+            f"module-loopback source=speaker.monitor sink=micmix latency_msec={LOOPBACK_MS} "
+            "source_dont_move=1 sink_dont_move=1 remix=0",
+        ], default_sink="void", default_source="void.monitor", realtime=True)
         self.alsa_conf = workdir / "rtcam-pcms.conf"
-        self.log_path = workdir / "pulseaudio.log"
-        self.proc: subprocess.Popen | None = None
 
     @property
     def env(self) -> dict:
         """What every client of this room gets (never the browser)."""
-        return {
-            "PULSE_SERVER": f"unix:{self.socket}",
-            "XDG_RUNTIME_DIR": str(self.dir / "run"),
-            "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{self.alsa_conf}",
-        }
-
-    def client_env(self) -> dict:
-        return dict(os.environ, **self.env)
+        return dict(super().env, ALSA_CONFIG_PATH=f"/usr/share/alsa/alsa.conf:{self.alsa_conf}")
 
     def start(self, timeout: float = 15.0) -> "PulseRoom":
-        run, home = self.dir / "run", self.dir / "home"
-        for d in (run, home):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = dict(os.environ, XDG_RUNTIME_DIR=str(run), HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"))
-        env.pop("PULSE_SERVER", None)
-        spec = "rate=48000 channels=1 format=s16le"
-        cmd = [
-            "pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disallow-exit",
-            # as root it gives its sink and source threads SCHED_RR itself (with --realtime=no it drops to normal)
-            "--realtime=yes", "--high-priority=yes", "--log-target=stderr", "--log-level=notice",
-            "-L", f"module-native-protocol-unix auth-anonymous=1 socket={self.socket}",
-            "-L", f"module-null-sink sink_name=void {spec}",
-            "-L", f"module-null-sink sink_name=speaker {spec}",
-            "-L", f"module-null-sink sink_name=micmix {spec}",
-            "-L", f"module-loopback source=speaker.monitor sink=micmix latency_msec={LOOPBACK_MS} "
-                  "source_dont_move=1 sink_dont_move=1 remix=0",
-        ]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=str(self.dir))
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.socket.exists() and self.pactl("info", check=False).returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pulseaudio did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-        self.pactl("set-default-sink", "void")
-        self.pactl("set-default-source", "void.monitor")
+        super().start(timeout)
         self.alsa_conf.write_text(
             "# rtcam's microphone and speaker: ALSA pulse PCMs (libasound2-plugins) on the test's PulseAudio\n"
             f'pcm.rtcam_mic {{ type pulse; server "unix:{self.socket}"; device "micmix.monitor" }}\n'
             f'pcm.rtcam_speaker {{ type pulse; server "unix:{self.socket}"; device "speaker" }}\n')
         return self
-
-    def pactl(self, *args, check=True) -> subprocess.CompletedProcess:
-        r = subprocess.run(["pactl", *args], capture_output=True, text=True, env=self.client_env(), timeout=10)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"pactl {' '.join(args)}: {r.stderr.strip()}\n{self.log_tail()}")
-        return r
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.proc is None:
-            return
-        stop_process(self.proc)
-        self._log.close()
-        self.proc = None
 
 
 _PRIORITY: list[str] | None = None

@@ -56,7 +56,7 @@ import numpy as np  # noqa: E402
 
 import rtcam_harness as h  # noqa: E402
 
-from audio_support import FS, Recorder, st, stop_process  # noqa: E402
+from audio_support import FS, PrivatePulse, Recorder, st, stop_process  # noqa: E402
 
 LISTEN_S = 4.0
 TALK_WARMUP_S = 1.0
@@ -72,68 +72,14 @@ FPS = 15  # the video is not what this test measures: half of test_firefox.py's 
 
 
 
-class Pulse:
+class Pulse(PrivatePulse):
     """A private PulseAudio: one null sink `fxout` (the default: where Firefox plays), its socket at
     XDG_RUNTIME_DIR/pulse/native, anonymous auth. Only the processes given `env` see it."""
 
     def __init__(self, workdir: Path):
-        self.dir = workdir
-        self.run_dir = workdir / "run"
-        self.socket = self.run_dir / "pulse" / "native"
-        self.log_path = workdir / "pulseaudio.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def env(self) -> dict:
-        return {"XDG_RUNTIME_DIR": str(self.run_dir), "PULSE_SERVER": f"unix:{self.socket}",
-                "PULSE_COOKIE": str(self.dir / "cookie")}
-
-    def start(self, timeout: float = 15.0) -> "Pulse":
-        home = self.dir / "home"
-        for d in (self.run_dir / "pulse", home):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-        env = dict(os.environ, XDG_RUNTIME_DIR=str(self.run_dir), HOME=str(home),
-                   XDG_CONFIG_HOME=str(home / ".config"))
-        env.pop("PULSE_SERVER", None)
-        cmd = ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--use-pid-file=no", "--disallow-exit",
-               "--realtime=no", "--high-priority=no", "--log-target=stderr", "--log-level=notice",
-               "-L", f"module-native-protocol-unix auth-anonymous=1 socket={self.socket}",
-               "-L", "module-null-sink sink_name=fxout rate=48000 channels=1 format=s16le"]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=env, cwd=str(self.dir))
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self.proc.returncode}:\n{self.log_tail()}")
-            if self.socket.exists() and self.pactl("info", check=False).returncode == 0:
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pulseaudio did not answer within {timeout:.0f} s:\n{self.log_tail()}")
-            time.sleep(0.1)
-        self.pactl("set-default-sink", "fxout")
-        return self
-
-    def pactl(self, *args, check=True) -> subprocess.CompletedProcess:
-        r = subprocess.run(["pactl", *args], capture_output=True, text=True, env=dict(os.environ, **self.env),
-                           timeout=10)
-        if check and r.returncode != 0:
-            raise RuntimeError(f"pactl {' '.join(args)}: {r.stderr.strip()}\n{self.log_tail()}")
-        return r
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return ""
-
-    def stop(self):
-        if self.proc is not None:
-            stop_process(self.proc)
-            self._log.close()
-            self.proc = None
-
-
+        super().__init__(workdir, workdir / "run" / "pulse" / "native",
+                         ["module-null-sink sink_name=fxout rate=48000 channels=1 format=s16le"],
+                         default_sink="fxout")
 
 
 class FileWatcher:
