@@ -109,8 +109,8 @@ impl FromStr for AudioOut {
 /// What keeps the speaker's sound out of the microphone's stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum EchoMode {
-    /// The canceller when the device has both a microphone and a speaker
-    /// (a board's profile may say half-duplex instead).
+    /// Half-duplex when the device has both a microphone and a speaker
+    /// (see [`EchoMode::resolve`]).
     #[default]
     Auto,
     /// The echo canceller (`echo.rs`): both ways at once.

@@ -129,8 +129,8 @@ pub struct Cli {
     pub audio_bitrate: Option<u32>,
     /// How the speaker's sound is kept out of the microphone's stream:
     /// cancel (an echo canceller, WebRTC's AEC3), half-duplex (the
-    /// microphone is muted while a viewer talks), off, or auto (cancel with
-    /// both devices) [default: the board's, else auto]
+    /// microphone is muted while a viewer talks), off, or auto (half-duplex
+    /// with both devices) [default: the board's, else auto]
     #[arg(long, value_name = "auto|cancel|half-duplex|off")]
     pub echo: Option<EchoMode>,
 }
