@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::RATE;
+use super::duration_of;
 
 /// How far the counted and the measured capture time may part.
 pub const MAX_DRIFT: Duration = Duration::from_millis(20);
@@ -41,7 +41,7 @@ impl CaptureClock {
     /// the device: the capture time of their first sample.
     pub fn frame(&mut self, now: Instant, len: usize, queued: usize) -> Instant {
         let measured = measured(now, len, queued);
-        let counted = self.t0.map(|t0| t0 + samples_to_u64(self.samples));
+        let counted = self.t0.map(|t0| t0 + duration_of(self.samples));
         let at = match counted {
             None => self.set(measured),
             Some(c) if c > measured + MAX_DRIFT => self.set(measured),
@@ -68,7 +68,7 @@ impl CaptureClock {
         }
         self.t0 = Some(
             measured
-                .checked_sub(samples_to_u64(self.samples))
+                .checked_sub(duration_of(self.samples))
                 .unwrap_or(measured),
         );
         self.behind_since = None;
@@ -82,15 +82,8 @@ impl CaptureClock {
 /// once where the clock takes [`LATE_FOR`]: the echo canceller's alignment
 /// and the half-duplex gate use it.
 pub fn measured(now: Instant, len: usize, queued: usize) -> Instant {
-    now.checked_sub(samples_to(len + queued)).unwrap_or(now)
-}
-
-fn samples_to(n: usize) -> Duration {
-    samples_to_u64(n as u64)
-}
-
-fn samples_to_u64(n: u64) -> Duration {
-    Duration::from_nanos(n * 1_000_000_000 / RATE as u64)
+    now.checked_sub(duration_of((len + queued) as u64))
+        .unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -272,8 +272,8 @@ impl Gauge {
 }
 
 /// How long `samples` last at [`RATE`].
-pub fn duration_of(samples: usize) -> std::time::Duration {
-    std::time::Duration::from_nanos(samples as u64 * 1_000_000_000 / RATE as u64)
+pub fn duration_of(samples: u64) -> std::time::Duration {
+    std::time::Duration::from_nanos(samples * 1_000_000_000 / RATE as u64)
 }
 
 /// Unix time now, in nanoseconds.

@@ -104,7 +104,7 @@ impl Speaker {
                 decoder.decode(&Playout::Packet(skipped));
             }
             let samples = decoder.decode(&slot);
-            let plays_at = Instant::now() + duration_of(device::queued(&pcm));
+            let plays_at = Instant::now() + duration_of(device::queued(&pcm) as u64);
             // The echo lasts from when the voice plays, not when it is decoded.
             if level_dbov(samples) < SILENCE_DBOV {
                 self.voiced.mark(plays_at);
