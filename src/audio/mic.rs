@@ -89,6 +89,9 @@ struct Captured<'a> {
 struct EchoControl {
     gate: HalfDuplex,
     canceller: Option<EchoCanceller>,
+    /// The canceller's output, beside the raw frame until it is known which
+    /// one goes on (kept: no allocation per frame).
+    cancelled: Vec<i16>,
 }
 
 impl EchoControl {
@@ -96,6 +99,7 @@ impl EchoControl {
         EchoControl {
             gate: HalfDuplex::new(),
             canceller: (mode == EchoMode::Cancel).then(EchoCanceller::new),
+            cancelled: Vec::with_capacity(FRAME),
         }
     }
 }
@@ -258,7 +262,8 @@ impl Microphone {
             AudioStats::add(&self.stats.mic_muted, gate.muted_frames - muted);
         }
         if let Some(canceller) = &mut echo.canceller {
-            self.cancel(frame.pcm, frame.heard, canceller, listening);
+            let out = &mut echo.cancelled;
+            self.cancel(frame.pcm, frame.heard, canceller, out, listening);
         }
         if !listening {
             return;
@@ -284,11 +289,19 @@ impl Microphone {
     }
 
     /// Hands the speaker's frames written so far to the canceller, then
-    /// cancels the echo in `pcm` (captured at `at`). While nobody listens
+    /// cancels the echo in `pcm` (captured at `at`; `cancelled` is where
+    /// the canceller writes before it is known whether that is used). While nobody listens
     /// the road is only emptied: cancelling what nobody hears would cost
     /// CPU for nothing (a viewer who talks back listens too, so the
     /// canceller is running before the speaker plays a voice).
-    fn cancel(&self, pcm: &mut [i16], at: Instant, canceller: &mut EchoCanceller, listening: bool) {
+    fn cancel(
+        &self,
+        pcm: &mut [i16],
+        at: Instant,
+        canceller: &mut EchoCanceller,
+        cancelled: &mut Vec<i16>,
+        listening: bool,
+    ) {
         let now = Instant::now();
         let Some(road) = &self.reference else { return };
         for reference in road.try_iter() {
@@ -305,8 +318,9 @@ impl Microphone {
         // remove, and AEC3's suppressor still bit into a talker in the room
         // (the PulseAudio test heard 14 of 34 stamps with it on a silent
         // speaker).
-        let mut cancelled = pcm.to_vec();
-        if let Err(e) = canceller.capture(&mut cancelled, at, now) {
+        cancelled.clear();
+        cancelled.extend_from_slice(pcm);
+        if let Err(e) = canceller.capture(cancelled, at, now) {
             tracing::warn!("microphone: {e}");
         }
         let ringing = self
@@ -314,7 +328,7 @@ impl Microphone {
             .last()
             .is_some_and(|voiced| at.saturating_duration_since(voiced) < ECHO_RINGS);
         if ringing {
-            pcm.copy_from_slice(&cancelled);
+            pcm.copy_from_slice(cancelled);
         }
         self.publish(canceller);
     }
