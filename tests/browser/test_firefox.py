@@ -46,15 +46,6 @@ MAX_P50_MS = 500.0
 
 
 @pytest.fixture
-def netns():
-    if os.geteuid() != 0:
-        pytest.fail("the Firefox tests make a network namespace with a veth pair: run them as root (CI does)")
-    ns = h.NetNs().start()
-    yield ns
-    ns.stop()
-
-
-@pytest.fixture
 def rtcam(netns, tmp_path):
     srv = h.Rtcam(h.rtcam_binary("target/debug/rtcam"), size="1280x720", fps=30,
                   workdir=str(tmp_path / "rtcam"), netns=netns)

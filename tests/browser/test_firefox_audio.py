@@ -379,15 +379,6 @@ def wait_page(fx, cond_js: str, timeout_s: float, what: str):
 
 
 @pytest.fixture
-def netns():
-    if os.geteuid() != 0:
-        pytest.fail("the Firefox tests make a network namespace with a veth pair: run them as root (CI does)")
-    ns = h.NetNs().start()
-    yield ns
-    ns.stop()
-
-
-@pytest.fixture
 def pulse(tmp_path):
     missing = [t for t in ("pulseaudio", "parec", "pactl") if shutil.which(t) is None]
     if missing:
