@@ -139,7 +139,7 @@ impl FromStr for EchoMode {
 impl EchoMode {
     /// The mode in force once the devices are known: with no speaker or
     /// no microphone there is no echo to keep out. `auto` is half-duplex:
-    /// the canceller takes 45-65 dB off the PulseAudio test's echo path
+    /// the canceller takes 39-65 dB off the PulseAudio test's echo path
     /// once converged, but needs 2-3 s of a viewer's voice to get there
     /// and has not run on a Pi (README "Audio").
     pub fn resolve(self, mic: bool, speaker: bool) -> EchoMode {
