@@ -447,6 +447,15 @@ class FirefoxWatcher:
                 self.proc.wait(timeout=5)
         return self.proc.returncode
 
+    def close_and_report(self):
+        """close(), then print how long it took and the end of Firefox's console (a fixture's teardown)."""
+        t = time.monotonic()
+        code = self.close()
+        closed = next((e for e in self.events if e["event"] == "closed"), {})
+        print(f"\n--- Firefox closed (watch.mjs exit {code}) in {time.monotonic() - t:.1f} s ---")
+        if closed.get("console"):
+            print("--- Firefox console ---\n" + "\n".join(closed["console"][-30:]))
+
     def log_tail(self, lines: int = 40) -> str:
         if not self.log_path or not self.log_path.exists():
             return ""

@@ -64,12 +64,7 @@ def firefox(netns, rtcam, tmp_path):
                           log_path=tmp_path / "firefox.log")
     fx.start()
     yield fx
-    t = time.monotonic()
-    code = fx.close()
-    closed = next((e for e in fx.events if e["event"] == "closed"), {})
-    print(f"\n--- Firefox closed (watch.mjs exit {code}) in {time.monotonic() - t:.1f} s ---")
-    if closed.get("console"):
-        print("--- Firefox console ---\n" + "\n".join(closed["console"][-30:]))
+    fx.close_and_report()
 
 
 def firefox_live(fx) -> dict:

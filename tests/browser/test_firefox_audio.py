@@ -427,12 +427,7 @@ def firefox(netns, pulse, rtcam, tmp_path):
                           extra_args=["--prefs", json.dumps(prefs), "--init", str(init)], env=pulse.env)
     fx.start()
     yield fx
-    t = time.monotonic()
-    code = fx.close()
-    closed = next((e for e in fx.events if e["event"] == "closed"), {})
-    print(f"\n--- Firefox closed (watch.mjs exit {code}) in {time.monotonic() - t:.1f} s ---")
-    if closed.get("console"):
-        print("--- Firefox console ---\n" + "\n".join(closed["console"][-30:]))
+    fx.close_and_report()
 
 
 # ---------------------------------------------------------------- the test
