@@ -52,6 +52,7 @@ fn main() {
         fps,
         bitrate_kbps: EncoderSettings::default_bitrate_kbps(w as u32, h as u32, fps),
         threads: 1,
+        slice_bytes: rtcam::encode::DEFAULT_SLICE_BYTES,
     };
     let budget = Duration::from_secs_f64(1.0 / fps as f64);
     println!("{w}x{h} @ {fps} fps, {frames} frames of the camera-like scene, one core");

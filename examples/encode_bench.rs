@@ -76,6 +76,7 @@ fn main() {
         fps: a.fps,
         bitrate_kbps: a.kbps,
         threads: 1,
+        slice_bytes: rtcam::encode::DEFAULT_SLICE_BYTES,
     };
     println!(
         "{:<9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8} {:>8}",

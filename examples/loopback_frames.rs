@@ -70,6 +70,7 @@ fn main() {
         fps: FPS,
         bitrate_kbps: 400,
         threads: 1,
+        slice_bytes: rtcam::encode::DEFAULT_SLICE_BYTES,
     };
     let mut enc = OpenH264::new(settings).expect("openh264");
     let mut check = openh264::decoder::Decoder::new().unwrap();

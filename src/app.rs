@@ -480,6 +480,7 @@ fn media_socket(
         SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
     session_config.max_per_address = config.max_viewers_per_address;
     session_config.rates = rates;
+    session_config.mtu = config.mtu as usize;
     let sessions = Sessions::new(session_config, Instant::now());
     Ok((socket, map, sessions))
 }
@@ -511,6 +512,7 @@ fn encoders(
         fps,
         bitrate_kbps: config.bitrate_kbps,
         threads: config.board.encoder_threads,
+        slice_bytes: crate::encode::slice_bytes_for(config.mtu),
     };
     let (vw, vh) = fit_within(
         (width, height),

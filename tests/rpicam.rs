@@ -308,6 +308,7 @@ fn camera_h264(frames: u64) -> Vec<u8> {
         fps: 30,
         bitrate_kbps: EncoderSettings::default_bitrate_kbps(w as u32, h as u32, 30),
         threads: 1,
+        slice_bytes: rtcam::encode::DEFAULT_SLICE_BYTES,
     };
     let mut encoder = Encoder::new(Box::new(OpenH264::new(settings).expect("openh264")));
     let scene = (!emulated()).then(|| Scene::new(w, h));

@@ -282,6 +282,17 @@ async fn metrics_report_the_appliance_and_each_viewers_link() {
         let value = line.rsplit(' ').next().unwrap_or("");
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
+    // Over a real socket too, no datagram is over the default MTU (and
+    // media went out in packets of some size).
+    let largest: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("rtcam_datagram_max_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no rtcam_datagram_max_bytes:\n{text}"));
+    assert!(
+        (500.0..=common::MTU as f64).contains(&largest),
+        "largest datagram {largest} bytes"
+    );
     promtool_accepts(&text);
     let _ = watching.join();
 }

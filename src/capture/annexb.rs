@@ -1045,6 +1045,7 @@ pub(crate) mod tests {
                 fps: 30,
                 bitrate_kbps: 1000,
                 threads: 1,
+                slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
             };
             let mut enc = OpenH264::new(settings).unwrap();
             let black = crate::frame::RawFrame::black(w as usize, h as usize);
@@ -1231,6 +1232,7 @@ pub(crate) mod tests {
             fps: 30,
             bitrate_kbps: 800,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         };
         let mut enc = OpenH264::new(settings).unwrap();
         let mut stream = Vec::new();

@@ -1750,6 +1750,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: 600,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         };
         let mut enc = crate::encode::openh264::OpenH264::new(settings).unwrap();
         let mut frame = RawFrame::black(640, 360);

@@ -133,6 +133,11 @@ pub struct Cli {
     /// with both devices) [default: the board's, else auto]
     #[arg(long, value_name = "auto|cancel|half-duplex|off")]
     pub echo: Option<EchoMode>,
+    /// The largest UDP datagram rtcam sends, in bytes (RTP, RTCP, DTLS and
+    /// data channels); 1150 fits inside WireGuard and Tailscale [default:
+    /// 1150]
+    #[arg(long, value_name = "BYTES")]
+    pub mtu: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -227,6 +232,7 @@ struct FileConfig {
     audio_out: Option<String>,
     audio_bitrate: Option<u32>,
     echo: Option<String>,
+    mtu: Option<u32>,
 }
 
 #[derive(Debug, Error)]
@@ -264,6 +270,8 @@ pub struct Config {
     /// The serial bridge, if on.
     pub serial: Option<SerialConfig>,
     pub audio: AudioConfig,
+    /// The largest datagram sent (`--mtu`).
+    pub mtu: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -416,6 +424,11 @@ impl Config {
             tls,
             serial,
             audio,
+            mtu: within(
+                "mtu",
+                cli.mtu.or(file.mtu).unwrap_or(crate::rtc::DEFAULT_MTU),
+                crate::rtc::MTU_RANGE,
+            )?,
         })
     }
 }
@@ -602,6 +615,7 @@ mod tests {
         assert_eq!(c.tls, None);
         assert!(!c.trust_loopback, "authentication for everyone by default");
         assert_eq!(c.max_viewers_per_address, 4);
+        assert_eq!(c.mtu, 1150, "inside a VPN's MTU by default");
     }
 
     #[test]
@@ -643,6 +657,8 @@ mod tests {
             (&["--fps", "0"][..], "fps"),
             (&["--bitrate", "1"][..], "bitrate"),
             (&["--max-viewers", "0"][..], "max-viewers"),
+            (&["--mtu", "200"][..], "mtu 200 is outside 640..1500"),
+            (&["--mtu", "9000"][..], "mtu"),
             (&["--advertise", "0.0.0.0"][..], "advertise"),
             (&["--board", "pi-9"][..], "unknown board"),
         ] {

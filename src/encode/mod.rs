@@ -46,7 +46,25 @@ pub struct EncoderSettings {
     pub bitrate_kbps: u32,
     /// Software encoder worker threads (the board profile's choice).
     pub threads: u16,
+    /// The largest slice (NAL unit) an encoder that can cut its pictures
+    /// should make, so each slice fits one RTP packet under `--mtu`
+    /// ([`slice_bytes_for`]). A larger NAL still goes out, split into
+    /// fragmentation units.
+    pub slice_bytes: u32,
 }
+
+/// What an RTP packet carries besides its payload: the 12-byte header, our
+/// header extensions (transport-wide sequence, capture time, playout delay,
+/// mid: up to about 40 bytes), SRTP's 10-byte tag and its block alignment.
+const RTP_OVERHEAD: u32 = 100;
+
+/// The slice size for a datagram size (`--mtu`).
+pub const fn slice_bytes_for(mtu: u32) -> u32 {
+    mtu.saturating_sub(RTP_OVERHEAD)
+}
+
+/// The slice size for the default MTU of 1150 bytes.
+pub const DEFAULT_SLICE_BYTES: u32 = slice_bytes_for(crate::rtc::DEFAULT_MTU);
 
 impl EncoderSettings {
     /// A bitrate that looks good for the size and rate when none is given:
@@ -330,6 +348,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: 100,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         };
         let mut enc = Encoder::new(Box::new(Obedient(s)));
         let t0 = Instant::now();

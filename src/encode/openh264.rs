@@ -1,7 +1,7 @@
 //! Software H.264: openh264, constrained baseline, realtime.
 //!
 //! Settings favour latency over everything: no B-frames (baseline has
-//! none), one slice per ~1,100 bytes so each NAL fits one RTP packet, and
+//! none), slices cut to fit one RTP packet under `--mtu` each, and
 //! IDRs only when asked (the throttle in front decides), plus a slow
 //! periodic one as a safety net. Frame skipping is off: when bits run short
 //! the rate control raises the quantiser; every frame goes out, since a
@@ -23,8 +23,6 @@ use openh264_sys2::{
 use super::{EncodeError, EncoderSettings, PERIODIC_KEYFRAME_SECONDS, VideoEncoder, level};
 use crate::frame::{EncodedFrame, RawFrame, VideoCodec};
 
-/// The largest NAL we ask for: fits one RTP packet after SRTP and headers.
-pub const MAX_SLICE_BYTES: u32 = 1_100;
 /// Two temporal layers: frames alternate between referenced and droppable.
 const TEMPORAL_LAYERS: i32 = 2;
 
@@ -59,7 +57,7 @@ impl OpenH264 {
             .profile(Profile::Baseline)
             .level(level::openh264_level(level_idc))
             .complexity(Complexity::Medium)
-            .max_slice_len(MAX_SLICE_BYTES)
+            .max_slice_len(s.slice_bytes)
             .intra_frame_period(IntraFramePeriod::from_num_frames(
                 s.fps.max(1) * PERIODIC_KEYFRAME_SECONDS,
             ))
@@ -256,6 +254,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: kbps,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         }
     }
 
@@ -301,7 +300,8 @@ mod tests {
         assert!(f.keyframe, "the first real frame after a probe is an IDR");
         assert_eq!(f.seq, 1);
         assert!(
-            level::nal_units(&f.data).all(|n| n.len() <= MAX_SLICE_BYTES as usize + 64),
+            level::nal_units(&f.data)
+                .all(|n| n.len() <= crate::encode::DEFAULT_SLICE_BYTES as usize + 64),
             "slices fit a packet"
         );
     }

@@ -387,6 +387,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: 1500,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         };
         let mut enc = OpenH264::new(settings).unwrap();
         let scene = Scene::new(width as usize, height as usize);

@@ -1705,6 +1705,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: 1500,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         }
     }
 

@@ -305,6 +305,7 @@ mod tests {
             fps: 30,
             bitrate_kbps: kbps,
             threads: 1,
+            slice_bytes: crate::encode::DEFAULT_SLICE_BYTES,
         }
     }
 

@@ -95,6 +95,16 @@ pub fn render(i: &Inputs) -> String {
         "Encoded (or passed-through) frames that reached the media task.",
     );
     out.sample("rtcam_frames_encoded_total", &[], i.rtc.frames_in as f64);
+    out.family(
+        "rtcam_datagram_max_bytes",
+        "gauge",
+        "The largest UDP datagram sent since start (never over --mtu).",
+    );
+    out.sample(
+        "rtcam_datagram_max_bytes",
+        &[],
+        i.rtc.largest_datagram as f64,
+    );
     camera(&mut out, i.source);
     encoders(&mut out, i.encoders);
     viewers(&mut out, i.rtc);
@@ -427,6 +437,7 @@ mod tests {
         let rtc = RtcStats {
             viewers: 1,
             frames_in: 300,
+            largest_datagram: 1100,
             links: vec![(
                 ViewerId(7),
                 Some(VideoCodec::H264),
@@ -496,6 +507,7 @@ mod tests {
         let rtc = RtcStats {
             viewers: 0,
             frames_in: 0,
+            largest_datagram: 1100,
             links: vec![],
         };
         let stats = AudioStats::default();

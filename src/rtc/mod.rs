@@ -14,6 +14,15 @@ pub mod viewer;
 
 use tokio::sync::{mpsc, oneshot};
 
+/// The largest datagram rtcam sends by default (`--mtu`): WireGuard and
+/// Tailscale drop packets over about 1280 bytes, less their own headers, so
+/// a VPN viewer gets nothing of a stream cut for Ethernet's 1500.
+pub const DEFAULT_MTU: u32 = 1150;
+/// The range `--mtu` takes: from a little over IPv4's minimum reassembly
+/// size (576 bytes, str0m's floor for its own target, which sits under
+/// ours by the room RTP headers take) to Ethernet's payload.
+pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 640..=1500;
+
 pub use sessions::{SessionConfig, SessionError, SessionEvent, Sessions};
 pub use viewer::{EndReason, ViewerId};
 
@@ -73,6 +82,8 @@ impl Grant {
 pub struct RtcStats {
     pub viewers: usize,
     pub frames_in: u64,
+    /// The largest datagram sent so far, in bytes (within `--mtu`).
+    pub largest_datagram: usize,
     /// Each viewer's link (not in `/api/status`: `/metrics` has it).
     #[serde(skip)]
     pub links: Vec<(

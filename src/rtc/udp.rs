@@ -440,6 +440,7 @@ impl RtcTask {
                 let _ = reply.send(RtcStats {
                     viewers: self.sessions.len(),
                     frames_in,
+                    largest_datagram: self.sessions.largest_datagram(),
                     links: self.sessions.viewer_stats(),
                 });
             }

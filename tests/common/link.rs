@@ -264,6 +264,7 @@ impl LinkSim {
             let mut moved = false;
             while let Some(t) = self.sessions.poll_transmit() {
                 moved = true;
+                super::assert_fits_mtu(&t.contents);
                 if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
                     let d = Datagram {
                         source: t.source,

@@ -20,6 +20,33 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+/// The largest datagram rtcam may send by default (`--mtu`): a VPN
+/// (WireGuard, Tailscale) drops packets over about 1280 bytes, less its own
+/// overhead. The simulated-time harnesses check every datagram against it.
+pub const MTU: usize = 1150;
+
+/// Fails the test if rtcam sent a datagram over [`MTU`].
+#[track_caller]
+pub fn assert_fits_mtu(datagram: &[u8]) {
+    let len = datagram.len();
+    assert!(
+        len <= MTU,
+        "rtcam sent a {len}-byte {} datagram: over the {MTU}-byte MTU",
+        datagram_kind(datagram)
+    );
+}
+
+/// What a datagram on a WebRTC port is (RFC 7983's demultiplexing).
+pub fn datagram_kind(datagram: &[u8]) -> &'static str {
+    match datagram.first() {
+        Some(0..=3) => "STUN",
+        Some(20..=63) => "DTLS",
+        Some(128..=191) if matches!(datagram.get(1), Some(192..=223)) => "RTCP",
+        Some(128..=191) => "RTP",
+        _ => "unknown",
+    }
+}
+
 pub struct Server {
     /// None when attached to an rtcam this harness did not start.
     child: Option<Child>,

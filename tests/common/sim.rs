@@ -41,6 +41,8 @@ pub struct Sim {
     pub sessions: Sessions,
     pub peers: Vec<Peer>,
     pub events: Vec<SessionEvent>,
+    /// The largest datagram the table sent so far.
+    pub largest_datagram: usize,
     seq: u64,
 }
 
@@ -51,13 +53,22 @@ impl Sim {
 
     /// A table that sends `codecs` (a passthrough camera's own H.264, say).
     pub fn with_codecs(max_viewers: usize, codecs: Vec<SdpParams>) -> Sim {
+        Sim::with_config(SessionConfig::new(
+            vec![SERVER.parse().unwrap()],
+            max_viewers,
+            codecs,
+        ))
+    }
+
+    /// A table with its own configuration (its candidate must be [`SERVER`]).
+    pub fn with_config(config: SessionConfig) -> Sim {
         let now = Instant::now();
-        let config = SessionConfig::new(vec![SERVER.parse().unwrap()], max_viewers, codecs);
         Sim {
             now,
             sessions: Sessions::new(config, now),
             peers: Vec::new(),
             events: Vec::new(),
+            largest_datagram: 0,
             seq: 0,
         }
     }
@@ -211,10 +222,18 @@ impl Sim {
 
     /// Moves every pending datagram both ways, then advances time by `dt`.
     pub fn step(&mut self, dt: Duration) {
-        for _ in 0..20 {
+        // A peer reads what arrived after every few datagrams, as a browser
+        // does (str0m's DTLS holds at most 30 unread datagrams).
+        for _ in 0..400 {
             let mut moved = false;
-            while let Some(t) = self.sessions.poll_transmit() {
+            let mut delivered = 0;
+            while delivered < 16
+                && let Some(t) = self.sessions.poll_transmit()
+            {
                 moved = true;
+                delivered += 1;
+                super::assert_fits_mtu(&t.contents);
+                self.largest_datagram = self.largest_datagram.max(t.contents.len());
                 if let Some(p) = self.peers.iter_mut().find(|p| p.addr == t.destination) {
                     if p.silent {
                         continue;
@@ -308,6 +327,11 @@ impl Sim {
     /// One encoded frame of `codec`: fake but well-formed Annex-B, or a
     /// VP8 frame header (keyframe: start code and size).
     pub fn frame_of(&mut self, codec: VideoCodec, keyframe: bool) {
+        self.frame_sized(codec, keyframe, 300);
+    }
+
+    /// A frame of `codec` with `size` bytes of payload after its headers.
+    pub fn frame_sized(&mut self, codec: VideoCodec, keyframe: bool, size: usize) {
         self.seq += 1;
         let mut data = Vec::new();
         if codec == VideoCodec::Vp8 {
@@ -323,7 +347,7 @@ impl Sim {
         } else {
             data.extend_from_slice(&[0, 0, 0, 1, 0x41]);
         }
-        data.extend((0..300).map(|i| (i as u64 * self.seq) as u8 | 1));
+        data.extend((0..size).map(|i| (i as u64 * self.seq) as u8 | 1));
         let frame = EncodedFrame {
             codec,
             data: data.into(),

@@ -77,6 +77,9 @@ pub struct SessionConfig {
     /// Wall-clock time (Unix ms) at the table's start: chat lines carry
     /// the time they were said.
     pub wall_epoch_ms: u64,
+    /// The largest datagram any session sends (`--mtu`): RTP, RTCP, DTLS
+    /// and SCTP alike.
+    pub mtu: usize,
 }
 
 impl SessionConfig {
@@ -93,6 +96,7 @@ impl SessionConfig {
             wall_epoch_ms: std::time::SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64),
+            mtu: super::DEFAULT_MTU as usize,
         }
     }
 }
@@ -170,6 +174,24 @@ pub enum SessionError {
     Internal(String),
 }
 
+/// What str0m may add to an RTP payload it cut for its MTU target: the
+/// 12-byte header and our header extensions (up to about 40 bytes on a
+/// frame's first packet: capture time, playout delay, mid, transport-wide
+/// sequence), and the 2 bytes a retransmission prepends. str0m cuts the
+/// payload to its target and adds these on top, so its target is set this
+/// much under ours (DTLS and SCTP, which fit their target exactly, are then
+/// a little smaller than they need be).
+const RTP_HEADROOM: usize = 56;
+
+/// str0m's MTU range for ours: the target under it by the headroom, and a
+/// warning for anything that would still go over.
+fn str0m_mtu(mtu: usize) -> std::ops::RangeInclusive<usize> {
+    let target = mtu
+        .saturating_sub(RTP_HEADROOM)
+        .max(str0m::DATAGRAM_MTU_TARGET_MIN);
+    target..=mtu
+}
+
 pub struct Sessions {
     config: SessionConfig,
     viewers: Vec<Viewer>,
@@ -189,6 +211,7 @@ pub struct Sessions {
     capture_fps: Option<f64>,
     /// The speaker's side of every viewer's audio telemetry.
     speaker: AudioTelemetry,
+    largest_datagram: usize,
 }
 
 impl Sessions {
@@ -206,6 +229,7 @@ impl Sessions {
             config,
             capture_fps: None,
             speaker: AudioTelemetry::default(),
+            largest_datagram: 0,
         }
     }
 
@@ -260,6 +284,7 @@ impl Sessions {
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
         let mut cfg = Rtc::builder()
             .set_ice_lite(true)
+            .set_mtu(str0m_mtu(self.config.mtu))
             .set_stats_interval(Some(STATS_EVERY))
             .set_send_buffer_video(SEND_BUFFER_PACKETS)
             .enable_bwe(self.start_estimate())
@@ -562,7 +587,14 @@ impl Sessions {
     }
 
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.transmits.pop_front()
+        let t = self.transmits.pop_front()?;
+        self.largest_datagram = self.largest_datagram.max(t.contents.len());
+        Some(t)
+    }
+
+    /// The largest datagram sent so far (it must fit `--mtu`).
+    pub fn largest_datagram(&self) -> usize {
+        self.largest_datagram
     }
 
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
