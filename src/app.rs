@@ -31,7 +31,10 @@ use crate::http::{self, AppState, tls};
 use crate::notify::Notifier;
 use crate::rtc::rate::RateRange;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask, SerialRoad};
-use crate::rtc::{RtcHandle, SessionConfig, Sessions};
+use crate::rtc::whip::client::Endpoint;
+use crate::rtc::whip::http::HttpClient;
+use crate::rtc::whip::{WhipBoard, WhipTask};
+use crate::rtc::{PublishSpec, RtcHandle, SessionConfig, Sessions};
 use crate::serial::SerialView;
 use crate::serial::port::SerialBridge;
 
@@ -49,7 +52,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // The HTTPS plane's sign of life, for the watchdog beside the media's.
     let http_alive = Arc::new(AtomicU64::new(0));
     let mut media = Media::start(&config, shutdown_rx.clone(), http_alive.clone()).await?;
-    let (mut server, http_addr) = start_http(&config, &media, shutdown_rx, http_alive).await?;
+    let whip = WhipBoard::default();
+    let publishing = start_whip(&config, &media, &whip, &shutdown_rx);
+    let (mut server, http_addr) =
+        start_http(&config, &media, whip, shutdown_rx, http_alive).await?;
     tracing::info!(
         "listening on https://{http_addr}/ (media on udp {})",
         media.addr
@@ -75,8 +81,53 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     notifier.stopping();
     let _ = shutdown_tx.send(true);
-    media.stop(server).await;
+    // Each target's DELETE goes out while the media stops (a receiver
+    // keeps an endpoint busy for minutes without it); bounded.
+    let deleted = tokio::time::timeout(WHIP_DELETE_TIME, futures_util::future::join_all(publishing));
+    let ((), _) = tokio::join!(media.stop(server), deleted);
     outcome
+}
+
+/// How long shutdown waits for the WHIP targets' DELETEs.
+const WHIP_DELETE_TIME: Duration = Duration::from_secs(2);
+
+/// One task per `--whip` target.
+fn start_whip(
+    config: &Config,
+    media: &Media,
+    board: &WhipBoard,
+    shutdown: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    if config.whip.is_empty() {
+        return Vec::new();
+    }
+    let http = Arc::new(HttpClient::new(Duration::from_secs(10)));
+    let audio = media.audio.microphone.borrow().device.is_some();
+    config
+        .whip
+        .iter()
+        .map(|t| {
+            tokio::spawn(
+                WhipTask {
+                    endpoint: Endpoint {
+                        url: t.url.clone(),
+                        token: t.token.as_ref().map(|s| s.0.clone()),
+                        trickle: t.trickle,
+                    },
+                    spec: PublishSpec {
+                        codec: t.codec,
+                        audio,
+                        keyframe_every: t.keyframe_every,
+                    },
+                    rtc: media.rtc.clone(),
+                    http: http.clone(),
+                    board: board.clone(),
+                    shutdown: shutdown.clone(),
+                }
+                .run(),
+            )
+        })
+        .collect()
 }
 
 /// The data plane: the capture thread, the encoder pool and the rtc task,
@@ -371,6 +422,7 @@ const HTTP_STALL_AFTER: Duration = Duration::from_secs(10);
 async fn start_http(
     config: &Config,
     media: &Media,
+    whip: WhipBoard,
     shutdown: watch::Receiver<bool>,
     alive: Arc<AtomicU64>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
@@ -399,6 +451,7 @@ async fn start_http(
         limits: limits.clone(),
         snapshots: media.snapshots.clone(),
         audio: media.audio.clone(),
+        whip,
     });
     let server = tokio::spawn(http::serve(
         listener, tls_config, app, shutdown, alive, limits,

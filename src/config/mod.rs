@@ -12,6 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 mod audio;
+pub mod whip;
 
 use crate::audio::{AudioConfig, AudioIn, AudioOut, EchoMode};
 use thiserror::Error;
@@ -138,6 +139,26 @@ pub struct Cli {
     /// 1150]
     #[arg(long, value_name = "BYTES")]
     pub mtu: Option<u32>,
+    /// Publish the camera by WHIP to this endpoint (an SFU: Janus, LiveKit,
+    /// MediaMTX, Cloudflare...), besides serving the page; may be given
+    /// more than once
+    #[arg(long, value_name = "URL")]
+    pub whip: Vec<String>,
+    /// A file (mode 600) whose first line is the bearer token for --whip
+    #[arg(long, value_name = "FILE")]
+    pub whip_token_file: Option<PathBuf>,
+    /// The one video codec sent to WHIP targets (an SFU does not transcode)
+    /// [default: h264]
+    #[arg(long, value_name = "h264|vp8")]
+    pub whip_codec: Option<String>,
+    /// A keyframe at least this often while publishing (Amazon IVS wants
+    /// 1-2 s) [default: only when asked]
+    #[arg(long, value_name = "SECONDS")]
+    pub whip_keyframe_interval: Option<f64>,
+    /// Send our ICE candidates to WHIP targets in a PATCH after the offer
+    /// instead of in it (several receivers drop or refuse PATCH)
+    #[arg(long)]
+    pub whip_trickle: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -233,6 +254,11 @@ struct FileConfig {
     audio_bitrate: Option<u32>,
     echo: Option<String>,
     mtu: Option<u32>,
+    whip: Option<Vec<String>>,
+    whip_token_file: Option<PathBuf>,
+    whip_codec: Option<String>,
+    whip_keyframe_interval: Option<f64>,
+    whip_trickle: Option<bool>,
 }
 
 #[derive(Debug, Error)]
@@ -272,6 +298,8 @@ pub struct Config {
     pub audio: AudioConfig,
     /// The largest datagram sent (`--mtu`).
     pub mtu: u32,
+    /// Where the camera is published by WHIP.
+    pub whip: Vec<whip::WhipTarget>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -429,6 +457,17 @@ impl Config {
                 cli.mtu.or(file.mtu).unwrap_or(crate::rtc::DEFAULT_MTU),
                 crate::rtc::MTU_RANGE,
             )?,
+            whip: whip::whip_targets(whip::WhipSettings {
+                urls: if cli.whip.is_empty() {
+                    file.whip.unwrap_or_default()
+                } else {
+                    cli.whip
+                },
+                token_file: cli.whip_token_file.or(file.whip_token_file),
+                codec: cli.whip_codec.or(file.whip_codec),
+                keyframe_interval: cli.whip_keyframe_interval.or(file.whip_keyframe_interval),
+                trickle: cli.whip_trickle || file.whip_trickle.unwrap_or(false),
+            })?,
         })
     }
 }

@@ -20,6 +20,7 @@ use crate::capture::supervise::CameraState;
 use crate::control::talk::DeviceState;
 use crate::encode::pool::EncoderStatus;
 use crate::rtc::RtcStats;
+use crate::rtc::whip::{Phase, TargetView};
 
 /// Limits hit, by kind: what an owner watches for floods and attacks.
 #[derive(Debug, Default)]
@@ -49,6 +50,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         encoders: &state.encoders.snapshot(),
         captured: state.captured.load(Ordering::Relaxed),
         limits: &state.limits,
+        whip: &state.whip.snapshot(),
         audio: Some((
             &state.audio.stats,
             [
@@ -76,6 +78,8 @@ pub struct Inputs<'a> {
     pub limits: &'a LimitHits,
     /// The sound's counters, and its devices' states.
     pub audio: Option<(&'a AudioStats, [(&'static str, DeviceState); 2])>,
+    /// The WHIP targets.
+    pub whip: &'a [TargetView],
 }
 
 /// The exposition text.
@@ -108,6 +112,7 @@ pub fn render(i: &Inputs) -> String {
     camera(&mut out, i.source);
     encoders(&mut out, i.encoders);
     viewers(&mut out, i.rtc);
+    whip(&mut out, i.whip, i.rtc);
     limits(&mut out, i.limits);
     if let Some((stats, devices)) = i.audio {
         audio(&mut out, stats, &devices);
@@ -298,6 +303,71 @@ fn encoders(out: &mut Text, encoders: &[EncoderStatus]) {
     }
 }
 
+/// Each WHIP target: its state (one series per state, 1 for the current
+/// one), since when, and its link.
+fn whip(out: &mut Text, targets: &[TargetView], rtc: &RtcStats) {
+    if targets.is_empty() {
+        return;
+    }
+    out.family(
+        "rtcam_whip_state",
+        "gauge",
+        "Each WHIP target's state: 1 for the state it is in.",
+    );
+    for t in targets {
+        for state in [
+            Phase::Waiting,
+            Phase::Offering,
+            Phase::Connecting,
+            Phase::Live,
+            Phase::Stopping,
+            Phase::Stopped,
+        ] {
+            let name = serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let labels = [("target", t.url.as_str()), ("state", name.as_str())];
+            out.sample("rtcam_whip_state", &labels, f64::from(t.state == state));
+        }
+    }
+    out.family(
+        "rtcam_whip_state_since_seconds",
+        "gauge",
+        "When each WHIP target entered its state (Unix time).",
+    );
+    for t in targets {
+        let since = t.since_ms as f64 / 1000.0;
+        out.sample("rtcam_whip_state_since_seconds", &[("target", &t.url)], since);
+    }
+    let link = |t: &TargetView| {
+        rtc.publishes
+            .iter()
+            .find(|(id, _, _)| Some(*id) == t.peer)
+            .map(|(_, _, s)| s.clone())
+    };
+    out.family(
+        "rtcam_whip_sent_bytes_total",
+        "counter",
+        "Bytes sent to each WHIP target in its current session.",
+    );
+    for t in targets {
+        let sent = link(t).map_or(0, |s| s.bytes_sent);
+        out.sample("rtcam_whip_sent_bytes_total", &[("target", &t.url)], sent as f64);
+    }
+    out.family(
+        "rtcam_whip_bandwidth_estimate_bps",
+        "gauge",
+        "The bandwidth estimate towards each live WHIP target.",
+    );
+    for t in targets {
+        if let Some(kbps) = link(t).and_then(|s| s.bwe_kbps) {
+            let labels = [("target", t.url.as_str())];
+            out.sample("rtcam_whip_bandwidth_estimate_bps", &labels, kbps as f64 * 1000.0);
+        }
+    }
+}
+
 fn viewers(out: &mut Text, rtc: &RtcStats) {
     type Pick = fn(&crate::rtc::viewer::ViewerStats) -> Option<f64>;
     let families: [(&str, &str, &str, Pick); 10] = [
@@ -448,6 +518,7 @@ mod tests {
                     ..Default::default()
                 },
             )],
+            publishes: vec![],
         };
         let source = SourceInfo {
             state: CameraState::Live,
@@ -474,12 +545,24 @@ mod tests {
             captured: 301,
             limits: &limits,
             audio: None,
+            whip: &[TargetView {
+                url: "http://10.0.0.2:7080/whip/endpoint/cam".into(),
+                codec: "H.264".into(),
+                state: Phase::Live,
+                since_ms: 1_700_000_000_000,
+                last_error: None,
+                peer: Some(ViewerId(9)),
+            }],
         });
         for line in [
             "rtcam_viewers 1",
             "rtcam_frames_captured_total 301",
             r#"rtcam_camera_up{kind="none",format="-"} 1"#,
             r#"rtcam_viewer_rtt_seconds{viewer="0000000000000007",codec="H.264"} 0.004"#,
+            r#"rtcam_whip_state{target="http://10.0.0.2:7080/whip/endpoint/cam",state="live"} 1"#,
+            r#"rtcam_whip_state{target="http://10.0.0.2:7080/whip/endpoint/cam",state="waiting"} 0"#,
+            r#"rtcam_whip_state_since_seconds{target="http://10.0.0.2:7080/whip/endpoint/cam"} 1700000000"#,
+            r#"rtcam_whip_sent_bytes_total{target="http://10.0.0.2:7080/whip/endpoint/cam"} 0"#,
             r#"rtcam_viewer_nacks_total{viewer="0000000000000007",codec="H.264"} 3"#,
             r#"rtcam_limit_hits_total{kind="login_throttled"} 1"#,
             r#"rtcam_viewer_copies{viewer="0000000000000007",codec="H.264"} 1"#,
@@ -509,6 +592,7 @@ mod tests {
             frames_in: 0,
             largest_datagram: 1100,
             links: vec![],
+            publishes: vec![],
         };
         let stats = AudioStats::default();
         let limits = LimitHits::default();
@@ -519,6 +603,7 @@ mod tests {
             encoders: &[],
             captured: 0,
             limits: &limits,
+            whip: &[],
             audio: Some((
                 stats,
                 [

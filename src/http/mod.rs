@@ -67,6 +67,8 @@ pub struct AppState {
     pub snapshots: Arc<crate::encode::jpeg::Snapshots>,
     /// The microphone, the speaker and their counters.
     pub audio: crate::audio::plane::AudioStatus,
+    /// Where the camera is published by WHIP.
+    pub whip: crate::rtc::whip::WhipBoard,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -112,21 +114,66 @@ async fn status(
         source: crate::capture::SourceInfo,
         encoders: Vec<crate::encode::pool::EncoderStatus>,
         audio: crate::audio::plane::AudioReport,
+        whip: Vec<WhipStatus>,
     }
     match state.rtc.stats().await {
         Ok(rtc) => {
             let source = state.source.borrow().clone();
             let encoders = state.encoders.snapshot();
+            let whip = whip_status(&state.whip, &rtc, &encoders);
             axum::Json(Status {
                 rtc,
                 source,
                 encoders,
                 audio: state.audio.report(),
+                whip,
             })
             .into_response()
         }
         Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// A WHIP target in `/api/status`: where it is, and its link.
+#[derive(serde::Serialize)]
+struct WhipStatus {
+    #[serde(flatten)]
+    view: crate::rtc::whip::TargetView,
+    /// The shared encoder's rate for its codec (kbit/s).
+    bitrate_kbps: Option<u32>,
+    /// The bandwidth estimate towards it, and the bytes sent this session.
+    bwe_kbps: Option<u64>,
+    bytes_sent: Option<u64>,
+    rtt_ms: Option<f64>,
+}
+
+fn whip_status(
+    board: &crate::rtc::whip::WhipBoard,
+    rtc: &crate::rtc::RtcStats,
+    encoders: &[crate::encode::pool::EncoderStatus],
+) -> Vec<WhipStatus> {
+    board
+        .snapshot()
+        .into_iter()
+        .map(|view| {
+            let link = rtc
+                .publishes
+                .iter()
+                .find(|(id, _, _)| Some(*id) == view.peer)
+                .map(|(_, _, s)| s);
+            let bitrate_kbps = encoders
+                .iter()
+                .find(|e| e.codec.to_string() == view.codec)
+                .map(|e| e.bitrate_kbps);
+            WhipStatus {
+                bitrate_kbps,
+                bwe_kbps: link.and_then(|s| s.bwe_kbps),
+                bytes_sent: link.map(|s| s.bytes_sent),
+                rtt_ms: link.and_then(|s| s.rtt_ms),
+                view,
+            }
+        })
+        .collect()
 }
 
 /// Accepts connections until `shutdown` turns true. Who gets a slot is

@@ -11,6 +11,7 @@ pub mod sessions;
 pub mod socket;
 pub mod udp;
 pub mod viewer;
+pub mod whip;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -23,7 +24,7 @@ pub const DEFAULT_MTU: u32 = 1150;
 /// ours by the room RTP headers take) to Ethernet's payload.
 pub const MTU_RANGE: std::ops::RangeInclusive<u32> = 640..=1500;
 
-pub use sessions::{SessionConfig, SessionError, SessionEvent, Sessions};
+pub use sessions::{PublishSpec, SessionConfig, SessionError, SessionEvent, Sessions};
 pub use viewer::{EndReason, ViewerId};
 
 /// What the control plane asks of the rtc task.
@@ -50,11 +51,31 @@ pub enum Command {
     Stats {
         reply: oneshot::Sender<RtcStats>,
     },
+    /// Start a WHIP publish: its offer comes back; it is told of its
+    /// connection and end on `events`.
+    AddPublisher {
+        spec: PublishSpec,
+        events: mpsc::Sender<PeerEvent>,
+        reply: oneshot::Sender<Result<(ViewerId, String), SessionError>>,
+    },
+    /// The receiver's answer for a publish.
+    PublisherAnswer {
+        id: ViewerId,
+        answer: String,
+        reply: oneshot::Sender<Result<(), SessionError>>,
+    },
     /// A picture shared in the chat.
     ChatImage {
         n: u64,
         reply: oneshot::Sender<Option<crate::control::images::Image>>,
     },
+}
+
+/// What happens to a publish, for its WHIP task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    Connected(ViewerId),
+    Ended(ViewerId, EndReason),
 }
 
 /// What a viewer may do on its data channel.
@@ -84,6 +105,13 @@ pub struct RtcStats {
     pub frames_in: u64,
     /// The largest datagram sent so far, in bytes (within `--mtu`).
     pub largest_datagram: usize,
+    /// Each WHIP publish's link (`/api/status` shows it by target).
+    #[serde(skip)]
+    pub publishes: Vec<(
+        ViewerId,
+        Option<crate::frame::VideoCodec>,
+        viewer::ViewerStats,
+    )>,
     /// Each viewer's link (not in `/api/status`: `/metrics` has it).
     #[serde(skip)]
     pub links: Vec<(
@@ -167,6 +195,26 @@ impl RtcHandle {
     pub async fn end(&self, id: ViewerId, reason: EndReason) -> Result<(), RtcCallError> {
         Ok(self
             .call(|reply| Command::End { id, reason, reply })
+            .await??)
+    }
+
+    pub async fn add_publisher(
+        &self,
+        spec: PublishSpec,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Result<(ViewerId, String), RtcCallError> {
+        Ok(self
+            .call(|reply| Command::AddPublisher {
+                spec,
+                events,
+                reply,
+            })
+            .await??)
+    }
+
+    pub async fn publisher_answer(&self, id: ViewerId, answer: String) -> Result<(), RtcCallError> {
+        Ok(self
+            .call(|reply| Command::PublisherAnswer { id, answer, reply })
             .await??)
     }
 

@@ -18,7 +18,7 @@ use tokio::io::Interest;
 use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::socket::{AddressMap, MediaSocket, ReplyFrom};
-use super::{Command, EndReason, RtcStats, SessionEvent, Sessions, ViewerId};
+use super::{Command, EndReason, PeerEvent, RtcStats, SessionEvent, Sessions, ViewerId};
 use crate::audio::plane::AudioRoad;
 use crate::audio::{AudioStats, EncodedAudio};
 use crate::capture::SourceInfo;
@@ -124,9 +124,16 @@ struct Open {
     speaker: bool,
 }
 
+/// Who is told about a session: a viewer's signaling (its end), or a
+/// publish's WHIP task (its connection and its end).
+enum Watcher {
+    Viewer(oneshot::Sender<EndReason>),
+    Publisher(mpsc::Sender<PeerEvent>),
+}
+
 /// The media loop's own state.
 struct Turns {
-    watchers: HashMap<ViewerId, oneshot::Sender<EndReason>>,
+    watchers: HashMap<ViewerId, Watcher>,
     buf: Vec<u8>,
     frames_in: u64,
     last_frame: Instant,
@@ -403,7 +410,7 @@ impl RtcTask {
     fn command(
         &mut self,
         cmd: Command,
-        watchers: &mut HashMap<ViewerId, oneshot::Sender<EndReason>>,
+        watchers: &mut HashMap<ViewerId, Watcher>,
         frames_in: u64,
     ) {
         let now = Instant::now();
@@ -420,7 +427,7 @@ impl RtcTask {
                     Ok((id, _)) => {
                         tracing::info!(viewer = %id, viewers = self.sessions.len(), "viewer joining");
                         self.sessions.grant(*id, grant);
-                        watchers.insert(*id, ended);
+                        watchers.insert(*id, Watcher::Viewer(ended));
                     }
                     Err(e) => tracing::info!("viewer refused: {e}"),
                 }
@@ -442,7 +449,23 @@ impl RtcTask {
                     frames_in,
                     largest_datagram: self.sessions.largest_datagram(),
                     links: self.sessions.viewer_stats(),
+                    publishes: self.sessions.publish_stats(),
                 });
+            }
+            Command::AddPublisher {
+                spec,
+                events,
+                reply,
+            } => {
+                let result = self.sessions.add_publisher(now, spec);
+                if let Ok((id, _)) = &result {
+                    tracing::info!(publish = %id, codec = %spec.codec, "WHIP publish offering");
+                    watchers.insert(*id, Watcher::Publisher(events));
+                }
+                let _ = reply.send(result);
+            }
+            Command::PublisherAnswer { id, answer, reply } => {
+                let _ = reply.send(self.sessions.publisher_answer(now, id, &answer));
             }
             Command::ChatImage { n, reply } => {
                 let _ = reply.send(self.sessions.chat_image(n));
@@ -450,7 +473,7 @@ impl RtcTask {
         }
     }
 
-    async fn flush(&mut self, watchers: &mut HashMap<ViewerId, oneshot::Sender<EndReason>>) {
+    async fn flush(&mut self, watchers: &mut HashMap<ViewerId, Watcher>) {
         while let Some(t) = self.sessions.poll_transmit() {
             let from = self
                 .reply_from
@@ -460,7 +483,13 @@ impl RtcTask {
         }
         while let Some(e) = self.sessions.poll_event() {
             match e {
-                SessionEvent::Connected(id) => tracing::info!(viewer = %id, "viewer connected"),
+                SessionEvent::Connected(id) => match watchers.get(&id) {
+                    Some(Watcher::Publisher(tx)) => {
+                        tracing::info!(publish = %id, "WHIP publish connected");
+                        let _ = tx.try_send(PeerEvent::Connected(id));
+                    }
+                    _ => tracing::info!(viewer = %id, "viewer connected"),
+                },
                 SessionEvent::KeyframeWanted(_, codec) => {
                     // A full queue already holds asks; this one can go.
                     let _ = self.encoders.try_send(EncoderControl::Keyframe(codec));
@@ -496,11 +525,15 @@ impl RtcTask {
                         AudioStats::add(&self.audio.status.stats.talk_packets, 1);
                     }
                 }
-                SessionEvent::Ended(id, reason) => {
-                    if let Some(w) = watchers.remove(&id) {
+                SessionEvent::Ended(id, reason) => match watchers.remove(&id) {
+                    Some(Watcher::Viewer(w)) => {
                         let _ = w.send(reason);
                     }
-                }
+                    Some(Watcher::Publisher(tx)) => {
+                        let _ = tx.try_send(PeerEvent::Ended(id, reason));
+                    }
+                    None => {}
+                },
             }
         }
     }

@@ -98,11 +98,30 @@ pub struct AudioLink {
     pub sends: bool,
 }
 
+/// What a row of the session table is.
+pub enum Role {
+    /// A browser or WHEP player: it offered, we answer (ICE-lite).
+    Viewer,
+    /// A WHIP publish to an SFU: we offered (full ICE, controlling).
+    Publisher(Publish),
+}
+
+/// A publish's own state.
+pub struct Publish {
+    /// Our offer, until the receiver's answer is applied.
+    pub pending: Option<str0m::change::SdpPendingOffer>,
+    /// A keyframe at least this often, for receivers that want one
+    /// (`--whip-keyframe-interval`), and when the next is due.
+    pub keyframe_every: Option<std::time::Duration>,
+    pub next_keyframe: Option<Instant>,
+}
+
 /// The most audio packets heard from one viewer and not yet routed.
 pub const MAX_HEARD: usize = 64;
 
 pub struct Viewer {
     pub id: ViewerId,
+    pub role: Role,
     /// The address that signaled this viewer (for per-address limits).
     pub from: IpAddr,
     pub rtc: Rtc,
@@ -160,6 +179,7 @@ impl Viewer {
     pub fn new(id: ViewerId, rtc: Rtc, now: Instant, from: IpAddr) -> Self {
         Viewer {
             id,
+            role: Role::Viewer,
             from,
             rtc,
             mid: None,
@@ -192,6 +212,10 @@ impl Viewer {
             stats: ViewerStats::default(),
             ending: None,
         }
+    }
+
+    pub fn is_publisher(&self) -> bool {
+        matches!(self.role, Role::Publisher(_))
     }
 
     /// Ready to receive media.

@@ -191,6 +191,44 @@ impl Sim {
         index
     }
 
+    /// Starts a WHIP publish to a str0m receiver standing in for an SFU
+    /// (full ICE, answering), whose codecs `receiver` enables. Returns its
+    /// index, or the table's refusal of the answer.
+    pub fn publish(
+        &mut self,
+        spec: rtcam::rtc::PublishSpec,
+        receiver: impl FnOnce(str0m::RtcConfig) -> str0m::RtcConfig,
+    ) -> Result<usize, rtcam::rtc::SessionError> {
+        let index = self.peers.len();
+        let addr: SocketAddr = format!("10.0.1.{}:7000", 10 + index).parse().unwrap();
+        let (id, offer) = self.sessions.add_publisher(self.now, spec).expect("offer");
+        assert!(offer.contains("a=candidate:"), "candidates in the offer");
+        let mut rtc = receiver(Rtc::builder().clear_codecs()).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(&offer).unwrap())
+            .unwrap();
+        self.sessions
+            .publisher_answer(self.now, id, &answer.to_sdp_string())?;
+        self.peers.push(Peer {
+            rtc,
+            addr,
+            id: Some(id),
+            mid: None,
+            connected: false,
+            frames: Vec::new(),
+            silent: false,
+            channel: None,
+            messages: Vec::new(),
+            serial: None,
+            serial_bytes: Vec::new(),
+            audio_mid: None,
+            audio: Vec::new(),
+        });
+        Ok(index)
+    }
+
     /// Peer `i` sends `text` on its `rtcam` channel.
     pub fn say(&mut self, i: usize, text: &str) {
         let p = &mut self.peers[i];

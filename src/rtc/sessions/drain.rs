@@ -86,6 +86,13 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             v.stats.bwe_kbps = Some(kbps);
             v.estimate = Some(kbps);
         }
+        // An SFU's own estimate of what reaches it (REMB; Janus sends one
+        // when its room has a bitrate cap): counted like ours.
+        Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
+            let kbps = (estimate.as_f64() / 1000.0) as u64;
+            v.stats.bwe_kbps = Some(kbps);
+            v.estimate = Some(v.estimate.map_or(kbps, |e| e.min(kbps)));
+        }
         Event::KeyframeRequest(_) => {
             if let (true, Some(codec)) = (v.sending(), v.codec) {
                 events.push_back(SessionEvent::KeyframeWanted(v.id, codec));

@@ -22,6 +22,7 @@ use thiserror::Error;
 mod audio;
 mod channels;
 mod drain;
+mod publish;
 mod sdp;
 
 use drain::{drain, start_estimating};
@@ -35,6 +36,7 @@ use crate::control::{AudioTelemetry, Control, Telemetry};
 use crate::encode::SdpParams;
 use crate::frame::{EncodedFrame, VideoCodec};
 
+pub use publish::PublishSpec;
 pub use str0m::net::Transmit;
 
 /// Payload types in our codec config for H.264, VP8 and their
@@ -170,6 +172,10 @@ pub enum SessionError {
     TooManyCandidates(usize),
     #[error("the viewer has no open `rtcam` data channel")]
     NoChannel,
+    #[error("the receiver's answer does not apply: {0}")]
+    BadAnswer(String),
+    #[error("no offer of ours is waiting for an answer in that session")]
+    NoPendingOffer,
     #[error("cannot set up the session: {0}")]
     Internal(String),
 }
@@ -233,12 +239,13 @@ impl Sessions {
         }
     }
 
+    /// Viewers (joining or connected), WHIP publishes not counted.
     pub fn len(&self) -> usize {
-        self.viewers.len()
+        self.viewers.iter().filter(|v| !v.is_publisher()).count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.viewers.is_empty()
+        self.len() == 0
     }
 
     pub fn ids(&self) -> Vec<ViewerId> {
@@ -248,8 +255,18 @@ impl Sessions {
     /// Frames sent to a viewer so far, for stats and tests.
     /// Every viewer's link, as str0m last reported it.
     pub fn viewer_stats(&self) -> Vec<(ViewerId, Option<VideoCodec>, ViewerStats)> {
+        self.links(false)
+    }
+
+    /// Every WHIP publish's link, as str0m last reported it.
+    pub fn publish_stats(&self) -> Vec<(ViewerId, Option<VideoCodec>, ViewerStats)> {
+        self.links(true)
+    }
+
+    fn links(&self, publishers: bool) -> Vec<(ViewerId, Option<VideoCodec>, ViewerStats)> {
         self.viewers
             .iter()
+            .filter(|v| v.is_publisher() == publishers)
             .map(|v| {
                 let mut stats = v.stats.clone();
                 stats.thinned = self.rate.thinned(v.id);
@@ -271,7 +288,7 @@ impl Sessions {
         from: IpAddr,
     ) -> Result<(ViewerId, String), SessionError> {
         self.now = self.now.max(now);
-        if self.viewers.len() >= self.config.max_viewers {
+        if self.len() >= self.config.max_viewers {
             return Err(SessionError::Full(self.config.max_viewers));
         }
         if self.viewers.iter().filter(|v| v.from == from).count() >= self.config.max_per_address {
@@ -282,45 +299,8 @@ impl Sessions {
         let offered = offered_video_codecs(offer);
         let offer = SdpOffer::from_sdp_string(offer)
             .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
-        let mut cfg = Rtc::builder()
-            .set_ice_lite(true)
-            .set_mtu(str0m_mtu(self.config.mtu))
-            .set_stats_interval(Some(STATS_EVERY))
-            .set_send_buffer_video(SEND_BUFFER_PACKETS)
-            .enable_bwe(self.start_estimate())
-            // Our jitter buffer (audio/jitter.rs) waits for late packets;
-            // str0m's default would hold all audio ~300 ms after a loss.
-            .set_reordering_size_audio(AUDIO_REORDERING)
-            .clear_codecs();
-        cfg.codec_config().enable_opus(true, false);
-        for params in &self.config.codecs {
-            match *params {
-                SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
-                    H264_PT.into(),
-                    Some(H264_RTX_PT.into()),
-                    true,
-                    profile_level_id,
-                ),
-                SdpParams::Vp8 => cfg.codec_config().add_config(
-                    VP8_PT.into(),
-                    Some(VP8_RTX_PT.into()),
-                    Codec::Vp8,
-                    Frequency::NINETY_KHZ,
-                    None,
-                    Default::default(),
-                ),
-            }
-        }
-        cfg.extension_map()
-            .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
-        cfg.extension_map()
-            .set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
-        let mut rtc = cfg.build(now);
-        for addr in &self.config.candidates {
-            let c = Candidate::host(*addr, "udp")
-                .map_err(|e| SessionError::Internal(format!("candidate {addr}: {e}")))?;
-            rtc.add_local_candidate(c);
-        }
+        let mut rtc = self.rtc_config(&self.config.codecs).build(now);
+        self.add_local_candidates(&mut rtc)?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
@@ -350,6 +330,54 @@ impl Sessions {
         self.viewers.push(viewer);
         self.drain_at(self.viewers.len() - 1);
         Ok((id, answer))
+    }
+
+    /// str0m's settings for a session sending `codecs` (ICE-lite: a
+    /// publisher turns it off).
+    fn rtc_config(&self, codecs: &[SdpParams]) -> str0m::RtcConfig {
+        let mut cfg = Rtc::builder()
+            .set_ice_lite(true)
+            .set_mtu(str0m_mtu(self.config.mtu))
+            .set_stats_interval(Some(STATS_EVERY))
+            .set_send_buffer_video(SEND_BUFFER_PACKETS)
+            .enable_bwe(self.start_estimate())
+            // Our jitter buffer (audio/jitter.rs) waits for late packets;
+            // str0m's default would hold all audio ~300 ms after a loss.
+            .set_reordering_size_audio(AUDIO_REORDERING)
+            .clear_codecs();
+        cfg.codec_config().enable_opus(true, false);
+        for params in codecs {
+            match *params {
+                SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
+                    H264_PT.into(),
+                    Some(H264_RTX_PT.into()),
+                    true,
+                    profile_level_id,
+                ),
+                SdpParams::Vp8 => cfg.codec_config().add_config(
+                    VP8_PT.into(),
+                    Some(VP8_RTX_PT.into()),
+                    Codec::Vp8,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    Default::default(),
+                ),
+            }
+        }
+        cfg.extension_map()
+            .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
+        cfg.extension_map()
+            .set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
+        cfg
+    }
+
+    fn add_local_candidates(&self, rtc: &mut Rtc) -> Result<(), SessionError> {
+        for addr in &self.config.candidates {
+            let c = Candidate::host(*addr, "udp")
+                .map_err(|e| SessionError::Internal(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(c);
+        }
+        Ok(())
     }
 
     /// A trickled candidate from the browser. Candidates we cannot use
@@ -472,6 +500,7 @@ impl Sessions {
                 v.ending.get_or_insert(EndReason::Idle);
             }
         }
+        self.publish_keyframes(now);
         if now >= self.next_telemetry {
             self.next_telemetry = now + TELEMETRY_EVERY;
             self.push_telemetry();
@@ -614,6 +643,7 @@ impl Sessions {
                 v.next_timeout.min(ours)
             })
             .chain(self.rate.poll_timeout())
+            .chain(self.next_publish_keyframe())
             .chain(
                 self.viewers
                     .iter()

@@ -1,0 +1,631 @@
+//! One WHIP target's HTTP side as a state machine (RFC 9725): time, HTTP
+//! responses and the publishing peer's fate go in; requests, peer actions
+//! and the next deadline come out. No sockets, no clocks (str0m's shape):
+//! the shell (`task.rs`) runs the requests and the session table runs the
+//! peer.
+//!
+//! The exchange, and what real receivers do differently:
+//! - POST the offer, candidates in it (no trickle by default: several
+//!   receivers drop or refuse PATCH), `Content-Type` exactly
+//!   `application/sdp`, CRLF line ends, a bearer token if given.
+//! - `201` with a `Location` (absolute or relative: resolved against the
+//!   URL posted to) and maybe an `ETag`; a 307/308 is followed once.
+//! - The answer is checked, not only the status: Janus answers 201 with the
+//!   video section at port 0 / `a=inactive` when the room refuses the codec.
+//! - With trickle on, the candidates go in one PATCH after the 201 with
+//!   `If-Match: <ETag>`; a failed PATCH is logged and nothing more (rtcam is
+//!   the controlling ICE agent: the receiver learns our address from our
+//!   connectivity checks anyway).
+//! - The session ends (ICE failure, DTLS close, receiver gone): DELETE, then
+//!   publish again with a fresh session after a backoff of 1 s doubling to
+//!   30 s (back to 1 s once live). `stop` sends the DELETE and ends.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::sdp::{split_candidates, video_refused, with_crlf};
+use super::url::Url;
+use crate::rtc::ViewerId;
+
+/// The first wait after a failure, and the longest.
+pub const FIRST_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// How one target is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: Url,
+    /// Sent as `Authorization: Bearer ...` (from `--whip-token-file`).
+    pub token: Option<String>,
+    /// Candidates in a PATCH after the 201 instead of in the offer.
+    pub trickle: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Post,
+    Patch,
+    Delete,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+        }
+    }
+}
+
+/// A request for the shell to send; its response comes back with `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub id: u64,
+    pub method: Method,
+    pub url: Url,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Option<String>,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// What the shell read of a response (the body bounded by the shell).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub location: Option<String>,
+    pub etag: Option<String>,
+    pub content_type: Option<String>,
+    pub body: String,
+}
+
+/// Why a request got no response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Transport {
+    #[error("connection refused")]
+    Refused,
+    #[error("no response in time")]
+    Timeout,
+    #[error("cannot resolve the host: {0}")]
+    Resolve(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Why publishing to a target failed, as the status shows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WhipError {
+    #[error("the receiver refused the token ({0})")]
+    Unauthorized(u16),
+    #[error("no such WHIP endpoint (404)")]
+    NotFound,
+    #[error("the receiver is busy or failing ({0})")]
+    Server(u16),
+    #[error("the receiver answered the offer with status {0}")]
+    Status(u16),
+    #[error("201 without a Location header")]
+    NoLocation,
+    #[error("bad Location header: {0}")]
+    BadLocation(String),
+    #[error("redirected more than once")]
+    TooManyRedirects,
+    #[error("the answer is not SDP (Content-Type: {0})")]
+    NotSdp(String),
+    #[error("the receiver refused our video codec (its answer's video section is inactive or port 0)")]
+    CodecRefused,
+    #[error("the answer did not apply: {0}")]
+    BadAnswer(String),
+    #[error("cannot reach the receiver: {0}")]
+    Transport(#[from] Transport),
+    #[error("the media connection ended: {0}")]
+    Media(String),
+    #[error("could not make an offer: {0}")]
+    Offer(String),
+}
+
+/// What the client asks of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Make a publishing peer and hand its offer to [`WhipClient::offer`].
+    CreatePeer,
+    Http(Request),
+    /// Give the receiver's answer to the peer (then [`WhipClient::connected`]
+    /// or [`WhipClient::peer_ended`]; a refusal to
+    /// [`WhipClient::answer_failed`]).
+    Answer { peer: ViewerId, sdp: String },
+    /// The peer's session is over: end it.
+    EndPeer(ViewerId),
+}
+
+/// Where a target is, for `/api/status`, `/metrics` and the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Waiting to publish (again).
+    Waiting,
+    /// Offer made and posted; waiting for the answer.
+    Offering,
+    /// Answer applied; ICE and DTLS under way.
+    Connecting,
+    Live,
+    /// DELETE under way.
+    Stopping,
+    Stopped,
+}
+
+/// The resource the receiver made for our session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Session {
+    peer: ViewerId,
+    url: Url,
+    etag: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Waiting {
+        at: Instant,
+    },
+    MakingOffer,
+    Posting {
+        req: u64,
+        peer: ViewerId,
+        offer: String,
+        /// The candidates, when they go in a PATCH.
+        trickle: Option<String>,
+        url: Url,
+        redirected: bool,
+    },
+    Connecting(Session),
+    Live(Session),
+    Deleting {
+        req: u64,
+        then: Then,
+    },
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Retry,
+    Stop,
+}
+
+pub struct WhipClient {
+    endpoint: Endpoint,
+    state: State,
+    backoff: Duration,
+    stopping: bool,
+    next_id: u64,
+    /// The PATCH in flight, if any (its result is only logged).
+    patch: Option<u64>,
+    outputs: VecDeque<Output>,
+    since: Instant,
+    last_error: Option<WhipError>,
+    /// Told once each: what the log should say (a PATCH refused...).
+    notes: VecDeque<String>,
+}
+
+impl WhipClient {
+    /// A client that publishes at once.
+    pub fn new(endpoint: Endpoint, now: Instant) -> Self {
+        WhipClient {
+            endpoint,
+            state: State::Waiting { at: now },
+            backoff: FIRST_BACKOFF,
+            stopping: false,
+            next_id: 0,
+            patch: None,
+            outputs: VecDeque::new(),
+            since: now,
+            last_error: None,
+            notes: VecDeque::new(),
+        }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Waiting { .. } => Phase::Waiting,
+            State::MakingOffer | State::Posting { .. } => Phase::Offering,
+            State::Connecting(_) => Phase::Connecting,
+            State::Live(_) => Phase::Live,
+            State::Deleting { .. } => Phase::Stopping,
+            State::Stopped => Phase::Stopped,
+        }
+    }
+
+    /// When the current phase began.
+    pub fn since(&self) -> Instant {
+        self.since
+    }
+
+    pub fn last_error(&self) -> Option<&WhipError> {
+        self.last_error.as_ref()
+    }
+
+    /// The publishing peer, while there is one.
+    pub fn peer(&self) -> Option<ViewerId> {
+        match &self.state {
+            State::Posting { peer, .. } => Some(*peer),
+            State::Connecting(s) | State::Live(s) => Some(s.peer),
+            _ => None,
+        }
+    }
+
+    /// The session's resource URL, while there is one.
+    pub fn resource(&self) -> Option<&Url> {
+        match &self.state {
+            State::Connecting(s) | State::Live(s) => Some(&s.url),
+            _ => None,
+        }
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Something worth a log line that is not an error of the session.
+    pub fn poll_note(&mut self) -> Option<String> {
+        self.notes.pop_front()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Waiting { at } => Some(at),
+            _ => None,
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let State::Waiting { at } = self.state
+            && now >= at
+        {
+            self.enter(now, State::MakingOffer);
+            self.outputs.push_back(Output::CreatePeer);
+        }
+    }
+
+    /// The peer's offer: POST it.
+    pub fn offer(&mut self, now: Instant, peer: ViewerId, sdp: &str) {
+        if self.state != State::MakingOffer {
+            self.outputs.push_back(Output::EndPeer(peer));
+            return;
+        }
+        let sdp = with_crlf(sdp);
+        let (offer, trickle) = if self.endpoint.trickle {
+            let (bare, frag) = split_candidates(&sdp);
+            (bare, Some(frag))
+        } else {
+            (sdp, None)
+        };
+        let url = self.endpoint.url.clone();
+        let req = self.post(url.clone(), offer.clone());
+        self.enter(
+            now,
+            State::Posting {
+                req,
+                peer,
+                offer,
+                trickle,
+                url,
+                redirected: false,
+            },
+        );
+    }
+
+    /// No offer could be made (the media side refused): try again later.
+    pub fn offer_failed(&mut self, now: Instant, why: String) {
+        if self.state == State::MakingOffer {
+            self.fail(now, WhipError::Offer(why), None);
+        }
+    }
+
+    /// A request's outcome.
+    pub fn response(&mut self, now: Instant, id: u64, outcome: Result<Response, Transport>) {
+        if self.patch == Some(id) {
+            self.patch = None;
+            self.patched(outcome);
+            return;
+        }
+        match self.state.clone() {
+            State::Posting {
+                req,
+                peer,
+                offer,
+                trickle,
+                url,
+                redirected,
+            } if req == id => {
+                let posted = Posted {
+                    peer,
+                    offer,
+                    trickle,
+                    url,
+                    redirected,
+                };
+                self.posted(now, posted, outcome)
+            }
+            State::Deleting { req, then } if req == id => {
+                if let Ok(r) = &outcome
+                    && !(200..300).contains(&r.status)
+                {
+                    self.notes
+                        .push_back(format!("DELETE of the session answered {}", r.status));
+                }
+                match then {
+                    Then::Stop => self.enter(now, State::Stopped),
+                    Then::Retry => self.wait(now),
+                }
+            }
+            _ => {} // a late answer to a request we gave up on
+        }
+    }
+
+    /// The peer connected: media flows to the receiver.
+    pub fn connected(&mut self, now: Instant, peer: ViewerId) {
+        if let State::Connecting(s) = &self.state
+            && s.peer == peer
+        {
+            let s = s.clone();
+            self.backoff = FIRST_BACKOFF;
+            self.last_error = None;
+            self.enter(now, State::Live(s));
+        }
+    }
+
+    /// The peer's session ended (ICE failure, DTLS close, timeout).
+    pub fn peer_ended(&mut self, now: Instant, peer: ViewerId, why: String) {
+        if self.peer() == Some(peer) {
+            self.fail_session(now, WhipError::Media(why), false);
+        }
+    }
+
+    /// The peer would not take the receiver's answer.
+    pub fn answer_failed(&mut self, now: Instant, peer: ViewerId, why: String) {
+        if self.peer() == Some(peer) {
+            self.fail_session(now, WhipError::BadAnswer(why), true);
+        }
+    }
+
+    /// Shutdown or a change of configuration: DELETE the session, then
+    /// stop. Nothing is published again.
+    pub fn stop(&mut self, now: Instant) {
+        self.stopping = true;
+        match self.state.clone() {
+            State::Connecting(s) | State::Live(s) => {
+                self.outputs.push_back(Output::EndPeer(s.peer));
+                self.delete(now, &s, Then::Stop);
+            }
+            State::Posting { peer, .. } => {
+                // Its 201, if it comes, is deleted at once (`posted`).
+                self.outputs.push_back(Output::EndPeer(peer));
+            }
+            State::Deleting { req, .. } => {
+                self.state = State::Deleting {
+                    req,
+                    then: Then::Stop,
+                }
+            }
+            State::Waiting { .. } | State::MakingOffer => self.enter(now, State::Stopped),
+            State::Stopped => {}
+        }
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.state == State::Stopped
+    }
+
+    /// Whether the client waits on nothing but a request's outcome.
+    pub fn awaits_response(&self) -> bool {
+        matches!(self.state, State::Posting { .. } | State::Deleting { .. })
+    }
+
+    fn posted(&mut self, now: Instant, p: Posted, outcome: Result<Response, Transport>) {
+        let r = match outcome {
+            Ok(r) => r,
+            Err(e) => return self.fail(now, e.into(), Some(p.peer)),
+        };
+        match r.status {
+            201 => self.created(now, p, r),
+            307 | 308 => self.redirect(now, p, r),
+            401 | 403 => self.fail(now, WhipError::Unauthorized(r.status), Some(p.peer)),
+            404 => self.fail(now, WhipError::NotFound, Some(p.peer)),
+            s @ 500..=599 => self.fail(now, WhipError::Server(s), Some(p.peer)),
+            s => self.fail(now, WhipError::Status(s), Some(p.peer)),
+        }
+    }
+
+    fn created(&mut self, now: Instant, p: Posted, r: Response) {
+        let Some(location) = r.location.as_deref() else {
+            return self.fail(now, WhipError::NoLocation, Some(p.peer));
+        };
+        let url = match p.url.join(location) {
+            Ok(url) => url,
+            Err(e) => return self.fail(now, WhipError::BadLocation(e.to_string()), Some(p.peer)),
+        };
+        let session = Session {
+            peer: p.peer,
+            url,
+            etag: r.etag.clone(),
+        };
+        if self.stopping {
+            return self.delete(now, &session, Then::Stop);
+        }
+        let content_type = r.content_type.as_deref().unwrap_or("");
+        let media_type = content_type.split(';').next().unwrap_or("").trim();
+        let error = if !media_type.eq_ignore_ascii_case("application/sdp") {
+            Some(WhipError::NotSdp(content_type.chars().take(60).collect()))
+        } else if video_refused(&r.body) {
+            Some(WhipError::CodecRefused)
+        } else {
+            None
+        };
+        if let Some(error) = error {
+            self.last_error = Some(error);
+            self.outputs.push_back(Output::EndPeer(p.peer));
+            return self.delete(now, &session, Then::Retry);
+        }
+        self.outputs.push_back(Output::Answer {
+            peer: p.peer,
+            sdp: r.body,
+        });
+        if let Some(frag) = p.trickle {
+            let id = self.request_id();
+            let mut headers = self.auth();
+            headers.push(("Content-Type", "application/trickle-ice-sdpfrag".into()));
+            if let Some(etag) = &session.etag {
+                headers.push(("If-Match", etag.clone()));
+            }
+            self.patch = Some(id);
+            self.outputs.push_back(Output::Http(Request {
+                id,
+                method: Method::Patch,
+                url: session.url.clone(),
+                headers,
+                body: Some(frag),
+            }));
+        }
+        self.enter(now, State::Connecting(session));
+    }
+
+    fn redirect(&mut self, now: Instant, p: Posted, r: Response) {
+        if p.redirected {
+            return self.fail(now, WhipError::TooManyRedirects, Some(p.peer));
+        }
+        let target = match r.location.as_deref().map(|l| p.url.join(l)) {
+            Some(Ok(url)) => url,
+            Some(Err(e)) => {
+                return self.fail(now, WhipError::BadLocation(e.to_string()), Some(p.peer));
+            }
+            None => return self.fail(now, WhipError::NoLocation, Some(p.peer)),
+        };
+        self.notes
+            .push_back(format!("redirected ({}) to {target}", r.status));
+        let req = self.post(target.clone(), p.offer.clone());
+        self.state = State::Posting {
+            req,
+            peer: p.peer,
+            offer: p.offer,
+            trickle: p.trickle,
+            url: target,
+            redirected: true,
+        };
+    }
+
+    fn patched(&mut self, outcome: Result<Response, Transport>) {
+        let note = match outcome {
+            Ok(r) if (200..300).contains(&r.status) => return,
+            Ok(r) => format!(
+                "the receiver did not take our trickled candidates ({}); it learns our address from our connectivity checks",
+                r.status
+            ),
+            Err(e) => format!("PATCH with our candidates failed ({e}); carrying on"),
+        };
+        self.notes.push_back(note);
+    }
+
+    /// A session that had a resource ended: DELETE it, then publish again.
+    fn fail_session(&mut self, now: Instant, error: WhipError, end_peer: bool) {
+        let (State::Connecting(s) | State::Live(s)) = self.state.clone() else {
+            return;
+        };
+        if end_peer {
+            self.outputs.push_back(Output::EndPeer(s.peer));
+        }
+        self.last_error = Some(error);
+        self.delete(now, &s, Then::Retry);
+    }
+
+    /// Publishing failed before there was a resource.
+    fn fail(&mut self, now: Instant, error: WhipError, peer: Option<ViewerId>) {
+        if let Some(peer) = peer {
+            self.outputs.push_back(Output::EndPeer(peer));
+        }
+        self.last_error = Some(error);
+        if self.stopping {
+            self.enter(now, State::Stopped);
+        } else {
+            self.wait(now);
+        }
+    }
+
+    fn wait(&mut self, now: Instant) {
+        if self.stopping {
+            return self.enter(now, State::Stopped);
+        }
+        let at = now + self.backoff;
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+        self.enter(now, State::Waiting { at });
+    }
+
+    fn delete(&mut self, now: Instant, s: &Session, then: Then) {
+        let req = self.request_id();
+        self.outputs.push_back(Output::Http(Request {
+            id: req,
+            method: Method::Delete,
+            url: s.url.clone(),
+            headers: self.auth(),
+            body: None,
+        }));
+        self.enter(now, State::Deleting { req, then });
+    }
+
+    fn post(&mut self, url: Url, offer: String) -> u64 {
+        let id = self.request_id();
+        let mut headers = self.auth();
+        headers.push(("Content-Type", "application/sdp".into()));
+        headers.push(("Accept", "application/sdp".into()));
+        self.outputs.push_back(Output::Http(Request {
+            id,
+            method: Method::Post,
+            url,
+            headers,
+            body: Some(offer),
+        }));
+        id
+    }
+
+    fn auth(&self) -> Vec<(&'static str, String)> {
+        self.endpoint
+            .token
+            .iter()
+            .map(|t| ("Authorization", format!("Bearer {t}")))
+            .collect()
+    }
+
+    fn request_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn enter(&mut self, now: Instant, state: State) {
+        let phase_before = self.phase();
+        self.state = state;
+        if self.phase() != phase_before {
+            self.since = now;
+        }
+    }
+}
+
+/// A POST whose outcome is being read.
+struct Posted {
+    peer: ViewerId,
+    offer: String,
+    trickle: Option<String>,
+    url: Url,
+    redirected: bool,
+}
