@@ -83,7 +83,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let _ = shutdown_tx.send(true);
     // Each target's DELETE goes out while the media stops (a receiver
     // keeps an endpoint busy for minutes without it); bounded.
-    let deleted = tokio::time::timeout(WHIP_DELETE_TIME, futures_util::future::join_all(publishing));
+    let deleted =
+        tokio::time::timeout(WHIP_DELETE_TIME, futures_util::future::join_all(publishing));
     let ((), _) = tokio::join!(media.stop(server), deleted);
     outcome
 }

@@ -338,7 +338,11 @@ fn whip(out: &mut Text, targets: &[TargetView], rtc: &RtcStats) {
     );
     for t in targets {
         let since = t.since_ms as f64 / 1000.0;
-        out.sample("rtcam_whip_state_since_seconds", &[("target", &t.url)], since);
+        out.sample(
+            "rtcam_whip_state_since_seconds",
+            &[("target", &t.url)],
+            since,
+        );
     }
     let link = |t: &TargetView| {
         rtc.publishes
@@ -353,7 +357,11 @@ fn whip(out: &mut Text, targets: &[TargetView], rtc: &RtcStats) {
     );
     for t in targets {
         let sent = link(t).map_or(0, |s| s.bytes_sent);
-        out.sample("rtcam_whip_sent_bytes_total", &[("target", &t.url)], sent as f64);
+        out.sample(
+            "rtcam_whip_sent_bytes_total",
+            &[("target", &t.url)],
+            sent as f64,
+        );
     }
     out.family(
         "rtcam_whip_bandwidth_estimate_bps",
@@ -363,7 +371,11 @@ fn whip(out: &mut Text, targets: &[TargetView], rtc: &RtcStats) {
     for t in targets {
         if let Some(kbps) = link(t).and_then(|s| s.bwe_kbps) {
             let labels = [("target", t.url.as_str())];
-            out.sample("rtcam_whip_bandwidth_estimate_bps", &labels, kbps as f64 * 1000.0);
+            out.sample(
+                "rtcam_whip_bandwidth_estimate_bps",
+                &labels,
+                kbps as f64 * 1000.0,
+            );
         }
     }
 }

@@ -407,12 +407,7 @@ impl RtcTask {
         }
     }
 
-    fn command(
-        &mut self,
-        cmd: Command,
-        watchers: &mut HashMap<ViewerId, Watcher>,
-        frames_in: u64,
-    ) {
+    fn command(&mut self, cmd: Command, watchers: &mut HashMap<ViewerId, Watcher>, frames_in: u64) {
         let now = Instant::now();
         match cmd {
             Command::AddViewer {

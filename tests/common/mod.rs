@@ -735,6 +735,23 @@ impl Client {
         }
     }
 
+    /// A receiver standing in for an SFU: it answers `offer` (a WHIP
+    /// publish; rtcam is the controlling ICE agent). Returns it and its
+    /// answer.
+    pub fn answering(offer: &str) -> (Client, String) {
+        let (socket, local, mut rtc) = h264_peer();
+        let offer = str0m::change::SdpOffer::from_sdp_string(offer).expect("offer parses");
+        let answer = rtc.sdp_api().accept_offer(offer).expect("offer accepted");
+        let client = Client {
+            rtc,
+            socket,
+            local,
+            pending: None,
+            offer: String::new(),
+        };
+        (client, answer.to_sdp_string())
+    }
+
     pub fn candidate_line(&self) -> String {
         Candidate::host(self.local, "udp").unwrap().to_sdp_string()
     }

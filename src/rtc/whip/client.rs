@@ -121,7 +121,9 @@ pub enum WhipError {
     TooManyRedirects,
     #[error("the answer is not SDP (Content-Type: {0})")]
     NotSdp(String),
-    #[error("the receiver refused our video codec (its answer's video section is inactive or port 0)")]
+    #[error(
+        "the receiver refused our video codec (its answer's video section is inactive or port 0)"
+    )]
     CodecRefused,
     #[error("the answer did not apply: {0}")]
     BadAnswer(String),
@@ -142,7 +144,10 @@ pub enum Output {
     /// Give the receiver's answer to the peer (then [`WhipClient::connected`]
     /// or [`WhipClient::peer_ended`]; a refusal to
     /// [`WhipClient::answer_failed`]).
-    Answer { peer: ViewerId, sdp: String },
+    Answer {
+        peer: ViewerId,
+        sdp: String,
+    },
     /// The peer's session is over: end it.
     EndPeer(ViewerId),
 }

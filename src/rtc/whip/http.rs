@@ -91,7 +91,9 @@ where
         builder = builder.header(*name, value.as_str());
     }
     let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
-    let request = builder.body(body).map_err(|e| Transport::Io(e.to_string()))?;
+    let request = builder
+        .body(body)
+        .map_err(|e| Transport::Io(e.to_string()))?;
     let response = sender.send_request(request).await.map_err(io_error)?;
     let header = |name| {
         response

@@ -93,7 +93,10 @@ mod tests {
 
     #[test]
     fn lines_end_in_crlf() {
-        assert_eq!(with_crlf("v=0\nm=video 9\r\na=x"), "v=0\r\nm=video 9\r\na=x\r\n");
+        assert_eq!(
+            with_crlf("v=0\nm=video 9\r\na=x"),
+            "v=0\r\nm=video 9\r\na=x\r\n"
+        );
     }
 
     #[test]

@@ -206,19 +206,37 @@ mod tests {
     #[test]
     fn refuses_what_is_not_an_http_url() {
         assert!(matches!(Url::parse("ftp://x/y"), Err(UrlError::Scheme(_))));
-        assert!(matches!(Url::parse("whip.example.com/w"), Err(UrlError::Scheme(_))));
+        assert!(matches!(
+            Url::parse("whip.example.com/w"),
+            Err(UrlError::Scheme(_))
+        ));
         assert!(matches!(Url::parse("http:///w"), Err(UrlError::NoHost(_))));
-        assert!(matches!(Url::parse("http://h:port/w"), Err(UrlError::Port(_))));
-        assert!(matches!(Url::parse("http://h/a b"), Err(UrlError::Unprintable)));
+        assert!(matches!(
+            Url::parse("http://h:port/w"),
+            Err(UrlError::Port(_))
+        ));
+        assert!(matches!(
+            Url::parse("http://h/a b"),
+            Err(UrlError::Unprintable)
+        ));
     }
 
     #[test]
     fn location_resolves_against_the_endpoint() {
         let base = url("https://sfu.example:8443/whip/endpoint/cam");
         for (location, want) in [
-            ("/whip/resource/42", "https://sfu.example:8443/whip/resource/42"),
-            ("resource/42", "https://sfu.example:8443/whip/endpoint/resource/42"),
-            ("../resource/42", "https://sfu.example:8443/whip/resource/42"),
+            (
+                "/whip/resource/42",
+                "https://sfu.example:8443/whip/resource/42",
+            ),
+            (
+                "resource/42",
+                "https://sfu.example:8443/whip/endpoint/resource/42",
+            ),
+            (
+                "../resource/42",
+                "https://sfu.example:8443/whip/resource/42",
+            ),
             ("./42", "https://sfu.example:8443/whip/endpoint/42"),
             ("//other.example/r/1", "https://other.example/r/1"),
             ("http://10.0.0.2:7080/r/1", "http://10.0.0.2:7080/r/1"),
