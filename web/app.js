@@ -31,6 +31,7 @@
 
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice, cameraOverlay, fetchSnapshot } from './camera.js';
+import { renderPublish } from './publish.js';
 import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
 import { controlsState, initControls, closeControls } from './controls.js';
 import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
@@ -993,11 +994,12 @@ onChannel((open) => {
 async function watchCamera() {
   try {
     const r = await fetch('/api/status', { cache: 'no-store', credentials: 'same-origin' });
-    if (r.ok && !cameraFromMessages) {
-      const source = (await r.json()).source;
+    if (r.ok) {
+      const status = await r.json();
       // cameraNotice is what the page said before the camera messages (and what its tests check);
       // the overlay shows the same states.
-      showCamera(cameraNotice(source) ? source : null, 'status');
+      if (!cameraFromMessages) showCamera(cameraNotice(status.source) ? status.source : null, 'status');
+      renderPublish($('publish'), $('publish-list'), status.whip);
     }
   } catch {
     // Unreachable: the call's own state says so.

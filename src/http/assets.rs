@@ -42,6 +42,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/camera.js"),
     },
     Asset {
+        path: "/publish.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/publish.js"),
+    },
+    Asset {
         path: "/chat.js",
         mime: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/chat.js"),
