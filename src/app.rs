@@ -28,6 +28,7 @@ use crate::encode::{EncodeError, Encoder, EncoderSettings, H264Choice, SdpParams
 use crate::frame::{EncodedFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
+use crate::net::{Announce, Lan, PeersBoard};
 use crate::notify::Notifier;
 use crate::rtc::rate::RateRange;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask, SerialRoad};
@@ -54,8 +55,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut media = Media::start(&config, shutdown_rx.clone(), http_alive.clone()).await?;
     let whip = WhipBoard::default();
     let publishing = start_whip(&config, &media, &whip, &shutdown_rx);
-    let (mut server, http_addr) =
-        start_http(&config, &media, whip, shutdown_rx, http_alive).await?;
+    let peers = PeersBoard::default();
+    let (mut server, http_addr) = start_http(
+        &config,
+        &media,
+        whip,
+        peers.clone(),
+        shutdown_rx,
+        http_alive,
+    )
+    .await?;
+    let lan = start_lan(&config, &media, http_addr.port(), peers);
     tracing::info!(
         "listening on https://{http_addr}/ (media on udp {})",
         media.addr
@@ -85,8 +95,41 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // keeps an endpoint busy for minutes without it); bounded.
     let deleted =
         tokio::time::timeout(WHIP_DELETE_TIME, futures_util::future::join_all(publishing));
-    let ((), _) = tokio::join!(media.stop(server), deleted);
+    // The LAN hears our goodbye, so the other rtcams drop us at once.
+    let goodbye = tokio::task::spawn_blocking(move || lan.map(Lan::stop));
+    let ((), _, _) = tokio::join!(media.stop(server), deleted, goodbye);
     outcome
+}
+
+/// Announces this rtcam on the LAN and browses for the others (`--mdns`).
+/// Discovery failing is logged, never fatal: the camera works without it.
+fn start_lan(config: &Config, media: &Media, port: u16, peers: PeersBoard) -> Option<Lan> {
+    if !config.mdns {
+        return None;
+    }
+    let source = media.source.borrow().clone();
+    let announce = Announce {
+        hostname: crate::net::host::hostname().unwrap_or_else(|| "rtcam".into()),
+        id: crate::net::mdns::machine_tag(),
+        port,
+        board: config.board.name.clone(),
+        camera: source.card.unwrap_or_else(|| source.kind.to_string()),
+        codecs: media.codecs.iter().map(|c| c.to_string()).collect(),
+    };
+    match Lan::start(&announce, peers) {
+        Ok(lan) => {
+            tracing::info!(
+                "announced on the LAN as {}.local ({}, _rtcam._tcp)",
+                announce.hostname,
+                announce.instance()
+            );
+            Some(lan)
+        }
+        Err(e) => {
+            tracing::warn!("LAN discovery (mDNS) is off: {e}");
+            None
+        }
+    }
 }
 
 /// How long shutdown waits for the WHIP targets' DELETEs.
@@ -151,6 +194,8 @@ struct Media {
     audio: crate::audio::plane::AudioStatus,
     /// Tells the capture thread to end.
     stop: Arc<AtomicBool>,
+    /// What the encoders send (H.264, then VP8 when libvpx started).
+    codecs: Vec<VideoCodec>,
 }
 
 impl Media {
@@ -188,6 +233,7 @@ impl Media {
         // Bounded: the rtc task never waits on it, and a flood of keyframe
         // asks cannot grow it (the throttle would drop them anyway).
         let (control_tx, control_rx) = std_mpsc::sync_channel::<EncoderControl>(CONTROL_QUEUE);
+        let codecs = encoders.sdp.iter().map(|p| p.codec()).collect();
         let (socket, map, sessions) = media_socket(config, &encoders.factory, encoders.sdp)?;
         let pool = Pool {
             factory: Arc::new(encoders.factory),
@@ -237,6 +283,7 @@ impl Media {
             audio_threads: audio.threads,
             audio: audio_status,
             stop,
+            codecs,
         })
     }
 
@@ -424,6 +471,7 @@ async fn start_http(
     config: &Config,
     media: &Media,
     whip: WhipBoard,
+    peers: PeersBoard,
     shutdown: watch::Receiver<bool>,
     alive: Arc<AtomicU64>,
 ) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
@@ -453,6 +501,7 @@ async fn start_http(
         snapshots: media.snapshots.clone(),
         audio: media.audio.clone(),
         whip,
+        peers,
     });
     let server = tokio::spawn(http::serve(
         listener, tls_config, app, shutdown, alive, limits,
@@ -503,7 +552,11 @@ async fn open_source(config: &Config, want: Want) -> Option<Source> {
 
 /// The candidates viewers are told about.
 fn address_map(config: &Config, socket: &MediaSocket) -> anyhow::Result<AddressMap> {
-    let map = AddressMap::new(socket.local_addr(), &config.advertise, &tls::local_ips());
+    let map = AddressMap::new(
+        socket.local_addr(),
+        &config.advertise,
+        &crate::net::host::local_ips(),
+    );
     if map.candidates().is_empty() {
         anyhow::bail!("no address to offer viewers: give --advertise or bind --rtc to an address");
     }

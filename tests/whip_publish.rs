@@ -46,7 +46,10 @@ fn the_receiver_gets_the_shared_stream_and_its_pli_reaches_the_encoder() {
         .publish(h264(true), |c| c.enable_h264(true).enable_opus(true, false))
         .expect("answer applies");
     settle(&mut sim);
-    assert!(sim.peers[sfu].connected, "ICE (rtcam controlling) and DTLS up");
+    assert!(
+        sim.peers[sfu].connected,
+        "ICE (rtcam controlling) and DTLS up"
+    );
     let id = sim.peers[sfu].id.unwrap();
     assert!(sim.events.contains(&SessionEvent::Connected(id)));
     assert_eq!(sim.sessions.codec_of(id), Some(VideoCodec::H264));
@@ -65,7 +68,10 @@ fn the_receiver_gets_the_shared_stream_and_its_pli_reaches_the_encoder() {
     for _ in 0..20 {
         sim.step(Duration::from_millis(10));
     }
-    assert!(keyframe_asks(&sim) > before, "the SFU's PLI asks the encoder");
+    assert!(
+        keyframe_asks(&sim) > before,
+        "the SFU's PLI asks the encoder"
+    );
 }
 
 #[test]

@@ -159,6 +159,29 @@ pub struct Cli {
     /// instead of in it (several receivers drop or refuse PATCH)
     #[arg(long)]
     pub whip_trickle: bool,
+    /// Announce this rtcam on the LAN by mDNS (<hostname>.local,
+    /// _rtcam._tcp, _https._tcp; LAN addresses only) and list the other
+    /// rtcams found [default: on]
+    #[arg(long, value_name = "on|off")]
+    pub mdns: Option<OnOff>,
+}
+
+/// A switch as flags and the file write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl std::str::FromStr for OnOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "on" | "true" => Ok(OnOff::On),
+            "off" | "false" => Ok(OnOff::Off),
+            other => Err(format!("'{other}': expected on or off")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
@@ -259,6 +282,7 @@ struct FileConfig {
     whip_codec: Option<String>,
     whip_keyframe_interval: Option<f64>,
     whip_trickle: Option<bool>,
+    mdns: Option<bool>,
 }
 
 #[derive(Debug, Error)]
@@ -300,6 +324,8 @@ pub struct Config {
     pub mtu: u32,
     /// Where the camera is published by WHIP.
     pub whip: Vec<whip::WhipTarget>,
+    /// Announce on the LAN and browse for the other rtcams.
+    pub mdns: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -468,6 +494,10 @@ impl Config {
                 keyframe_interval: cli.whip_keyframe_interval.or(file.whip_keyframe_interval),
                 trickle: cli.whip_trickle || file.whip_trickle.unwrap_or(false),
             })?,
+            mdns: match cli.mdns {
+                Some(v) => v == OnOff::On,
+                None => file.mdns.unwrap_or(true),
+            },
         })
     }
 }
@@ -655,6 +685,10 @@ mod tests {
         assert!(!c.trust_loopback, "authentication for everyone by default");
         assert_eq!(c.max_viewers_per_address, 4);
         assert_eq!(c.mtu, 1150, "inside a VPN's MTU by default");
+        assert!(c.mdns, "announced on the LAN by default");
+        assert!(c.whip.is_empty());
+        let off = Config::from_cli(cli(&["--mdns", "off", "--state-dir", "/tmp/x"])).unwrap();
+        assert!(!off.mdns);
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct AppState {
     pub audio: crate::audio::plane::AudioStatus,
     /// Where the camera is published by WHIP.
     pub whip: crate::rtc::whip::WhipBoard,
+    /// The other rtcams on the LAN.
+    pub peers: crate::net::PeersBoard,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -80,6 +82,7 @@ pub fn router(state: AppState) -> Router {
             axum::routing::patch(whep::patch).delete(whep::delete),
         )
         .route("/api/status", get(status))
+        .route("/api/peers", get(peers))
         .route("/api/snapshot.jpg", get(snapshot::snapshot))
         .route("/api/chat/images/{n}", get(snapshot::chat_image))
         .route("/metrics", get(metrics::metrics))
@@ -132,6 +135,13 @@ async fn status(
         }
         Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
+}
+
+/// The other rtcams mDNS found on the LAN (`--mdns`).
+async fn peers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::Json<Vec<crate::net::peers::PeerView>> {
+    axum::Json(state.peers.snapshot())
 }
 
 /// A WHIP target in `/api/status`: where it is, and its link.

@@ -117,6 +117,7 @@ struct Names {
 }
 
 fn subject_names() -> Names {
+    use crate::net::host::{hostname, local_ips};
     let host = hostname().unwrap_or_else(|| "rtcam".into());
     let mut dns = vec![host.clone()];
     if !host.ends_with(".local") && !host.contains('.') {
@@ -133,28 +134,6 @@ fn subject_names() -> Names {
         }
     }
     Names { host, dns, ips }
-}
-
-pub fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if r != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    let name = String::from_utf8_lossy(&buf[..end]).trim().to_string();
-    (!name.is_empty()).then_some(name)
-}
-
-/// Every address of every interface that is up.
-pub fn local_ips() -> Vec<IpAddr> {
-    let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default();
-    ips.sort();
-    ips.dedup();
-    ips
 }
 
 #[cfg(test)]
@@ -180,6 +159,23 @@ mod tests {
         let before = fs::read(dir.join(CERT_FILE)).unwrap();
         server_config(None, &dir).expect("second start reuses");
         assert_eq!(before, fs::read(dir.join(CERT_FILE)).unwrap());
+        fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_generated_certificate_names_the_host_on_the_lan() {
+        let dir = temp_dir("names");
+        server_config(None, &dir).expect("generates");
+        let pem = fs::read_to_string(dir.join(CERT_FILE)).unwrap();
+        let der = rustls_pemfile::certs(&mut pem.as_bytes())
+            .next()
+            .expect("a certificate")
+            .unwrap();
+        // A SAN dNSName is its ASCII text in the DER, as is.
+        let has = |name: &str| der.windows(name.len()).any(|w| w == name.as_bytes());
+        let host = crate::net::host::hostname().unwrap();
+        assert!(has(&format!("{host}.local")), "{host}.local in the SANs");
+        assert!(has(&host) && has("localhost"));
         fs::remove_dir_all(dir).ok();
     }
 

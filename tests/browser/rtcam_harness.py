@@ -164,6 +164,9 @@ class Rtcam:
             "--size", size,
             "--fps", str(fps),
         ] + list(extra or [])
+        # Nothing a test starts is announced on this machine's LAN.
+        if not any(a.startswith("--mdns") for a in self.args):
+            self.args += ["--mdns", "off"]
         self.proc: subprocess.Popen | None = None
 
     @property

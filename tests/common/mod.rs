@@ -169,6 +169,11 @@ impl Server {
         if !own_source {
             args.extend(["--source".to_string(), source.into()]);
         }
+        // Nothing a test starts is announced on this machine's LAN (the
+        // mDNS test turns it on inside a network namespace of its own).
+        if !extra.iter().any(|a| a.starts_with("--mdns")) {
+            args.extend(["--mdns".to_string(), "off".into()]);
+        }
         args.extend([
             "--http".into(),
             http.to_string(),
