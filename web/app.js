@@ -32,6 +32,7 @@
 import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice, cameraOverlay, fetchSnapshot } from './camera.js';
 import { renderPublish } from './publish.js';
+import { watchPeers } from './peers.js';
 import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
 import { controlsState, initControls, closeControls } from './controls.js';
 import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
@@ -1007,6 +1008,7 @@ async function watchCamera() {
   setTimeout(watchCamera, 1000);
 }
 watchCamera();
+watchPeers($('peers'), $('peers-list'));
 
 // The picture's shape follows the stream's (4:3 cameras get no black bars on the sides).
 video.addEventListener('resize', () => {

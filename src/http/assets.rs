@@ -47,6 +47,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/publish.js"),
     },
     Asset {
+        path: "/peers.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/peers.js"),
+    },
+    Asset {
         path: "/chat.js",
         mime: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/chat.js"),

@@ -44,7 +44,8 @@ class Namespace:
     @property
     def prefix(self) -> list[str]:
         pid = self.proc.pid
-        return ["nsenter", f"--net=/proc/{pid}/ns/net", f"--uts=/proc/{pid}/ns/uts", "--"]
+        nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"  # execv wants a path
+        return [nsenter, f"--net=/proc/{pid}/ns/net", f"--uts=/proc/{pid}/ns/uts", "--"]
 
     def sh(self, script: str):
         subprocess.run(self.prefix + ["sh", "-c", script], check=True, capture_output=True, text=True,
@@ -129,6 +130,28 @@ print(json.dumps(found))
 """
 
 
+def page_shows_peer(ns: Namespace, work: Path):
+    """A's page (Chromium in A's namespace; loopback is trusted) lists cam-b as a card."""
+    from playwright.sync_api import sync_playwright
+
+    shim_dir = work / "chromium"
+    shim_dir.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = h.launch_chromium(p, shim_dir, prefix=ns.prefix)
+        try:
+            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800}).new_page()
+            page.goto(f"https://127.0.0.1:{PORT}/")
+            card = page.locator("#peers-list a.peer", has_text="cam-b")
+            card.wait_for(timeout=15_000)
+            assert card.get_attribute("href") == f"https://cam-b.local:{PORT}/"
+            assert B_IP in (card.get_attribute("title") or "")
+            assert page.locator("#peers").is_visible()
+            if os.environ.get("RTCAM_SCREENSHOTS"):
+                page.locator("#peers").screenshot(path=os.environ["RTCAM_SCREENSHOTS"] + "/peers.png")
+        finally:
+            browser.close()
+
+
 @pytest.fixture
 def lan():
     if os.geteuid() != 0:
@@ -181,6 +204,9 @@ def test_two_rtcams_find_each_other_and_zeroconf_sees_them(lan):
                 txt = s["txt"]
                 assert txt["path"] == "/" and txt["version"] and txt["board"] and txt["camera"], txt
                 assert "H.264" in txt["codecs"], txt
+
+            # A's page shows B in its row of cameras, opening B by its .local name.
+            page_shows_peer(a_ns, work)
 
             # A clean stop says goodbye: gone from A's list at once.
             b.stop()
