@@ -9,6 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::sim::Sim;
+use rtcam::audio::EncodedAudio;
 use rtcam::frame::VideoCodec;
 use rtcam::rtc::{PublishSpec, SessionError, SessionEvent};
 
@@ -62,6 +63,19 @@ fn the_receiver_gets_the_shared_stream_and_its_pli_reaches_the_encoder() {
     sim.step(Duration::from_millis(50));
     assert_eq!(sim.peers[sfu].frames.len(), 30, "every frame to the SFU");
     assert_eq!(sim.peers[viewer].frames.len(), 30, "and to the viewer");
+
+    // The microphone too, one Opus encode for all.
+    for n in 0..25u8 {
+        sim.sessions.write_audio(&EncodedAudio {
+            data: std::sync::Arc::from(vec![0xfc, n, n, n]),
+            captured: sim.now,
+            wall_ns: 1_767_225_600_000_000_000,
+            level: 30,
+        });
+        sim.step(Duration::from_millis(20));
+    }
+    sim.step(Duration::from_millis(100));
+    assert_eq!(sim.peers[sfu].audio.len(), 25, "the SFU gets the sound");
 
     let before = keyframe_asks(&sim);
     sim.request_keyframe(sfu);

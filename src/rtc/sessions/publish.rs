@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind};
 
+use super::audio::bind_audio;
 use super::drain::{drain, start_estimating};
-use super::sdp::{bind_codec, describe_codec, one_line, video_mid};
+use super::sdp::{bind_codec, describe_codec, mid_of, one_line, video_mid};
 use super::{SessionError, SessionEvent, Sessions};
 use crate::frame::VideoCodec;
 use crate::rtc::viewer::{Publish, Role, Viewer, ViewerId};
@@ -102,6 +103,11 @@ impl Sessions {
         {
             (v.mid, v.codec, v.pt) = (Some(mid), Some(codec), Some(pt));
             start_estimating(v, mid, &self.config);
+        }
+        if v.audio.is_none()
+            && let Some(mid) = mid_of(answer, "audio")
+        {
+            bind_audio(v, mid, true);
         }
         let mut events = std::collections::VecDeque::new();
         drain(v, &mut self.transmits, &mut events, &self.config);

@@ -55,11 +55,16 @@ pub(super) fn describe_codec(params: &SdpParams) -> String {
 
 /// The mid of the first video section of our answer.
 pub(super) fn video_mid(answer: &str) -> Option<str0m::media::Mid> {
-    let mut in_video = false;
-    for line in answer.lines() {
+    mid_of(answer, "video")
+}
+
+/// The mid of the first section of `kind` (`video`, `audio`).
+pub(super) fn mid_of(sdp: &str, kind: &str) -> Option<str0m::media::Mid> {
+    let mut in_kind = false;
+    for line in sdp.lines() {
         if let Some(m) = line.strip_prefix("m=") {
-            in_video = m.starts_with("video");
-        } else if let (true, Some(mid)) = (in_video, line.strip_prefix("a=mid:")) {
+            in_kind = m.starts_with(kind);
+        } else if let (true, Some(mid)) = (in_kind, line.strip_prefix("a=mid:")) {
             return Some(mid.trim().into());
         }
     }
