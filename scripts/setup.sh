@@ -90,4 +90,6 @@ if [ "$want_test" = 1 ]; then
     echo "setup: npm ci in $ff"
     npm ci --prefix "$ff" --ignore-scripts --no-audit --no-fund --prefer-offline --loglevel=error >/dev/null
   fi
+  # The WHIP test's SFU: Janus, janus.js/adapter.js, simple-whip-server (tests/browser/test_whip_janus.py).
+  scripts/janus-setup.sh
 fi
