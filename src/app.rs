@@ -54,7 +54,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let http_alive = Arc::new(AtomicU64::new(0));
     let mut media = Media::start(&config, shutdown_rx.clone(), http_alive.clone()).await?;
     let whip = WhipBoard::default();
-    let publishing = start_whip(&config, &media, &whip, &shutdown_rx);
+    // The WHIP targets stop first: each DELETE reaches its receiver while
+    // the publish is still up (else the receiver may see the DTLS close
+    // first and answer the DELETE 404).
+    let (whip_stop, whip_stop_rx) = watch::channel(false);
+    let publishing = start_whip(&config, &media, &whip, &whip_stop_rx);
     let peers = PeersBoard::default();
     let (mut server, http_addr) = start_http(
         &config,
@@ -90,14 +94,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::error!("{e}: stopping, to be started again"),
     }
     notifier.stopping();
-    let _ = shutdown_tx.send(true);
-    // Each target's DELETE goes out while the media stops (a receiver
-    // keeps an endpoint busy for minutes without it); bounded.
+    // Each target's DELETE (a receiver keeps an endpoint busy for minutes
+    // without it), bounded; then everything else stops.
+    let _ = whip_stop.send(true);
     let deleted =
         tokio::time::timeout(WHIP_DELETE_TIME, futures_util::future::join_all(publishing));
+    let _ = deleted.await;
+    let _ = shutdown_tx.send(true);
     // The LAN hears our goodbye, so the other rtcams drop us at once.
     let goodbye = tokio::task::spawn_blocking(move || lan.map(Lan::stop));
-    let ((), _, _) = tokio::join!(media.stop(server), deleted, goodbye);
+    let ((), _) = tokio::join!(media.stop(server), goodbye);
     outcome
 }
 

@@ -53,7 +53,7 @@ impl fmt::Display for EndReason {
             EndReason::IceDisconnected => f.write_str("connection lost (ICE disconnected)"),
             EndReason::ConnectTimeout => f.write_str("could not connect in time (ICE timeout)"),
             EndReason::Idle => f.write_str("viewer went silent"),
-            EndReason::PeerClosed => f.write_str("viewer closed the connection"),
+            EndReason::PeerClosed => f.write_str("the other end closed the connection"),
             EndReason::Shutdown => f.write_str("the camera is shutting down"),
             EndReason::Revoked => f.write_str("its token was revoked"),
             EndReason::Failed(why) => write!(f, "session failed: {why}"),

@@ -769,7 +769,11 @@ impl Sessions {
                 let mut ignored = VecDeque::new();
                 drain(&mut v, &mut self.transmits, &mut ignored, &self.config);
             }
-            tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
+            if v.is_publisher() {
+                tracing::info!(publish = %v.id, frames = v.frames_sent, "WHIP publish ended: {reason}");
+            } else {
+                tracing::info!(viewer = %v.id, frames = v.frames_sent, "viewer left: {reason}");
+            }
             self.events.push_back(SessionEvent::Ended(v.id, reason));
             self.control.leave(v.id);
             self.rate.remove(self.now, v.id);

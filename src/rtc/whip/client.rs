@@ -196,6 +196,9 @@ enum State {
     Deleting {
         req: u64,
         then: Then,
+        /// A peer still up, ended once the DELETE is answered (the
+        /// receiver hears the DELETE before the DTLS close).
+        peer: Option<ViewerId>,
     },
     Stopped,
 }
@@ -364,7 +367,10 @@ impl WhipClient {
                 };
                 self.posted(now, posted, outcome)
             }
-            State::Deleting { req, then } if req == id => {
+            State::Deleting { req, then, peer } if req == id => {
+                if let Some(peer) = peer {
+                    self.outputs.push_back(Output::EndPeer(peer));
+                }
                 if let Ok(r) = &outcome
                     && !(200..300).contains(&r.status)
                 {
@@ -411,18 +417,16 @@ impl WhipClient {
     pub fn stop(&mut self, now: Instant) {
         self.stopping = true;
         match self.state.clone() {
-            State::Connecting(s) | State::Live(s) => {
-                self.outputs.push_back(Output::EndPeer(s.peer));
-                self.delete(now, &s, Then::Stop);
-            }
+            State::Connecting(s) | State::Live(s) => self.delete(now, &s, Then::Stop, true),
             State::Posting { peer, .. } => {
                 // Its 201, if it comes, is deleted at once (`posted`).
                 self.outputs.push_back(Output::EndPeer(peer));
             }
-            State::Deleting { req, .. } => {
+            State::Deleting { req, peer, .. } => {
                 self.state = State::Deleting {
                     req,
                     then: Then::Stop,
+                    peer,
                 }
             }
             State::Waiting { .. } | State::MakingOffer => self.enter(now, State::Stopped),
@@ -468,7 +472,7 @@ impl WhipClient {
             etag: r.etag.clone(),
         };
         if self.stopping {
-            return self.delete(now, &session, Then::Stop);
+            return self.delete(now, &session, Then::Stop, false);
         }
         let content_type = r.content_type.as_deref().unwrap_or("");
         let media_type = content_type.split(';').next().unwrap_or("").trim();
@@ -482,7 +486,7 @@ impl WhipClient {
         if let Some(error) = error {
             self.last_error = Some(error);
             self.outputs.push_back(Output::EndPeer(p.peer));
-            return self.delete(now, &session, Then::Retry);
+            return self.delete(now, &session, Then::Retry, false);
         }
         self.outputs.push_back(Output::Answer {
             peer: p.peer,
@@ -552,7 +556,7 @@ impl WhipClient {
             self.outputs.push_back(Output::EndPeer(s.peer));
         }
         self.last_error = Some(error);
-        self.delete(now, &s, Then::Retry);
+        self.delete(now, &s, Then::Retry, false);
     }
 
     /// Publishing failed before there was a resource.
@@ -577,7 +581,9 @@ impl WhipClient {
         self.enter(now, State::Waiting { at });
     }
 
-    fn delete(&mut self, now: Instant, s: &Session, then: Then) {
+    /// DELETEs the session; `end_peer`: its peer is still up and ends when
+    /// the DELETE is answered.
+    fn delete(&mut self, now: Instant, s: &Session, then: Then, end_peer: bool) {
         let req = self.request_id();
         self.outputs.push_back(Output::Http(Request {
             id: req,
@@ -586,7 +592,8 @@ impl WhipClient {
             headers: self.auth(),
             body: None,
         }));
-        self.enter(now, State::Deleting { req, then });
+        let peer = end_peer.then_some(s.peer);
+        self.enter(now, State::Deleting { req, then, peer });
     }
 
     fn post(&mut self, url: Url, offer: String) -> u64 {
