@@ -177,11 +177,18 @@ impl Server {
         args.extend([
             "--http".into(),
             http.to_string(),
-            "--rtc".into(),
-            rtc.to_string(),
             "--state-dir".into(),
             state_dir.display().to_string(),
         ]);
+        // A caller's own media socket wins (a wildcard one reachable from a
+        // network namespace's veth, say).
+        let rtc = match extra.iter().position(|a| *a == "--rtc") {
+            Some(i) => extra[i + 1].parse().expect("--rtc ADDR:PORT"),
+            None => {
+                args.extend(["--rtc".into(), rtc.to_string()]);
+                rtc
+            }
+        };
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut child = rtcam()
             .args(&args)
@@ -387,8 +394,13 @@ impl Server {
     /// The benchmarks' rtcam: the camera-like scene at 1280x720@30, room for
     /// `max_viewers` from one address (every viewer is on loopback).
     pub fn start_bench(max_viewers: usize) -> Server {
+        Server::start_bench_with(max_viewers, &[])
+    }
+
+    /// [`Server::start_bench`] with more flags.
+    pub fn start_bench_with(max_viewers: usize, extra: &[&str]) -> Server {
         let max = max_viewers.to_string();
-        Server::start(&[
+        let mut args = vec![
             "--source",
             "test",
             "--size",
@@ -399,7 +411,9 @@ impl Server {
             &max,
             "--max-viewers-per-address",
             &max,
-        ])
+        ];
+        args.extend_from_slice(extra);
+        Server::start(&args)
     }
 
     /// File descriptors rtcam holds open now, from /proc.
@@ -647,6 +661,9 @@ pub struct Report {
     pub media_times: Vec<f64>,
     /// The last decoded picture, kept by `run_decoded`.
     pub picture: Option<Picture>,
+    /// Datagrams received, and the ICE states passed (for diagnosis).
+    pub datagrams_in: usize,
+    pub ice_states: Vec<String>,
 }
 
 /// A decoded I420 picture without row padding.
@@ -715,7 +732,13 @@ impl Report {
 
 /// A loopback socket and an H.264 receiver whose host candidate it is.
 pub fn h264_peer() -> (UdpSocket, SocketAddr, Rtc) {
-    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    h264_peer_at("127.0.0.1")
+}
+
+/// [`h264_peer`] on another local address (a veth's: Janus ignores
+/// loopback).
+pub fn h264_peer_at(ip: &str) -> (UdpSocket, SocketAddr, Rtc) {
+    let socket = UdpSocket::bind((ip, 0)).unwrap();
     let local = socket.local_addr().unwrap();
     let mut rtc = Rtc::builder()
         .clear_codecs()
@@ -744,7 +767,12 @@ impl Client {
     /// publish; rtcam is the controlling ICE agent). Returns it and its
     /// answer.
     pub fn answering(offer: &str) -> (Client, String) {
-        let (socket, local, mut rtc) = h264_peer();
+        Client::answering_at(offer, "127.0.0.1")
+    }
+
+    /// [`Client::answering`] from another local address.
+    pub fn answering_at(offer: &str, ip: &str) -> (Client, String) {
+        let (socket, local, mut rtc) = h264_peer_at(ip);
         let offer = str0m::change::SdpOffer::from_sdp_string(offer).expect("offer parses");
         let answer = rtc.sdp_api().accept_offer(offer).expect("offer accepted");
         let client = Client {
@@ -797,7 +825,11 @@ impl Client {
                     Ok(Output::Event(e)) => match e {
                         Event::Connected => report.connected = true,
                         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            report.ice_states.push("disconnected".into());
                             return report;
+                        }
+                        Event::IceConnectionStateChange(s) => {
+                            report.ice_states.push(format!("{s:?}"));
                         }
                         Event::MediaData(_) if matches!(until, Until::Counted { .. }) => {
                             if let Until::Counted { frames, .. } = &until {
@@ -846,6 +878,9 @@ impl Client {
             let Some(input) = udp_input(&self.socket, self.local, &mut buf, timeout, wait) else {
                 continue;
             };
+            if matches!(input, Input::Receive(..)) {
+                report.datagrams_in += 1;
+            }
             self.rtc.handle_input(input).expect("client input");
         }
         if close {
