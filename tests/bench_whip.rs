@@ -133,8 +133,17 @@ fn subscribe(api: &str, room: u64, feed: u64) -> (JanusHandle, Client) {
         None,
     );
     let offer = h.next_jsep();
-    // On the veth: Janus ignores loopback.
-    let (client, answer) = Client::answering_at(&offer, &env("RTCAM_BENCH_ADVERTISE"));
+    // On Janus's own address, as a browser in this namespace is: libnice
+    // ties each of Janus's sockets to its interface (IP_UNICAST_IF, libnice
+    // socket/udp-bsd.c), so what Janus sends to any other address never
+    // arrives, even one local to the namespace (the other veth end).
+    let janus_ip = offer
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("a=candidate:"))
+        .and_then(|c| c.split_whitespace().nth(4))
+        .expect("Janus offers a host candidate")
+        .to_string();
+    let (client, answer) = Client::answering_at(&offer, &janus_ip);
     // Our candidate goes by trickle, then "completed", as janus.js does.
     let candidates: Vec<String> = answer
         .lines()
@@ -355,11 +364,8 @@ async fn publish_once_against_direct_viewers() {
         l.get(((l.len() as f64 - 1.0) * q) as usize).copied()
     };
     if std::env::var("RTCAM_BENCH_DEBUG").is_ok() || !janus.connected {
-        // Known gap: these str0m subscribers of Janus do not connect (ICE
-        // fails on Janus's side, no datagram comes back); Chromium through
-        // Janus does (tests/browser/test_whip_janus.py).
         println!(
-            "the str0m subscribers of Janus did not connect (ICE states {:?}, {} datagrams in): the Janus columns are rtcam's cost with one publish, not a proof of delivery",
+            "the decoding subscriber of Janus did not connect (ICE states {:?}, {} datagrams in)",
             janus.ice_states, janus.datagrams_in
         );
     }

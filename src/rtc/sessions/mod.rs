@@ -6,27 +6,25 @@
 //! simulated time. The IO shell is `udp.rs`.
 
 use std::collections::VecDeque;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rand::Rng;
-use str0m::bwe::Bitrate;
-use str0m::change::SdpOffer;
-use str0m::format::Codec;
+use str0m::Input;
 use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{AbsCaptureTime, Extension};
-use str0m::{Candidate, Input, Rtc};
+use str0m::rtp::AbsCaptureTime;
 use thiserror::Error;
 
 mod audio;
 mod channels;
 mod drain;
+mod join;
 mod publish;
 mod sdp;
+mod setup;
 
-use drain::{drain, start_estimating};
-use sdp::{bind_codec, describe_codec, offered_video_codecs, one_line, truncate, video_mid};
+use drain::drain;
 
 use super::rate::{MARGIN, RatePolicy, RateRange};
 use super::redundancy::Report;
@@ -38,17 +36,6 @@ use crate::frame::{EncodedFrame, VideoCodec};
 
 pub use publish::PublishSpec;
 pub use str0m::net::Transmit;
-
-/// Payload types in our codec config for H.264, VP8 and their
-/// retransmissions. Browsers answer with their own numbers; we look the real
-/// one up per viewer.
-const H264_PT: u8 = 108;
-const H264_RTX_PT: u8 = 109;
-const VP8_PT: u8 = 96;
-const VP8_RTX_PT: u8 = 97;
-/// RTP header extension ids in our codec config (the offer's ids win).
-const EXT_PLAYOUT_DELAY: u8 = 5;
-const EXT_ABS_CAPTURE_TIME: u8 = 6;
 
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -180,24 +167,6 @@ pub enum SessionError {
     Internal(String),
 }
 
-/// What str0m may add to an RTP payload it cut for its MTU target: the
-/// 12-byte header and our header extensions (up to about 40 bytes on a
-/// frame's first packet: capture time, playout delay, mid, transport-wide
-/// sequence), and the 2 bytes a retransmission prepends. str0m cuts the
-/// payload to its target and adds these on top, so its target is set this
-/// much under ours (DTLS and SCTP, which fit their target exactly, are then
-/// a little smaller than they need be).
-const RTP_HEADROOM: usize = 56;
-
-/// str0m's MTU range for ours: the target under it by the headroom, and a
-/// warning for anything that would still go over.
-fn str0m_mtu(mtu: usize) -> std::ops::RangeInclusive<usize> {
-    let target = mtu
-        .saturating_sub(RTP_HEADROOM)
-        .max(str0m::DATAGRAM_MTU_TARGET_MIN);
-    target..=mtu
-}
-
 pub struct Sessions {
     config: SessionConfig,
     viewers: Vec<Viewer>,
@@ -278,147 +247,6 @@ impl Sessions {
 
     pub fn frames_sent(&self, id: ViewerId) -> Option<u64> {
         self.viewer(id).map(|v| v.frames_sent)
-    }
-
-    /// Answers a browser's offer, creating the viewer.
-    pub fn add_viewer(
-        &mut self,
-        now: Instant,
-        offer: &str,
-        from: IpAddr,
-    ) -> Result<(ViewerId, String), SessionError> {
-        self.now = self.now.max(now);
-        if self.len() >= self.config.max_viewers {
-            return Err(SessionError::Full(self.config.max_viewers));
-        }
-        if self.viewers.iter().filter(|v| v.from == from).count() >= self.config.max_per_address {
-            return Err(SessionError::TooManyFromAddress(
-                self.config.max_per_address,
-            ));
-        }
-        let offered = offered_video_codecs(offer);
-        let offer = SdpOffer::from_sdp_string(offer)
-            .map_err(|e| SessionError::BadOffer(one_line(&e.to_string())))?;
-        let mut rtc = self.rtc_config(&self.config.codecs).build(now);
-        self.add_local_candidates(&mut rtc)?;
-        let answer = rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| SessionError::BadOffer(e.to_string()))?;
-        let answer = answer.to_sdp_string();
-        if !answer.contains("m=video") {
-            return Err(SessionError::NoVideo);
-        }
-        let id = self.fresh_id();
-        let mut viewer = Viewer::new(id, rtc, now, from);
-        // Bound now, from the answer, so its encoder can start while ICE
-        // and DTLS are still under way.
-        if let Some(mid) = video_mid(&answer)
-            && let Some((codec, pt)) = bind_codec(&mut viewer, mid, &self.config.codecs)
-        {
-            viewer.codec = Some(codec);
-            viewer.pt = Some(pt);
-            start_estimating(&mut viewer, mid, &self.config);
-        }
-        let mut events = VecDeque::new();
-        drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
-        if viewer.codec.is_none() {
-            let ours = self.config.codecs.iter().map(describe_codec).collect();
-            return Err(SessionError::NoCodec { offered, ours });
-        }
-        self.events.extend(events);
-        self.viewers.push(viewer);
-        self.drain_at(self.viewers.len() - 1);
-        Ok((id, answer))
-    }
-
-    /// str0m's settings for a session sending `codecs` (ICE-lite: a
-    /// publisher turns it off).
-    fn rtc_config(&self, codecs: &[SdpParams]) -> str0m::RtcConfig {
-        let mut cfg = Rtc::builder()
-            .set_ice_lite(true)
-            .set_mtu(str0m_mtu(self.config.mtu))
-            .set_stats_interval(Some(STATS_EVERY))
-            .set_send_buffer_video(SEND_BUFFER_PACKETS)
-            .enable_bwe(self.start_estimate())
-            // Our jitter buffer (audio/jitter.rs) waits for late packets;
-            // str0m's default would hold all audio ~300 ms after a loss.
-            .set_reordering_size_audio(AUDIO_REORDERING)
-            .clear_codecs();
-        cfg.codec_config().enable_opus(true, false);
-        for params in codecs {
-            match *params {
-                SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
-                    H264_PT.into(),
-                    Some(H264_RTX_PT.into()),
-                    true,
-                    profile_level_id,
-                ),
-                SdpParams::Vp8 => cfg.codec_config().add_config(
-                    VP8_PT.into(),
-                    Some(VP8_RTX_PT.into()),
-                    Codec::Vp8,
-                    Frequency::NINETY_KHZ,
-                    None,
-                    Default::default(),
-                ),
-            }
-        }
-        cfg.extension_map()
-            .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
-        cfg.extension_map()
-            .set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
-        cfg
-    }
-
-    fn add_local_candidates(&self, rtc: &mut Rtc) -> Result<(), SessionError> {
-        for addr in &self.config.candidates {
-            let c = Candidate::host(*addr, "udp")
-                .map_err(|e| SessionError::Internal(format!("candidate {addr}: {e}")))?;
-            rtc.add_local_candidate(c);
-        }
-        Ok(())
-    }
-
-    /// A trickled candidate from the browser. Candidates we cannot use
-    /// (mDNS names, TCP) are ignored: as ICE-lite we learn the browser's
-    /// address from its own checks anyway.
-    pub fn add_remote_candidate(
-        &mut self,
-        id: ViewerId,
-        candidate: &str,
-    ) -> Result<(), SessionError> {
-        let line = candidate.trim().trim_start_matches("a=");
-        let v = self.viewer_mut(id).ok_or(SessionError::UnknownViewer)?;
-        if line.is_empty() {
-            return Ok(()); // end of candidates
-        }
-        if !line.starts_with("candidate:") {
-            return Err(SessionError::BadCandidate(format!(
-                "expected 'candidate:...', got '{}'",
-                truncate(line, 80)
-            )));
-        }
-        // Every one costs the media task work for the session's life: a
-        // browser sends a handful, never dozens.
-        if v.remote_candidates >= MAX_REMOTE_CANDIDATES {
-            return Err(SessionError::TooManyCandidates(MAX_REMOTE_CANDIDATES));
-        }
-        v.remote_candidates += 1;
-        match Candidate::from_sdp_string(line) {
-            Ok(c) if c.proto() == Protocol::Udp => {
-                v.rtc.add_remote_candidate(c);
-                let v = self.viewer_index(id).ok_or(SessionError::UnknownViewer)?;
-                self.drain_at(v);
-                Ok(())
-            }
-            Ok(_) => Ok(()),
-            Err(e) if line.contains(".local ") => {
-                tracing::debug!("ignoring mDNS candidate: {e}");
-                Ok(())
-            }
-            Err(e) => Err(SessionError::BadCandidate(e.to_string())),
-        }
     }
 
     /// Ends a viewer's session (hang-up, DELETE, shutdown).
@@ -663,19 +491,6 @@ impl Sessions {
         self.rate.thinned(id)
     }
 
-    /// Where estimation starts: the highest ceiling plus what the margin
-    /// leaves for headers and retransmissions, so a new viewer's first
-    /// report (the start value, not a measurement) lowers no encoder.
-    fn start_estimate(&self) -> Option<Bitrate> {
-        let ceiling = self
-            .config
-            .rates
-            .iter()
-            .map(|(_, r)| r.ceiling_kbps)
-            .max()?;
-        Some(Bitrate::kbps((ceiling as f64 / MARGIN).ceil() as u64))
-    }
-
     /// Target changes become events for the encoders.
     fn push_targets(&mut self) {
         while let Some((codec, kbps)) = self.rate.poll_target() {
@@ -782,16 +597,6 @@ impl Sessions {
     }
 }
 
-/// Video packets kept per viewer for retransmission (NACK): str0m's 1,000
-/// cost 1.5 MB a viewer; 400 are about 1.8 s at 2 Mbit/s (1,100-byte
-/// packets), many round trips on any link a camera serves, and hold the
-/// largest 720p IDR (~60 packets) several times over.
-const SEND_BUFFER_PACKETS: usize = 400;
-
-/// Audio packets str0m waits for after a gap before it moves on: one (20
-/// ms); the talk-back jitter buffer covers longer reordering itself.
-const AUDIO_REORDERING: usize = 1;
-
 /// The data channel the viewer makes in its offer for the JSON protocol
 /// (`control.rs`).
 pub const CONTROL_CHANNEL: &str = "rtcam";
@@ -801,9 +606,6 @@ pub const SERIAL_CHANNEL: &str = "serial";
 
 /// How often each viewer with a channel is sent telemetry.
 const TELEMETRY_EVERY: Duration = Duration::from_secs(1);
-
-/// How often str0m reports each viewer's link (`/metrics`).
-const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The most remote candidates one viewer may send, whether str0m takes them
 /// or they are ignored (mDNS, TCP).

@@ -4,6 +4,7 @@
 //! (`task.rs`, `http.rs`).
 
 pub mod client;
+pub mod exchange;
 pub mod http;
 pub mod sdp;
 pub mod task;

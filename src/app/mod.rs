@@ -6,11 +6,12 @@
 //! that drops rather than delays, so a slow encoder costs its own viewers
 //! frame rate, never latency (`encode::pool`).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
+
+mod encoders;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -21,16 +22,13 @@ use crate::capture::controls::Saved;
 use crate::capture::run::{Capture, ControlRefused, ControlRoad, SetControl};
 use crate::capture::{Source, SourceInfo, Want};
 use crate::config::Config;
-use crate::encode::openh264::OpenH264;
-use crate::encode::pool::{EncoderControl, Factory, FrameTap, H264Plan, Pool, StatusBoard};
-use crate::encode::v4l2m2m::V4l2M2m;
-use crate::encode::{EncodeError, Encoder, EncoderSettings, H264Choice, SdpParams};
+use crate::encode::SdpParams;
+use crate::encode::pool::{EncoderControl, Factory, FrameTap, Pool, StatusBoard};
 use crate::frame::{EncodedFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
 use crate::net::{Announce, Lan, PeersBoard};
 use crate::notify::Notifier;
-use crate::rtc::rate::RateRange;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask, SerialRoad};
 use crate::rtc::whip::client::Endpoint;
 use crate::rtc::whip::http::HttpClient;
@@ -221,7 +219,8 @@ impl Media {
             .as_ref()
             .map_or((want.width as usize, want.height as usize), |s| s.size());
         let passthrough = source.as_ref().and_then(|s| s.info().passthrough);
-        let encoders = encoders(config, size.0 as u32, size.1 as u32, passthrough.as_deref())?;
+        let encoders =
+            encoders::encoders(config, size.0 as u32, size.1 as u32, passthrough.as_deref())?;
         // The probe encoders are gone: give their memory back.
         #[cfg(target_env = "gnu")]
         // SAFETY: malloc_trim only returns free heap memory to the system.
@@ -571,13 +570,6 @@ fn address_map(config: &Config, socket: &MediaSocket) -> anyhow::Result<AddressM
     Ok(map)
 }
 
-struct Encoders {
-    factory: Factory,
-    /// What the encoders really write, for every viewer's answer: H.264,
-    /// then VP8 when libvpx started.
-    sdp: Vec<SdpParams>,
-}
-
 /// The one UDP socket, the addresses viewers are told, and the session
 /// table with the codecs and their bitrate ranges.
 fn media_socket(
@@ -588,7 +580,7 @@ fn media_socket(
     let socket = MediaSocket::bind(config.rtc)
         .with_context(|| format!("binding the media socket udp {}", config.rtc))?;
     let map = address_map(config, &socket)?;
-    let rates = rate_ranges(factory, &codecs);
+    let rates = encoders::rate_ranges(factory, &codecs);
     let mut session_config =
         SessionConfig::new(map.candidates().to_vec(), config.max_viewers, codecs);
     session_config.max_per_address = config.max_viewers_per_address;
@@ -596,155 +588,6 @@ fn media_socket(
     session_config.mtu = config.mtu as usize;
     let sessions = Sessions::new(session_config, Instant::now());
     Ok((socket, map, sessions))
-}
-
-/// The bitrate range of every codec whose encoder follows the viewers'
-/// links: from its configured rate down to a fifth of it. A passthrough
-/// camera keeps its own rate.
-fn rate_ranges(factory: &Factory, sending: &[SdpParams]) -> Vec<(VideoCodec, RateRange)> {
-    sending
-        .iter()
-        .map(SdpParams::codec)
-        .filter(|&c| !(c == VideoCodec::H264 && factory.h264 == H264Plan::Passthrough))
-        .map(|c| (c, RateRange::from_ceiling(factory.settings(c).bitrate_kbps)))
-        .collect()
-}
-
-/// Decides the H.264 implementation (probing the hardware encoder) and the
-/// VP8 picture, and checks that both encoders start.
-fn encoders(
-    config: &Config,
-    width: u32,
-    height: u32,
-    passthrough: Option<&str>,
-) -> anyhow::Result<Encoders> {
-    let fps = config.fps;
-    let h264_settings = EncoderSettings {
-        width,
-        height,
-        fps,
-        bitrate_kbps: config.bitrate_kbps,
-        threads: config.board.encoder_threads,
-        slice_bytes: crate::encode::slice_bytes_for(config.mtu),
-    };
-    let (vw, vh) = fit_within(
-        (width, height),
-        (config.vp8_size.width, config.vp8_size.height),
-    );
-    let vp8_settings = EncoderSettings {
-        width: vw,
-        height: vh,
-        bitrate_kbps: (config.bitrate_kbps as u64 * (vw * vh) as u64
-            / (width * height).max(1) as u64)
-            .max(150) as u32,
-        ..h264_settings
-    };
-    if let Some(id) = passthrough {
-        return passthrough_encoders(id, h264_settings, vp8_settings);
-    }
-    let (h264, h264_sdp) = choose_h264(config, h264_settings)?;
-    let factory = Factory {
-        h264,
-        h264_settings,
-        vp8_settings,
-    };
-    // VP8 is for the viewers H.264 cannot serve: if libvpx does not start,
-    // those are refused (their offer names no codec we have) and everyone
-    // else is served as before.
-    let vp8 = match factory.make(VideoCodec::Vp8).and_then(|mut e| e.probe()) {
-        Ok(sdp) => Some(sdp),
-        Err(e) => {
-            tracing::error!("VP8 encoder does not start ({e}): viewers without H.264 are refused");
-            None
-        }
-    };
-    tracing::info!(
-        "encoders: H.264 {} {width}x{height} @ {fps} fps, {} kbit/s, {h264_sdp}; \
-         VP8 libvpx {vw}x{vh}, {} kbit/s; each starts with its first viewer",
-        match &factory.h264 {
-            H264Plan::OpenH264 => "openh264".to_string(),
-            H264Plan::V4l2M2m(p) => format!("v4l2m2m {}", p.display()),
-            H264Plan::Passthrough => "passthrough".to_string(),
-        },
-        h264_settings.bitrate_kbps,
-        vp8_settings.bitrate_kbps,
-    );
-    Ok(Encoders {
-        factory,
-        sdp: std::iter::once(h264_sdp).chain(vp8).collect(),
-    })
-}
-
-/// The camera's own H.264 goes to viewers as it is: nothing is encoded, and
-/// with no raw frames there is no VP8 (Firefox without H.264 is refused).
-fn passthrough_encoders(
-    profile_level_id: &str,
-    h264_settings: EncoderSettings,
-    vp8_settings: EncoderSettings,
-) -> anyhow::Result<Encoders> {
-    let id = u32::from_str_radix(profile_level_id, 16)
-        .with_context(|| format!("the camera's profile-level-id '{profile_level_id}'"))?;
-    let h264_sdp = SdpParams::H264 {
-        profile_level_id: id,
-    };
-    tracing::info!(
-        "encoders: none, H.264 passthrough of the camera's own stream ({h264_sdp}); \
-         viewers whose browser cannot take it (and VP8-only browsers) are refused"
-    );
-    Ok(Encoders {
-        factory: Factory {
-            h264: H264Plan::Passthrough,
-            h264_settings,
-            vp8_settings,
-        },
-        sdp: vec![h264_sdp],
-    })
-}
-
-/// `--encoder`: the hardware encoder when asked for (or, with auto, when the
-/// board has one and it works), else openh264. The SDP parameters are read
-/// from a probe frame of the encoder that will run.
-fn choose_h264(config: &Config, s: EncoderSettings) -> anyhow::Result<(H264Plan, SdpParams)> {
-    let software = || -> anyhow::Result<(H264Plan, SdpParams)> {
-        let sdp = Encoder::new(Box::new(OpenH264::new(s)?))
-            .probe()
-            .context("starting the H.264 encoder (openh264)")?;
-        Ok((H264Plan::OpenH264, sdp))
-    };
-    let hardware = |path: PathBuf| -> Result<(H264Plan, SdpParams), EncodeError> {
-        let sdp = Encoder::new(Box::new(V4l2M2m::open(&path, s)?)).probe()?;
-        Ok((H264Plan::V4l2M2m(path), sdp))
-    };
-    let board_device = config.board.hardware_encoder.clone().map(PathBuf::from);
-    match &config.encoder {
-        H264Choice::OpenH264 => software(),
-        H264Choice::V4l2M2m(path) => {
-            let path = path.clone().or(board_device).context(
-                "--encoder v4l2m2m: this board has no hardware encoder; name the device (v4l2m2m:/dev/videoN)",
-            )?;
-            hardware(path.clone())
-                .with_context(|| format!("starting the hardware H.264 encoder {}", path.display()))
-        }
-        H264Choice::Auto => match board_device {
-            None => software(),
-            Some(path) => hardware(path.clone()).or_else(|e| {
-                tracing::warn!(
-                    "hardware H.264 encoder {} not used ({e}); encoding with openh264",
-                    path.display()
-                );
-                software()
-            }),
-        },
-    }
-}
-
-/// The largest even size within `max` with the picture's aspect ratio.
-fn fit_within(size: (u32, u32), max: (u32, u32)) -> (u32, u32) {
-    let scale = (max.0 as f64 / size.0 as f64)
-        .min(max.1 as f64 / size.1 as f64)
-        .min(1.0);
-    let even = |v: f64| ((v as u32) & !1).max(2);
-    (even(size.0 as f64 * scale), even(size.1 as f64 * scale))
 }
 
 /// On first start there is no password yet: make one and show it once, in

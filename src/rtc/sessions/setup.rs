@@ -1,0 +1,117 @@
+//! How each session's str0m `Rtc` is set up: codecs and their payload
+//! types, extensions, buffers, estimation, the MTU, our host candidates.
+
+use str0m::bwe::Bitrate;
+use str0m::format::Codec;
+use str0m::media::Frequency;
+use str0m::rtp::Extension;
+use str0m::{Candidate, Rtc};
+
+use super::{SessionError, Sessions};
+use crate::encode::SdpParams;
+use crate::rtc::rate::MARGIN;
+
+/// Payload types in our codec config for H.264, VP8 and their
+/// retransmissions. Browsers answer with their own numbers; we look the real
+/// one up per viewer.
+const H264_PT: u8 = 108;
+const H264_RTX_PT: u8 = 109;
+const VP8_PT: u8 = 96;
+const VP8_RTX_PT: u8 = 97;
+/// RTP header extension ids in our codec config (the offer's ids win).
+const EXT_PLAYOUT_DELAY: u8 = 5;
+const EXT_ABS_CAPTURE_TIME: u8 = 6;
+
+/// What str0m may add to an RTP payload it cut for its MTU target: the
+/// 12-byte header and our header extensions (up to about 40 bytes on a
+/// frame's first packet: capture time, playout delay, mid, transport-wide
+/// sequence), and the 2 bytes a retransmission prepends. str0m cuts the
+/// payload to its target and adds these on top, so its target is set this
+/// much under ours (DTLS and SCTP, which fit their target exactly, are then
+/// a little smaller than they need be).
+const RTP_HEADROOM: usize = 56;
+
+/// str0m's MTU range for ours: the target under it by the headroom, and a
+/// warning for anything that would still go over.
+fn str0m_mtu(mtu: usize) -> std::ops::RangeInclusive<usize> {
+    let target = mtu
+        .saturating_sub(RTP_HEADROOM)
+        .max(str0m::DATAGRAM_MTU_TARGET_MIN);
+    target..=mtu
+}
+
+/// Video packets kept per viewer for retransmission (NACK): str0m's 1,000
+/// cost 1.5 MB a viewer; 400 are about 1.8 s at 2 Mbit/s (1,100-byte
+/// packets), many round trips on any link a camera serves, and hold the
+/// largest 720p IDR (~60 packets) several times over.
+const SEND_BUFFER_PACKETS: usize = 400;
+
+/// Audio packets str0m waits for after a gap before it moves on: one (20
+/// ms); the talk-back jitter buffer covers longer reordering itself.
+const AUDIO_REORDERING: usize = 1;
+
+/// How often str0m reports each viewer's link (`/metrics`).
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Sessions {
+    /// str0m's settings for a session sending `codecs` (ICE-lite: a
+    /// publisher turns it off).
+    pub(super) fn rtc_config(&self, codecs: &[SdpParams]) -> str0m::RtcConfig {
+        let mut cfg = Rtc::builder()
+            .set_ice_lite(true)
+            .set_mtu(str0m_mtu(self.config.mtu))
+            .set_stats_interval(Some(STATS_EVERY))
+            .set_send_buffer_video(SEND_BUFFER_PACKETS)
+            .enable_bwe(self.start_estimate())
+            // Our jitter buffer (audio/jitter.rs) waits for late packets;
+            // str0m's default would hold all audio ~300 ms after a loss.
+            .set_reordering_size_audio(AUDIO_REORDERING)
+            .clear_codecs();
+        cfg.codec_config().enable_opus(true, false);
+        for params in codecs {
+            match *params {
+                SdpParams::H264 { profile_level_id } => cfg.codec_config().add_h264(
+                    H264_PT.into(),
+                    Some(H264_RTX_PT.into()),
+                    true,
+                    profile_level_id,
+                ),
+                SdpParams::Vp8 => cfg.codec_config().add_config(
+                    VP8_PT.into(),
+                    Some(VP8_RTX_PT.into()),
+                    Codec::Vp8,
+                    Frequency::NINETY_KHZ,
+                    None,
+                    Default::default(),
+                ),
+            }
+        }
+        cfg.extension_map()
+            .set(EXT_PLAYOUT_DELAY, Extension::PlayoutDelay);
+        cfg.extension_map()
+            .set(EXT_ABS_CAPTURE_TIME, Extension::AbsoluteCaptureTime);
+        cfg
+    }
+
+    pub(super) fn add_local_candidates(&self, rtc: &mut Rtc) -> Result<(), SessionError> {
+        for addr in &self.config.candidates {
+            let c = Candidate::host(*addr, "udp")
+                .map_err(|e| SessionError::Internal(format!("candidate {addr}: {e}")))?;
+            rtc.add_local_candidate(c);
+        }
+        Ok(())
+    }
+
+    /// Where estimation starts: the highest ceiling plus what the margin
+    /// leaves for headers and retransmissions, so a new viewer's first
+    /// report (the start value, not a measurement) lowers no encoder.
+    fn start_estimate(&self) -> Option<Bitrate> {
+        let ceiling = self
+            .config
+            .rates
+            .iter()
+            .map(|(_, r)| r.ceiling_kbps)
+            .max()?;
+        Some(Bitrate::kbps((ceiling as f64 / MARGIN).ceil() as u64))
+    }
+}
