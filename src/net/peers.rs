@@ -77,6 +77,11 @@ impl Peers {
             return;
         }
         if let Some(e) = self.table.get_mut(&ann.fullname) {
+            // New addresses (an IPv4 one often follows the first, link-local
+            // IPv6, answer): try them at once rather than at the next round.
+            if e.ann.addrs != ann.addrs && !e.checking {
+                e.next_check = now;
+            }
             e.ann = ann;
             return;
         }
@@ -245,6 +250,24 @@ mod tests {
         // Announced again (it came back): listed again.
         p.resolved(now, ann("garage", "169.254.0.2"));
         assert_eq!(p.list().len(), 1);
+    }
+
+    #[test]
+    fn new_addresses_are_checked_at_once() {
+        let t0 = Instant::now();
+        let mut p = Peers::new(OWN);
+        p.resolved(t0, ann("garage", "fe80::1"));
+        let (name, addr) = p.poll_check(t0).unwrap();
+        assert_eq!(addr.ip(), "fe80::1".parse::<IpAddr>().unwrap());
+        p.checked(t0, &name, false);
+        assert!(!p.list()[0].live);
+        // Its IPv4 address arrives a moment later: tried then, not in 10 s.
+        let t1 = t0 + Duration::from_millis(200);
+        let mut both = ann("garage", "169.254.0.2");
+        both.addrs.insert(0, "fe80::1".parse().unwrap());
+        p.resolved(t1, both);
+        let (_, addr) = p.poll_check(t1).expect("checked again at once");
+        assert_eq!(addr, "169.254.0.2:8443".parse().unwrap());
     }
 
     #[test]

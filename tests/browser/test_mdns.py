@@ -177,8 +177,11 @@ def test_two_rtcams_find_each_other_and_zeroconf_sees_them(lan):
         try:
             a.start()
             b.start()
-            t = wait_for("A lists B", lambda: any(p["host"] == "cam-b.local" for p in api_peers(a_ns)), 20)
-            wait_for("B lists A", lambda: any(p["host"] == "cam-a.local" for p in api_peers(b_ns)), 20)
+            def lists(ns, host):
+                return any(p["host"] == host and p["live"] for p in api_peers(ns))
+
+            t = wait_for("A lists B, live", lambda: lists(a_ns, "cam-b.local"), 20)
+            wait_for("B lists A, live", lambda: lists(b_ns, "cam-a.local"), 20)
             peer_b = next(p for p in api_peers(a_ns) if p["host"] == "cam-b.local")
             peer_a = next(p for p in api_peers(b_ns) if p["host"] == "cam-a.local")
             print(f"\nmDNS: found each other within {t:.1f} s; A sees {peer_b}")
