@@ -20,6 +20,7 @@ pub mod http;
 pub mod log_limit;
 pub mod net;
 pub mod notify;
+pub mod record;
 pub mod rtc;
 pub mod serial;
 pub mod signal;
