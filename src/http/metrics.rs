@@ -344,12 +344,7 @@ fn whip(out: &mut Text, targets: &[TargetView], rtc: &RtcStats) {
             since,
         );
     }
-    let link = |t: &TargetView| {
-        rtc.publishes
-            .iter()
-            .find(|(id, _, _)| Some(*id) == t.peer)
-            .map(|(_, _, s)| s.clone())
-    };
+    let link = |t: &TargetView| rtc.publish(t.peer);
     out.family(
         "rtcam_whip_sent_bytes_total",
         "counter",

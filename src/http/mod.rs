@@ -166,11 +166,7 @@ fn whip_status(
         .snapshot()
         .into_iter()
         .map(|view| {
-            let link = rtc
-                .publishes
-                .iter()
-                .find(|(id, _, _)| Some(*id) == view.peer)
-                .map(|(_, _, s)| s);
+            let link = rtc.publish(view.peer);
             let bitrate_kbps = encoders
                 .iter()
                 .find(|e| e.codec.to_string() == view.codec)

@@ -121,6 +121,16 @@ pub struct RtcStats {
     )>,
 }
 
+impl RtcStats {
+    /// A WHIP publish's link, by its peer.
+    pub fn publish(&self, peer: Option<ViewerId>) -> Option<&viewer::ViewerStats> {
+        self.publishes
+            .iter()
+            .find(|(id, _, _)| Some(*id) == peer)
+            .map(|(_, _, s)| s)
+    }
+}
+
 /// A viewer as the control plane holds it.
 pub struct ViewerTicket {
     pub id: ViewerId,

@@ -36,6 +36,33 @@ pub struct Peer {
     pub audio: Vec<Arc<[u8]>>,
 }
 
+impl Peer {
+    /// A peer of the table, its session `id`, before anything arrived.
+    fn new(
+        rtc: Rtc,
+        addr: SocketAddr,
+        id: ViewerId,
+        mid: Option<Mid>,
+        audio_mid: Option<Mid>,
+    ) -> Peer {
+        Peer {
+            rtc,
+            addr,
+            id: Some(id),
+            mid,
+            connected: false,
+            frames: Vec::new(),
+            silent: false,
+            channel: None,
+            messages: Vec::new(),
+            serial: None,
+            serial_bytes: Vec::new(),
+            audio_mid,
+            audio: Vec::new(),
+        }
+    }
+}
+
 pub struct Sim {
     pub now: Instant,
     pub sessions: Sessions,
@@ -173,21 +200,8 @@ impl Sim {
             .unwrap();
         // As the shell does for a logged-in page.
         self.sessions.grant(id, rtcam::rtc::Grant::owner());
-        self.peers.push(Peer {
-            rtc,
-            addr,
-            id: Some(id),
-            mid: Some(mid),
-            connected: false,
-            frames: Vec::new(),
-            silent: false,
-            channel: None,
-            messages: Vec::new(),
-            serial: None,
-            serial_bytes: Vec::new(),
-            audio_mid,
-            audio: Vec::new(),
-        });
+        self.peers
+            .push(Peer::new(rtc, addr, id, Some(mid), audio_mid));
         index
     }
 
@@ -211,21 +225,7 @@ impl Sim {
             .unwrap();
         self.sessions
             .publisher_answer(self.now, id, &answer.to_sdp_string())?;
-        self.peers.push(Peer {
-            rtc,
-            addr,
-            id: Some(id),
-            mid: None,
-            connected: false,
-            frames: Vec::new(),
-            silent: false,
-            channel: None,
-            messages: Vec::new(),
-            serial: None,
-            serial_bytes: Vec::new(),
-            audio_mid: None,
-            audio: Vec::new(),
-        });
+        self.peers.push(Peer::new(rtc, addr, id, None, None));
         Ok(index)
     }
 

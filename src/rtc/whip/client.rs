@@ -89,15 +89,8 @@ enum State {
         at: Instant,
     },
     MakingOffer,
-    Posting {
-        req: u64,
-        peer: ViewerId,
-        offer: String,
-        /// The candidates, when they go in a PATCH.
-        trickle: Option<String>,
-        url: Url,
-        redirected: bool,
-    },
+    /// The offer is out (to the endpoint, or where it redirected).
+    Posting(Posted),
     Connecting(Session),
     Live(Session),
     Deleting {
@@ -155,7 +148,7 @@ impl WhipClient {
     pub fn phase(&self) -> Phase {
         match self.state {
             State::Waiting { .. } => Phase::Waiting,
-            State::MakingOffer | State::Posting { .. } => Phase::Offering,
+            State::MakingOffer | State::Posting(_) => Phase::Offering,
             State::Connecting(_) => Phase::Connecting,
             State::Live(_) => Phase::Live,
             State::Deleting { .. } => Phase::Stopping,
@@ -175,7 +168,7 @@ impl WhipClient {
     /// The publishing peer, while there is one.
     pub fn peer(&self) -> Option<ViewerId> {
         match &self.state {
-            State::Posting { peer, .. } => Some(*peer),
+            State::Posting(p) => Some(p.peer),
             State::Connecting(s) | State::Live(s) => Some(s.peer),
             _ => None,
         }
@@ -229,17 +222,15 @@ impl WhipClient {
         };
         let url = self.endpoint.url.clone();
         let req = self.post(url.clone(), offer.clone());
-        self.enter(
-            now,
-            State::Posting {
-                req,
-                peer,
-                offer,
-                trickle,
-                url,
-                redirected: false,
-            },
-        );
+        let posted = Posted {
+            req,
+            peer,
+            offer,
+            trickle,
+            url,
+            redirected: false,
+        };
+        self.enter(now, State::Posting(posted));
     }
 
     /// No offer could be made (the media side refused): try again later.
@@ -257,23 +248,7 @@ impl WhipClient {
             return;
         }
         match self.state.clone() {
-            State::Posting {
-                req,
-                peer,
-                offer,
-                trickle,
-                url,
-                redirected,
-            } if req == id => {
-                let posted = Posted {
-                    peer,
-                    offer,
-                    trickle,
-                    url,
-                    redirected,
-                };
-                self.posted(now, posted, outcome)
-            }
+            State::Posting(posted) if posted.req == id => self.posted(now, posted, outcome),
             State::Deleting { req, then, peer } if req == id => {
                 if let Some(peer) = peer {
                     self.outputs.push_back(Output::EndPeer(peer));
@@ -325,7 +300,7 @@ impl WhipClient {
         self.stopping = true;
         match self.state.clone() {
             State::Connecting(s) | State::Live(s) => self.delete(now, &s, Then::Stop, true),
-            State::Posting { peer, .. } => {
+            State::Posting(Posted { peer, .. }) => {
                 // Its 201, if it comes, is deleted at once (`posted`).
                 self.outputs.push_back(Output::EndPeer(peer));
             }
@@ -347,7 +322,7 @@ impl WhipClient {
 
     /// Whether the client waits on nothing but a request's outcome.
     pub fn awaits_response(&self) -> bool {
-        matches!(self.state, State::Posting { .. } | State::Deleting { .. })
+        matches!(self.state, State::Posting(_) | State::Deleting { .. })
     }
 
     fn posted(&mut self, now: Instant, p: Posted, outcome: Result<Response, Transport>) {
@@ -432,14 +407,12 @@ impl WhipClient {
         self.notes
             .push_back(format!("redirected ({}) to {target}", r.status));
         let req = self.post(target.clone(), p.offer.clone());
-        self.state = State::Posting {
+        self.state = State::Posting(Posted {
             req,
-            peer: p.peer,
-            offer: p.offer,
-            trickle: p.trickle,
             url: target,
             redirected: true,
-        };
+            ..p
+        });
     }
 
     fn patched(&mut self, outcome: Result<Response, Transport>) {
@@ -540,10 +513,13 @@ impl WhipClient {
     }
 }
 
-/// A POST whose outcome is being read.
+/// A POST whose outcome is awaited.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Posted {
+    req: u64,
     peer: ViewerId,
     offer: String,
+    /// The candidates, when they go in a PATCH.
     trickle: Option<String>,
     url: Url,
     redirected: bool,
