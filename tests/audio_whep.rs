@@ -20,6 +20,15 @@ fn speaker_file(server_tag: &str) -> std::path::PathBuf {
     ))
 }
 
+/// What the speaker has played so far (S16LE mono; empty until it opens).
+fn read_speaker(path: &std::path::Path) -> Vec<i16> {
+    std::fs::read(path)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
     let out = speaker_file("both");
@@ -56,26 +65,34 @@ async fn the_device_is_heard_and_a_talking_player_reaches_its_speaker() {
         "video goes on beside audio"
     );
 
-    // Talk for 3 s: the player has no channel, so its voice takes the free
-    // floor. On an emulated CPU every thread of both sides runs several
-    // times slower and the talk-back is choppier: 5 s, and it must arrive.
-    let (talk, least) = if common::emulated() { (5, 2) } else { (3, 4) };
+    // Talk until `least` stamps are read back from the speaker, for at most
+    // `talk` seconds: the player has no channel, so its voice takes the free
+    // floor. On a loaded CI machine (two servers encoding 720p on two cores)
+    // one run read back only 3 of the 6 stamps of a fixed 3 s (two lost in
+    // the middle); what is judged here is that the path works, and
+    // bench/audio.sh judges how well. On an emulated CPU every thread of
+    // both sides runs several times slower and the talk-back is choppier.
+    let (talk, least) = if common::emulated() { (15, 2) } else { (10, 4) };
     peer.talking
         .store(true, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_secs(talk)).await;
+    let started = std::time::Instant::now();
+    let mut heard = Vec::new();
+    let mut samples = 0;
+    while started.elapsed() < Duration::from_secs(talk) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let played = read_speaker(&out);
+        samples = played.len();
+        heard = stamp::detect_i16(&played, RATE);
+        if heard.len() >= least {
+            break;
+        }
+    }
     peer.talking
         .store(false, std::sync::atomic::Ordering::Relaxed);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let bytes = std::fs::read(&out).expect("the speaker's file");
-    let played: Vec<i16> = bytes
-        .chunks_exact(2)
-        .map(|b| i16::from_le_bytes([b[0], b[1]]))
-        .collect();
-    let heard = stamp::detect_i16(&played, RATE);
     assert!(
         heard.len() >= least,
-        "stamps on the speaker: {heard:?} ({} samples)\n{}",
-        played.len(),
+        "stamps on the speaker after {:?}: {heard:?} ({samples} samples)\n{}",
+        started.elapsed(),
         server.log()
     );
     let metrics = server.https("GET", "/metrics", None, b"").await.body;
