@@ -50,6 +50,7 @@ fi
 if [ "$want_test" = 1 ]; then
   need=()
   command -v pulseaudio >/dev/null || need+=(pulseaudio)
+  command -v ffprobe >/dev/null || need+=(ffmpeg)  # tests/recording.rs checks and decodes clips
   dpkg-query -W -f='${Status}' libasound2-plugins 2>/dev/null | grep -q 'ok installed' || need+=(libasound2-plugins)
   if [ "${#need[@]}" -gt 0 ]; then
     echo "setup: installing ${need[*]}"

@@ -7,10 +7,11 @@
 // Test / console hooks (window.rtcam):
 //   rtcam.inject(msg)        one rtcam-channel message (an object or its JSON text) through the
 //                            same dispatcher as the channel's: controls, camera, serial, chat,
-//                            telemetry, error. Returns true when a handler took it.
+//                            telemetry, motion, error. Returns true when a handler took it.
 //   rtcam.injectSerial(data) bytes as if from the `serial` channel (ArrayBuffer, typed array,
 //                            array of numbers, or a string, sent as UTF-8).
-//   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot: state
+//   rtcam.chat, rtcam.controls, rtcam.serial, rtcam.camera, rtcam.link, rtcam.snapshot,
+//   rtcam.recordings (clips, motion events, the Motion badge, the zones and their editor): state
 //                            (rtcam.chat.upload: the picture being shared; rtcam.chat.lines[i].image:
 //                            a line's picture, with its state 'loading' | 'loaded' | 'gone').
 //   rtcam.talk               talking to the device: {holder (who holds the talk floor, or null), youHold,
@@ -33,6 +34,7 @@ import { decodeStripe, lumaFromRGBA } from './stripe.js';
 import { cameraNotice, cameraOverlay, fetchSnapshot } from './camera.js';
 import { renderPublish } from './publish.js';
 import { watchPeers } from './peers.js';
+import { clearMotion, noteMotion, recordingsState, watchRecordings } from './recordings.js';
 import { attachChat, chatState, detachChat, dispatch, on, onChannel } from './chat.js';
 import { controlsState, initControls, closeControls } from './controls.js';
 import { attachSerial, detachSerial, feedSerial, serialState } from './serial.js';
@@ -137,6 +139,7 @@ rtcam.serial = serialState;
 rtcam.camera = camera;
 rtcam.link = link;
 rtcam.snapshot = snapshotState;
+rtcam.recordings = recordingsState;
 rtcam.talk = talkState;
 rtcam.audio = audioState;
 rtcam.startTalking = () => startTalking();
@@ -989,7 +992,9 @@ on('camera', (m) => {
   showCamera(m, 'message');
 });
 onChannel((open) => {
-  if (!open) cameraFromMessages = false;
+  if (open) return;
+  cameraFromMessages = false;
+  clearMotion(); // the Motion badge is about the live picture
 });
 
 async function watchCamera() {
@@ -1009,6 +1014,8 @@ async function watchCamera() {
 }
 watchCamera();
 watchPeers($('peers'), $('peers-list'));
+watchRecordings();
+on('motion', noteMotion); // {"type":"motion"}: the badge, the timeline, a refresh
 
 // The picture's shape follows the stream's (4:3 cameras get no black bars on the sides).
 video.addEventListener('resize', () => {

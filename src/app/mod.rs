@@ -12,6 +12,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 mod encoders;
+pub mod record;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -193,9 +194,11 @@ struct Media {
     capture: std::thread::JoinHandle<()>,
     pool: std::thread::JoinHandle<()>,
     serial: Option<std::thread::JoinHandle<()>>,
-    /// The microphone's and the speaker's threads.
+    /// The microphone's and the speaker's threads, and motion's and
+    /// recording's.
     audio_threads: Vec<std::thread::JoinHandle<()>>,
     audio: crate::audio::plane::AudioStatus,
+    record: crate::record::RecordView,
     /// Tells the capture thread to end.
     stop: Arc<AtomicBool>,
     /// What the encoders send (H.264, then VP8 when libvpx started).
@@ -230,14 +233,15 @@ impl Media {
 
         let stop = Arc::new(AtomicBool::new(false));
         let board = StatusBoard::default();
-        let tap = Arc::new(FrameTap::new(board.clone()));
+        // Bounded: the rtc task never waits on it, and a flood of keyframe
+        // asks cannot grow it (the throttle would drop them anyway).
+        let (control_tx, control_rx) = std_mpsc::sync_channel::<EncoderControl>(CONTROL_QUEUE);
+        let record = record::start(config, control_tx.clone(), &stop)?;
+        let tap = Arc::new(FrameTap::new(board.clone(), record.pictures.clone()));
         let snapshots = tap.snapshots();
         let captured = Arc::new(AtomicU64::new(0));
         let camera = start_capture(config, want, size, source, &tap, &captured, &stop)?;
         let (frames_tx, frames_rx) = mpsc::channel::<EncodedFrame>(8);
-        // Bounded: the rtc task never waits on it, and a flood of keyframe
-        // asks cannot grow it (the throttle would drop them anyway).
-        let (control_tx, control_rx) = std_mpsc::sync_channel::<EncoderControl>(CONTROL_QUEUE);
         let codecs = encoders.sdp.iter().map(|p| p.codec()).collect();
         let (socket, map, sessions) = media_socket(config, &encoders.factory, encoders.sdp)?;
         let pool = Pool {
@@ -246,6 +250,7 @@ impl Media {
             board: board.clone(),
             control: control_rx,
             frames: frames_tx,
+            record: record.encoded.clone(),
         }
         .spawn()
         .context("starting the encoder pool")?;
@@ -271,6 +276,7 @@ impl Media {
                 refusals: camera.refusals,
                 serial: serial.road,
                 audio: audio.road,
+                motion: record.notices,
             }
             .run(),
         );
@@ -285,8 +291,9 @@ impl Media {
             capture: camera.thread,
             pool,
             serial: serial.thread,
-            audio_threads: audio.threads,
+            audio_threads: audio.threads.into_iter().chain(record.threads).collect(),
             audio: audio_status,
+            record: record.view,
             stop,
             codecs,
         })
@@ -507,6 +514,7 @@ async fn start_http(
         audio: media.audio.clone(),
         whip,
         peers,
+        record: media.record.clone(),
     });
     let server = tokio::spawn(http::serve(
         listener, tls_config, app, shutdown, alive, limits,

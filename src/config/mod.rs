@@ -12,6 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 mod audio;
+pub mod record;
 pub mod whip;
 
 use crate::audio::{AudioConfig, AudioIn, AudioOut, EchoMode};
@@ -164,6 +165,8 @@ pub struct Cli {
     /// rtcams found [default: on]
     #[arg(long, value_name = "on|off")]
     pub mdns: Option<OnOff>,
+    #[command(flatten)]
+    pub record: record::RecordFlags,
 }
 
 /// A switch as flags and the file write it.
@@ -283,6 +286,35 @@ struct FileConfig {
     whip_keyframe_interval: Option<f64>,
     whip_trickle: Option<bool>,
     mdns: Option<bool>,
+    record: Option<String>,
+    record_dir: Option<PathBuf>,
+    record_pre: Option<f64>,
+    record_post: Option<f64>,
+    record_segment: Option<f64>,
+    record_max_size: Option<String>,
+    record_max_age: Option<String>,
+    record_min_free: Option<String>,
+    record_endurance_tbw: Option<f64>,
+    motion: Option<bool>,
+    on_event: Option<String>,
+}
+
+impl FileConfig {
+    fn record(&mut self) -> record::RecordFile {
+        record::RecordFile {
+            record: self.record.take(),
+            record_dir: self.record_dir.take(),
+            record_pre: self.record_pre,
+            record_post: self.record_post,
+            record_segment: self.record_segment,
+            record_max_size: self.record_max_size.take(),
+            record_max_age: self.record_max_age.take(),
+            record_min_free: self.record_min_free.take(),
+            record_endurance_tbw: self.record_endurance_tbw,
+            motion: self.motion,
+            on_event: self.on_event.take(),
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -296,7 +328,7 @@ pub enum ConfigError {
 }
 
 /// Everything the appliance runs with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub board: Board,
     /// Why the board was chosen, for the log.
@@ -326,6 +358,8 @@ pub struct Config {
     pub whip: Vec<whip::WhipTarget>,
     /// Announce on the LAN and browse for the other rtcams.
     pub mdns: bool,
+    /// Motion detection and recording.
+    pub record: crate::record::RecordConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,8 +456,10 @@ impl Config {
             .unwrap_or_else(default_state_dir))
     }
 
-    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
-        let file = read_file(&cli)?;
+    pub fn from_cli(mut cli: Cli) -> Result<Config, ConfigError> {
+        let mut file = read_file(&cli)?;
+        let record_file = file.record();
+        let record_flags = std::mem::take(&mut cli.record);
         let (board, board_note) = board_of(&cli, &file)?;
         // Flags win over the file, the file over the board profile.
         let picture = Picture::of(&cli, &file, &board)?;
@@ -471,6 +507,14 @@ impl Config {
             max_viewers,
             max_viewers_per_address,
             trust_loopback: cli.trust_loopback || file.trust_loopback.unwrap_or(false),
+            record: record::record_config(
+                record_flags,
+                record_file,
+                &cli.state_dir
+                    .clone()
+                    .or(file.state_dir.clone())
+                    .unwrap_or_else(default_state_dir),
+            )?,
             state_dir: cli
                 .state_dir
                 .or(file.state_dir)

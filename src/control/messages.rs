@@ -67,6 +67,8 @@ pub(super) enum Outgoing<'a> {
         reason: &'static str,
         message: String,
     },
+    /// Motion started or ended (`record/events.rs`).
+    Motion(&'a crate::record::MotionNotice),
     /// Who holds the talk floor.
     Talk {
         holder: Option<String>,

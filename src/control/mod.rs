@@ -247,6 +247,17 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         }
     }
 
+    /// Motion started or ended: every viewer is told.
+    pub fn motion(&mut self, notice: &crate::record::MotionNotice) {
+        let text = to_json(&Outgoing::Motion(notice));
+        for to in self.members.keys() {
+            self.out.push_back(Send {
+                to: *to,
+                text: text.clone(),
+            });
+        }
+    }
+
     /// The camera refused what `to` asked for.
     pub fn refused(&mut self, to: Id, error: ControlError) {
         if self.members.contains_key(&to) {

@@ -178,6 +178,20 @@ impl StatusBoard {
     }
 }
 
+/// A consumer of encoded frames beside the viewers (the recorder): handed
+/// each one, it must never wait.
+pub trait EncodedTap: Send + Sync {
+    fn encoded(&self, frame: &EncodedFrame);
+}
+
+/// A consumer of pictures beside the encoders (motion detection), at its
+/// own rate: it must never wait.
+pub trait PictureTap: Send + Sync {
+    /// Whether it wants the next picture (an MJPEG camera decodes one).
+    fn wants(&self) -> bool;
+    fn offer(&self, frame: &Arc<RawFrame>);
+}
+
 /// Where the capture thread hands each frame to every running encoder, and
 /// passthrough H.264 to its forwarder.
 #[derive(Default)]
@@ -192,6 +206,8 @@ pub struct FrameTap {
     board: StatusBoard,
     /// The next picture, for `/api/snapshot.jpg`.
     snapshots: Arc<Snapshots>,
+    /// Motion detection's pictures.
+    watcher: Option<Arc<dyn PictureTap>>,
 }
 
 /// Camera H.264 waiting for the forwarder: a second or so at 30 fps. More
@@ -201,6 +217,9 @@ const CODED_QUEUE: usize = 32;
 impl FrameSink for FrameTap {
     fn picture(&self, frame: &Arc<RawFrame>) {
         self.snapshots.offer(frame);
+        if let Some(w) = &self.watcher {
+            w.offer(frame);
+        }
         self.publish(frame);
     }
 
@@ -222,6 +241,7 @@ impl FrameSink for FrameTap {
 
     fn wants_pictures(&self) -> bool {
         self.snapshots.wanted()
+            || self.watcher.as_ref().is_some_and(|w| w.wants())
             || !self
                 .mailboxes
                 .lock()
@@ -235,10 +255,11 @@ impl FrameSink for FrameTap {
 }
 
 impl FrameTap {
-    pub fn new(board: StatusBoard) -> Self {
+    pub fn new(board: StatusBoard, watcher: Option<Arc<dyn PictureTap>>) -> Self {
         FrameTap {
             board,
             snapshots: Arc::new(Snapshots::new()),
+            watcher,
             ..FrameTap::default()
         }
     }
@@ -289,6 +310,9 @@ pub struct Pool {
     pub board: StatusBoard,
     pub control: Receiver<EncoderControl>,
     pub frames: tokio_mpsc::Sender<EncodedFrame>,
+    /// The recorder: while it is on, the H.264 encoder runs with or
+    /// without viewers, and it gets every H.264 frame.
+    pub record: Option<Arc<dyn EncodedTap>>,
 }
 
 /// A worker's own control road.
@@ -310,6 +334,9 @@ impl Pool {
         // The bitrate policy's latest target per codec: an encoder that
         // starts (or restarts) starts there, not at its ceiling.
         let mut targets: BTreeMap<VideoCodec, u32> = BTreeMap::new();
+        // The recorder counts as one more H.264 viewer, always there.
+        let standing = usize::from(self.record.is_some());
+        demand.set_viewers(Instant::now(), VideoCodec::H264, standing);
         loop {
             let now = Instant::now();
             let wait = demand
@@ -318,7 +345,12 @@ impl Pool {
                 .min(RESTART_AFTER);
             match self.control.recv_timeout(wait) {
                 Ok(EncoderControl::Viewers(codec, n)) => {
-                    demand.set_viewers(Instant::now(), codec, n);
+                    let extra = if codec == VideoCodec::H264 {
+                        standing
+                    } else {
+                        0
+                    };
+                    demand.set_viewers(Instant::now(), codec, n + extra);
                     self.board.update(codec, |s| s.viewers = n);
                 }
                 Ok(EncoderControl::Keyframe(codec)) => {
@@ -410,6 +442,7 @@ impl Pool {
             input: self.tap.subscribe(codec),
             control: rx,
             frames: self.frames.clone(),
+            record: self.record_tap(codec),
             viewers,
         };
         Running::spawn(format!("encode-{codec}"), tx, move || worker.run())
@@ -417,6 +450,10 @@ impl Pool {
 }
 
 impl Pool {
+    fn record_tap(&self, codec: VideoCodec) -> Option<Arc<dyn EncodedTap>> {
+        self.record.clone().filter(|_| codec == VideoCodec::H264)
+    }
+
     fn start_forwarder(&self, viewers: usize) -> Option<Running> {
         let (tx, rx) = mpsc::channel();
         let forwarder = Forwarder {
@@ -425,6 +462,7 @@ impl Pool {
             input: self.tap.subscribe_coded(),
             control: rx,
             frames: self.frames.clone(),
+            record: self.record_tap(VideoCodec::H264),
             settings: self.factory.h264_settings,
             viewers,
         };
@@ -442,6 +480,7 @@ struct Forwarder {
     input: Receiver<CodedChunk>,
     control: Receiver<WorkerControl>,
     frames: tokio_mpsc::Sender<EncodedFrame>,
+    record: Option<Arc<dyn EncodedTap>>,
     settings: EncoderSettings,
     viewers: usize,
 }
@@ -492,6 +531,9 @@ impl Forwarder {
                             stamp_ms: chunk.stamp_ms,
                             seq,
                         };
+                        if let Some(r) = &self.record {
+                            r.encoded(&frame);
+                        }
                         if self.frames.try_send(frame).is_err() {
                             stream.resync();
                         }
@@ -555,6 +597,7 @@ struct Worker {
     input: Receiver<Arc<RawFrame>>,
     control: Receiver<WorkerControl>,
     frames: tokio_mpsc::Sender<EncodedFrame>,
+    record: Option<Arc<dyn EncodedTap>>,
     viewers: usize,
 }
 
@@ -654,6 +697,9 @@ impl Worker {
     }
 
     fn send(&self, out: EncodedFrame, enc: &mut Encoder, lost: &mut u64) {
+        if let Some(r) = &self.record {
+            r.encoded(&out);
+        }
         match self.frames.try_send(out) {
             Ok(()) | Err(tokio_mpsc::error::TrySendError::Closed(_)) => {}
             Err(tokio_mpsc::error::TrySendError::Full(_)) => {

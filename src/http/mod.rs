@@ -10,6 +10,7 @@ pub mod conns;
 pub mod guard;
 pub mod login;
 pub mod metrics;
+pub mod recordings;
 pub mod snapshot;
 pub mod tls;
 pub mod whep;
@@ -71,6 +72,8 @@ pub struct AppState {
     pub whip: crate::rtc::whip::WhipBoard,
     /// The other rtcams on the LAN.
     pub peers: crate::net::PeersBoard,
+    /// Motion events, zones and recordings.
+    pub record: crate::record::RecordView,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -85,6 +88,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/peers", get(peers))
         .route("/api/snapshot.jpg", get(snapshot::snapshot))
         .route("/api/chat/images/{n}", get(snapshot::chat_image))
+        .route("/api/recordings", get(recordings::list))
+        .route(
+            "/api/recordings/{file}",
+            get(recordings::file).delete(recordings::delete),
+        )
+        .route("/api/events", get(recordings::events))
+        .route("/api/events/{file}", get(recordings::event_snapshot))
+        .route(
+            "/api/motion/zones",
+            get(recordings::zones).put(recordings::set_zones),
+        )
         .route("/metrics", get(metrics::metrics))
         .route(
             "/login",

@@ -135,6 +135,14 @@ impl MotionDetector {
         self.events.pop_front()
     }
 
+    /// New zones, from the next picture on (the background is kept).
+    pub fn set_zones(&mut self, zones: Vec<Zone>) {
+        self.config.zones = zones;
+        if self.size.0 > 0 {
+            self.watched = watched_pixels(&self.config.zones, self.size.0, self.size.1);
+        }
+    }
+
     pub fn moving(&self) -> bool {
         matches!(self.state, State::Moving { .. })
     }

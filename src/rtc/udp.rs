@@ -78,6 +78,8 @@ pub struct RtcTask {
     pub refusals: mpsc::Receiver<ControlRefused>,
     pub serial: SerialRoad,
     pub audio: AudioRoad,
+    /// Motion events, told to every viewer.
+    pub motion: mpsc::Receiver<crate::record::MotionNotice>,
 }
 
 /// The serial bridge's side of the rtc task: its state, its bytes for the
@@ -103,6 +105,7 @@ enum Wake {
     Readable,
     Frame(Option<EncodedFrame>),
     Audio(Option<EncodedAudio>),
+    Motion(Option<crate::record::MotionNotice>),
     /// The microphone's or the speaker's state changed (false: that
     /// thread is gone, or was never started).
     Mic(bool),
@@ -122,6 +125,7 @@ struct Open {
     audio: bool,
     mic: bool,
     speaker: bool,
+    motion: bool,
 }
 
 /// Who is told about a session: a viewer's signaling (its end), or a
@@ -166,6 +170,7 @@ impl RtcTask {
                 audio: true,
                 mic: true,
                 speaker: true,
+                motion: true,
             },
         };
         self.camera_changed();
@@ -215,6 +220,7 @@ impl RtcTask {
             },
             f = self.frames.recv(), if open.frames => Wake::Frame(f),
             a = self.audio.packets.recv(), if open.audio => Wake::Audio(a),
+            m = self.motion.recv(), if open.motion => Wake::Motion(m),
             c = self.audio.status.microphone.changed(), if open.mic => Wake::Mic(c.is_ok()),
             c = self.audio.status.speaker.changed(), if open.speaker => Wake::Speaker(c.is_ok()),
             c = self.commands.recv() => Wake::Command(c),
@@ -250,6 +256,8 @@ impl RtcTask {
             }
             Wake::Audio(Some(packet)) => self.sessions.write_audio(&packet),
             Wake::Audio(None) => t.open.audio = false,
+            Wake::Motion(Some(notice)) => self.sessions.motion(&notice),
+            Wake::Motion(None) => t.open.motion = false,
             // A closed watch keeps the state it last said.
             Wake::Mic(open) => {
                 t.open.mic = open;

@@ -36,6 +36,12 @@ impl Sessions {
         self.route_channels();
     }
 
+    /// Motion started or ended, told to every viewer.
+    pub fn motion(&mut self, notice: &crate::record::MotionNotice) {
+        self.control.motion(notice);
+        self.route_channels();
+    }
+
     /// The serial bridge's state (open, absent, off), told to every viewer
     /// when it changes.
     pub fn set_serial(&mut self, view: SerialView) {

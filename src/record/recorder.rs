@@ -1,0 +1,380 @@
+//! The recorder's policy, sans-IO: encoded H.264 access units, motion and
+//! the disk's state in, with their times; what to write out (open a
+//! segment, append a fragment, close it) and when to ask the encoder for
+//! a keyframe. No files, no threads, no clocks: the disk shell
+//! (`disk.rs`) does the writing.
+//!
+//! A segment is one fragmented MP4 file starting at a keyframe; a fragment
+//! (moof + mdat, about a second) is the unit written and synced, so a
+//! power cut loses at most the last one. In motion mode a clip starts with
+//! the pre-roll (`ring.rs`, back to a keyframe) and ends `post` after the
+//! motion; continuous mode records all the time. Long clips roll over to
+//! a new segment at the first keyframe past `segment`.
+//!
+//! Keyframes: the encoder sends one only when asked (a WebRTC stream needs
+//! none otherwise), so while recording is on the recorder asks for one
+//! every `keyframe_every`: that bounds the pre-roll's RAM, lets segments
+//! roll over, and lets a clip start within that time after a gap. The
+//! alternative, a keyframe forced at motion start, would need the pre-roll
+//! to reach back to the previous one anyway, and costs every live viewer a
+//! bitrate spike exactly when something happens; README "Recording" has
+//! the measured cost of the periodic one.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use super::fmp4::{self, Run, Sample, VIDEO_TIMESCALE, VIDEO_TRACK, VideoTrack};
+use super::ring::{Ring, Unit};
+use super::{ClipId, RecordMode, Trigger};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecorderConfig {
+    pub mode: RecordMode,
+    pub pre: Duration,
+    pub post: Duration,
+    /// A segment rolls over at the first keyframe past this.
+    pub segment: Duration,
+    /// How much stream one fragment holds.
+    pub fragment: Duration,
+    pub keyframe_every: Duration,
+    /// The pre-roll's bound in RAM.
+    pub ring_bytes: usize,
+}
+
+impl RecorderConfig {
+    /// The defaults around the owner's choices.
+    pub fn new(mode: RecordMode, pre: Duration, post: Duration, segment: Duration) -> Self {
+        RecorderConfig {
+            mode,
+            pre,
+            post,
+            segment,
+            fragment: Duration::from_secs(1),
+            // Often enough for the pre-roll and for segments to roll over
+            // on time.
+            keyframe_every: pre
+                .clamp(Duration::from_secs(2), Duration::from_secs(10))
+                .min(segment),
+            ring_bytes: 16 << 20,
+        }
+    }
+}
+
+/// What the disk shell is to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A new file: its init segment (ftyp + moov) first.
+    Open {
+        id: ClipId,
+        trigger: Trigger,
+        /// Wall-clock time of its first picture, Unix ms.
+        start_ms: u64,
+        init: Vec<u8>,
+    },
+    /// One fragment (moof + mdat) to append and sync.
+    Append { id: ClipId, bytes: Vec<u8> },
+    /// The segment is whole.
+    Close { id: ClipId, duration: Duration },
+    /// Ask the encoder for a keyframe.
+    Keyframe,
+}
+
+/// Whether the disk takes writes (the shell tells).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disk {
+    Ready,
+    /// Full, read-only, gone or stalled: nothing is opened until Ready.
+    Unavailable,
+}
+
+#[derive(Debug)]
+struct Segment {
+    id: ClipId,
+    /// Capture time of its first picture (decode time 0).
+    origin: Instant,
+    /// The parameter sets in its init segment; new ones start a new file.
+    params: (Vec<u8>, Vec<u8>),
+    /// Decode time of the next sample, 90 kHz.
+    dts: u64,
+    /// The last unit, waiting for the next to know its duration.
+    pending: Option<(Unit, Vec<u8>)>,
+    fragment: Vec<Sample>,
+    fragment_start: u64,
+    seq: u32,
+}
+
+pub struct Recorder {
+    config: RecorderConfig,
+    ring: Ring,
+    segment: Option<Segment>,
+    disk: Disk,
+    /// Motion mode: motion now, or the post-roll's end.
+    moving: bool,
+    post_until: Option<Instant>,
+    last_keyframe: Option<Instant>,
+    last_ask: Option<Instant>,
+    /// The last id handed out, so two segments in one second differ.
+    last_id: Option<ClipId>,
+    out: VecDeque<Output>,
+}
+
+impl Recorder {
+    pub fn new(config: RecorderConfig) -> Self {
+        Recorder {
+            ring: Ring::new(config.pre, config.ring_bytes),
+            config,
+            segment: None,
+            disk: Disk::Ready,
+            moving: false,
+            post_until: None,
+            last_keyframe: None,
+            last_ask: None,
+            last_id: None,
+            out: VecDeque::new(),
+        }
+    }
+
+    /// One encoded H.264 access unit (Annex B), in capture order.
+    pub fn video(&mut self, now: Instant, unit: Unit) {
+        if self.config.mode == RecordMode::Off {
+            return;
+        }
+        if unit.keyframe {
+            self.last_keyframe = Some(unit.captured);
+        }
+        self.ring.push(unit.clone());
+        self.handle_timeout(now);
+        let converted = fmp4::annexb_to_sample(&unit.data);
+        let rolls = self.segment.as_ref().is_some_and(|s| {
+            unit.keyframe
+                && (unit.captured.saturating_duration_since(s.origin) >= self.config.segment
+                    || converted
+                        .sps
+                        .as_ref()
+                        .zip(converted.pps.as_ref())
+                        .is_some_and(|(sps, pps)| (sps, pps) != (&s.params.0, &s.params.1)))
+        });
+        if rolls {
+            self.close(Some(unit.captured));
+        }
+        match self.segment.as_mut() {
+            Some(s) => {
+                if let Some(bytes) = s.push(unit, converted.data, self.config.fragment) {
+                    let id = s.id.clone();
+                    self.out.push_back(Output::Append { id, bytes });
+                }
+            }
+            None => self.maybe_open(now),
+        }
+    }
+
+    /// The stream before the recorder lost a unit: what is kept cannot be
+    /// continued; the segment ends, and the next starts at a keyframe.
+    pub fn gap(&mut self) {
+        self.ring.clear();
+        self.close(None);
+    }
+
+    pub fn motion(&mut self, now: Instant, moving: bool) {
+        self.moving = moving;
+        self.post_until = (!moving).then(|| now + self.config.post);
+        self.handle_timeout(now);
+    }
+
+    /// The disk shell's report. A disk that went away ends the segment
+    /// (what was synced stays whole).
+    pub fn disk(&mut self, disk: Disk) {
+        self.disk = disk;
+        if disk == Disk::Unavailable {
+            self.close(None);
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.segment.is_some() && !self.wanted(now) {
+            self.close(None);
+        }
+        self.ask_keyframe(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let keyframe = self.last_keyframe.map(|k| k + self.config.keyframe_every);
+        [self.post_until, keyframe].into_iter().flatten().min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    pub fn recording(&self) -> Option<&ClipId> {
+        self.segment.as_ref().map(|s| &s.id)
+    }
+
+    /// The pre-roll now: bytes and seconds kept.
+    pub fn pre_roll(&self) -> (usize, Duration) {
+        (self.ring.bytes(), self.ring.span())
+    }
+
+    fn wanted(&self, now: Instant) -> bool {
+        self.disk == Disk::Ready
+            && match self.config.mode {
+                RecordMode::Off => false,
+                RecordMode::Continuous => true,
+                RecordMode::Motion => self.moving || self.post_until.is_some_and(|t| now < t),
+            }
+    }
+
+    fn trigger(&self) -> Trigger {
+        match self.config.mode {
+            RecordMode::Continuous => Trigger::Continuous,
+            _ => Trigger::Motion,
+        }
+    }
+
+    fn ask_keyframe(&mut self, now: Instant) {
+        let every = self.config.keyframe_every;
+        let stale = self.last_keyframe.is_none_or(|k| now >= k + every);
+        let asked = self.last_ask.is_some_and(|a| now < a + every);
+        if self.config.mode != RecordMode::Off && stale && !asked {
+            self.last_ask = Some(now);
+            self.out.push_back(Output::Keyframe);
+        }
+    }
+
+    /// Starts a segment from the pre-roll, when one is wanted and the
+    /// pre-roll starts at a keyframe carrying its parameter sets.
+    fn maybe_open(&mut self, now: Instant) {
+        if !self.wanted(now) {
+            return;
+        }
+        let units = self.ring.take();
+        let Some(first) = units.first() else { return };
+        let converted = fmp4::annexb_to_sample(&first.data);
+        let (Some(sps), Some(pps)) = (converted.sps, converted.pps) else {
+            return; // a keyframe without SPS/PPS: wait for the next
+        };
+        let (width, height) = fmp4::sps_size(&sps).unwrap_or((0, 0));
+        let init = fmp4::init_segment(
+            &VideoTrack {
+                width,
+                height,
+                sps: sps.clone(),
+                pps: pps.clone(),
+            },
+            None,
+        );
+        let id = self.next_id(first.stamp_ms);
+        self.out.push_back(Output::Open {
+            id: id.clone(),
+            trigger: self.trigger(),
+            start_ms: first.stamp_ms,
+            init,
+        });
+        let mut segment = Segment::new(id, first, (sps, pps));
+        for unit in units {
+            let data = fmp4::annexb_to_sample(&unit.data).data;
+            if let Some(bytes) = segment.push(unit, data, self.config.fragment) {
+                let id = segment.id.clone();
+                self.out.push_back(Output::Append { id, bytes });
+            }
+        }
+        self.segment = Some(segment);
+    }
+
+    /// Ends the segment: its last unit lasts until `next` (the unit that
+    /// follows, when known) or as long as the one before it.
+    fn close(&mut self, next: Option<Instant>) {
+        let Some(mut s) = self.segment.take() else {
+            return;
+        };
+        if let Some(bytes) = s.finish(next) {
+            self.out.push_back(Output::Append {
+                id: s.id.clone(),
+                bytes,
+            });
+        }
+        let duration = Duration::from_micros(s.dts * 1_000_000 / u64::from(VIDEO_TIMESCALE));
+        self.out.push_back(Output::Close { id: s.id, duration });
+    }
+
+    fn next_id(&mut self, start_ms: u64) -> ClipId {
+        let mut id = ClipId::new(start_ms, self.trigger(), 0);
+        let mut n = 0;
+        while self.last_id.as_ref().is_some_and(|last| *last >= id) {
+            n += 1;
+            id = ClipId::new(start_ms, self.trigger(), n);
+        }
+        self.last_id = Some(id.clone());
+        id
+    }
+}
+
+impl Segment {
+    fn new(id: ClipId, first: &Unit, params: (Vec<u8>, Vec<u8>)) -> Self {
+        Segment {
+            id,
+            origin: first.captured,
+            params,
+            dts: 0,
+            pending: None,
+            fragment: Vec::new(),
+            fragment_start: 0,
+            seq: 0,
+        }
+    }
+
+    /// Takes a unit; returns a fragment when one is full.
+    fn push(&mut self, unit: Unit, data: Vec<u8>, fragment: Duration) -> Option<Vec<u8>> {
+        let captured = unit.captured;
+        if let Some((prev, prev_data)) = self.pending.replace((unit, data)) {
+            let ticks = ticks(captured.saturating_duration_since(self.origin));
+            let duration = ticks
+                .saturating_sub(self.dts)
+                .clamp(1, u64::from(VIDEO_TIMESCALE));
+            self.sample(&prev, prev_data, duration as u32);
+        }
+        let full = self.dts - self.fragment_start >= ticks(fragment);
+        full.then(|| self.flush()).flatten()
+    }
+
+    fn sample(&mut self, unit: &Unit, data: Vec<u8>, duration: u32) {
+        self.fragment.push(Sample {
+            duration,
+            keyframe: unit.keyframe,
+            data,
+        });
+        self.dts += u64::from(duration);
+    }
+
+    fn flush(&mut self) -> Option<Vec<u8>> {
+        if self.fragment.is_empty() {
+            return None;
+        }
+        self.seq += 1;
+        let run = Run {
+            track: VIDEO_TRACK,
+            base_decode_time: self.fragment_start,
+            samples: std::mem::take(&mut self.fragment),
+        };
+        self.fragment_start = self.dts;
+        Some(fmp4::fragment(self.seq, &[run]))
+    }
+
+    /// The pending unit gets its duration, and the last fragment is cut.
+    fn finish(&mut self, next: Option<Instant>) -> Option<Vec<u8>> {
+        if let Some((unit, data)) = self.pending.take() {
+            let last = self.fragment.last().map_or(3_000, |s| s.duration);
+            let duration = next.map_or(u64::from(last), |n| {
+                ticks(n.saturating_duration_since(self.origin))
+                    .saturating_sub(self.dts)
+                    .clamp(1, u64::from(VIDEO_TIMESCALE))
+            });
+            self.sample(&unit, data, duration as u32);
+        }
+        self.flush()
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros() * u128::from(VIDEO_TIMESCALE) / 1_000_000) as u64
+}

@@ -1,0 +1,234 @@
+//! Recording through the real binary, checked by Debian's ffprobe and
+//! ffmpeg: every segment is a valid MP4 that decodes whole, the timestamp
+//! stripe runs on without a gap from one segment to the next, a clip plays
+//! over HTTP with byte ranges, and `kill -9` in the middle of a segment
+//! leaves it playable up to its last whole fragment.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::Server;
+
+fn tool(name: &str) -> Command {
+    let probe = Command::new(name).arg("-version").output();
+    assert!(
+        probe.is_ok_and(|o| o.status.success()),
+        "{name} is missing: scripts/setup.sh installs it (apt-get install ffmpeg)"
+    );
+    Command::new(name)
+}
+
+fn record_dir(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("rtcam-rec-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The clips in `dir` (whole ones, or `.part` too), oldest first.
+fn clips(dir: &Path, part: bool) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.to_string_lossy();
+            n.ends_with(".mp4") || (part && n.ends_with(".mp4.part"))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// What ffprobe says of the video stream: codec, width, height.
+fn probe(file: &Path) -> (String, u32, u32) {
+    let out = tool("ffprobe")
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
+        .args(["stream=codec_name,width,height", "-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        out.status.success(),
+        "ffprobe {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut f = text.split(',');
+    let codec = f.next().unwrap_or_default().to_string();
+    let w = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let h = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    (codec, w, h)
+}
+
+/// Every frame decoded by ffmpeg (errors are failures), as the stamps of
+/// their stripes.
+fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
+    let out = tool("ffmpeg")
+        .args(["-v", "error", "-xerror", "-i"])
+        .arg(file)
+        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "ffmpeg {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+        .chunks_exact(width * height)
+        .map(|luma| {
+            rtcam::capture::stripe::decode_luma(luma, width, height, width)
+                .map_or(0, |d| d.stamp_ms)
+        })
+        .collect()
+}
+
+/// Stamps increase frame to frame, with no gap over `max_gap_ms`.
+fn assert_continuous(stamps: &[u64], max_gap_ms: u64, what: &str) {
+    assert!(
+        stamps.iter().all(|s| *s > 0),
+        "{what}: a frame without a readable stripe"
+    );
+    for w in stamps.windows(2) {
+        assert!(
+            w[1] > w[0] && w[1] - w[0] <= max_gap_ms,
+            "{what}: {} then {}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// GET with the bearer token and an optional Range.
+async fn get_with(server: &Server, path: &str, range: Option<&str>) -> common::HttpResponse {
+    let auth = format!("Bearer {}", server.token);
+    let mut headers = vec![("Authorization", auth.as_str())];
+    if let Some(r) = range {
+        headers.push(("Range", r));
+    }
+    common::https_raw(server.http, "GET", path, &headers, b"").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn continuous_segments_decode_whole_and_join_without_a_gap() {
+    let dir = record_dir("continuous");
+    let d = dir.display().to_string();
+    let mut server = Server::start(&[
+        "--record",
+        "continuous",
+        "--record-dir",
+        &d,
+        "--record-segment",
+        "3",
+        "--size",
+        "640x360",
+    ]);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let listing = server.https("GET", "/api/recordings", None, b"").await.body;
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    assert_eq!(listing["mode"], "continuous", "{listing}");
+    assert_eq!(listing["state"], "recording", "{listing}\n{}", server.log());
+    let clips_json = listing["clips"].as_array().unwrap();
+    assert!(clips_json.len() >= 2, "{listing}");
+    let done = clips_json
+        .iter()
+        .find(|c| c["recording"] == false)
+        .expect("a whole clip");
+    assert!(done["duration_ms"].as_u64().unwrap() >= 2_500, "{done}");
+
+    // A byte range of a whole clip, as a <video> asks for it.
+    let id = done["id"].as_str().unwrap();
+    let path = format!("/api/recordings/{id}.mp4");
+    let file = std::fs::read(dir.join(format!("{id}.mp4"))).unwrap();
+    let r = get_with(&server, &path, Some("bytes=100-199")).await;
+    assert_eq!(r.status, 206);
+    assert_eq!(r.bytes, file[100..200]);
+    let whole = get_with(&server, &path, None).await;
+    assert_eq!((whole.status, whole.bytes.len()), (200, file.len()));
+
+    let (status, _) = server.terminate();
+    assert!(status.success(), "{}", server.log());
+    let files = clips(&dir, true);
+    assert!(files.len() >= 3, "{files:?}");
+    assert!(
+        files.iter().all(|f| f.extension().unwrap() == "mp4"),
+        "every segment closed on SIGTERM: {files:?}"
+    );
+    let mut last: Option<u64> = None;
+    for f in &files {
+        assert_eq!(probe(f), ("h264".into(), 640, 360), "{}", f.display());
+        let s = stamps(f, 640, 360);
+        assert!(s.len() >= 30, "{}: {} frames", f.display(), s.len());
+        assert_continuous(&s, 150, &f.display().to_string());
+        if let Some(prev) = last {
+            let gap = s[0].saturating_sub(prev);
+            assert!(
+                s[0] > prev && gap <= 150,
+                "{}: starts {gap} ms after the last segment ended",
+                f.display()
+            );
+        }
+        last = s.last().copied();
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_leaves_the_segment_playable_up_to_its_last_whole_fragment() {
+    let dir = record_dir("kill");
+    let d = dir.display().to_string();
+    let args = [
+        "--record",
+        "continuous",
+        "--record-dir",
+        &d,
+        "--record-segment",
+        "60",
+        "--size",
+        "640x360",
+    ];
+    let server = Server::start(&args);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    drop(server); // SIGKILL, in the middle of a segment
+    let part = clips(&dir, true);
+    assert_eq!(part.len(), 1, "{part:?}");
+    assert!(part[0].to_string_lossy().ends_with(".part"));
+    // Cut at a random point inside the last fragment, as a power cut
+    // could leave it: still whole up to the fragment before.
+    let len = std::fs::metadata(&part[0]).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&part[0])
+        .unwrap()
+        .set_len(len - 700)
+        .unwrap();
+
+    // The next start cuts it back to its last whole fragment and keeps it.
+    let server = Server::start(&["--record", "off", "--record-dir", &d]);
+    let mut whole = Vec::new();
+    for _ in 0..50 {
+        let listing = server.https("GET", "/api/recordings", None, b"").await.body;
+        let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+        whole = clips(&dir, true);
+        if listing["clips"].as_array().is_some_and(|c| c.len() == 1)
+            && whole.len() == 1
+            && !whole[0].to_string_lossy().ends_with(".part")
+        {
+            assert_eq!(listing["clips"][0]["interrupted"], true, "{listing}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(server);
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    let s = stamps(&whole[0], 640, 360);
+    assert!(s.len() >= 60, "{} frames kept of about 5 s", s.len());
+    assert_continuous(&s, 150, "the recovered clip");
+    let _ = std::fs::remove_dir_all(dir);
+}
