@@ -51,6 +51,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         captured: state.captured.load(Ordering::Relaxed),
         limits: &state.limits,
         whip: &state.whip.snapshot(),
+        record: Some((&state.record.status.view(), state.record.events.counts())),
         audio: Some((
             &state.audio.stats,
             [
@@ -80,6 +81,8 @@ pub struct Inputs<'a> {
     pub audio: Option<(&'a AudioStats, [(&'static str, DeviceState); 2])>,
     /// The WHIP targets.
     pub whip: &'a [TargetView],
+    /// Recording's state, and motion events started and ended.
+    pub record: Option<(&'a crate::record::status::StatusView, (u64, u64))>,
 }
 
 /// The exposition text.
@@ -117,7 +120,98 @@ pub fn render(i: &Inputs) -> String {
     if let Some((stats, devices)) = i.audio {
         audio(&mut out, stats, &devices);
     }
+    if let Some((view, events)) = i.record {
+        record(&mut out, view, events);
+    }
     out.0
+}
+
+fn record(out: &mut Text, r: &crate::record::status::StatusView, (started, ended): (u64, u64)) {
+    out.family(
+        "rtcam_motion_events_total",
+        "counter",
+        "Motion events, by what happened.",
+    );
+    out.sample(
+        "rtcam_motion_events_total",
+        &[("kind", "started")],
+        started as f64,
+    );
+    out.sample(
+        "rtcam_motion_events_total",
+        &[("kind", "ended")],
+        ended as f64,
+    );
+    let samples: [(&str, &str, &str, f64); 6] = [
+        (
+            "rtcam_record_written_bytes_total",
+            "counter",
+            "Bytes recording wrote since start.",
+            r.written_bytes as f64,
+        ),
+        (
+            "rtcam_record_bytes_per_day",
+            "gauge",
+            "Bytes recording writes a day at the rate since start.",
+            r.bytes_per_day as f64,
+        ),
+        (
+            "rtcam_record_used_bytes",
+            "gauge",
+            "Bytes the clips take.",
+            r.used_bytes as f64,
+        ),
+        (
+            "rtcam_record_free_bytes",
+            "gauge",
+            "Free bytes on the recordings' file system.",
+            r.free_bytes as f64,
+        ),
+        (
+            "rtcam_record_deleted_total",
+            "counter",
+            "Clips retention deleted.",
+            r.deleted as f64,
+        ),
+        (
+            "rtcam_record_dropped_total",
+            "counter",
+            "Fragments or frames dropped because the disk or the recorder was behind.",
+            r.dropped as f64,
+        ),
+    ];
+    for (name, kind, help, v) in samples {
+        out.family(name, kind, help);
+        out.sample(name, &[], v);
+    }
+    out.family(
+        "rtcam_record_recording",
+        "gauge",
+        "1 while a clip is being written.",
+    );
+    out.sample(
+        "rtcam_record_recording",
+        &[],
+        f64::from(u8::from(r.state == "recording")),
+    );
+    out.family(
+        "rtcam_record_disk_ok",
+        "gauge",
+        "1 while the recordings' disk takes writes.",
+    );
+    out.sample(
+        "rtcam_record_disk_ok",
+        &[],
+        f64::from(u8::from(r.state != "stopped")),
+    );
+    if let Some(w) = r.wear_percent_per_year {
+        out.family(
+            "rtcam_record_wear_percent_per_year",
+            "gauge",
+            "Of the card's rated endurance (--record-endurance-tbw), a year at this rate.",
+        );
+        out.sample("rtcam_record_wear_percent_per_year", &[], w);
+    }
 }
 
 /// A counter family: its name, help, and each kind's counter.
@@ -545,6 +639,11 @@ mod tests {
         };
         let limits = LimitHits::default();
         LimitHits::hit(&limits.logins_throttled);
+        let record = crate::record::status::RecordStatus::new(
+            crate::record::RecordMode::Motion,
+            Some(150.0),
+        )
+        .view();
         let text = render(&Inputs {
             rtc: &rtc,
             source: &source,
@@ -560,8 +659,14 @@ mod tests {
                 last_error: None,
                 peer: Some(ViewerId(9)),
             }],
+            record: Some((&record, (3, 2))),
         });
         for line in [
+            r#"rtcam_motion_events_total{kind="started"} 3"#,
+            r#"rtcam_motion_events_total{kind="ended"} 2"#,
+            "rtcam_record_disk_ok 1",
+            "rtcam_record_recording 0",
+            "rtcam_record_wear_percent_per_year 0",
             "rtcam_viewers 1",
             "rtcam_frames_captured_total 301",
             r#"rtcam_camera_up{kind="none",format="-"} 1"#,
@@ -611,6 +716,7 @@ mod tests {
             captured: 0,
             limits: &limits,
             whip: &[],
+            record: None,
             audio: Some((
                 stats,
                 [

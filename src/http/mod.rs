@@ -132,6 +132,7 @@ async fn status(
         encoders: Vec<crate::encode::pool::EncoderStatus>,
         audio: crate::audio::plane::AudioReport,
         whip: Vec<WhipStatus>,
+        record: crate::record::status::StatusView,
     }
     match state.rtc.stats().await {
         Ok(rtc) => {
@@ -144,6 +145,7 @@ async fn status(
                 encoders,
                 audio: state.audio.report(),
                 whip,
+                record: state.record.status.view(),
             })
             .into_response()
         }

@@ -130,14 +130,19 @@ pub fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisf
             if n == 0 {
                 return Err(Unsatisfiable);
             }
-            (len.saturating_sub(n), len.checked_sub(1).ok_or(Unsatisfiable)?)
+            (
+                len.saturating_sub(n),
+                len.checked_sub(1).ok_or(Unsatisfiable)?,
+            )
         }
         (false, _) => {
             let start: u64 = a.parse().map_err(|_| Unsatisfiable)?;
             let end = if b.is_empty() {
                 len.saturating_sub(1)
             } else {
-                b.parse::<u64>().map_err(|_| Unsatisfiable)?.min(len.saturating_sub(1))
+                b.parse::<u64>()
+                    .map_err(|_| Unsatisfiable)?
+                    .min(len.saturating_sub(1))
             };
             (start, end)
         }

@@ -378,3 +378,246 @@ impl Segment {
 fn ticks(d: Duration) -> u64 {
     (d.as_micros() * u128::from(VIDEO_TIMESCALE) / 1_000_000) as u64
 }
+
+#[cfg(test)]
+mod tests {
+    //! The policy on simulated time, with a stand-in encoder that sends a
+    //! keyframe when asked (and at its first frame), 30 frames a second.
+    use super::*;
+
+    const SPS: &[u8] = &[0x67, 0x42, 0xc0, 0x1f, 0x8c, 0x8d, 0x40];
+    const PPS: &[u8] = &[0x68, 0xce, 0x3c, 0x80];
+
+    fn au(keyframe: bool) -> Arc<[u8]> {
+        let mut v = Vec::new();
+        if keyframe {
+            for nal in [SPS, PPS, &[0x65, 0x88, 0x84, 0x00][..]] {
+                v.extend_from_slice(&[0, 0, 0, 1]);
+                v.extend_from_slice(nal);
+            }
+        } else {
+            v.extend_from_slice(&[0, 0, 0, 1, 0x41, 0x9a, 0x02, 0x03]);
+        }
+        v.into()
+    }
+
+    use std::sync::Arc;
+
+    struct Sim {
+        rec: Recorder,
+        t0: Instant,
+        frame: u64,
+        key_pending: bool,
+        /// Every output with the simulated ms it came at.
+        outs: Vec<(u64, Output)>,
+        keyframes_sent: Vec<u64>,
+    }
+
+    impl Sim {
+        fn new(config: RecorderConfig) -> Sim {
+            Sim {
+                rec: Recorder::new(config),
+                t0: Instant::now(),
+                frame: 0,
+                key_pending: true,
+                outs: Vec::new(),
+                keyframes_sent: Vec::new(),
+            }
+        }
+
+        fn now_ms(&self) -> u64 {
+            self.frame * 1000 / 30
+        }
+
+        /// Frames until `ms`.
+        fn run_until(&mut self, ms: u64) {
+            while self.now_ms() < ms {
+                let at = self.now_ms();
+                let now = self.t0 + Duration::from_millis(at);
+                let keyframe = std::mem::take(&mut self.key_pending);
+                if keyframe {
+                    self.keyframes_sent.push(at);
+                }
+                let unit = Unit {
+                    data: au(keyframe),
+                    keyframe,
+                    captured: now,
+                    stamp_ms: 1_000_000 + at,
+                };
+                self.rec.video(now, unit);
+                self.drain(at);
+                self.frame += 1;
+            }
+        }
+
+        fn drain(&mut self, at: u64) {
+            while let Some(o) = self.rec.poll_output() {
+                if o == Output::Keyframe {
+                    self.key_pending = true;
+                }
+                self.outs.push((at, o));
+            }
+        }
+
+        fn at(&self, ms: u64) -> Instant {
+            self.t0 + Duration::from_millis(ms)
+        }
+
+        fn opens(&self) -> Vec<(u64, u64)> {
+            self.outs
+                .iter()
+                .filter_map(|(at, o)| match o {
+                    Output::Open { start_ms, .. } => Some((*at, start_ms - 1_000_000)),
+                    _ => None,
+                })
+                .collect()
+        }
+
+        fn closes(&self) -> Vec<(u64, Duration)> {
+            self.outs
+                .iter()
+                .filter_map(|(at, o)| match o {
+                    Output::Close { duration, .. } => Some((*at, *duration)),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn config(mode: RecordMode, pre: u64, post: u64, segment: u64) -> RecorderConfig {
+        RecorderConfig::new(
+            mode,
+            Duration::from_secs(pre),
+            Duration::from_secs(post),
+            Duration::from_secs(segment),
+        )
+    }
+
+    #[test]
+    fn a_motion_clip_starts_with_the_pre_roll_and_ends_after_the_post_roll() {
+        let mut sim = Sim::new(config(RecordMode::Motion, 5, 3, 300));
+        sim.run_until(20_000);
+        assert!(
+            sim.opens().is_empty(),
+            "nothing is written while nothing happens"
+        );
+        let now = sim.at(20_000);
+        sim.rec.motion(now, true);
+        sim.run_until(25_000);
+        let opens = sim.opens();
+        assert_eq!(opens.len(), 1);
+        let (_, start) = opens[0];
+        assert!(
+            sim.keyframes_sent.contains(&start),
+            "it starts at a keyframe: {start}"
+        );
+        assert!(
+            (10_000..=15_000).contains(&start),
+            "5 s of pre-roll, back to a keyframe: {start}"
+        );
+        let now = sim.at(25_000);
+        sim.rec.motion(now, false);
+        sim.run_until(32_000);
+        let closes = sim.closes();
+        assert_eq!(closes.len(), 1, "{closes:?}");
+        let (at, duration) = closes[0];
+        assert!(
+            (28_000..=28_100).contains(&at),
+            "3 s after the motion: {at}"
+        );
+        let expect = Duration::from_millis(at - start);
+        assert!(
+            duration.abs_diff(expect) < Duration::from_millis(100),
+            "{duration:?} against {expect:?}"
+        );
+        // Fragments of about a second, every one before the Close.
+        let appends = sim
+            .outs
+            .iter()
+            .filter(|(_, o)| matches!(o, Output::Append { .. }))
+            .count();
+        assert!(
+            (17..=20).contains(&appends),
+            "{appends} fragments for about 18 s"
+        );
+    }
+
+    #[test]
+    fn keyframes_are_asked_for_no_more_often_than_needed() {
+        let mut sim = Sim::new(config(RecordMode::Motion, 5, 3, 300));
+        sim.run_until(60_000);
+        let asks: Vec<u64> = sim
+            .outs
+            .iter()
+            .filter(|(_, o)| *o == Output::Keyframe)
+            .map(|(at, _)| *at)
+            .collect();
+        assert!((11..=13).contains(&asks.len()), "one every 5 s: {asks:?}");
+        assert!(asks.windows(2).all(|w| w[1] - w[0] >= 4_900), "{asks:?}");
+        // Off asks for nothing and keeps nothing.
+        let mut off = Sim::new(config(RecordMode::Off, 5, 3, 300));
+        off.run_until(20_000);
+        assert!(off.outs.is_empty());
+    }
+
+    #[test]
+    fn continuous_segments_roll_over_at_keyframes() {
+        let mut sim = Sim::new(config(RecordMode::Continuous, 5, 3, 4));
+        sim.run_until(20_000);
+        let opens = sim.opens();
+        assert!((4..=6).contains(&opens.len()), "{opens:?}");
+        for (_, start) in &opens {
+            assert!(sim.keyframes_sent.contains(start), "{start} is a keyframe");
+        }
+        for w in opens.windows(2) {
+            assert!((4_000..=4_100).contains(&(w[1].1 - w[0].1)), "{opens:?}");
+        }
+        // Each segment is closed before the next opens, and lasts until it.
+        let closes = sim.closes();
+        assert_eq!(closes.len(), opens.len() - 1);
+        for (c, w) in closes.iter().zip(opens.windows(2)) {
+            let expect = Duration::from_millis(w[1].1 - w[0].1);
+            assert!(
+                c.1.abs_diff(expect) < Duration::from_millis(40),
+                "{c:?} {w:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disk_that_goes_away_ends_the_clip_and_one_that_returns_starts_the_next() {
+        let mut sim = Sim::new(config(RecordMode::Continuous, 5, 3, 300));
+        sim.run_until(3_000);
+        sim.rec.disk(Disk::Unavailable);
+        sim.drain(3_000);
+        assert_eq!(sim.closes().len(), 1);
+        sim.run_until(10_000);
+        assert_eq!(
+            sim.opens().len(),
+            1,
+            "nothing opened while the disk is away"
+        );
+        sim.rec.disk(Disk::Ready);
+        sim.run_until(16_000);
+        let opens = sim.opens();
+        assert_eq!(opens.len(), 2, "{opens:?}");
+        assert!(
+            opens[1].0 <= 10_100,
+            "it starts again from the pre-roll at once: {opens:?}"
+        );
+    }
+
+    #[test]
+    fn a_gap_ends_the_clip_and_the_next_starts_at_a_keyframe() {
+        let mut sim = Sim::new(config(RecordMode::Continuous, 2, 3, 300));
+        sim.run_until(3_000);
+        sim.rec.gap();
+        sim.drain(3_000);
+        assert_eq!(sim.closes().len(), 1);
+        sim.run_until(8_000);
+        let opens = sim.opens();
+        assert_eq!(opens.len(), 2, "{opens:?}");
+        assert!(sim.keyframes_sent.contains(&opens[1].1));
+        assert!(opens[1].1 > 3_000, "nothing from before the gap: {opens:?}");
+    }
+}
