@@ -52,6 +52,11 @@ const ASSETS: &[Asset] = &[
         body: include_bytes!("../../web/peers.js"),
     },
     Asset {
+        path: "/recordings.js",
+        mime: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../web/recordings.js"),
+    },
+    Asset {
         path: "/chat.js",
         mime: "text/javascript; charset=utf-8",
         body: include_bytes!("../../web/chat.js"),
@@ -91,5 +96,30 @@ pub fn serve(path: &str) -> Response {
         )
             .into_response(),
         None => (StatusCode::NOT_FOUND, "not found\n").into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ASSETS;
+
+    /// Every module a page script imports is served (a missing one left
+    /// the whole page dead once: app.js failed to load).
+    #[test]
+    fn every_imported_module_is_served() {
+        for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
+            let text = std::str::from_utf8(asset.body).unwrap();
+            for line in text.lines() {
+                let Some(from) = line.split("from './").nth(1) else {
+                    continue;
+                };
+                let module = format!("/{}", from.split('\'').next().unwrap());
+                assert!(
+                    ASSETS.iter().any(|a| a.path == module),
+                    "{} imports {module}, which is not served",
+                    asset.path
+                );
+            }
+        }
     }
 }
