@@ -255,7 +255,7 @@ impl Media {
         .spawn()
         .context("starting the encoder pool")?;
         let serial = start_serial(config, stop.clone())?;
-        let audio = crate::audio::plane::start(&config.audio, stop.clone())?;
+        let audio = crate::audio::plane::start(&config.audio, stop.clone(), record.audio.clone())?;
         let audio_status = audio.road.status.clone();
         let addr = socket.local_addr();
         let (cmd_tx, cmd_rx) = mpsc::channel(64);

@@ -24,6 +24,7 @@ pub struct RecordPlane {
     pub threads: Vec<std::thread::JoinHandle<()>>,
     pub pictures: Option<Arc<dyn PictureTap>>,
     pub encoded: Option<Arc<dyn EncodedTap>>,
+    pub audio: Option<Arc<dyn crate::audio::AudioTap>>,
     pub notices: mpsc::Receiver<MotionNotice>,
 }
 
@@ -87,6 +88,9 @@ pub fn start(
         },
         threads,
         pictures,
+        audio: encoded
+            .clone()
+            .map(|t| t as Arc<dyn crate::audio::AudioTap>),
         encoded: encoded.map(|t| t as Arc<dyn EncodedTap>),
         notices,
     })
@@ -134,6 +138,7 @@ fn start_recorder(
             let _ = encoders.try_send(EncoderControl::Keyframe(VideoCodec::H264));
         }),
         broken: None,
+        disk_queue: crate::record::tap::DISK_QUEUE,
         stop: stop.clone(),
     }
     .spawn()?;

@@ -70,6 +70,9 @@ pub struct Microphone {
     pub speaker: Arc<Voiced>,
     pub stats: Arc<AudioStats>,
     pub stop: Arc<AtomicBool>,
+    /// The recorder: while it is on, the microphone is encoded with or
+    /// without listeners, and it gets every packet.
+    pub record: Option<Arc<dyn super::AudioTap>>,
 }
 
 /// One frame as it leaves the device, before the gate and the encoder.
@@ -265,7 +268,7 @@ impl Microphone {
             let out = &mut echo.cancelled;
             self.cancel(frame.pcm, frame.heard, canceller, out, listening);
         }
-        if !listening {
+        if !listening && self.record.is_none() {
             return;
         }
         encoder.set_expected_loss(self.expected_loss.load(Ordering::Relaxed));
@@ -283,7 +286,10 @@ impl Microphone {
             wall_ns: frame.wall_ns,
             level: level_dbov(frame.pcm),
         };
-        if self.packets.try_send(packet).is_err() {
+        if let Some(r) = &self.record {
+            r.encoded(&packet);
+        }
+        if listening && self.packets.try_send(packet).is_err() {
             AudioStats::add(&self.stats.mic_dropped, 1);
         }
     }

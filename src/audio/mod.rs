@@ -48,6 +48,12 @@ pub struct EncodedAudio {
     pub level: u8,
 }
 
+/// A consumer of the microphone's packets beside the viewers (the
+/// recorder): handed each one, it must never wait.
+pub trait AudioTap: Send + Sync {
+    fn encoded(&self, packet: &EncodedAudio);
+}
+
 /// A packet of a talking viewer's voice, for the speaker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TalkPacket {

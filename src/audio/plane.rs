@@ -95,7 +95,11 @@ pub struct AudioPlane {
 }
 
 /// Chooses the devices and starts their threads.
-pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<AudioPlane> {
+pub fn start(
+    config: &AudioConfig,
+    stop: Arc<AtomicBool>,
+    record: Option<Arc<dyn super::AudioTap>>,
+) -> anyhow::Result<AudioPlane> {
     let (mic_source, mic_note) = microphone(&config.input);
     let (speaker_device, speaker_note) = speaker(&config.output);
     let echo = config
@@ -142,6 +146,7 @@ pub fn start(config: &AudioConfig, stop: Arc<AtomicBool>) -> anyhow::Result<Audi
             speaker: voiced.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
+            record,
         };
         threads.push(mic.spawn().context("starting the microphone thread")?);
     }

@@ -23,8 +23,19 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::fmp4::{self, Run, Sample, VIDEO_TIMESCALE, VIDEO_TRACK, VideoTrack};
-use super::ring::{Ring, Unit};
+use super::fmp4::{
+    self, AUDIO_TIMESCALE, AUDIO_TRACK, AudioTrack, Run, Sample, VIDEO_TIMESCALE, VIDEO_TRACK,
+    VideoTrack,
+};
+use super::ring::{AudioUnit, Ring, Unit};
+
+/// Samples (48 kHz) the decoder drops at the start: libopus's encoder
+/// delay at 48 kHz (2.5 ms lookahead + 4 ms delay compensation).
+const OPUS_PRE_SKIP: u16 = 312;
+/// One Opus packet of the microphone, in 48 kHz samples (20 ms).
+const OPUS_FRAME: u32 = crate::audio::FRAME as u32;
+/// A segment carries sound when the microphone was heard this lately.
+const AUDIO_LATELY: Duration = Duration::from_secs(1);
 use super::{ClipId, RecordMode, Trigger};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +112,17 @@ struct Segment {
     fragment: Vec<Sample>,
     fragment_start: u64,
     seq: u32,
+    /// The microphone's track, when the segment has one.
+    audio: Option<AudioRun>,
+}
+
+/// The sound of a segment: 48 kHz decode times from the same origin.
+#[derive(Debug, Default)]
+struct AudioRun {
+    /// Decode time of the next sample; `None` until the first.
+    dts: Option<u64>,
+    fragment: Vec<Sample>,
+    fragment_start: u64,
 }
 
 pub struct Recorder {
@@ -113,6 +135,8 @@ pub struct Recorder {
     post_until: Option<Instant>,
     last_keyframe: Option<Instant>,
     last_ask: Option<Instant>,
+    /// When the microphone was last heard.
+    last_audio: Option<Instant>,
     /// The last id handed out, so two segments in one second differ.
     last_id: Option<ClipId>,
     out: VecDeque<Output>,
@@ -129,6 +153,7 @@ impl Recorder {
             post_until: None,
             last_keyframe: None,
             last_ask: None,
+            last_audio: None,
             last_id: None,
             out: VecDeque::new(),
         }
@@ -165,6 +190,18 @@ impl Recorder {
                 }
             }
             None => self.maybe_open(now),
+        }
+    }
+
+    /// One Opus packet of the microphone, in capture order.
+    pub fn audio(&mut self, unit: AudioUnit) {
+        if self.config.mode == RecordMode::Off {
+            return;
+        }
+        self.last_audio = Some(unit.captured);
+        self.ring.push_audio(unit.clone());
+        if let Some(s) = self.segment.as_mut() {
+            s.push_audio(&unit);
         }
     }
 
@@ -247,13 +284,16 @@ impl Recorder {
         if !self.wanted(now) {
             return;
         }
-        let units = self.ring.take();
+        let (units, audio) = self.ring.take();
         let Some(first) = units.first() else { return };
         let converted = fmp4::annexb_to_sample(&first.data);
         let (Some(sps), Some(pps)) = (converted.sps, converted.pps) else {
             return; // a keyframe without SPS/PPS: wait for the next
         };
         let (width, height) = fmp4::sps_size(&sps).unwrap_or((0, 0));
+        let sound = self
+            .last_audio
+            .is_some_and(|t| now.saturating_duration_since(t) < AUDIO_LATELY);
         let init = fmp4::init_segment(
             &VideoTrack {
                 width,
@@ -261,7 +301,12 @@ impl Recorder {
                 sps: sps.clone(),
                 pps: pps.clone(),
             },
-            None,
+            sound
+                .then_some(AudioTrack {
+                    channels: 1,
+                    pre_skip: OPUS_PRE_SKIP,
+                })
+                .as_ref(),
         );
         let id = self.next_id(first.stamp_ms);
         self.out.push_back(Output::Open {
@@ -270,13 +315,21 @@ impl Recorder {
             start_ms: first.stamp_ms,
             init,
         });
-        let mut segment = Segment::new(id, first, (sps, pps));
+        let mut segment = Segment::new(id, first, (sps, pps), sound);
+        // The pre-roll's video and sound, in capture order.
+        let mut audio = audio.into_iter().peekable();
         for unit in units {
+            while let Some(a) = audio.next_if(|a| a.captured <= unit.captured) {
+                segment.push_audio(&a);
+            }
             let data = fmp4::annexb_to_sample(&unit.data).data;
             if let Some(bytes) = segment.push(unit, data, self.config.fragment) {
                 let id = segment.id.clone();
                 self.out.push_back(Output::Append { id, bytes });
             }
+        }
+        for a in audio {
+            segment.push_audio(&a);
         }
         self.segment = Some(segment);
     }
@@ -310,7 +363,7 @@ impl Recorder {
 }
 
 impl Segment {
-    fn new(id: ClipId, first: &Unit, params: (Vec<u8>, Vec<u8>)) -> Self {
+    fn new(id: ClipId, first: &Unit, params: (Vec<u8>, Vec<u8>), sound: bool) -> Self {
         Segment {
             id,
             origin: first.captured,
@@ -320,7 +373,37 @@ impl Segment {
             fragment: Vec::new(),
             fragment_start: 0,
             seq: 0,
+            audio: sound.then(AudioRun::default),
         }
+    }
+
+    /// A microphone packet: from the segment's start on, each right after
+    /// the last (a lost one lengthens the one before, so the sound stays
+    /// in step with the picture).
+    fn push_audio(&mut self, unit: &AudioUnit) {
+        let Some(a) = self.audio.as_mut() else { return };
+        let Some(since) = unit.captured.checked_duration_since(self.origin) else {
+            return; // before the first picture
+        };
+        let at = (since.as_micros() * u128::from(AUDIO_TIMESCALE) / 1_000_000) as u64;
+        let dts = *a.dts.get_or_insert(at);
+        if a.fragment.is_empty() && dts == at {
+            a.fragment_start = at;
+        }
+        let late = at.saturating_sub(dts);
+        if late >= u64::from(OPUS_FRAME) {
+            match a.fragment.last_mut() {
+                Some(last) => last.duration += late as u32,
+                None => a.fragment_start = at,
+            }
+            a.dts = Some(at);
+        }
+        a.fragment.push(Sample {
+            duration: OPUS_FRAME,
+            keyframe: true,
+            data: unit.data.to_vec(),
+        });
+        a.dts = Some(a.dts.unwrap_or(at) + u64::from(OPUS_FRAME));
     }
 
     /// Takes a unit; returns a fragment when one is full.
@@ -351,13 +434,21 @@ impl Segment {
             return None;
         }
         self.seq += 1;
-        let run = Run {
+        let mut runs = vec![Run {
             track: VIDEO_TRACK,
             base_decode_time: self.fragment_start,
             samples: std::mem::take(&mut self.fragment),
-        };
+        }];
         self.fragment_start = self.dts;
-        Some(fmp4::fragment(self.seq, &[run]))
+        if let Some(a) = self.audio.as_mut().filter(|a| !a.fragment.is_empty()) {
+            runs.push(Run {
+                track: AUDIO_TRACK,
+                base_decode_time: a.fragment_start,
+                samples: std::mem::take(&mut a.fragment),
+            });
+            a.fragment_start = a.dts.unwrap_or(a.fragment_start);
+        }
+        Some(fmp4::fragment(self.seq, &runs))
     }
 
     /// The pending unit gets its duration, and the last fragment is cut.

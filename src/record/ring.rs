@@ -21,12 +21,22 @@ pub struct Unit {
     pub stamp_ms: u64,
 }
 
+/// One Opus packet of the microphone (20 ms).
+#[derive(Debug, Clone)]
+pub struct AudioUnit {
+    pub data: Arc<[u8]>,
+    /// Monotonic capture time of its first sample.
+    pub captured: Instant,
+}
+
 #[derive(Debug)]
 pub struct Ring {
     pre: Duration,
     max_bytes: usize,
     units: VecDeque<Unit>,
     bytes: usize,
+    /// The microphone over the same span (from the first video unit on).
+    audio: VecDeque<AudioUnit>,
 }
 
 impl Ring {
@@ -36,6 +46,26 @@ impl Ring {
             max_bytes,
             units: VecDeque::new(),
             bytes: 0,
+            audio: VecDeque::new(),
+        }
+    }
+
+    /// Keeps a microphone packet while there is video to go with it.
+    pub fn push_audio(&mut self, unit: AudioUnit) {
+        if !self.units.is_empty() {
+            self.audio.push_back(unit);
+            self.trim_audio();
+        }
+    }
+
+    /// Drops the audio from before the first video unit.
+    fn trim_audio(&mut self) {
+        let Some(start) = self.units.front().map(|u| u.captured) else {
+            self.audio.clear();
+            return;
+        };
+        while self.audio.front().is_some_and(|a| a.captured < start) {
+            self.audio.pop_front();
         }
     }
 
@@ -78,18 +108,24 @@ impl Ring {
         for u in self.units.drain(..n) {
             self.bytes -= u.data.len();
         }
+        self.trim_audio();
     }
 
-    /// Everything kept, oldest first (a keyframe first, when not empty).
-    pub fn take(&mut self) -> Vec<Unit> {
+    /// Everything kept, oldest first (a keyframe first, when not empty),
+    /// and the microphone over the same time.
+    pub fn take(&mut self) -> (Vec<Unit>, Vec<AudioUnit>) {
         self.bytes = 0;
-        self.units.drain(..).collect()
+        (
+            self.units.drain(..).collect(),
+            self.audio.drain(..).collect(),
+        )
     }
 
     /// A gap in the stream (a dropped unit): what is kept cannot be
     /// continued, start again at the next keyframe.
     pub fn clear(&mut self) {
         self.units.clear();
+        self.audio.clear();
         self.bytes = 0;
     }
 
@@ -127,7 +163,7 @@ mod tests {
         for i in 1..=200u64 {
             ring.push(unit(t0, i * 100, i % 20 == 0, 10));
         }
-        let kept = ring.take();
+        let kept = ring.take().0;
         assert!(kept[0].keyframe);
         let span = kept.last().unwrap().captured - kept[0].captured;
         assert!(span >= Duration::from_secs(5), "{span:?}");
@@ -142,7 +178,7 @@ mod tests {
             ring.push(unit(t0, i * 100, i % 10 == 0, 30));
         }
         assert!(ring.bytes() <= 1_000);
-        let kept = ring.take();
+        let kept = ring.take().0;
         assert!(kept[0].keyframe);
         assert_eq!(kept.len(), 30, "three whole intervals of 300 bytes");
     }

@@ -16,7 +16,7 @@ use super::Trigger;
 use super::disk::DiskOp;
 use super::events::EventBoard;
 use super::recorder::{Disk, Output, Recorder};
-use super::ring::Unit;
+use super::ring::{AudioUnit, Unit};
 use super::status::{DiskState, RecordStatus};
 use crate::encode::pool::EncodedTap;
 use crate::frame::{EncodedFrame, VideoCodec};
@@ -24,13 +24,15 @@ use crate::frame::{EncodedFrame, VideoCodec};
 /// Units waiting for the recorder thread: two seconds at 30 fps.
 const UNITS_QUEUE: usize = 64;
 /// Writes waiting for the disk: at about one fragment a second, a disk
-/// that stalls this long stops the clip (and RAM stays bounded).
-const DISK_QUEUE: usize = 8;
+/// that stalls for longer than about this many seconds stops the clip
+/// (and RAM stays bounded: 8 fragments are 2 MB at 2 Mbit/s).
+pub const DISK_QUEUE: usize = 8;
 /// The recorder thread looks at motion and the disk this often at least.
 const TURN: Duration = Duration::from_millis(100);
 
 enum Input {
     Video(Unit),
+    Audio(AudioUnit),
     /// Units were dropped before this point.
     Gap,
 }
@@ -69,6 +71,18 @@ impl EncodedTap for RecordTap {
     }
 }
 
+impl crate::audio::AudioTap for RecordTap {
+    fn encoded(&self, packet: &crate::audio::EncodedAudio) {
+        let unit = AudioUnit {
+            data: packet.data.clone(),
+            captured: packet.captured,
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Input::Audio(unit)) {
+            self.status.update(|s| s.dropped += 1);
+        }
+    }
+}
+
 impl RecordTap {
     /// Motion started (true) or ended, from the motion thread.
     pub fn motion(&self, moving: bool) {
@@ -89,6 +103,8 @@ pub struct RecorderThread {
     /// The clip whose fragment was dropped: none of its later ones may be
     /// written after the hole.
     pub broken: Option<super::ClipId>,
+    /// Writes waiting for the disk at most ([`DISK_QUEUE`]).
+    pub disk_queue: usize,
     /// The appliance is stopping: the clip is closed and the thread ends
     /// (it holds the road to the encoders, which must close for them to end).
     pub stop: Arc<AtomicBool>,
@@ -141,6 +157,7 @@ impl RecorderThread {
             }
             match input {
                 Some(Input::Video(unit)) => self.recorder.video(now, unit),
+                Some(Input::Audio(unit)) => self.recorder.audio(unit),
                 Some(Input::Gap) => self.recorder.gap(),
                 None => self.recorder.handle_timeout(now),
             }
@@ -197,7 +214,7 @@ impl RecorderThread {
                     if self.broken.as_ref() == Some(&id) {
                         continue;
                     }
-                    if self.queued.load(Ordering::Relaxed) >= DISK_QUEUE {
+                    if self.queued.load(Ordering::Relaxed) >= self.disk_queue {
                         self.broken = Some(id);
                         self.stalled();
                         continue;
