@@ -37,7 +37,7 @@ fn as_given(
     preferred: Option<&CameraId>,
 ) -> Result<Source, CaptureError> {
     match spec {
-        SourceSpec::Test | SourceSpec::Bars => Source::pattern(spec, want),
+        SourceSpec::Test | SourceSpec::TestStill | SourceSpec::Bars => Source::pattern(spec, want),
         SourceSpec::Device(path) => Ok(Source::V4l2(Box::new(V4l2Source::open(path, want)?))),
         SourceSpec::Rpicam(n) => csi(*n, want),
         SourceSpec::Auto => open(spec, &Target::CameraOrPattern, want, preferred),

@@ -37,6 +37,10 @@ pub enum SourceSpec {
     /// The camera-like scene.
     Test,
     /// Colour bars: cheap to draw and encode (emulated CPUs).
+    /// The scene from a fixed camera: still but for sensor noise, and an
+    /// object crossing it for 3 s of every 12 (from 6 s to 9 s): what
+    /// motion detection is tested and measured on.
+    TestStill,
     Bars,
     Device(PathBuf),
     /// CSI camera N through `rpicam-vid`.
@@ -49,6 +53,7 @@ impl std::str::FromStr for SourceSpec {
         match s {
             "auto" => Ok(SourceSpec::Auto),
             "test" => Ok(SourceSpec::Test),
+            "test:still" => Ok(SourceSpec::TestStill),
             "bars" => Ok(SourceSpec::Bars),
             "rpicam" => Ok(SourceSpec::Rpicam(0)),
             p if p.starts_with("rpicam:") => p["rpicam:".len()..]
@@ -68,6 +73,7 @@ impl std::fmt::Display for SourceSpec {
         match self {
             SourceSpec::Auto => f.write_str("auto"),
             SourceSpec::Test => f.write_str("test"),
+            SourceSpec::TestStill => f.write_str("test:still"),
             SourceSpec::Bars => f.write_str("bars"),
             SourceSpec::Device(p) => write!(f, "{}", p.display()),
             SourceSpec::Rpicam(n) => write!(f, "rpicam:{n}"),
@@ -278,6 +284,7 @@ impl Source {
     pub fn pattern(spec: &SourceSpec, want: &Want) -> Result<Self, CaptureError> {
         let look = match spec {
             SourceSpec::Bars => Look::Bars,
+            SourceSpec::TestStill => Look::Still,
             _ => Look::Scene,
         };
         let (w, h) = (want.width as usize, want.height as usize);

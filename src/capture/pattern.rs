@@ -21,6 +21,9 @@ pub enum Look {
     Scene,
     /// Flat bars and a box: nearly free to draw and to encode.
     Bars,
+    /// The scene from a fixed camera, an object crossing it now and then
+    /// (`Scene::still`).
+    Still,
 }
 
 /// BT.601 limited-range colour bars: white, yellow, cyan, green, magenta, red, blue, black.
@@ -63,7 +66,11 @@ impl TestPattern {
             )));
         }
         Ok(TestPattern {
-            scene: (look == Look::Scene).then(|| Box::new(Scene::new(width, height))),
+            scene: match look {
+                Look::Scene => Some(Box::new(Scene::new(width, height))),
+                Look::Still => Some(Box::new(Scene::new(width, height).still())),
+                Look::Bars => None,
+            },
             width,
             height,
             interval: Duration::from_secs_f64(1.0 / fps.max(1) as f64),

@@ -32,7 +32,14 @@ pub struct Scene {
     world_v: Vec<u8>,
     world_w: usize,
     noise: Vec<i8>,
+    /// A fixed camera: no sway, and the object only in its visits.
+    still: bool,
 }
+
+/// The still scene's object visits: 3 s of every 12, from 6 s on.
+pub const VISIT_PERIOD: u64 = 12 * 30;
+pub const VISIT_FROM: u64 = 6 * 30;
+pub const VISIT_FRAMES: u64 = 3 * 30;
 
 impl Scene {
     /// Precomputes the world and the noise table for a `width`x`height`
@@ -66,7 +73,22 @@ impl Scene {
             world_v,
             world_w,
             noise,
+            still: false,
         }
+    }
+
+    /// The same world from a fixed camera (`--source test:still`).
+    pub fn still(self) -> Self {
+        Scene {
+            still: true,
+            ..self
+        }
+    }
+
+    /// Whether the object is in frame `n`.
+    fn object_in(&self, n: u64) -> bool {
+        let phase = n % VISIT_PERIOD;
+        !self.still || (VISIT_FROM..VISIT_FROM + VISIT_FRAMES).contains(&phase)
     }
 
     /// Draws frame number `n` into `frame` and stamps it with `stamp_ms`.
@@ -75,7 +97,11 @@ impl Scene {
         frame.width = w;
         frame.height = h;
         frame.data.resize(RawFrame::i420_len(w, h), 0);
-        let (ox, oy) = sway(n);
+        let (ox, oy) = if self.still {
+            (SWAY_X, SWAY_Y)
+        } else {
+            sway(n)
+        };
         let (y, u, v) = frame.planes_mut();
         copy_window(&self.world_y, self.world_w, y, w, h, ox, oy);
         copy_window(
@@ -96,7 +122,9 @@ impl Scene {
             ox / 2,
             oy / 2,
         );
-        self.draw_object(y, u, v, n);
+        if self.object_in(n) {
+            self.draw_object(y, u, v, n);
+        }
         self.add_noise(y, n);
         stripe::draw_i420(y, u, v, w, stamp_ms);
         frame.stamp_ms = stamp_ms;

@@ -176,8 +176,8 @@ impl DiskThread {
                     interrupted: false,
                 };
                 match create(&self.dir, &id, &init, thumbnail.as_deref(), &sidecar) {
-                    Ok(file) => {
-                        self.written(init.len());
+                    Ok((file, meta)) => {
+                        self.written(init.len() + meta);
                         self.status.update(|s| s.current = Some(id.to_string()));
                         *open = Some(Open {
                             id,
@@ -205,10 +205,11 @@ impl DiskThread {
                 }
             }
             DiskOp::Close { id, duration } => {
-                if let Some(o) = open.take_if(|o| o.id == id)
-                    && let Err(e) = finish(&self.dir, o, Some(duration))
-                {
-                    self.failed(&e, "closing a clip");
+                if let Some(o) = open.take_if(|o| o.id == id) {
+                    match finish(&self.dir, o, Some(duration)) {
+                        Ok(meta) => self.written(meta),
+                        Err(e) => self.failed(&e, "closing a clip"),
+                    }
                 }
                 self.status.update(|s| s.current = None);
             }
@@ -320,17 +321,19 @@ fn create(
     init: &[u8],
     thumb: Option<&[u8]>,
     side: &Sidecar,
-) -> std::io::Result<File> {
+) -> std::io::Result<(File, usize)> {
+    let mut meta = 0;
     if let Some(jpeg) = thumb {
         std::fs::write(dir.join(format!("{id}.jpg")), jpeg)?;
+        meta += jpeg.len();
     }
-    write_sidecar(dir, id, side)?;
+    meta += write_sidecar(dir, id, side)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(dir.join(format!("{id}.mp4.part")))?;
     append(&mut file, init)?;
-    Ok(file)
+    Ok((file, meta))
 }
 
 fn append(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
@@ -338,22 +341,26 @@ fn append(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
     file.sync_data()
 }
 
-fn write_sidecar(dir: &Path, id: &ClipId, side: &Sidecar) -> std::io::Result<()> {
+/// Writes `ID.json`; its size.
+fn write_sidecar(dir: &Path, id: &ClipId, side: &Sidecar) -> std::io::Result<usize> {
     let json = serde_json::to_vec(side).unwrap_or_default();
-    std::fs::write(dir.join(format!("{id}.json")), json)
+    std::fs::write(dir.join(format!("{id}.json")), &json)?;
+    Ok(json.len())
 }
 
-/// The segment is whole: its sidecar gets the duration, `.part` goes.
-fn finish(dir: &Path, mut o: Open, duration: Option<Duration>) -> std::io::Result<()> {
+/// The segment is whole: its sidecar gets the duration, `.part` goes;
+/// returns the sidecar's size.
+fn finish(dir: &Path, mut o: Open, duration: Option<Duration>) -> std::io::Result<usize> {
     o.sidecar.duration_ms = duration.map(|d| d.as_millis() as u64);
     o.file.sync_all()?;
     drop(o.file);
-    write_sidecar(dir, &o.id, &o.sidecar)?;
+    let meta = write_sidecar(dir, &o.id, &o.sidecar)?;
     std::fs::rename(
         dir.join(format!("{}.mp4.part", o.id)),
         dir.join(format!("{}.mp4", o.id)),
     )?;
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    Ok(meta)
 }
 
 pub fn remove(dir: &Path, id: &ClipId) {

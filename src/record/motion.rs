@@ -430,4 +430,39 @@ mod tests {
         assert_eq!(small[0], 0);
         assert_eq!(small[127], 200);
     }
+
+    /// The still test scene (`--source test:still`) at 10 pictures a
+    /// second: its noise is not motion, its object's visit is, and the
+    /// event ends after it left.
+    #[test]
+    fn the_still_test_scene_moves_only_while_its_object_visits() {
+        use crate::capture::scene::{Scene, VISIT_FRAMES, VISIT_FROM};
+        use crate::frame::RawFrame;
+        let scene = Scene::new(640, 360).still();
+        let mut frame = RawFrame::black(640, 360);
+        let mut d = MotionDetector::new(MotionConfig::default());
+        let t0 = Instant::now();
+        let mut events = Vec::new();
+        for n in (0..VISIT_FROM + VISIT_FRAMES + 150).step_by(3) {
+            scene.draw(&mut frame, n, 1_796_571_012_345 + n * 33);
+            let (mut luma, w, h) = small_luma(frame.planes().0, 640, 640, 360);
+            crate::record::watch::hide_stripe(frame.planes().0, &frame, &mut luma, w, h);
+            d.feed(t0 + Duration::from_millis(n * 1000 / 30), &luma, w, h);
+            while let Some(e) = d.poll_event() {
+                events.push((n, e));
+            }
+        }
+        assert_eq!(events.len(), 2, "{events:?}");
+        let (start, end) = (events[0].0, events[1].0);
+        assert!(matches!(events[0].1, MotionEvent::Started { .. }));
+        assert!(
+            (VISIT_FROM..VISIT_FROM + 10).contains(&start),
+            "started at frame {start}"
+        );
+        let left = VISIT_FROM + VISIT_FRAMES;
+        assert!(
+            (left + 80..left + 110).contains(&end),
+            "ended at frame {end}, 3 s after {left}"
+        );
+    }
 }

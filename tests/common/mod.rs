@@ -416,6 +416,11 @@ impl Server {
         Server::start(&args)
     }
 
+    /// rtcam's process id (none when attached).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// File descriptors rtcam holds open now, from /proc.
     pub fn fd_count(&self) -> Option<usize> {
         let pid = self.child.as_ref()?.id();
