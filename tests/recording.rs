@@ -71,7 +71,17 @@ fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
     let out = tool("ffmpeg")
         .args(["-v", "error", "-xerror", "-i"])
         .arg(file)
-        .args(["-f", "rawvideo", "-pix_fmt", "gray", "-"])
+        // Every frame as it is in the file: ffmpeg would repeat frames to
+        // fill a gap in time (an emulated CPU's lower frame rate).
+        .args([
+            "-fps_mode",
+            "passthrough",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "gray",
+            "-",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -87,6 +97,12 @@ fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
                 .map_or(0, |d| d.stamp_ms)
         })
         .collect()
+}
+
+/// The longest gap between two frames tolerated: 150 ms, or half a second
+/// on an emulated CPU (the encoder there runs at a few frames a second).
+fn max_gap_ms() -> u64 {
+    if common::emulated() { 500 } else { 150 }
 }
 
 /// Stamps increase frame to frame, with no gap over `max_gap_ms`.
@@ -165,13 +181,15 @@ async fn continuous_segments_decode_whole_and_join_without_a_gap() {
         assert_eq!(probe(f), ("h264".into(), 640, 360), "{}", f.display());
         let s = stamps(f, 640, 360);
         // Every segment but the last (cut by SIGTERM) is at least 3 s.
-        let least = if Some(f) == files.last() { 1 } else { 60 };
+        // (a third of that on an emulated CPU, whose frame rate is lower).
+        let full = if common::emulated() { 20 } else { 60 };
+        let least = if Some(f) == files.last() { 1 } else { full };
         assert!(s.len() >= least, "{}: {} frames", f.display(), s.len());
-        assert_continuous(&s, 150, &f.display().to_string());
+        assert_continuous(&s, max_gap_ms(), &f.display().to_string());
         if let Some(prev) = last {
             let gap = s[0].saturating_sub(prev);
             assert!(
-                s[0] > prev && gap <= 150,
+                s[0] > prev && gap <= max_gap_ms(),
                 "{}: starts {gap} ms after the last segment ended",
                 f.display()
             );
@@ -230,8 +248,9 @@ async fn kill_9_leaves_the_segment_playable_up_to_its_last_whole_fragment() {
     drop(server);
     assert_eq!(whole.len(), 1, "{whole:?}");
     let s = stamps(&whole[0], 640, 360);
-    assert!(s.len() >= 60, "{} frames kept of about 5 s", s.len());
-    assert_continuous(&s, 150, "the recovered clip");
+    let least = if common::emulated() { 20 } else { 60 };
+    assert!(s.len() >= least, "{} frames kept of about 5 s", s.len());
+    assert_continuous(&s, max_gap_ms(), "the recovered clip");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -113,7 +113,10 @@ impl DiskThread {
         });
         let mut open: Option<Open> = None;
         let mut checked = Instant::now();
-        self.check(&limits, None);
+        // The file system the folder is on at start: a disk unmounted
+        // under it leaves the mount point, on the card (see `check`).
+        let mut device = device_of(&self.dir);
+        self.check(&limits, None, &mut device);
         loop {
             let op = match self.ops.recv_timeout(CHECK_EVERY) {
                 Ok(op) => Some(op),
@@ -121,12 +124,12 @@ impl DiskThread {
                 Err(RecvTimeoutError::Disconnected) => break,
             };
             if let Some(op) = op {
-                self.handle(op, &mut open, &limits);
+                self.handle(op, &mut open, &limits, &mut device);
                 self.queued.fetch_sub(1, Ordering::Relaxed);
             }
             if checked.elapsed() >= CHECK_EVERY {
                 checked = Instant::now();
-                if !self.check(&limits, open.as_ref().map(|o| &o.id)) {
+                if !self.check(&limits, open.as_ref().map(|o| &o.id), &mut device) {
                     self.abandon(&mut open);
                 }
             }
@@ -156,7 +159,13 @@ impl DiskThread {
         (limits.max_size / 8).clamp(1 << 20, 32 << 20)
     }
 
-    fn handle(&self, op: DiskOp, open: &mut Option<Open>, limits: &Limits) {
+    fn handle(
+        &self,
+        op: DiskOp,
+        open: &mut Option<Open>,
+        limits: &Limits,
+        device: &mut Option<u64>,
+    ) {
         match op {
             DiskOp::Open {
                 id,
@@ -166,7 +175,7 @@ impl DiskThread {
                 thumbnail,
             } => {
                 self.abandon(open);
-                if !self.check(limits, None) {
+                if !self.check(limits, None, device) {
                     return;
                 }
                 let sidecar = Sidecar {
@@ -227,7 +236,7 @@ impl DiskThread {
     }
 
     /// Makes room (retention) and says whether recording may go on.
-    fn check(&self, limits: &Limits, current: Option<&ClipId>) -> bool {
+    fn check(&self, limits: &Limits, current: Option<&ClipId>, device: &mut Option<u64>) -> bool {
         let Some(space) = space_of(&self.dir) else {
             self.unavailable(
                 DiskState::Gone,
@@ -235,6 +244,23 @@ impl DiskThread {
             );
             return false;
         };
+        // A USB disk unmounted (or never mounted) leaves its mount point,
+        // an empty folder on the SD card: recording there would fill the
+        // card. The folder must stay on the file system it was first on.
+        let now = device_of(&self.dir);
+        if device.is_none() {
+            *device = now;
+        }
+        if now != *device {
+            self.unavailable(
+                DiskState::Gone,
+                format!(
+                    "{} is no longer on the disk it was on (was that disk unmounted?)",
+                    self.dir.display()
+                ),
+            );
+            return false;
+        }
         let clips = list(&self.dir);
         let stored: Vec<Stored> = clips
             .iter()
@@ -303,6 +329,12 @@ impl DiskThread {
             );
         }
     }
+}
+
+/// The device number of the file system `dir` is on.
+fn device_of(dir: &Path) -> Option<u64> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| m.dev())
 }
 
 /// A test write: whether files can be made in `dir` now.
