@@ -706,6 +706,7 @@ function togglePlayer(li, item) {
   v.controls = true;
   v.playsInline = true;
   v.preload = 'metadata';
+  v.autoplay = true; // Play was pressed: it plays (a gesture, so with sound)
   v.src = item.play;
   const bar = document.createElement('div');
   bar.className = 'rec-player-bar';

@@ -465,4 +465,35 @@ mod tests {
             "ended at frame {end}, 3 s after {left}"
         );
     }
+
+    /// The camera lost (its slate, with the dot that moves so viewers see
+    /// the stream is alive) and back: neither the cuts nor the dot are
+    /// motion.
+    #[test]
+    fn the_camera_lost_slate_and_the_camera_back_are_not_motion() {
+        use crate::capture::scene::Scene;
+        use crate::capture::slate::Slate;
+        use crate::frame::RawFrame;
+        let scene = Scene::new(1280, 720).still();
+        let mut slate = Slate::new(1280, 720);
+        let mut frame = RawFrame::black(1280, 720);
+        let mut d = MotionDetector::new(MotionConfig::default());
+        let t0 = Instant::now();
+        // 5 s of the empty scene, 10 s of the slate at 5 fps, 5 s of the scene.
+        for i in 0..150u64 {
+            let (n, at) = match i {
+                0..50 => (i * 3, i * 100),
+                50..100 => (0, 5_000 + (i - 50) * 200),
+                _ => (i * 3, 15_000 + (i - 100) * 100),
+            };
+            if (50..100).contains(&i) {
+                slate.next_frame(&mut frame);
+            } else {
+                scene.draw(&mut frame, n % 150, 0);
+            }
+            let (luma, w, h) = small_luma(frame.planes().0, 1280, 1280, 720);
+            d.feed(t0 + Duration::from_millis(at), &luma, w, h);
+            assert_eq!(d.poll_event(), None, "picture {i}");
+        }
+    }
 }

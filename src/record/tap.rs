@@ -21,8 +21,9 @@ use super::status::{DiskState, RecordStatus};
 use crate::encode::pool::EncodedTap;
 use crate::frame::{EncodedFrame, VideoCodec};
 
-/// Units waiting for the recorder thread: two seconds at 30 fps.
-const UNITS_QUEUE: usize = 64;
+/// Units waiting for the recorder thread: about three seconds of video
+/// (30 a second) and sound (50 a second); each is a pointer and a time.
+const UNITS_QUEUE: usize = 256;
 /// Writes waiting for the disk: at about one fragment a second, a disk
 /// that stalls for longer than about this many seconds stops the clip
 /// (and RAM stays bounded: 8 fragments are 2 MB at 2 Mbit/s).

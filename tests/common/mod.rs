@@ -991,5 +991,6 @@ pub async fn whep_trickle(server: &Server, location: &str, client: &Client) -> H
 
 pub mod audio_peer;
 pub mod channels;
+pub mod clips;
 pub mod link;
 pub mod sim;
