@@ -269,3 +269,40 @@ async fn the_microphone_is_recorded_in_step_with_the_picture() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_leaves_every_earlier_segment_whole() {
+    let dir = record_dir("kill-segments");
+    let d = dir.display().to_string();
+    let args = [
+        "--record",
+        "continuous",
+        "--record-dir",
+        &d,
+        "--record-segment",
+        "2",
+        "--size",
+        "640x360",
+    ];
+    let server = Server::start(&args);
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    drop(server); // SIGKILL
+    let closed = clips(&dir, false);
+    assert!(closed.len() >= 2, "{closed:?}");
+    let server = Server::start(&["--record", "off", "--record-dir", &d]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(server);
+    // The segments closed before the kill, and what the next start kept
+    // of the one being written: each decodes whole.
+    let all = clips(&dir, true);
+    assert!(
+        all.iter().all(|f| f.extension().unwrap() == "mp4"),
+        "{all:?}"
+    );
+    for f in &all {
+        let s = stamps(f, 640, 360);
+        assert!(!s.is_empty(), "{}", f.display());
+        assert_continuous(&s, max_gap_ms(), &f.display().to_string());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -231,11 +231,25 @@ impl Recorder {
         if self.segment.is_some() && !self.wanted(now) {
             self.close(None);
         }
+        // A post-roll that is over is no deadline any more.
+        if self.post_until.is_some_and(|t| now >= t) {
+            self.post_until = None;
+        }
         self.ask_keyframe(now);
     }
 
+    /// When `handle_timeout` has something to do: the post-roll's end, or
+    /// the next keyframe to ask for (after the last keyframe and the last
+    /// ask). Never a time already handled (the thread would spin).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let keyframe = self.last_keyframe.map(|k| k + self.config.keyframe_every);
+        let every = self.config.keyframe_every;
+        let keyframe = (self.config.mode != RecordMode::Off)
+            .then(|| {
+                let seen = self.last_keyframe.map(|k| k + every);
+                let asked = self.last_ask.map(|a| a + every);
+                seen.max(asked)
+            })
+            .flatten();
         [self.post_until, keyframe].into_iter().flatten().min()
     }
 
@@ -631,6 +645,34 @@ mod tests {
             (17..=20).contains(&appends),
             "{appends} fragments for about 18 s"
         );
+    }
+
+    /// Once a clip is over and a keyframe asked for, the next deadline is
+    /// in the future: the recorder thread waits, never spins (it once took
+    /// a third of a core after every motion clip).
+    #[test]
+    fn the_next_deadline_is_never_one_already_handled() {
+        let mut sim = Sim::new(config(RecordMode::Motion, 5, 1, 300));
+        sim.run_until(8_000);
+        let now = sim.at(8_000);
+        sim.rec.motion(now, true);
+        sim.run_until(10_000);
+        let now = sim.at(10_000);
+        sim.rec.motion(now, false);
+        sim.run_until(14_000);
+        assert_eq!(sim.closes().len(), 1);
+        // No keyframe comes any more (an encoder that ignores the asks).
+        for ms in (14_000..40_000).step_by(250) {
+            let now = sim.at(ms);
+            sim.rec.handle_timeout(now);
+            sim.drain(ms);
+            let next = sim.rec.poll_timeout().expect("the next keyframe ask");
+            assert!(
+                next > now,
+                "at {ms} ms the deadline is {:?} ago",
+                now - next
+            );
+        }
     }
 
     #[test]
