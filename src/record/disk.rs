@@ -440,11 +440,13 @@ pub fn recover(dir: &Path) {
 }
 
 /// How much of a file is whole: the init segment and every fragment whose
-/// mdat is complete (read box headers only, never the whole file).
+/// mdat is complete (read box headers only, never the whole file); 0 when
+/// not even one fragment is.
 pub fn whole_len(path: &Path) -> std::io::Result<u64> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     let (mut at, mut good, mut moov, mut moof) = (0u64, 0u64, false, false);
+    let mut fragments = 0u32;
     let mut head = [0u8; 16];
     while at + 8 <= len {
         f.seek(SeekFrom::Start(at))?;
@@ -467,11 +469,13 @@ pub fn whole_len(path: &Path) -> std::io::Result<u64> {
             b"mdat" if moov && moof => {
                 moof = false;
                 good = at;
+                fragments += 1;
             }
             _ => {}
         }
     }
-    Ok(if moov { good } else { 0 })
+    // A file with no whole fragment has no picture: nothing to keep.
+    Ok(if moov && fragments > 0 { good } else { 0 })
 }
 
 fn read_sidecar(dir: &Path, id: &ClipId) -> Option<Sidecar> {
