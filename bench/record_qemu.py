@@ -68,7 +68,7 @@ def main():
         p.wait(timeout=20)
     use = {k: (after[k] - before.get(k, 0.0)) / secs * 100 for k in after}
     whole = sum(use.values())
-    enc = next((v for k, v in use.items() if k.startswith("encode")), 0.0)
+    enc = next((v for k, v in use.items() if k.startswith("encode-")), 0.0)
     print(f"qemu-aarch64 (Cortex-A72), 640x360 30 fps, still scene, continuous recording + motion, {secs:.0f} s:")
     print(f"  whole process {whole:.1f} % of a host core; by thread: "
           + ", ".join(f"{k} {v:.1f}" for k, v in sorted(use.items(), key=lambda kv: -kv[1]) if v >= 0.05))
