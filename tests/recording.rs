@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::Server;
-use common::clips::{assert_continuous, max_gap_ms, probe, stamps, tool};
+use common::clips::{assert_continuous, decode, max_gap_ms, probe, stamps, tool};
 
 fn record_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("rtcam-rec-{}-{tag}", std::process::id()));
@@ -183,21 +183,8 @@ fn start_time(file: &Path, stream: &str) -> f64 {
 
 /// The file's sound decoded whole by ffmpeg, 48 kHz mono.
 fn sound(file: &Path) -> Vec<i16> {
-    let out = tool("ffmpeg")
-        .args(["-v", "error", "-xerror", "-i"])
-        .arg(file)
-        .args([
-            "-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "48000", "-",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success() && out.stderr.is_empty(),
-        "ffmpeg {}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
+    let output = ["-map", "0:a", "-f", "s16le", "-ac", "1", "-ar", "48000"];
+    decode(file, &output)
         .chunks_exact(2)
         .map(|b| i16::from_le_bytes([b[0], b[1]]))
         .collect()

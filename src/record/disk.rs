@@ -299,7 +299,7 @@ impl DiskThread {
             );
             return false;
         }
-        if self.status.get().disk != DiskState::Ready && !writable(&self.dir) {
+        if self.status.disk() != DiskState::Ready && !writable(&self.dir) {
             return false;
         }
         self.status.disk_ready();

@@ -169,27 +169,31 @@ impl Recorder {
         }
         self.ring.push(unit.clone());
         self.handle_timeout(now);
+        // Nothing per unit while no clip is being written: the pre-roll
+        // keeps the units as they came.
+        let Some(s) = self.segment.as_ref() else {
+            self.maybe_open(now);
+            return;
+        };
         let converted = fmp4::annexb_to_sample(&unit.data);
-        let rolls = self.segment.as_ref().is_some_and(|s| {
-            unit.keyframe
-                && (unit.captured.saturating_duration_since(s.origin) >= self.config.segment
-                    || converted
-                        .sps
-                        .as_ref()
-                        .zip(converted.pps.as_ref())
-                        .is_some_and(|(sps, pps)| (sps, pps) != (&s.params.0, &s.params.1)))
-        });
+        let new_params = converted
+            .sps
+            .as_ref()
+            .zip(converted.pps.as_ref())
+            .is_some_and(|(sps, pps)| (sps, pps) != (&s.params.0, &s.params.1));
+        let rolls = unit.keyframe
+            && (unit.captured.saturating_duration_since(s.origin) >= self.config.segment
+                || new_params);
         if rolls {
             self.close(Some(unit.captured));
+            self.maybe_open(now);
+            return;
         }
-        match self.segment.as_mut() {
-            Some(s) => {
-                if let Some(bytes) = s.push(unit, converted.data, self.config.fragment) {
-                    let id = s.id.clone();
-                    self.out.push_back(Output::Append { id, bytes });
-                }
-            }
-            None => self.maybe_open(now),
+        if let Some(s) = self.segment.as_mut()
+            && let Some(bytes) = s.push(unit, converted.data, self.config.fragment)
+        {
+            let id = s.id.clone();
+            self.out.push_back(Output::Append { id, bytes });
         }
     }
 

@@ -109,6 +109,11 @@ impl RecordStatus {
         self.lock().clone()
     }
 
+    /// The disk's state alone (the recorder thread asks on every unit).
+    pub fn disk(&self) -> DiskState {
+        self.lock().disk
+    }
+
     /// The disk takes writes again; true when that is news (logged once).
     pub fn disk_ready(&self) -> bool {
         let mut s = self.lock();

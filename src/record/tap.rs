@@ -171,7 +171,7 @@ impl RecorderThread {
 
     /// The disk's state; a stall is over once the disk thread caught up.
     fn disk_state(&self) -> Disk {
-        let state = self.status.get().disk;
+        let state = self.status.disk();
         if state == DiskState::Stalled && self.queued.load(Ordering::Relaxed) == 0 {
             self.status.disk_ready();
             return Disk::Ready;

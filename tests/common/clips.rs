@@ -38,23 +38,14 @@ pub fn probe(file: &Path) -> (String, u32, u32) {
     (codec, w, h)
 }
 
-/// Every frame decoded by ffmpeg (errors are failures), as the stamps of
-/// their stripes.
-pub fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
+/// `file` decoded whole by ffmpeg into raw output as `output` asks (an
+/// error or a warning is a failure).
+pub fn decode(file: &Path, output: &[&str]) -> Vec<u8> {
     let out = tool("ffmpeg")
         .args(["-v", "error", "-xerror", "-i"])
         .arg(file)
-        // Every frame as it is in the file: ffmpeg would repeat frames to
-        // fill a gap in time (an emulated CPU's lower frame rate).
-        .args([
-            "-fps_mode",
-            "passthrough",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "gray",
-            "-",
-        ])
+        .args(output)
+        .arg("-")
         .output()
         .unwrap();
     assert!(
@@ -64,6 +55,21 @@ pub fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Every frame decoded by ffmpeg, as the stamps of their stripes.
+pub fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
+    // Every frame as it is in the file: ffmpeg would repeat frames to fill
+    // a gap in time (an emulated CPU's lower frame rate).
+    let output = [
+        "-fps_mode",
+        "passthrough",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "gray",
+    ];
+    decode(file, &output)
         .chunks_exact(width * height)
         .map(|luma| {
             rtcam::capture::stripe::decode_luma(luma, width, height, width)
