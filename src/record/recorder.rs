@@ -186,6 +186,11 @@ impl Recorder {
                 || new_params);
         if rolls {
             self.close(Some(unit.captured));
+            // Everything before this keyframe is in the segment just closed:
+            // the next starts here, not at an older keyframe the ring kept
+            // (a viewer's keyframe request in mid-segment made the two
+            // segments overlap).
+            self.ring.restart(unit);
             self.maybe_open(now);
             return;
         }
@@ -718,6 +723,27 @@ mod tests {
                 c.1.abs_diff(expect) < Duration::from_millis(40),
                 "{c:?} {w:?}"
             );
+        }
+    }
+
+    #[test]
+    fn a_keyframe_in_mid_segment_does_not_make_segments_overlap() {
+        let mut sim = Sim::new(config(RecordMode::Continuous, 5, 3, 3));
+        sim.run_until(1_000);
+        sim.key_pending = true; // a viewer's PLI
+        sim.run_until(10_000);
+        let opens = sim.opens();
+        let closes = sim.closes();
+        assert!(opens.len() >= 3, "{opens:?}");
+        for (c, w) in closes.iter().zip(opens.windows(2)) {
+            let expect = Duration::from_millis(w[1].1 - w[0].1);
+            assert!(
+                c.1.abs_diff(expect) < Duration::from_millis(40),
+                "the next segment starts where this one ends: {c:?} {w:?}"
+            );
+        }
+        for w in opens.windows(2) {
+            assert!(w[1].1 >= w[0].1 + 3_000, "{opens:?}");
         }
     }
 

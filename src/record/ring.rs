@@ -121,6 +121,14 @@ impl Ring {
         )
     }
 
+    /// A segment rolled over at `unit` (a keyframe): what came before it
+    /// is written, so the ring keeps from it on (and the sound from then).
+    pub fn restart(&mut self, unit: Unit) {
+        self.units.clear();
+        self.bytes = 0;
+        self.push(unit);
+    }
+
     /// A gap in the stream (a dropped unit): what is kept cannot be
     /// continued, start again at the next keyframe.
     pub fn clear(&mut self) {
