@@ -14,7 +14,7 @@ pub struct Throttle {
 }
 
 impl Throttle {
-    pub fn new(every: Duration) -> Self {
+    pub const fn new(every: Duration) -> Self {
         Throttle {
             every,
             last: None,
@@ -36,6 +36,43 @@ impl Throttle {
             }
         }
     }
+}
+
+/// How often a line of one call site of [`warn_limited!`] may be written.
+pub const EVERY: Duration = Duration::from_secs(10);
+
+/// [`Throttle::allow`] on a call site's own throttle (a poisoned lock still
+/// counts: a log line is never worth a panic).
+pub fn allow_at(site: &std::sync::Mutex<Throttle>, now: Instant) -> Option<u64> {
+    site.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .allow(now)
+}
+
+/// `tracing::warn!` for a line a client can cause: each call site writes at
+/// most one line per [`EVERY`], the next one carrying `held_back`, the
+/// number swallowed in between. Same arguments as `tracing::warn!`.
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)+) => {{
+        static SITE: ::std::sync::Mutex<$crate::log_limit::Throttle> =
+            ::std::sync::Mutex::new($crate::log_limit::Throttle::new($crate::log_limit::EVERY));
+        if let Some(held) = $crate::log_limit::allow_at(&SITE, ::std::time::Instant::now()) {
+            ::tracing::warn!(held_back = held, $($arg)+);
+        }
+    }};
+}
+
+/// [`warn_limited!`] at info level.
+#[macro_export]
+macro_rules! info_limited {
+    ($($arg:tt)+) => {{
+        static SITE: ::std::sync::Mutex<$crate::log_limit::Throttle> =
+            ::std::sync::Mutex::new($crate::log_limit::Throttle::new($crate::log_limit::EVERY));
+        if let Some(held) = $crate::log_limit::allow_at(&SITE, ::std::time::Instant::now()) {
+            ::tracing::info!(held_back = held, $($arg)+);
+        }
+    }};
 }
 
 /// ", and N more like it" when some were held back, for the end of a line.
@@ -63,5 +100,20 @@ mod tests {
         assert_eq!(t.allow(t0 + Duration::from_secs(11)), None);
         assert_eq!(more(0), "");
         assert!(more(3).contains("3 more"));
+    }
+
+    #[test]
+    fn a_call_site_keeps_its_own_throttle() {
+        let site = std::sync::Mutex::new(Throttle::new(EVERY));
+        let other = std::sync::Mutex::new(Throttle::new(EVERY));
+        let t0 = Instant::now();
+        assert_eq!(allow_at(&site, t0), Some(0));
+        assert_eq!(allow_at(&site, t0), None);
+        assert_eq!(
+            allow_at(&other, t0),
+            Some(0),
+            "another site is not held back"
+        );
+        assert_eq!(allow_at(&site, t0 + EVERY), Some(1));
     }
 }

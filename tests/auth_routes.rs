@@ -181,8 +181,8 @@ async fn failed_logins_slow_down_and_the_log_says_so() {
 }
 
 /// Wrong passwords sent at once, each on its own connection: from one
-/// address (30), each attempt is counted before its password is checked, so
-/// only the first few are hashed; from forty addresses all are hashed, but at
+/// address (30), one is checked at a time and each is counted before its
+/// password is checked, so only the first few are hashed; from forty addresses all are hashed, but at
 /// most two at a time, so memory stays where it was (before: all forty
 /// hashed together, 7 MiB each, RSS up to 300 MB).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +213,8 @@ async fn a_crowd_of_wrong_logins_is_not_all_checked_and_memory_stays_bounded() {
     };
     let statuses = crowd(false).await;
     let checked = statuses.iter().filter(|&&s| s == 401).count();
-    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    // 429: throttled; 503: another login of its address was being checked.
+    let refused = statuses.iter().filter(|&&s| s == 429 || s == 503).count();
     eprintln!("30 at once from one address: {checked} checked, {refused} refused");
     assert!(
         checked <= 4,

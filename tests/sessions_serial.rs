@@ -2,7 +2,8 @@
 //! simulated time: bytes a viewer writes on its `serial` channel become a
 //! write for the port only while it holds the floor; the others are told
 //! who does; the floor frees after 10 s idle or when the holder leaves; the
-//! port's bytes reach every viewer's `serial` channel.
+//! port's bytes reach every viewer's `serial` channel; a holder whose writes
+//! a full port queue drops is told once, not once per message.
 
 mod common;
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use common::sim::Sim;
 use rtcam::rtc::{EndReason, SessionEvent};
+use rtcam::serial::queue::QueueFull;
 use rtcam::serial::{SerialState, SerialView};
 
 fn open_port() -> SerialView {
@@ -127,4 +129,38 @@ fn the_holder_leaving_frees_the_floor_and_the_port_talks_to_everyone() {
         .expect("told why");
     assert_eq!(err["reason"], "serial_unavailable");
     assert!(err["message"].as_str().unwrap().contains("No such file"));
+}
+
+#[test]
+fn a_full_port_queue_tells_the_holder_once_until_a_write_is_queued_again() {
+    let mut sim = Sim::new(8);
+    let (a, b) = ready(&mut sim);
+    let id = sim.peers[a].id.unwrap();
+    let full = QueueFull {
+        bytes: 1024,
+        queued: 4000,
+        limit: 4096,
+    };
+    for _ in 0..20 {
+        sim.write_serial(a, &[b'x'; 1024]);
+        settle(&mut sim);
+        // The rtc task found the port's queue full each time.
+        sim.sessions.serial_overflow(id, full);
+    }
+    settle(&mut sim);
+    assert_eq!(writes(&sim).len(), 20, "the floor let each through");
+    let errors = |sim: &Sim, i: usize| -> Vec<serde_json::Value> {
+        sim.received(i)
+            .into_iter()
+            .filter(|m| m["type"] == "error")
+            .collect()
+    };
+    let told = errors(&sim, a);
+    assert_eq!(told.len(), 1, "one error for twenty drops: {told:?}");
+    assert_eq!(told[0]["reason"], "serial_queue_full");
+    assert!(errors(&sim, b).is_empty(), "only the writer hears of it");
+    assert_eq!(sim.sessions.serial_queued(id), 20, "how many were lost");
+    sim.sessions.serial_overflow(id, full);
+    settle(&mut sim);
+    assert_eq!(errors(&sim, a).len(), 2, "a new run of drops is told again");
 }

@@ -301,6 +301,7 @@ const OTHER_REASONS = new Set([
   'control_failed',
   'serial_busy',
   'serial_unavailable',
+  'serial_queue_full',
   'talk_busy', // talk.js says these
   'talk_unavailable',
 ]);
@@ -315,7 +316,14 @@ const CHECK_MS = 15000; // every byte gone: the device's line should come by the
 const DONE_SHOW_MS = 1500; // the bar stays at 100 % this long
 const NOTE_MS = 10000;
 const PICTURE_TYPES = new Set(['image/jpeg', 'image/png', 'image/gif', 'image/webp']);
-const PICTURE_REASONS = new Set(['image_too_large', 'upload_busy', 'bad_chunk', 'not_an_image']);
+const PICTURE_REASONS = new Set([
+  'image_too_large',
+  'upload_busy',
+  'upload_too_slow',
+  'upload_cooldown',
+  'bad_chunk',
+  'not_an_image',
+]);
 
 let nextUploadId = 1;
 let progressTimer = null;

@@ -12,7 +12,7 @@ import { on, onChannel } from './chat.js';
 const MAX_TEXT = 64 * 1024; // characters kept (about 64 KiB of a mostly-ASCII console)
 const MAX_MESSAGE = 4096; // bytes per data-channel message (protocol)
 const NOTE_MS = 8000;
-const SERIAL_REASONS = new Set(['serial_busy', 'serial_unavailable']);
+const SERIAL_REASONS = new Set(['serial_busy', 'serial_unavailable', 'serial_queue_full']);
 const HISTORY = 50;
 
 const $ = (id) => document.getElementById(id);

@@ -28,6 +28,7 @@ use crate::encode::pool::{EncoderControl, Factory, FrameTap, Pool, StatusBoard};
 use crate::frame::{EncodedFrame, VideoCodec};
 use crate::http::guard::AuthState;
 use crate::http::{self, AppState, tls};
+use crate::log_limit::Throttle;
 use crate::net::{Announce, Lan, PeersBoard};
 use crate::notify::Notifier;
 use crate::rtc::udp::{AddressMap, MediaSocket, RtcTask, SerialRoad};
@@ -35,8 +36,9 @@ use crate::rtc::whip::client::Endpoint;
 use crate::rtc::whip::http::HttpClient;
 use crate::rtc::whip::{WhipBoard, WhipTask};
 use crate::rtc::{PublishSpec, RtcHandle, SessionConfig, Sessions};
-use crate::serial::SerialView;
+use crate::serial::outbox::Outbox;
 use crate::serial::port::SerialBridge;
+use crate::serial::{SerialView, queue};
 
 /// Encoder control messages in flight at most.
 const CONTROL_QUEUE: usize = 64;
@@ -415,17 +417,26 @@ struct Serial {
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Serial chunks waiting either way (at most 4 KiB each).
+/// Serial chunks from the device waiting for the rtc task (at most 4 KiB
+/// each). The holder's bytes the other way wait in an [`Outbox`] bounded
+/// in bytes by the line's speed (`serial::queue`).
 const SERIAL_QUEUE: usize = 64;
+/// At most one log line about a viewer's dropped serial writes this often.
+const SERIAL_DROPS_LOG: Duration = Duration::from_secs(10);
 
 fn start_serial(config: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Serial> {
     let (status_tx, status_rx) = watch::channel(SerialView::default());
     let (received_tx, received_rx) = mpsc::channel(SERIAL_QUEUE);
-    let (writes_tx, writes_rx) = std_mpsc::sync_channel(SERIAL_QUEUE);
+    let limit = config
+        .serial
+        .as_ref()
+        .map_or(0, |s| queue::limit_for(s.baud));
+    let writes = Outbox::new(limit).context("making the serial bridge's queue")?;
     let road = SerialRoad {
         status: status_rx,
         received: received_rx,
-        writes: writes_tx,
+        writes: writes.clone(),
+        drops_log: Throttle::new(SERIAL_DROPS_LOG),
     };
     let Some(serial) = config.serial.clone() else {
         return Ok(Serial { road, thread: None });
@@ -434,7 +445,7 @@ fn start_serial(config: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Serial
         config: serial,
         status: status_tx,
         received: received_tx,
-        writes: writes_rx,
+        writes,
         stop,
     }
     .spawn()

@@ -41,6 +41,14 @@ impl LoginBackoff {
         }
     }
 
+    /// How this address stands before its password is checked.
+    pub fn standing(&self, ip: IpAddr) -> super::queue::Standing {
+        match self.entries.get(&ip) {
+            Some(e) if e.failures > 0 => super::queue::Standing::Failing(e.failures),
+            _ => super::queue::Standing::Clean,
+        }
+    }
+
     /// Starts a login attempt: refused while the address must wait, else
     /// counted as a failure at once, before the password is checked, so
     /// that attempts sent together cannot all slip through one open door;

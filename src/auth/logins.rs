@@ -8,11 +8,18 @@ use std::time::{Duration, Instant};
 pub const COOKIE: &str = "rtcam_session";
 pub const TTL: Duration = Duration::from_secs(12 * 3600);
 const MAX_SESSIONS: usize = 256;
+/// A browser that logged in is remembered this long (its device cookie):
+/// its next logins are checked before strangers' (see `auth::queue`).
+pub const DEVICE_COOKIE: &str = "rtcam_device";
+pub const DEVICE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_DEVICES: usize = 256;
 
 #[derive(Debug, Default)]
 pub struct Logins {
     /// digest of the session id -> expiry
     sessions: HashMap<String, Instant>,
+    /// digest of a device cookie -> expiry
+    devices: HashMap<String, Instant>,
 }
 
 impl Logins {
@@ -37,6 +44,31 @@ impl Logins {
         id
     }
 
+    /// Remembers a browser that logged in; returns its device cookie's id.
+    pub fn remember_device(&mut self, now: Instant) -> String {
+        self.devices.retain(|_, exp| *exp > now);
+        if self.devices.len() >= MAX_DEVICES
+            && let Some(oldest) = self
+                .devices
+                .iter()
+                .min_by_key(|(_, exp)| **exp)
+                .map(|(k, _)| k.clone())
+        {
+            self.devices.remove(&oldest);
+        }
+        let id = super::random_hex(32);
+        self.devices
+            .insert(super::sha256_hex(&id), now + DEVICE_TTL);
+        id
+    }
+
+    /// Whether a device cookie is one this server gave out.
+    pub fn knows_device(&self, id: &str, now: Instant) -> bool {
+        self.devices
+            .get(&super::sha256_hex(id))
+            .is_some_and(|exp| *exp > now)
+    }
+
     pub fn check(&self, id: &str, now: Instant) -> bool {
         self.sessions
             .get(&super::sha256_hex(id))
@@ -57,10 +89,19 @@ impl Logins {
 
 /// The session id in a `Cookie` header, if any.
 pub fn from_cookie_header(header: &str) -> Option<&str> {
+    cookie(header, COOKIE)
+}
+
+/// The device cookie's id in a `Cookie` header, if any.
+pub fn device_from_cookie_header(header: &str) -> Option<&str> {
+    cookie(header, DEVICE_COOKIE)
+}
+
+fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
     header
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim())
         .filter(|v| !v.is_empty() && v.len() <= 128)
 }
@@ -70,6 +111,14 @@ pub fn set_cookie(id: &str) -> String {
     format!(
         "{COOKIE}={id}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
         TTL.as_secs()
+    )
+}
+
+/// The `Set-Cookie` value for a remembered browser: sent to `/login` only.
+pub fn set_device_cookie(id: &str) -> String {
+    format!(
+        "{DEVICE_COOKIE}={id}; Path=/login; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        DEVICE_TTL.as_secs()
     )
 }
 
@@ -102,6 +151,24 @@ mod tests {
             l.create(t0 + Duration::from_millis(i as u64));
         }
         assert!(l.sessions.len() <= MAX_SESSIONS);
+    }
+
+    #[test]
+    fn a_remembered_browser_is_known_until_it_expires() {
+        let mut l = Logins::new();
+        let t0 = Instant::now();
+        let id = l.remember_device(t0);
+        assert!(l.knows_device(&id, t0 + TTL));
+        assert!(!l.knows_device(&id, t0 + DEVICE_TTL));
+        assert!(!l.knows_device("forged", t0));
+        assert!(!l.check(&id, t0), "a device cookie is not a session");
+        for i in 0..(MAX_DEVICES as u64 + 10) {
+            l.remember_device(t0 + Duration::from_millis(i));
+        }
+        assert!(l.devices.len() <= MAX_DEVICES);
+        let header = format!("rtcam_session=s; rtcam_device={id}");
+        assert_eq!(device_from_cookie_header(&header), Some(id.as_str()));
+        assert!(set_device_cookie(&id).contains("Path=/login"));
     }
 
     #[test]

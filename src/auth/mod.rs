@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod logins;
 pub mod password;
+pub mod queue;
 pub mod tokens;
 
 use aws_lc_rs::digest;
@@ -16,6 +17,7 @@ use rand::Rng;
 pub use backoff::LoginBackoff;
 pub use logins::Logins;
 pub use password::PasswordFile;
+pub use queue::{CheckQueue, QueueRefusal, Standing};
 pub use tokens::TokenStore;
 
 /// A fresh random secret as lowercase hex (`bytes` of entropy).

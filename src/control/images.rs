@@ -21,10 +21,24 @@ pub const MAX_CHUNK_BYTES: usize = 8 * 1024;
 pub const KEPT_BYTES: usize = 8 * 1024 * 1024;
 /// Uploads under way at once, device-wide (each holds up to 2 MiB).
 pub const UPLOADS_AT_ONCE: usize = 2;
-/// An upload that gets no chunk for this long is dropped.
-pub const UPLOAD_IDLE: Duration = Duration::from_secs(30);
-/// An upload not whole this long after it began is dropped (a trickle of
-/// chunks cannot hold one of the few slots forever).
+/// An upload's first seconds are free of the pace below: the channel's
+/// congestion window opens (SCTP's slow start, a few round trips) and the
+/// first chunk crosses the link.
+pub const UPLOAD_GRACE: Duration = Duration::from_secs(3);
+/// The pace every upload keeps after its grace, averaged from its start,
+/// in picture bytes a second. A phone on a 1 Mbit/s uplink delivers about
+/// 86 KiB/s of picture (125 kB/s, less base64's third and about 6 % of
+/// SCTP, DTLS, UDP and IP headers): five times this, so it keeps the pace
+/// with most of its uplink taken by something else, and sends the largest
+/// picture in about 25 s. A slot held longer than the grace costs its
+/// holder this much real upload; a trickle is cancelled at once.
+pub const MIN_RATE: usize = 16 * 1024;
+/// An upload that gets no chunk for this long is cancelled, whatever it
+/// sent before: longer than SCTP's retransmission backoff on a lossy link
+/// (1 + 2 + 4 s), and the session itself ends after 10 s of silence.
+pub const UPLOAD_IDLE: Duration = Duration::from_secs(10);
+/// An upload not whole this long after it began is cancelled, whatever its
+/// size: the largest must average 17.5 KiB/s (the phone above needs 25 s).
 pub const UPLOAD_LIMIT: Duration = Duration::from_secs(120);
 /// Pictures kept at most, whatever their size.
 pub const KEPT_PICTURES: usize = 32;
@@ -32,15 +46,29 @@ pub const KEPT_PICTURES: usize = 32;
 /// costs more than its bytes).
 const MIN_CHARGE: usize = 4 * 1024;
 
-/// Why a picture was refused.
+/// Why a picture was refused, or cancelled on its way.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ImageRefusal {
     TooLarge {
         bytes: usize,
     },
-    /// Another upload of this viewer's is under way, or the device's few
-    /// upload slots are taken.
+    /// Another upload of this viewer's is under way.
     Busy,
+    /// Another viewer at the same address is sending one.
+    AddressBusy,
+    /// The device's few upload slots are taken.
+    DeviceBusy,
+    /// It fell behind the pace every upload keeps: cancelled, and its
+    /// address may start another only after `wait` (zero when unknown).
+    TooSlow {
+        lag: Lag,
+        wait: Duration,
+    },
+    /// Its address had an upload cancelled for coming too slowly, and may
+    /// start another after `wait`.
+    CoolingDown {
+        wait: Duration,
+    },
     /// A chunk with bad base64, empty, or past the announced size.
     BadChunk(&'static str),
     NotAnImage,
@@ -50,7 +78,11 @@ impl ImageRefusal {
     pub fn reason(&self) -> &'static str {
         match self {
             ImageRefusal::TooLarge { .. } => "image_too_large",
-            ImageRefusal::Busy => "upload_busy",
+            ImageRefusal::Busy | ImageRefusal::AddressBusy | ImageRefusal::DeviceBusy => {
+                "upload_busy"
+            }
+            ImageRefusal::TooSlow { .. } => "upload_too_slow",
+            ImageRefusal::CoolingDown { .. } => "upload_cooldown",
             ImageRefusal::BadChunk(_) => "bad_chunk",
             ImageRefusal::NotAnImage => "not_an_image",
         }
@@ -66,10 +98,73 @@ impl std::fmt::Display for ImageRefusal {
             ImageRefusal::Busy => {
                 f.write_str("another picture is on its way; send this one when it is done")
             }
+            ImageRefusal::AddressBusy => f.write_str(
+                "another viewer at this address is sending a picture; one at a time per address",
+            ),
+            ImageRefusal::DeviceBusy => write!(
+                f,
+                "the device is taking {UPLOADS_AT_ONCE} other pictures; try again in a moment"
+            ),
+            ImageRefusal::TooSlow { lag, wait } => {
+                write!(f, "{lag}: the picture was cancelled")?;
+                if !wait.is_zero() {
+                    write!(
+                        f,
+                        "; this address may send another in {} s",
+                        whole_secs(*wait)
+                    )?;
+                }
+                Ok(())
+            }
+            ImageRefusal::CoolingDown { wait } => write!(
+                f,
+                "a picture from this address came too slowly; it may send another in {} s",
+                whole_secs(*wait)
+            ),
             ImageRefusal::BadChunk(why) => write!(f, "picture chunk refused: {why}"),
             ImageRefusal::NotAnImage => f.write_str("not a JPEG, PNG, GIF or WebP picture"),
         }
     }
+}
+
+/// How an upload fell behind its pace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// Fewer bytes than the pace owes by now.
+    Behind {
+        received: usize,
+        size: usize,
+        took: Duration,
+    },
+    /// No chunk for this long.
+    Stalled { idle: Duration },
+}
+
+impl std::fmt::Display for Lag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Lag::Behind {
+                received,
+                size,
+                took,
+            } => write!(
+                f,
+                "{received} of {size} bytes in {:.1} s; a picture must come at {} KiB/s \
+                 after its first {} s, and whole within {} s",
+                took.as_secs_f64(),
+                MIN_RATE / 1024,
+                UPLOAD_GRACE.as_secs(),
+                UPLOAD_LIMIT.as_secs()
+            ),
+            Lag::Stalled { idle } => write!(f, "no part of the picture for {} s", idle.as_secs()),
+        }
+    }
+}
+
+/// A wait in whole seconds, rounded up: a client that waits as told finds
+/// the door open.
+fn whole_secs(wait: Duration) -> u64 {
+    wait.as_millis().div_ceil(1000).max(1) as u64
 }
 
 /// A picture being received.
@@ -123,11 +218,44 @@ impl Upload {
         sniff(&self.data).map(Some).ok_or(ImageRefusal::NotAnImage)
     }
 
-    /// Whether it stalled, or has taken too long in all.
-    pub fn expired(&self, now: Instant) -> bool {
-        now.saturating_duration_since(self.last) >= UPLOAD_IDLE
-            || now.saturating_duration_since(self.began) >= UPLOAD_LIMIT
+    /// How it fell behind its pace by `now`, if it did: no chunk for
+    /// [`UPLOAD_IDLE`], or fewer bytes than [`pace`] owes since
+    /// [`UPLOAD_GRACE`] (all of them by [`UPLOAD_LIMIT`]).
+    pub fn lag(&self, now: Instant) -> Option<Lag> {
+        let idle = now.saturating_duration_since(self.last);
+        if idle >= UPLOAD_IDLE {
+            return Some(Lag::Stalled { idle });
+        }
+        let took = now.saturating_duration_since(self.began);
+        let received = self.data.len();
+        (received < owed(self.size, took)).then_some(Lag::Behind {
+            received,
+            size: self.size,
+            took,
+        })
     }
+}
+
+/// The pace an upload of `size` bytes keeps, bytes a second: [`MIN_RATE`],
+/// or what makes it whole by [`UPLOAD_LIMIT`] if that is faster.
+pub fn pace(size: usize) -> f64 {
+    let window = UPLOAD_LIMIT.saturating_sub(UPLOAD_GRACE).as_secs_f64();
+    (MIN_RATE as f64).max(size as f64 / window)
+}
+
+/// The longest an upload of `size` bytes can hold its slot, whatever it
+/// sends: its grace, then its size at [`pace`] (at most [`UPLOAD_LIMIT`]).
+pub fn longest(size: usize) -> Duration {
+    UPLOAD_GRACE + Duration::from_secs_f64(size as f64 / pace(size))
+}
+
+/// The bytes an upload of `size` must have `took` after it began.
+fn owed(size: usize, took: Duration) -> usize {
+    if took >= UPLOAD_LIMIT {
+        return size;
+    }
+    let paced = took.saturating_sub(UPLOAD_GRACE).as_secs_f64() * pace(size);
+    (paced as usize).min(size)
 }
 
 /// What a chat line says of its picture.
@@ -251,14 +379,73 @@ mod tests {
         assert!(up.add(t0, &b64(b"12345")).is_err(), "past its size");
         assert!(up.add(t0, "***").is_err(), "not base64");
         assert!(Upload::start(t0, 4, "x", MAX_IMAGE_BYTES + 1).is_err());
-        assert!(up.expired(t0 + UPLOAD_IDLE));
         let mut up = Upload::start(t0, 5, "x", 100_000).unwrap();
         assert!(up.add(t0, "").is_err(), "an empty chunk");
-        for s in 1..12 {
-            let t = t0 + Duration::from_secs(s * 10);
-            up.add(t, &b64(b"abc")).unwrap();
-            assert_eq!(up.expired(t), t >= t0 + UPLOAD_LIMIT, "{s}");
+    }
+
+    #[test]
+    fn a_trickle_falls_behind_after_the_grace_and_a_stall_too() {
+        let t0 = Instant::now();
+        let mut up = Upload::start(t0, 1, "x", MAX_IMAGE_BYTES).unwrap();
+        up.add(t0, &b64(b"a")).unwrap();
+        assert_eq!(up.lag(t0 + UPLOAD_GRACE), None, "its grace");
+        let late = t0 + UPLOAD_GRACE + Duration::from_millis(100);
+        assert!(
+            matches!(up.lag(late), Some(Lag::Behind { received: 1, .. })),
+            "{:?}",
+            up.lag(late)
+        );
+        // Half the picture at once buys time, but not a stall.
+        let mut up = Upload::start(t0, 2, "x", MAX_IMAGE_BYTES).unwrap();
+        for _ in 0..128 {
+            up.add(t0, &b64(&[7; MAX_CHUNK_BYTES])).unwrap();
         }
+        assert_eq!(up.lag(t0 + UPLOAD_IDLE - Duration::from_millis(1)), None);
+        assert_eq!(
+            up.lag(t0 + UPLOAD_IDLE),
+            Some(Lag::Stalled { idle: UPLOAD_IDLE })
+        );
+        // Whatever it sends, an upload is whole by its longest, at most
+        // the limit.
+        let mut up = Upload::start(t0, 3, "x", 3 * MAX_CHUNK_BYTES).unwrap();
+        for s in 1..=4u64 {
+            let t = t0 + Duration::from_secs(s);
+            up.add(t, &b64(&[7; 4096])).unwrap();
+            assert_eq!(up.lag(t), None, "{s}");
+        }
+        let end = t0 + longest(up.size);
+        assert_eq!(end, t0 + UPLOAD_GRACE + Duration::from_millis(1500));
+        assert!(up.lag(end).is_some());
+        assert!((pace(100_000) - MIN_RATE as f64).abs() < 1e-9);
+        let largest = longest(MAX_IMAGE_BYTES).as_secs_f64();
+        assert!(
+            (largest - UPLOAD_LIMIT.as_secs_f64()).abs() < 0.001,
+            "{largest}"
+        );
+    }
+
+    #[test]
+    fn a_phone_on_a_1_mbit_uplink_keeps_the_pace_with_the_largest_picture() {
+        // 1 Mbit/s is 125 kB/s: an 8 KiB chunk is 10.9 KB of base64 in its
+        // JSON, about 11.6 KB with SCTP, DTLS, UDP and IP headers, so one
+        // every 93 ms. The first comes after a second (slow start), and the
+        // link stalls for 5 s halfway.
+        let t0 = Instant::now();
+        let mut jpeg = vec![0xff, 0xd8, 0xff, 0xe0];
+        jpeg.resize(MAX_IMAGE_BYTES, 7);
+        let mut up = Upload::start(t0, 1, "big.jpg", jpeg.len()).unwrap();
+        let mut t = t0 + Duration::from_secs(1);
+        let mut done = None;
+        for (i, part) in jpeg.chunks(MAX_CHUNK_BYTES).enumerate() {
+            if i == 128 {
+                t += Duration::from_secs(5);
+            }
+            assert_eq!(up.lag(t), None, "chunk {i}");
+            done = up.add(t, &b64(part)).unwrap();
+            t += Duration::from_millis(93);
+        }
+        assert_eq!(done, Some("image/jpeg"));
+        assert!(t - t0 < Duration::from_secs(31), "{:?}", t - t0);
     }
 
     #[test]

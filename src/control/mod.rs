@@ -28,11 +28,12 @@ mod messages;
 mod refusal;
 mod serial;
 pub mod talk;
+pub mod uploads;
 
 use crate::capture::controls::{self, ControlError};
 use crate::serial::SerialView;
 use crate::serial::floor::Floor;
-use images::{Image, ImageRefusal, Kept, Upload};
+use images::{Image, Kept};
 pub use messages::{AudioTelemetry, CameraView, ChatLine, Request, Send, Telemetry};
 use messages::{Incoming, Outgoing};
 pub use refusal::Refusal;
@@ -61,10 +62,11 @@ struct Member {
     told_too_fast: bool,
     /// It may change the camera's settings.
     may_control: bool,
-    /// A picture it is sending.
-    upload: Option<Upload>,
     /// Told its serial bytes were refused, since its last accepted write.
     told_serial: bool,
+    /// Its serial writes the port's full queue dropped since its last
+    /// queued one: it is told at the first, not at each.
+    serial_dropped: u64,
 }
 
 /// The protocol's state: who is on the channel, the chat history, and
@@ -78,8 +80,10 @@ pub struct Control<Id> {
     requests: VecDeque<Request<Id>>,
     serial: SerialView,
     floor: Floor<Id>,
-    /// Pictures shared in the chat, for viewers to fetch.
+    /// Pictures shared in the chat, for viewers to fetch, and the uploads
+    /// under way.
     kept: Kept,
+    uploads: uploads::Uploads<Id>,
     /// Who talks to the device's speaker, and its sound devices.
     talk: talk::TalkFloor<Id>,
     audio: talk::AudioView,
@@ -96,6 +100,7 @@ impl<Id: Ord + Copy + fmt::Display> Default for Control<Id> {
             serial: SerialView::default(),
             floor: Floor::default(),
             kept: Kept::default(),
+            uploads: uploads::Uploads::default(),
             talk: talk::TalkFloor::default(),
             audio: talk::AudioView::default(),
         }
@@ -125,8 +130,8 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
                 refilled: now,
                 told_too_fast: false,
                 may_control,
-                upload: None,
                 told_serial: false,
+                serial_dropped: 0,
             },
         );
         let mut texts = vec![
@@ -158,6 +163,7 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     /// The viewer left (or its channel closed).
     pub fn leave(&mut self, id: Id) {
         self.members.remove(&id);
+        self.uploads.leave(id);
         if self.floor.leave(id) {
             self.broadcast_serial();
         }
@@ -165,17 +171,13 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
     }
 
     /// Time passes: an idle holder of the serial port lets go, and a
-    /// picture that stopped arriving is dropped.
+    /// picture that fell behind its pace is cancelled.
     pub fn tick(&mut self, now: Instant) {
         if self.floor.tick(now) {
             self.broadcast_serial();
         }
         self.tick_talk(now);
-        for m in self.members.values_mut() {
-            if m.upload.as_ref().is_some_and(|u| u.expired(now)) {
-                m.upload = None;
-            }
-        }
+        self.tick_uploads(now);
     }
 
     /// A picture shared in the chat (`/api/chat/images/N`).
@@ -362,24 +364,6 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         Ok(())
     }
 
-    /// A picture begins: one at a time per viewer, a few device-wide.
-    fn begin_image(
-        &mut self,
-        now: Instant,
-        id: Id,
-        upload: u32,
-        name: &str,
-        size: usize,
-    ) -> Result<(), Refusal> {
-        let uploads = self.members.values().filter(|m| m.upload.is_some()).count();
-        let member = self.members.get_mut(&id).expect("a member");
-        if member.upload.is_some() || uploads >= images::UPLOADS_AT_ONCE {
-            return Err(Refusal::Image(ImageRefusal::Busy));
-        }
-        member.upload = Some(Upload::start(now, upload, name, size).map_err(Refusal::Image)?);
-        Ok(())
-    }
-
     /// A camera setting, checked against the viewer's right and the
     /// control's range, is asked of the camera.
     fn set(&mut self, id: Id, control: String, value: i64) -> Result<(), Refusal> {
@@ -392,42 +376,6 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
             from: id,
             id: control,
             value,
-        });
-        Ok(())
-    }
-
-    /// One chunk of viewer `id`'s picture; a chunk for no picture of its
-    /// own is let go quietly (an error for each would answer a flood).
-    fn image_chunk(
-        &mut self,
-        now: Instant,
-        wall_ms: u64,
-        id: Id,
-        upload: u32,
-        data: &str,
-    ) -> Result<(), Refusal> {
-        let Some(member) = self.members.get_mut(&id) else {
-            return Ok(());
-        };
-        let Some(up) = member.upload.as_mut().filter(|u| u.id == upload) else {
-            return Ok(());
-        };
-        let mime = match up.add(now, data) {
-            Ok(None) => return Ok(()),
-            Ok(Some(mime)) => mime,
-            Err(refusal) => {
-                member.upload = None;
-                return Err(Refusal::Image(refusal));
-            }
-        };
-        let up = member.upload.take().expect("it was there");
-        let from = member.name.clone();
-        let image = self.kept.keep(up.name.clone(), mime, up.data);
-        self.say(ChatLine {
-            from,
-            text: up.name,
-            at: wall_ms,
-            image: Some(image),
         });
         Ok(())
     }

@@ -7,6 +7,7 @@ use super::images::ImageRefusal;
 use super::{MAX_MESSAGE_BYTES, MAX_NAME_CHARS, MAX_TEXT_CHARS, MESSAGES_PER_SECOND};
 use crate::capture::controls::ControlError;
 use crate::serial::MAX_CHUNK;
+use crate::serial::queue::QueueFull;
 
 /// Why a viewer's message was refused, told back to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +40,11 @@ pub enum Refusal {
     SerialBusy {
         holder: String,
     },
-    /// No serial port is bridged now (off, missing or vanished), or it is
-    /// not keeping up.
+    /// No serial port is bridged now (off, missing or vanished).
     SerialUnavailable(String),
+    /// The serial port's queue was full: the holder's bytes were dropped
+    /// (said once, until a write of its is queued again).
+    SerialQueueFull(QueueFull),
     Image(ImageRefusal),
     /// Another viewer is talking.
     TalkBusy {
@@ -69,6 +72,7 @@ impl Refusal {
             Refusal::SerialTooLarge { .. } => "too_large",
             Refusal::SerialBusy { .. } => "serial_busy",
             Refusal::SerialUnavailable(_) => "serial_unavailable",
+            Refusal::SerialQueueFull(_) => "serial_queue_full",
             Refusal::Image(r) => r.reason(),
             Refusal::TalkBusy { .. } => "talk_busy",
             Refusal::TalkUnavailable(_) => "talk_unavailable",
@@ -114,6 +118,10 @@ impl fmt::Display for Refusal {
                 crate::serial::floor::IDLE_RELEASE.as_secs()
             ),
             Refusal::SerialUnavailable(why) => write!(f, "the serial port is unavailable: {why}"),
+            Refusal::SerialQueueFull(full) => write!(
+                f,
+                "{full}; the line is slower than the writes, so more are dropped until it catches up"
+            ),
             Refusal::Image(r) => r.fmt(f),
             Refusal::TalkBusy { holder } => write!(
                 f,

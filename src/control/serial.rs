@@ -8,6 +8,7 @@ use super::messages::{Outgoing, Send};
 use super::refusal::Refusal;
 use super::{Control, default_name, to_json};
 use crate::serial::floor::Turn;
+use crate::serial::queue::QueueFull;
 use crate::serial::{MAX_CHUNK, SerialState, SerialView};
 
 impl<Id: Ord + Copy + fmt::Display> Control<Id> {
@@ -58,12 +59,26 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
         false
     }
 
-    /// The serial port's write queue was full: `id`'s bytes were dropped.
-    pub fn serial_overflow(&mut self, id: Id) {
-        if !self.serial_told(id, true) {
-            let why = "it is not keeping up; bytes were dropped".to_string();
-            self.refuse(id, &Refusal::SerialUnavailable(why));
+    /// The serial port's queue was full: `id`'s bytes were dropped. It is
+    /// told at the first drop since its last queued write, not at each (a
+    /// flood gets one error, however many messages it loses).
+    pub fn serial_overflow(&mut self, id: Id, full: QueueFull) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        m.serial_dropped += 1;
+        if m.serial_dropped == 1 {
+            self.refuse(id, &Refusal::SerialQueueFull(full));
         }
+    }
+
+    /// `id`'s bytes went into the serial port's queue: a later overflow is
+    /// told again. How many of its writes were dropped since its last
+    /// queued one.
+    pub fn serial_queued(&mut self, id: Id) -> u64 {
+        self.members
+            .get_mut(&id)
+            .map_or(0, |m| std::mem::take(&mut m.serial_dropped))
     }
 
     /// Whether `id` was told about a refused serial write since its last
@@ -96,5 +111,87 @@ impl<Id: Ord + Copy + fmt::Display> Control<Id> {
             you_hold: holder == Some(to),
             problem: self.serial.problem.as_deref(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> SerialView {
+        SerialView {
+            state: SerialState::Open,
+            path: Some("/dev/ttyUSB0".into()),
+            baud: 9600,
+            problem: None,
+        }
+    }
+
+    fn full() -> QueueFull {
+        QueueFull {
+            bytes: 1024,
+            queued: 3500,
+            limit: MAX_CHUNK,
+        }
+    }
+
+    /// The errors sent since the last call, as (to, reason, message).
+    fn errors(c: &mut Control<u8>) -> Vec<(u8, String, String)> {
+        std::iter::from_fn(|| c.poll_output())
+            .filter_map(|s| {
+                let v: serde_json::Value = serde_json::from_str(&s.text).ok()?;
+                let reason = v["reason"].as_str()?.to_string();
+                let message = v["message"].as_str()?.to_string();
+                (v["type"] == "error").then_some((s.to, reason, message))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flood_into_a_full_queue_gets_one_error_until_a_write_is_queued_again() {
+        let now = Instant::now();
+        let mut c: Control<u8> = Control::new();
+        c.serial(open());
+        c.join(now, 1, None, true);
+        c.join(now, 2, None, true);
+        for _ in 0..50 {
+            // The floor takes each write (1 holds it); the queue drops it.
+            assert!(c.serial_write(now, 1, 1024));
+            c.serial_overflow(1, full());
+        }
+        let told = errors(&mut c);
+        assert_eq!(told.len(), 1, "one error, not one per message: {told:?}");
+        let (to, reason, message) = &told[0];
+        assert_eq!((*to, reason.as_str()), (1, "serial_queue_full"));
+        assert!(message.contains("serial queue full"), "{message}");
+        assert!(message.contains("1024 bytes"), "{message}");
+
+        assert!(c.serial_write(now, 1, 10));
+        assert_eq!(c.serial_queued(1), 50, "how many it lost");
+        assert_eq!(c.serial_queued(1), 0);
+        c.serial_overflow(1, full());
+        c.serial_overflow(1, full());
+        let told = errors(&mut c);
+        assert_eq!(told.len(), 1, "a new run of drops is told again: {told:?}");
+        assert_eq!(told[0].0, 1, "nobody else hears of it");
+    }
+
+    #[test]
+    fn drops_and_the_floors_refusals_are_told_apart() {
+        let now = Instant::now();
+        let mut c: Control<u8> = Control::new();
+        c.serial(open());
+        c.join(now, 1, None, true);
+        c.join(now, 2, None, true);
+        assert!(c.serial_write(now, 1, 5));
+        assert!(!c.serial_write(now, 2, 5), "1 holds the port");
+        assert!(!c.serial_write(now, 2, 5));
+        c.serial_overflow(1, full());
+        let told = errors(&mut c);
+        let reasons: Vec<(u8, &str)> = told.iter().map(|(to, r, _)| (*to, r.as_str())).collect();
+        assert_eq!(reasons, [(2, "serial_busy"), (1, "serial_queue_full")]);
+        c.serial_overflow(9, full()); // gone: nothing to tell
+        assert_eq!(c.serial_queued(9), 0);
+        assert!(errors(&mut c).is_empty());
     }
 }

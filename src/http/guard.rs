@@ -16,7 +16,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::AppState;
-use crate::auth::{LoginBackoff, Logins, TokenStore, logins};
+use crate::auth::{CheckQueue, LoginBackoff, Logins, TokenStore, logins};
 
 /// The peer's address, put into each request's extensions by the server.
 #[derive(Debug, Clone, Copy)]
@@ -27,14 +27,18 @@ pub struct AuthState {
     pub logins: Mutex<Logins>,
     pub backoff: Mutex<LoginBackoff>,
     pub tokens: Mutex<TokenStore>,
-    /// Password checks running at once (each Argon2 hash takes 7 MiB and a
-    /// core for a moment): a crowd of logins waits here, not in memory.
-    pub password_checks: Arc<tokio::sync::Semaphore>,
+    /// Password checks (each Argon2 hash takes 7 MiB and a core for a
+    /// moment): a crowd of logins waits here, best standing first, not in
+    /// memory.
+    pub checks: Mutex<CheckQueue<super::login::Waiting>>,
     pub trust_loopback: bool,
 }
 
 /// At most this many password checks at once.
 pub const PASSWORD_CHECKS: usize = 2;
+/// At most this many logins wait for one (a few tenths of a second of
+/// checks on a Pi).
+const CHECKS_WAITING: usize = 16;
 /// How often the password file is looked at for a change.
 const PASSWORD_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -45,7 +49,7 @@ impl AuthState {
             logins: Mutex::new(Logins::new()),
             backoff: Mutex::new(LoginBackoff::new()),
             tokens: Mutex::new(TokenStore::open(state_dir)),
-            password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
+            checks: Mutex::new(CheckQueue::new(PASSWORD_CHECKS, CHECKS_WAITING)),
             trust_loopback,
         })
     }
@@ -108,6 +112,15 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .find_map(logins::from_cookie_header)
+}
+
+/// The device cookie's id in a request, if any (sent to `/login` only).
+pub fn device_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(logins::device_from_cookie_header)
 }
 
 /// The token in an `Authorization: Bearer <token>` value.
@@ -192,7 +205,7 @@ pub async fn require_auth(State(state): State<AppState>, req: Request, next: Nex
         || auth.bearer_ok(headers),
     );
     if class == Class::WebSocket && !origin_ok(headers) {
-        tracing::warn!(
+        crate::warn_limited!(
             ?peer,
             "refused a WebSocket from a foreign or missing Origin"
         );
@@ -224,17 +237,31 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let peer = req.extensions().get::<Peer>().map(|p| p.0);
     let path = req.uri().path().to_owned();
+    let conn = req.extensions().get::<Arc<super::Conn>>().cloned();
     let mut r = next.run(req).await;
+    // Whatever the handler made of a body that came too slowly: 408.
+    if conn.is_some_and(|c| c.body_was_too_slow()) {
+        r = super::body::too_slow();
+    }
     let status = r.status();
-    if matches!(
-        status,
-        StatusCode::PAYLOAD_TOO_LARGE
-            | StatusCode::REQUEST_TIMEOUT
-            | StatusCode::TOO_MANY_REQUESTS
-            | StatusCode::SERVICE_UNAVAILABLE
-            | StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
-    ) {
-        tracing::warn!(?peer, path, "limit: answered {status}");
+    // One throttle per kind: a flood of one does not hide the others.
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            crate::warn_limited!(?peer, path, "limit: answered {status}")
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            crate::warn_limited!(?peer, path, "limit: answered {status}")
+        }
+        StatusCode::TOO_MANY_REQUESTS => {
+            crate::warn_limited!(?peer, path, "limit: answered {status}")
+        }
+        StatusCode::SERVICE_UNAVAILABLE => {
+            crate::warn_limited!(?peer, path, "limit: answered {status}")
+        }
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => {
+            crate::warn_limited!(?peer, path, "limit: answered {status}")
+        }
+        _ => {}
     }
     let h = r.headers_mut();
     h.insert(

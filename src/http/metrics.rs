@@ -116,7 +116,7 @@ pub fn render(i: &Inputs) -> String {
     encoders(&mut out, i.encoders);
     viewers(&mut out, i.rtc);
     whip(&mut out, i.whip, i.rtc);
-    limits(&mut out, i.limits);
+    limits(&mut out, i.limits, i.rtc.uploads_cancelled);
     if let Some((stats, devices)) = i.audio {
         audio(&mut out, stats, &devices);
     }
@@ -549,7 +549,9 @@ fn viewers(out: &mut Text, rtc: &RtcStats) {
     }
 }
 
-fn limits(out: &mut Text, l: &LimitHits) {
+/// The control plane's counters, and the media task's picture uploads
+/// cancelled for coming too slowly.
+fn limits(out: &mut Text, l: &LimitHits, uploads_cancelled: u64) {
     out.family("rtcam_limit_hits_total", "counter", "Limits hit, by kind.");
     for (kind, counter) in [
         ("connection_refused", &l.connections_refused),
@@ -561,6 +563,8 @@ fn limits(out: &mut Text, l: &LimitHits) {
         let n = counter.load(Ordering::Relaxed) as f64;
         out.sample("rtcam_limit_hits_total", &[("kind", kind)], n);
     }
+    let n = uploads_cancelled as f64;
+    out.sample("rtcam_limit_hits_total", &[("kind", "upload_too_slow")], n);
 }
 
 /// The text being written.
@@ -609,6 +613,7 @@ mod tests {
             viewers: 1,
             frames_in: 300,
             largest_datagram: 1100,
+            uploads_cancelled: 2,
             links: vec![(
                 ViewerId(7),
                 Some(VideoCodec::H264),
@@ -677,6 +682,7 @@ mod tests {
             r#"rtcam_whip_sent_bytes_total{target="http://10.0.0.2:7080/whip/endpoint/cam"} 0"#,
             r#"rtcam_viewer_nacks_total{viewer="0000000000000007",codec="H.264"} 3"#,
             r#"rtcam_limit_hits_total{kind="login_throttled"} 1"#,
+            r#"rtcam_limit_hits_total{kind="upload_too_slow"} 2"#,
             r#"rtcam_viewer_copies{viewer="0000000000000007",codec="H.264"} 1"#,
             r#"rtcam_encoder_seconds_total{codec="H.264",implementation="passthrough (the camera's \"own\")"} 0.25"#,
             r#"implementation="passthrough (the camera's \"own\")""#,
@@ -703,6 +709,7 @@ mod tests {
             viewers: 0,
             frames_in: 0,
             largest_datagram: 1100,
+            uploads_cancelled: 0,
             links: vec![],
             publishes: vec![],
         };

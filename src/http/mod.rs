@@ -6,6 +6,7 @@
 //! plain-HTTP request on the HTTPS port gets an answer instead of a hang.
 
 pub mod assets;
+pub mod body;
 pub mod conns;
 pub mod guard;
 pub mod login;
@@ -16,6 +17,7 @@ pub mod tls;
 pub mod whep;
 pub mod ws;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +35,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::log_limit::{Throttle, more};
 use crate::rtc::RtcHandle;
 use crate::signal::MAX_MESSAGE_BYTES;
-use conns::{Admission, ConnId, Connections, Refusal};
+use conns::{Admission, ConnId, Connections, LeaseRefusal, Refusal};
 
 /// How long a client may take for its TLS handshake and request headers.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +45,11 @@ const MAX_CONNECTIONS: usize = 128;
 /// Connections one address may hold at once (a page uses a few, plus one
 /// WebSocket); beyond it, its own idlest connection makes room.
 const MAX_PER_ADDRESS: usize = 32;
+/// WebSockets (one per open page) may hold three quarters of the table,
+/// and one address (a household behind one NAT) 16 of them: the rest is
+/// always there for the login page.
+const MAX_SOCKETS: usize = 96;
+const MAX_SOCKETS_PER_ADDRESS: usize = 16;
 /// How often the accept loop says it is alive (the watchdog listens).
 pub const ALIVE_EVERY: Duration = Duration::from_secs(2);
 /// The least time between two log lines of one kind a client can cause.
@@ -102,7 +109,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route(
             "/login",
-            get(|| async { assets::serve("/login") }).post(login::login),
+            get(|| async { assets::serve("/login") })
+                .post(login::login)
+                .layer(DefaultBodyLimit::max(login::MAX_BODY)),
         )
         .route("/logout", post(login::logout))
         .fallback(get(|req: Request| async move {
@@ -211,10 +220,12 @@ pub async fn serve(
 ) {
     let mut tick = tokio::time::interval(ALIVE_EVERY);
     let acceptor = TlsAcceptor::from(tls);
-    let table: Table = Arc::new(Mutex::new(Connections::new(
-        MAX_CONNECTIONS,
-        MAX_PER_ADDRESS,
-    )));
+    let table: Table = Arc::new(Mutex::new(Connections::new(conns::Limits {
+        total: MAX_CONNECTIONS,
+        per_address: MAX_PER_ADDRESS,
+        leases: MAX_SOCKETS,
+        leases_per_address: MAX_SOCKETS_PER_ADDRESS,
+    })));
     // Refused connections still get a 503, from a few refusers.
     let refusers = Arc::new(tokio::sync::Semaphore::new(16));
     let mut refused_log = Throttle::new(LOG_EVERY);
@@ -270,6 +281,8 @@ pub async fn serve(
             id,
             peer,
             table: table.clone(),
+            slow_body: AtomicBool::new(false),
+            fd: std::os::fd::AsRawFd::as_raw_fd(&tcp),
         });
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
@@ -290,6 +303,12 @@ pub struct Conn {
     id: ConnId,
     peer: std::net::SocketAddr,
     table: Table,
+    /// The request now in flight lost its body for being too slow (HTTP/1
+    /// has one at a time): it is answered 408 whatever its handler said.
+    slow_body: AtomicBool,
+    /// The TCP socket, for its options: valid while a request or the
+    /// WebSocket made from it lives (they own the stream).
+    fd: std::os::fd::RawFd,
 }
 
 /// A WebSocket's hold on the connection it came from: counted in the
@@ -298,16 +317,16 @@ pub struct Conn {
 pub struct Lease(Arc<Conn>);
 
 impl Lease {
-    /// Takes the connection a request came on.
-    pub fn take(conn: &Arc<Conn>) -> Lease {
-        guard::lock(&conn.table).request_started(conn.id);
-        Lease(conn.clone())
+    /// Takes the connection a request came on, if WebSockets have room.
+    pub fn take(conn: &Arc<Conn>) -> Result<Lease, LeaseRefusal> {
+        guard::lock(&conn.table).lease(conn.id)?;
+        Ok(Lease(conn.clone()))
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        guard::lock(&self.0.table).request_ended(self.0.id, Instant::now());
+        guard::lock(&self.0.table).unlease(self.0.id, Instant::now());
     }
 }
 
@@ -318,6 +337,28 @@ impl Drop for Conn {
 }
 
 impl Conn {
+    fn request_started(&self, has_body: bool) {
+        self.slow_body.store(false, Ordering::Relaxed);
+        guard::lock(&self.table).request_started(self.id, has_body, Instant::now());
+    }
+
+    fn body_done(&self) {
+        guard::lock(&self.table).body_done(self.id);
+    }
+
+    fn body_too_slow(&self) {
+        self.slow_body.store(true, Ordering::Relaxed);
+    }
+
+    fn request_ended(&self) {
+        guard::lock(&self.table).request_ended(self.id, Instant::now());
+    }
+
+    /// Whether the request in flight lost its body for being too slow.
+    pub fn body_was_too_slow(&self) -> bool {
+        self.slow_body.load(Ordering::Relaxed)
+    }
+
     async fn serve(
         self: Arc<Self>,
         tcp: tokio::net::TcpStream,
@@ -342,20 +383,21 @@ impl Conn {
                 return;
             }
         };
-        let (started, ended) = (self.table.clone(), self.table.clone());
-        let id = self.id;
-        let lease = self.clone();
+        let (started, ended) = (self.clone(), self.clone());
         let app = tower::ServiceExt::map_request(
             app,
-            move |mut req: hyper::Request<hyper::body::Incoming>| {
-                guard::lock(&started).request_started(id);
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                use http_body::Body as _;
+                started.request_started(!req.body().is_end_stream());
+                let conn = started.clone();
+                let mut req = req.map(|b| body::Metered::new(b, conn, Instant::now()));
                 req.extensions_mut().insert(guard::Peer(peer));
-                req.extensions_mut().insert(lease.clone());
+                req.extensions_mut().insert(started.clone());
                 req
             },
         );
         let app = tower::ServiceExt::map_response(app, move |resp| {
-            guard::lock(&ended).request_ended(id, Instant::now());
+            ended.request_ended();
             resp
         });
         let service = TowerToHyperService::new(app);

@@ -3,16 +3,19 @@
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::oneshot;
 
 use std::net::IpAddr;
+use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderMap;
 
+use super::conns::LeaseRefusal;
 use super::guard::{Peer, lock, session_cookie};
 use super::{AppState, Conn, Lease};
 use crate::rtc::{EndReason, Grant, ViewerId};
@@ -22,11 +25,16 @@ use crate::signal::{Action, MAX_MESSAGE_BYTES, RateLimit, ServerMessage, Signali
 /// handful per call (offer, a few candidates, hang-up).
 const MESSAGES_PER_SECOND: u32 = 50;
 
-/// How often a quiet socket is pinged, and how long it may stay silent
-/// (no message, no pong) before it is closed: a vanished browser must not
-/// hold a connection slot.
+/// How often a socket is pinged, and how long it may leave the pings
+/// unanswered before it is closed: a vanished browser, or one that stopped
+/// reading (browsers answer pings by themselves), must not hold a slot.
+/// Its own messages do not count: they say it writes, not that it reads.
 const PING_EVERY: Duration = Duration::from_secs(15);
 const SILENT_FOR: Duration = Duration::from_secs(45);
+/// The kernel's send buffer for a signaling socket (doubled by the kernel):
+/// an answer is a few KiB, and a peer that stops reading blocks our next
+/// send after this, so the write timeout closes it.
+const SEND_BUFFER: i32 = 32 * 1024;
 /// A send that does not complete in this time (a client that stopped
 /// reading) closes the socket.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -41,8 +49,18 @@ pub async fn upgrade(
     headers: HeaderMap,
 ) -> Response {
     let from = peer.map_or(IpAddr::from([0, 0, 0, 0]), |p| p.0.0.ip());
-    // The socket counts against the connection limits for its whole life.
-    let lease = conn.map(|c| Lease::take(&c.0));
+    // The socket counts against the connection limits for its whole life,
+    // within the share sockets have.
+    let lease = match conn.as_ref().map(|c| Lease::take(&c.0)).transpose() {
+        Ok(lease) => lease,
+        Err(why) => return refuse(&state, from, why),
+    };
+    let fd = conn.map(|c| c.0.fd);
+    if let Some(fd) = fd
+        && let Err(e) = crate::net::tcp::limit_send_buffer(fd, SEND_BUFFER)
+    {
+        tracing::debug!("signaling socket: send buffer: {e}");
+    }
     let login = session_cookie(&headers).map(str::to_owned);
     // Up to twice our limit reaches `Signaling`, which answers with a clear
     // error; beyond that tungstenite closes with 1009 (message too big).
@@ -50,35 +68,69 @@ pub async fn upgrade(
         .max_frame_size(2 * MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| async move {
             let _lease = lease;
-            session(socket, state, from, login).await
+            session(socket, state, from, login, fd).await
         })
 }
 
-async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option<String>) {
+/// No room for another socket: 503, with the reason.
+fn refuse(state: &AppState, from: IpAddr, why: LeaseRefusal) -> Response {
+    super::metrics::LimitHits::hit(&state.limits.connections_refused);
+    let why = match why {
+        LeaseRefusal::Full => "too many open pages: try again shortly",
+        LeaseRefusal::AddressFull => "too many open pages from your address",
+    };
+    crate::info_limited!(%from, "signaling socket refused: {why}");
+    let retry = [(axum::http::header::RETRY_AFTER, "5")];
+    (StatusCode::SERVICE_UNAVAILABLE, retry, format!("{why}\n")).into_response()
+}
+
+/// A peer that stopped reading or answering: what is queued for it is
+/// dropped when the socket closes (a reset), not kept for minutes.
+fn rude(fd: Option<RawFd>) {
+    if let Some(fd) = fd
+        && let Err(e) = crate::net::tcp::discard_on_close(fd)
+    {
+        tracing::debug!("signaling socket: linger: {e}");
+    }
+}
+
+async fn session(
+    socket: WebSocket,
+    state: AppState,
+    from: IpAddr,
+    login: Option<String>,
+    fd: Option<RawFd>,
+) {
     let (tx, mut rx) = socket.split();
-    let mut tx = TimedSink(tx);
+    let mut tx = TimedSink {
+        sink: tx,
+        stuck: false,
+    };
     let mut signaling = Signaling::new();
     let mut rate = RateLimit::new(MESSAGES_PER_SECOND);
     // The live viewer and the notice of its end.
     let mut live: Option<(ViewerId, oneshot::Receiver<EndReason>)> = None;
     let mut tick = tokio::time::interval(SESSION_CHECK);
-    let (mut heard, mut pinged) = (Instant::now(), Instant::now());
+    let (mut answered, mut pinged) = (Instant::now(), Instant::now());
     loop {
         let actions = tokio::select! {
             _ = tick.tick() => {
                 let now = Instant::now();
-                match Upkeep::of(&state, login.as_deref(), now, heard, pinged) {
+                let logged_in = login.as_deref().is_none_or(|id| lock(&state.auth.logins).check(id, now));
+                match Upkeep::of(logged_in, now, answered, pinged) {
                     Upkeep::Fine => continue,
                     Upkeep::Ping => {
                         pinged = now;
                         if !tx.send(Message::Ping(Default::default())).await {
-                            return close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                            close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                            return rude(fd);
                         }
                         continue;
                     }
                     Upkeep::Silent => {
-                        tracing::debug!(%from, "signaling socket silent for {SILENT_FOR:?}: closing");
-                        return close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                        tracing::debug!(%from, "signaling socket left pings unanswered for {SILENT_FOR:?}: closing");
+                        close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                        return rude(fd);
                     }
                     Upkeep::LoggedOut => vec![
                         Action::Send(ServerMessage::Error {
@@ -88,9 +140,9 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option
                     ],
                 }
             }
-            msg = rx.next() => { heard = Instant::now(); match msg {
+            msg = rx.next() => match msg {
                 Some(Ok(Message::Text(_) | Message::Binary(_))) if !rate.allow(Instant::now()) => {
-                    tracing::warn!(%from, "signaling flood: more than {MESSAGES_PER_SECOND} messages/s; closing");
+                    crate::warn_limited!(%from, "signaling flood: more than {MESSAGES_PER_SECOND} messages/s; closing");
                     super::metrics::LimitHits::hit(&state.limits.signaling_floods);
                     vec![
                         Action::Send(ServerMessage::Error {
@@ -101,15 +153,20 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option
                 }
                 Some(Ok(Message::Text(text))) => signaling.on_text(text.as_str()),
                 Some(Ok(Message::Binary(_))) => signaling.on_binary(),
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Pong(_))) => {
+                    answered = Instant::now();
+                    continue;
+                }
+                Some(Ok(Message::Ping(_))) => continue,
                 Some(Ok(Message::Close(_))) | None => {
                     return close(&mut signaling, &state, from, &mut live, &mut tx).await;
                 }
                 Some(Err(e)) => {
                     tracing::debug!("signaling socket error: {e}");
-                    return close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                    close(&mut signaling, &state, from, &mut live, &mut tx).await;
+                    return rude(fd);
                 }
-            }},
+            },
             reason = async {
                 match live.as_mut() {
                     Some((_, ended)) => ended.await.unwrap_or(EndReason::Shutdown),
@@ -122,13 +179,17 @@ async fn session(socket: WebSocket, state: AppState, from: IpAddr, login: Option
         };
         if !run(actions, &mut signaling, &state, from, &mut live, &mut tx).await {
             close(&mut signaling, &state, from, &mut live, &mut tx).await;
-            let _ = tokio::time::timeout(WRITE_TIMEOUT, tx.0.close()).await;
+            if tx.stuck {
+                return rude(fd);
+            }
+            let _ = tokio::time::timeout(WRITE_TIMEOUT, tx.sink.close()).await;
             return;
         }
     }
 }
 
 /// What the socket's regular look says.
+#[derive(Debug, PartialEq, Eq)]
 enum Upkeep {
     Fine,
     Ping,
@@ -137,25 +198,14 @@ enum Upkeep {
 }
 
 impl Upkeep {
-    fn of(
-        state: &AppState,
-        login: Option<&str>,
-        now: Instant,
-        heard: Instant,
-        pinged: Instant,
-    ) -> Self {
-        // A socket opened with a login ends with it (logout, expiry, a
-        // password change); one let in as trusted loopback has none.
-        if let Some(id) = login
-            && !lock(&state.auth.logins).check(id, now)
-        {
-            return Upkeep::LoggedOut;
-        }
-        if now.duration_since(heard) >= SILENT_FOR {
+    /// `logged_in`: the socket's login still holds (a socket opened with a
+    /// login ends with it; one let in as trusted loopback has none).
+    fn of(logged_in: bool, now: Instant, answered: Instant, pinged: Instant) -> Self {
+        if !logged_in {
+            Upkeep::LoggedOut
+        } else if now.duration_since(answered) >= SILENT_FOR {
             Upkeep::Silent
-        } else if now.duration_since(heard) >= PING_EVERY
-            && now.duration_since(pinged) >= PING_EVERY
-        {
+        } else if now.duration_since(pinged) >= PING_EVERY {
             Upkeep::Ping
         } else {
             Upkeep::Fine
@@ -175,15 +225,21 @@ async fn close(
 }
 
 /// The socket's sending half, every send bounded by [`WRITE_TIMEOUT`].
-struct TimedSink(futures_util::stream::SplitSink<WebSocket, Message>);
+struct TimedSink {
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    /// A send failed or timed out: the peer stopped reading.
+    stuck: bool,
+}
 
 impl TimedSink {
     /// False when the send failed or the client stopped reading.
     async fn send(&mut self, msg: Message) -> bool {
-        matches!(
-            tokio::time::timeout(WRITE_TIMEOUT, self.0.send(msg)).await,
+        let sent = matches!(
+            tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg)).await,
             Ok(Ok(()))
-        )
+        );
+        self.stuck |= !sent;
+        sent
     }
 }
 
@@ -232,4 +288,22 @@ async fn run(
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_must_answer_its_pings() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(Upkeep::of(true, at(1), t0, t0), Upkeep::Fine);
+        assert_eq!(Upkeep::of(true, at(15), t0, t0), Upkeep::Ping);
+        assert_eq!(Upkeep::of(true, at(16), t0, at(15)), Upkeep::Fine);
+        // Pinged at 15 and 30, never answered: gone at 45 whatever it sent.
+        assert_eq!(Upkeep::of(true, at(45), t0, at(30)), Upkeep::Silent);
+        assert_eq!(Upkeep::of(true, at(45), at(31), at(30)), Upkeep::Ping);
+        assert_eq!(Upkeep::of(false, at(1), t0, t0), Upkeep::LoggedOut);
+    }
 }

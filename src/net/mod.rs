@@ -5,5 +5,6 @@
 pub mod host;
 pub mod mdns;
 pub mod peers;
+pub mod tcp;
 
 pub use mdns::{Announce, Lan, PeersBoard};

@@ -105,6 +105,9 @@ pub struct RtcStats {
     pub frames_in: u64,
     /// The largest datagram sent so far, in bytes (within `--mtu`).
     pub largest_datagram: usize,
+    /// Picture uploads cancelled for coming too slowly (`/metrics` has it).
+    #[serde(skip)]
+    pub uploads_cancelled: u64,
     /// Each WHIP publish's link (`/api/status` shows it by target).
     #[serde(skip)]
     pub publishes: Vec<(

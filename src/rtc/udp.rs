@@ -27,7 +27,9 @@ use crate::capture::run::{ControlRefused, SetControl};
 use crate::control::{AudioTelemetry, CameraView};
 use crate::encode::pool::EncoderControl;
 use crate::frame::{EncodedFrame, VideoCodec};
+use crate::log_limit::{Throttle, more};
 use crate::serial::SerialView;
+use crate::serial::outbox::Outbox;
 
 /// The longest we sleep without looking at the session table.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -83,12 +85,15 @@ pub struct RtcTask {
 }
 
 /// The serial bridge's side of the rtc task: its state, its bytes for the
-/// viewers, and the holder's bytes for it (bounded: a full queue refuses).
-/// With no bridge the senders are gone and these branches go quiet.
+/// viewers, and the holder's bytes for it (bounded in bytes: a full queue
+/// refuses at once). With no bridge the senders are gone and these branches
+/// go quiet.
 pub struct SerialRoad {
     pub status: watch::Receiver<SerialView>,
     pub received: mpsc::Receiver<Vec<u8>>,
-    pub writes: std::sync::mpsc::SyncSender<Vec<u8>>,
+    pub writes: Outbox,
+    /// The log line a viewer's dropped writes cause (a client can).
+    pub drops_log: Throttle,
 }
 
 /// When an injected media-task panic fires (tests: the process must exit).
@@ -294,6 +299,26 @@ impl RtcTask {
         self.sessions.set_serial(view);
     }
 
+    /// The floor's holder's bytes into the serial port's queue, never
+    /// waiting: a full queue drops them and the writer is told (once until
+    /// one of its writes is queued again).
+    fn serial_write(&mut self, from: ViewerId, bytes: Vec<u8>) {
+        if let Err(full) = self.serial.writes.push(bytes) {
+            self.sessions.serial_overflow(from, full);
+            return;
+        }
+        let dropped = self.sessions.serial_queued(from);
+        if dropped > 0
+            && let Some(held) = self.serial.drops_log.allow(Instant::now())
+        {
+            tracing::info!(
+                viewer = %from,
+                "serial: {dropped} writes dropped while the port's queue was full{}",
+                more(held)
+            );
+        }
+    }
+
     /// Video flows when the camera delivered a frame lately and, while
     /// anyone watches, encoded frames arrive too.
     fn flowing(&self, now: Instant, live: &mut Liveness, last_frame: Instant) -> bool {
@@ -432,7 +457,7 @@ impl RtcTask {
                         self.sessions.grant(*id, grant);
                         watchers.insert(*id, Watcher::Viewer(ended));
                     }
-                    Err(e) => tracing::info!("viewer refused: {e}"),
+                    Err(e) => crate::info_limited!("viewer refused: {e}"),
                 }
                 let _ = reply.send(result);
             }
@@ -451,6 +476,7 @@ impl RtcTask {
                     viewers: self.sessions.len(),
                     frames_in,
                     largest_datagram: self.sessions.largest_datagram(),
+                    uploads_cancelled: self.sessions.uploads_cancelled(),
                     links: self.sessions.viewer_stats(),
                     publishes: self.sessions.publish_stats(),
                 });
@@ -499,11 +525,7 @@ impl RtcTask {
                 }
                 // `report_demand` passes targets on, retrying a full queue.
                 SessionEvent::Bitrate(..) => {}
-                SessionEvent::SerialWrite(from, bytes) => {
-                    if self.serial.writes.try_send(bytes).is_err() {
-                        self.sessions.serial_overflow(from);
-                    }
-                }
+                SessionEvent::SerialWrite(from, bytes) => self.serial_write(from, bytes),
                 SessionEvent::SetControl {
                     from,
                     control,

@@ -2,11 +2,16 @@
 //! controller) driven from viewers' `serial` data channels.
 //!
 //! [`floor`] is who may write, sans-IO (the data-channel protocol holds it);
-//! [`port`] is the thread that owns the device, opens it again every 2 s
-//! while it is missing, and moves bytes both ways.
+//! [`queue`] is the holder's bytes waiting for the line, bounded in bytes,
+//! sans-IO; [`outbox`] shares that queue between the rtc task (which only
+//! pushes) and [`port`], the thread that owns the device, opens it again
+//! every 2 s while it is missing, and moves bytes both ways, reading the
+//! device between any two writes.
 
 pub mod floor;
+pub mod outbox;
 pub mod port;
+pub mod queue;
 
 use serde::Serialize;
 

@@ -509,13 +509,6 @@ pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
 
 /// A TLS connection from `from` (another loopback address, 127.0.0.N).
 pub async fn tls_connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TlsStream<TcpStream> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
-        .with_no_client_auth();
     let tcp = match from {
         None => TcpStream::connect(addr).await.unwrap(),
         Some(ip) => {
@@ -524,10 +517,21 @@ pub async fn tls_connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TlsStre
             socket.connect(addr).await.unwrap()
         }
     };
+    tls_over(tcp).await.unwrap()
+}
+
+/// The TLS handshake on a TCP connection already made (any certificate).
+pub async fn tls_over(tcp: TcpStream) -> std::io::Result<TlsStream<TcpStream>> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert))
+        .with_no_client_auth();
     TlsConnector::from(Arc::new(config))
         .connect("localhost".try_into().unwrap(), tcp)
         .await
-        .unwrap()
 }
 
 #[derive(Debug)]

@@ -9,6 +9,7 @@ use crate::control::{CameraView, Request};
 use crate::rtc::Grant;
 use crate::rtc::viewer::ViewerId;
 use crate::serial::SerialView;
+use crate::serial::queue::QueueFull;
 
 impl Sessions {
     /// Sends a text message on a viewer's `rtcam` channel. A channel whose
@@ -64,10 +65,17 @@ impl Sessions {
         }
     }
 
-    /// The serial port's queue was full: viewer `id`'s bytes were dropped.
-    pub fn serial_overflow(&mut self, id: ViewerId) {
-        self.control.serial_overflow(id);
+    /// The serial port's queue was full: viewer `id`'s bytes were dropped
+    /// (it is told at the first drop since its last queued write).
+    pub fn serial_overflow(&mut self, id: ViewerId, full: QueueFull) {
+        self.control.serial_overflow(id, full);
         self.route_channels();
+    }
+
+    /// Viewer `id`'s bytes went into the serial port's queue; how many of
+    /// its writes were dropped since its last queued one.
+    pub fn serial_queued(&mut self, id: ViewerId) -> u64 {
+        self.control.serial_queued(id)
     }
 
     /// The speaker's jitter buffer, concealment and underruns now, and the
@@ -84,6 +92,11 @@ impl Sessions {
     /// Picture `n` shared in the chat, if it is still kept.
     pub fn chat_image(&self, n: u64) -> Option<crate::control::images::Image> {
         self.control.image(n)
+    }
+
+    /// Picture uploads cancelled for coming too slowly, since the start.
+    pub fn uploads_cancelled(&self) -> u64 {
+        self.control.uploads_cancelled()
     }
 
     /// The camera refused the setting viewer `id` asked for.
@@ -120,12 +133,15 @@ impl Sessions {
                 while let Some(input) = v.inbox.pop_front() {
                     moved = true;
                     match input {
-                        ChannelInput::Open => self.control.join(
-                            self.now,
-                            v.id,
-                            v.token_name.as_deref(),
-                            v.may_control,
-                        ),
+                        ChannelInput::Open => {
+                            self.control.join(
+                                self.now,
+                                v.id,
+                                v.token_name.as_deref(),
+                                v.may_control,
+                            );
+                            self.control.address(v.id, v.from);
+                        }
                         ChannelInput::Data { data, binary } => {
                             self.control.handle(self.now, wall_ms, v.id, &data, binary)
                         }
