@@ -22,7 +22,7 @@ pub mod v4l2m2m;
 pub mod vp8;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
@@ -37,6 +37,10 @@ pub const PERIODIC_KEYFRAME_SECONDS: u32 = 60;
 /// Frames a probe may take before a keyframe must have come out (hardware
 /// encoders hold a frame or two).
 const PROBE_FRAMES: usize = 8;
+/// How long a probe then still waits for a hardware encoder's first
+/// picture (it sets itself up on its first frame), looking this often.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+const PROBE_POLL: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EncoderSettings {
@@ -189,6 +193,14 @@ pub trait VideoEncoder: Send {
         frame: &RawFrame,
         keyframe: bool,
     ) -> Result<Option<EncodedFrame>, EncodeError>;
+    /// A picture that came out after the `encode` of its frame returned:
+    /// a hardware encoder with several frames in flight hands back late
+    /// ones here, in capture order. Callers take them until `None`, after
+    /// each `encode` and when no frame came for a while. Encoders that
+    /// answer each frame at once have none.
+    fn poll_output(&mut self) -> Result<Option<EncodedFrame>, EncodeError> {
+        Ok(None)
+    }
     /// A new target, in effect from the next frame, without a keyframe.
     fn set_bitrate(&mut self, kbps: u32) -> Result<(), EncodeError>;
 }
@@ -263,17 +275,27 @@ impl Encoder {
     /// connected, and the keyframe the viewer asks for on connecting must not
     /// wait out a throttle window for it.
     pub fn encode(&mut self, frame: &RawFrame) -> Result<Option<EncodedFrame>, EncodeError> {
-        let first = self.seq == 0;
-        let force = first || self.throttle.poll(frame.captured);
-        let Some(mut out) = self.inner.encode(frame, force)? else {
-            return Ok(None);
-        };
-        if out.keyframe && !first {
-            self.throttle.idr_sent(frame.captured);
+        let force = self.seq == 0 || self.throttle.poll(frame.captured);
+        let out = self.inner.encode(frame, force)?;
+        Ok(out.map(|out| self.number(out)))
+    }
+
+    /// A picture that came out after its frame's `encode` returned (see
+    /// [`VideoEncoder::poll_output`]): take them until `None`.
+    pub fn poll_output(&mut self) -> Result<Option<EncodedFrame>, EncodeError> {
+        let out = self.inner.poll_output()?;
+        Ok(out.map(|out| self.number(out)))
+    }
+
+    /// Numbers a picture on its way out; a keyframe after the first counts
+    /// for the throttle, at its own capture time.
+    fn number(&mut self, mut out: EncodedFrame) -> EncodedFrame {
+        if out.keyframe && self.seq > 0 {
+            self.throttle.idr_sent(out.captured);
         }
         self.seq += 1;
         out.seq = self.seq;
-        Ok(Some(out))
+        out
     }
 
     /// Encodes black frames until a keyframe comes out and returns the SDP
@@ -286,33 +308,63 @@ impl Encoder {
         let t0 = black.captured;
         for i in 0..PROBE_FRAMES {
             black.captured = t0 + i as u32 * Duration::from_millis(1);
-            let Some(out) = self.inner.encode(&black, i == 0)? else {
-                continue;
-            };
-            if !out.keyframe {
-                continue;
+            let first = self.inner.encode(&black, i == 0)?;
+            if let Some(sdp) = self.probe_pictures(first)? {
+                return Ok(sdp);
             }
-            let sdp = match self.inner.codec() {
-                VideoCodec::Vp8 => SdpParams::Vp8,
-                VideoCodec::H264 => {
-                    let Some(sps) = level::sps_profile_level(&out.data) else {
-                        continue;
-                    };
-                    let profile_level_id = level::sps_profile_level_id(sps)
-                        .ok_or(EncodeError::NotConstrainedBaseline(sps.0, sps.1, sps.2))?;
-                    SdpParams::H264 { profile_level_id }
-                }
-            };
-            return Ok(sdp);
+        }
+        // A hardware encoder's first picture may come late.
+        let until = Instant::now() + PROBE_WAIT;
+        while Instant::now() < until {
+            std::thread::sleep(PROBE_POLL);
+            if let Some(sdp) = self.probe_pictures(None)? {
+                return Ok(sdp);
+            }
         }
         Err(EncodeError::NoKeyframe(PROBE_FRAMES))
+    }
+
+    /// The SDP parameters of the first keyframe among `first` and the
+    /// pictures that came out late.
+    fn probe_pictures(
+        &mut self,
+        first: Option<EncodedFrame>,
+    ) -> Result<Option<SdpParams>, EncodeError> {
+        let codec = self.inner.codec();
+        if let Some(sdp) = first.map(|p| sdp_of(codec, &p)).transpose()?.flatten() {
+            return Ok(Some(sdp));
+        }
+        while let Some(p) = self.inner.poll_output()? {
+            if let Some(sdp) = sdp_of(codec, &p)? {
+                return Ok(Some(sdp));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// What a keyframe says for the SDP; `None` for any other picture (and for
+/// an H.264 keyframe without an SPS).
+fn sdp_of(codec: VideoCodec, out: &EncodedFrame) -> Result<Option<SdpParams>, EncodeError> {
+    if !out.keyframe {
+        return Ok(None);
+    }
+    match codec {
+        VideoCodec::Vp8 => Ok(Some(SdpParams::Vp8)),
+        VideoCodec::H264 => {
+            let Some(sps) = level::sps_profile_level(&out.data) else {
+                return Ok(None);
+            };
+            let profile_level_id = level::sps_profile_level_id(sps)
+                .ok_or(EncodeError::NotConstrainedBaseline(sps.0, sps.1, sps.2))?;
+            Ok(Some(SdpParams::H264 { profile_level_id }))
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Instant;
 
     /// An encoder that keyframes exactly when told to.
     struct Obedient(EncoderSettings);

@@ -23,7 +23,7 @@ use super::demand::{Action, Demand};
 use super::jpeg::Snapshots;
 use super::openh264::OpenH264;
 use super::passthrough::Passthrough;
-use super::v4l2m2m::V4l2M2m;
+use super::v4l2m2m::Supervised;
 use super::vp8::Vp8;
 use super::{EncodeError, Encoder, EncoderSettings};
 use crate::capture::run::FrameSink;
@@ -52,7 +52,8 @@ pub enum EncoderControl {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum H264Plan {
     OpenH264,
-    /// The hardware encoder; openh264 takes over if it fails.
+    /// The hardware encoder; openh264 stands in while it is failed, and
+    /// it is tried again until it works ([`Supervised`]).
     V4l2M2m(PathBuf),
     /// The camera's own H.264, forwarded (`passthrough`).
     Passthrough,
@@ -75,18 +76,23 @@ impl Factory {
             }
             (VideoCodec::H264, H264Plan::OpenH264) => Box::new(OpenH264::new(self.h264_settings)?),
             (VideoCodec::H264, H264Plan::V4l2M2m(path)) => {
-                Box::new(V4l2M2m::open(path, self.h264_settings)?)
+                Box::new(Supervised::open(path, self.h264_settings)?)
             }
         }))
     }
 
-    /// The software encoder that replaces a failed hardware one.
+    /// What replaces an encoder that failed as a whole. The hardware
+    /// encoder's own failures are covered inside [`Supervised`]; this is
+    /// for its openh264 failing too: a fresh supervisor on openh264 that
+    /// still tries the hardware later, never openh264 for good.
     pub fn fallback(&self, codec: VideoCodec) -> Option<Encoder> {
         match (codec, &self.h264) {
-            (VideoCodec::H264, H264Plan::V4l2M2m(_)) => OpenH264::new(self.h264_settings)
-                .map(|e| Encoder::new(Box::new(e)))
-                .map_err(|e| tracing::error!("the openh264 fallback failed too: {e}"))
-                .ok(),
+            (VideoCodec::H264, H264Plan::V4l2M2m(path)) => {
+                Supervised::standing_in(path, self.h264_settings)
+                    .map(|e| Encoder::new(Box::new(e)))
+                    .map_err(|e| tracing::error!("the openh264 fallback failed too: {e}"))
+                    .ok()
+            }
             _ => None,
         }
     }
@@ -641,6 +647,7 @@ impl Worker {
                     if !self.apply_controls(&mut enc) {
                         return;
                     }
+                    self.drain(&mut enc, &mut lost);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -678,6 +685,22 @@ impl Worker {
                     }
                 },
             }
+            self.drain(&mut enc, &mut lost);
+        }
+    }
+
+    /// Pictures a hardware encoder hands back after their frame's
+    /// `encode` returned.
+    fn drain(&self, enc: &mut Encoder, lost: &mut u64) {
+        loop {
+            match enc.poll_output() {
+                Ok(Some(out)) => self.send(out, enc, lost),
+                Ok(None) => return,
+                Err(e) => {
+                    crate::warn_limited!("{} encoder: {e}", self.codec);
+                    return;
+                }
+            }
         }
     }
 
@@ -697,6 +720,13 @@ impl Worker {
     }
 
     fn send(&self, out: EncodedFrame, enc: &mut Encoder, lost: &mut u64) {
+        if out.keyframe {
+            // A switch of implementation (the hardware encoder and openh264
+            // standing in for it) always starts with a keyframe.
+            let implementation = enc.implementation();
+            self.board
+                .update(self.codec, |s| s.implementation = implementation);
+        }
         if let Some(r) = &self.record {
             r.encoded(&out);
         }

@@ -312,10 +312,7 @@ impl Sessions {
         for i in 0..self.viewers.len() {
             let v = &mut self.viewers[i];
             if now >= v.next_timeout {
-                if let Err(e) = v.rtc.handle_input(Input::Timeout(now)) {
-                    v.ending.get_or_insert(EndReason::Failed(e.to_string()));
-                }
-                self.drain_at(i);
+                self.timeouts_at(i, now);
             }
             let v = &mut self.viewers[i];
             if !v.connected
@@ -519,21 +516,6 @@ impl Sessions {
 
     fn viewer_index(&self, id: ViewerId) -> Option<usize> {
         self.viewers.iter().position(|v| v.id == id)
-    }
-
-    fn drain_at(&mut self, i: usize) {
-        let v = &mut self.viewers[i];
-        drain(v, &mut self.transmits, &mut self.events, &self.config);
-        while let Some(d) = self.viewers[i].heard.pop_front() {
-            self.heard(i, d);
-        }
-        let v = &mut self.viewers[i];
-        if let (Some(kbps), Some(codec)) = (v.estimate.take(), v.codec) {
-            let id = v.id;
-            self.rate.estimate(self.now, id, codec, kbps);
-            self.push_targets();
-        }
-        self.judge_copies(i);
     }
 
     /// A fresh loss report decides how many times the viewer's datagrams go
