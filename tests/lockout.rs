@@ -327,3 +327,40 @@ async fn the_owner_is_checked_before_a_flood_of_wrong_logins() {
         "the flood's passwords were checked too"
     );
 }
+
+/// A logged-in WebSocket that writes and never reads is closed once it has
+/// left the server's pings unanswered for 45 s (before: its own messages
+/// counted as signs of life, so it lived for as long as it kept writing,
+/// its replies piling up in the kernel for it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_that_never_reads_is_closed() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    if skipped_under_emulation() {
+        return;
+    }
+    let server = Server::start(&["--size", "640x360"]);
+    let (mut tx, _rx) = server.ws().await.split();
+    let t = Instant::now();
+    let mut closed = false;
+    while t.elapsed() < Duration::from_secs(70) {
+        let hangup = Message::Text(r#"{"type":"hangup"}"#.into());
+        match tokio::time::timeout(Duration::from_secs(5), tx.send(hangup)).await {
+            Ok(Ok(())) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(Err(_)) | Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "a socket that never reads: closed {closed} after {:?}",
+        t.elapsed()
+    );
+    assert!(closed, "still open after {:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_secs(40),
+        "closed early: {:?}",
+        t.elapsed()
+    );
+}
