@@ -49,30 +49,30 @@ pub fn allow_at(site: &std::sync::Mutex<Throttle>, now: Instant) -> Option<u64> 
         .allow(now)
 }
 
-/// `tracing::warn!` for a line a client can cause: each call site writes at
-/// most one line per [`EVERY`], the next one carrying `held_back`, the
-/// number swallowed in between. Same arguments as `tracing::warn!`.
+/// A `tracing` event at `level` for a line a client can cause: each call
+/// site writes at most one line per [`EVERY`], the next one carrying
+/// `held_back`, the number swallowed in between.
 #[macro_export]
-macro_rules! warn_limited {
-    ($($arg:tt)+) => {{
+macro_rules! log_limited {
+    ($level:expr, $($arg:tt)+) => {{
         static SITE: ::std::sync::Mutex<$crate::log_limit::Throttle> =
             ::std::sync::Mutex::new($crate::log_limit::Throttle::new($crate::log_limit::EVERY));
         if let Some(held) = $crate::log_limit::allow_at(&SITE, ::std::time::Instant::now()) {
-            ::tracing::warn!(held_back = held, $($arg)+);
+            ::tracing::event!($level, held_back = held, $($arg)+);
         }
     }};
 }
 
-/// [`warn_limited!`] at info level.
+/// [`log_limited!`] at warn level; same arguments as `tracing::warn!`.
+#[macro_export]
+macro_rules! warn_limited {
+    ($($arg:tt)+) => { $crate::log_limited!(::tracing::Level::WARN, $($arg)+) };
+}
+
+/// [`log_limited!`] at info level.
 #[macro_export]
 macro_rules! info_limited {
-    ($($arg:tt)+) => {{
-        static SITE: ::std::sync::Mutex<$crate::log_limit::Throttle> =
-            ::std::sync::Mutex::new($crate::log_limit::Throttle::new($crate::log_limit::EVERY));
-        if let Some(held) = $crate::log_limit::allow_at(&SITE, ::std::time::Instant::now()) {
-            ::tracing::info!(held_back = held, $($arg)+);
-        }
-    }};
+    ($($arg:tt)+) => { $crate::log_limited!(::tracing::Level::INFO, $($arg)+) };
 }
 
 /// ", and N more like it" when some were held back, for the end of a line.

@@ -102,9 +102,7 @@ async fn plain_http_on_the_https_port_is_told_so() {
 
 /// A TCP connection from `from` that sends nothing.
 async fn silent(server: &Server, from: std::net::IpAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
-    socket.connect(server.http).await.unwrap()
+    tcp_from(server.http, from).await.unwrap()
 }
 
 /// A thousand connections that send nothing, from ten addresses, cannot keep

@@ -29,9 +29,7 @@ fn addr(block: u8, n: u8) -> IpAddr {
 /// and again (reopened when closed), until `stop`.
 async fn trickle(server: std::net::SocketAddr, from: IpAddr, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
-        let socket = tokio::net::TcpSocket::new_v4().unwrap();
-        socket.bind(std::net::SocketAddr::new(from, 0)).unwrap();
-        let Ok(tcp) = socket.connect(server).await else {
+        let Ok(tcp) = tcp_from(server, from).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -236,9 +234,7 @@ async fn a_client_cannot_flood_the_log() {
 /// A wrong login from `from`; `None` when its connection was closed (600
 /// at once do not fit in the table: some are displaced).
 async fn wrong_login(server: std::net::SocketAddr, from: IpAddr) -> Option<u16> {
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(std::net::SocketAddr::new(from, 0)).ok()?;
-    let mut tls = tls_over(socket.connect(server).await.ok()?).await.ok()?;
+    let mut tls = tls_over(tcp_from(server, from).await.ok()?).await.ok()?;
     let req = "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 11\r\n\r\npassword=no";
     tls.write_all(req.as_bytes()).await.ok()?;

@@ -20,16 +20,6 @@ fn chats(sim: &Sim, i: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-fn open_channels(sim: &mut Sim) {
-    for _ in 0..200 {
-        if sim.peers.iter().all(|p| p.channel.is_some()) {
-            return;
-        }
-        sim.step(Duration::from_millis(10));
-    }
-    panic!("data channels did not open");
-}
-
 #[test]
 fn a_chat_line_reaches_every_viewer_the_sender_included() {
     let mut sim = Sim::new(8);
@@ -39,7 +29,7 @@ fn a_chat_line_reaches_every_viewer_the_sender_included() {
         sim.join_with_channel(),
     );
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     sim.say(a, r#"{"type":"hello","name":"Ann"}"#);
     sim.step(Duration::from_millis(10));
     sim.say(a, r#"{"type":"chat","text":"<b>look</b> at the door"}"#);
@@ -67,7 +57,7 @@ fn a_late_viewer_gets_the_history_and_a_leaving_one_is_forgotten() {
     let a = sim.join_with_channel();
     let b = sim.join_with_channel();
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     for i in 0..3 {
         sim.say(a, &format!(r#"{{"type":"chat","text":"line {i}"}}"#));
         sim.step(Duration::from_millis(250));
@@ -81,7 +71,7 @@ fn a_late_viewer_gets_the_history_and_a_leaving_one_is_forgotten() {
     sim.step(Duration::from_millis(50));
     let late = sim.join_with_channel();
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     for _ in 0..5 {
         sim.step(Duration::from_millis(10));
     }
@@ -96,7 +86,7 @@ fn a_flood_and_bad_messages_get_errors_and_the_video_goes_on() {
     let a = sim.join_with_channel();
     let b = sim.join_with_channel();
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     sim.say(a, "not json at all");
     sim.say(
         a,
@@ -134,7 +124,7 @@ fn telemetry_comes_once_a_second_with_the_link() {
     let a = sim.join_with_channel();
     let b = sim.join_with_channel();
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     sim.frames(90, true); // 3 s at 30 fps
     let telemetry: Vec<serde_json::Value> = sim
         .received(a)

@@ -13,16 +13,6 @@ use common::sim::Sim;
 use rtcam::control::images::{MAX_CHUNK_BYTES, MAX_IMAGE_BYTES};
 use rtcam::rtc::Grant;
 
-fn open_channels(sim: &mut Sim) {
-    for _ in 0..200 {
-        if sim.peers.iter().all(|p| p.channel.is_some()) {
-            return;
-        }
-        sim.step(Duration::from_millis(10));
-    }
-    panic!("data channels did not open");
-}
-
 fn errors(sim: &Sim, i: usize) -> Vec<String> {
     sim.received(i)
         .into_iter()
@@ -129,7 +119,7 @@ fn two_trickling_viewers_cannot_keep_a_third_from_sharing_a_picture() {
     watch_only(&mut sim, slow_b, "trickle-b");
     let honest = sim.join_with_channel();
     sim.connect_all();
-    open_channels(&mut sim);
+    sim.open_channels();
     let mut tricklers = [slow_a, slow_b].map(|peer| Trickler {
         peer,
         upload: None,

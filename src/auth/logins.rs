@@ -14,12 +14,71 @@ pub const DEVICE_COOKIE: &str = "rtcam_device";
 pub const DEVICE_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
 const MAX_DEVICES: usize = 256;
 
-#[derive(Debug, Default)]
+/// Random secrets handed out, kept as digests until they expire; at most
+/// `max`, the one expiring first making room.
+#[derive(Debug)]
+struct Secrets {
+    /// digest of the secret -> expiry
+    expiry: HashMap<String, Instant>,
+    ttl: Duration,
+    max: usize,
+}
+
+impl Secrets {
+    fn new(ttl: Duration, max: usize) -> Self {
+        Secrets {
+            expiry: HashMap::new(),
+            ttl,
+            max,
+        }
+    }
+
+    /// A new secret, valid for `ttl` from `now`.
+    fn issue(&mut self, now: Instant) -> String {
+        self.expiry.retain(|_, exp| *exp > now);
+        if self.expiry.len() >= self.max
+            && let Some(oldest) = self
+                .expiry
+                .iter()
+                .min_by_key(|(_, exp)| **exp)
+                .map(|(k, _)| k.clone())
+        {
+            self.expiry.remove(&oldest);
+        }
+        let id = super::random_hex(32);
+        self.expiry.insert(super::sha256_hex(&id), now + self.ttl);
+        id
+    }
+
+    fn holds(&self, id: &str, now: Instant) -> bool {
+        self.expiry
+            .get(&super::sha256_hex(id))
+            .is_some_and(|exp| *exp > now)
+    }
+
+    fn remove(&mut self, id: &str) {
+        self.expiry.remove(&super::sha256_hex(id));
+    }
+
+    fn len(&self) -> usize {
+        self.expiry.len()
+    }
+}
+
+#[derive(Debug)]
 pub struct Logins {
-    /// digest of the session id -> expiry
-    sessions: HashMap<String, Instant>,
-    /// digest of a device cookie -> expiry
-    devices: HashMap<String, Instant>,
+    sessions: Secrets,
+    /// Browsers that logged in (device cookies).
+    devices: Secrets,
+}
+
+impl Default for Logins {
+    fn default() -> Self {
+        Logins {
+            sessions: Secrets::new(TTL, MAX_SESSIONS),
+            devices: Secrets::new(DEVICE_TTL, MAX_DEVICES),
+        }
+    }
 }
 
 impl Logins {
@@ -29,60 +88,31 @@ impl Logins {
 
     /// Starts a session; returns the id for the cookie.
     pub fn create(&mut self, now: Instant) -> String {
-        self.sessions.retain(|_, exp| *exp > now);
-        if self.sessions.len() >= MAX_SESSIONS
-            && let Some(oldest) = self
-                .sessions
-                .iter()
-                .min_by_key(|(_, exp)| **exp)
-                .map(|(k, _)| k.clone())
-        {
-            self.sessions.remove(&oldest);
-        }
-        let id = super::random_hex(32);
-        self.sessions.insert(super::sha256_hex(&id), now + TTL);
-        id
+        self.sessions.issue(now)
     }
 
     /// Remembers a browser that logged in; returns its device cookie's id.
     pub fn remember_device(&mut self, now: Instant) -> String {
-        self.devices.retain(|_, exp| *exp > now);
-        if self.devices.len() >= MAX_DEVICES
-            && let Some(oldest) = self
-                .devices
-                .iter()
-                .min_by_key(|(_, exp)| **exp)
-                .map(|(k, _)| k.clone())
-        {
-            self.devices.remove(&oldest);
-        }
-        let id = super::random_hex(32);
-        self.devices
-            .insert(super::sha256_hex(&id), now + DEVICE_TTL);
-        id
+        self.devices.issue(now)
     }
 
     /// Whether a device cookie is one this server gave out.
     pub fn knows_device(&self, id: &str, now: Instant) -> bool {
-        self.devices
-            .get(&super::sha256_hex(id))
-            .is_some_and(|exp| *exp > now)
+        self.devices.holds(id, now)
     }
 
     pub fn check(&self, id: &str, now: Instant) -> bool {
-        self.sessions
-            .get(&super::sha256_hex(id))
-            .is_some_and(|exp| *exp > now)
+        self.sessions.holds(id, now)
     }
 
     pub fn remove(&mut self, id: &str) {
-        self.sessions.remove(&super::sha256_hex(id));
+        self.sessions.remove(id);
     }
 
     /// Ends every session (the password changed); returns how many.
     pub fn clear(&mut self) -> usize {
         let n = self.sessions.len();
-        self.sessions.clear();
+        self.sessions.expiry.clear();
         n
     }
 }
@@ -92,12 +122,8 @@ pub fn from_cookie_header(header: &str) -> Option<&str> {
     cookie(header, COOKIE)
 }
 
-/// The device cookie's id in a `Cookie` header, if any.
-pub fn device_from_cookie_header(header: &str) -> Option<&str> {
-    cookie(header, DEVICE_COOKIE)
-}
-
-fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
+/// The value of cookie `name` in a `Cookie` header, if any.
+pub fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
     header
         .split(';')
         .filter_map(|kv| kv.trim().split_once('='))
@@ -167,7 +193,7 @@ mod tests {
         }
         assert!(l.devices.len() <= MAX_DEVICES);
         let header = format!("rtcam_session=s; rtcam_device={id}");
-        assert_eq!(device_from_cookie_header(&header), Some(id.as_str()));
+        assert_eq!(cookie(&header, DEVICE_COOKIE), Some(id.as_str()));
         assert!(set_device_cookie(&id).contains("Path=/login"));
     }
 

@@ -107,20 +107,20 @@ impl AuthState {
 
 /// The session id in a request's `Cookie` headers, if any.
 pub fn session_cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(logins::from_cookie_header)
+    cookie(headers, logins::COOKIE)
 }
 
 /// The device cookie's id in a request, if any (sent to `/login` only).
 pub fn device_cookie(headers: &HeaderMap) -> Option<&str> {
+    cookie(headers, logins::DEVICE_COOKIE)
+}
+
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(logins::device_from_cookie_header)
+        .find_map(|h| logins::cookie(h, name))
 }
 
 /// The token in an `Authorization: Bearer <token>` value.

@@ -511,13 +511,16 @@ pub async fn tls_connect(addr: SocketAddr) -> TlsStream<TcpStream> {
 pub async fn tls_connect_from(addr: SocketAddr, from: Option<IpAddr>) -> TlsStream<TcpStream> {
     let tcp = match from {
         None => TcpStream::connect(addr).await.unwrap(),
-        Some(ip) => {
-            let socket = tokio::net::TcpSocket::new_v4().unwrap();
-            socket.bind(SocketAddr::new(ip, 0)).unwrap();
-            socket.connect(addr).await.unwrap()
-        }
+        Some(ip) => tcp_from(addr, ip).await.unwrap(),
     };
     tls_over(tcp).await.unwrap()
+}
+
+/// A TCP connection to `addr` from `from` (another loopback address).
+pub async fn tcp_from(addr: SocketAddr, from: IpAddr) -> std::io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    socket.connect(addr).await
 }
 
 /// The TLS handshake on a TCP connection already made (any certificate).

@@ -259,6 +259,17 @@ impl Sim {
     }
 
     /// Moves every pending datagram both ways, then advances time by `dt`.
+    /// Steps until every peer's `rtcam` data channel is open (2 s at most).
+    pub fn open_channels(&mut self) {
+        for _ in 0..200 {
+            if self.peers.iter().all(|p| p.channel.is_some()) {
+                return;
+            }
+            self.step(Duration::from_millis(10));
+        }
+        panic!("data channels did not open");
+    }
+
     pub fn step(&mut self, dt: Duration) {
         // A peer reads what arrived after every few datagrams, as a browser
         // does (str0m's DTLS holds at most 30 unread datagrams).
