@@ -1910,9 +1910,11 @@ mod tests {
             ("RTCAM_FAKE_RPICAM_LOG", log_s.as_str()),
         ];
         let start = Instant::now();
-        let result = list_cameras_with(&fake(), &envs, Duration::from_millis(500));
+        // Long enough for the stand-in to start and log on a loaded machine
+        // (at 500 ms it was once killed before it had written a line).
+        let result = list_cameras_with(&fake(), &envs, Duration::from_secs(2));
         assert!(matches!(result, Err(RpicamError::Timeout(_))), "{result:?}");
-        assert!(start.elapsed() < Duration::from_secs(3));
+        assert!(start.elapsed() < Duration::from_secs(6));
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let _ = std::fs::remove_file(&log);
         let start: serde_json::Value = text

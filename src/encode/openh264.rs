@@ -30,8 +30,11 @@ pub struct OpenH264 {
     encoder: openh264::encoder::Encoder,
     settings: EncoderSettings,
     /// openh264 sets itself up on the first frame; a bitrate change before
-    /// that goes into a fresh config instead.
+    /// that is applied right after it. (Not by building it afresh at the
+    /// new rate: openh264 built at a low rate refuses every later change,
+    /// `a_target_set_before_the_first_frame_holds_and_changes_after_it`.)
     started: bool,
+    pending_kbps: Option<u32>,
     out: Vec<u8>,
 }
 
@@ -41,6 +44,7 @@ impl OpenH264 {
             encoder: Self::build(&settings)?,
             settings,
             started: false,
+            pending_kbps: None,
             out: Vec::with_capacity(256 * 1024),
         })
     }
@@ -106,6 +110,9 @@ impl OpenH264 {
             return Err(EncodeError::OpenH264(openh264::Error::msg(
                 "SetOption(temporal layers) refused",
             )));
+        }
+        if let Some(kbps) = self.pending_kbps.take() {
+            self.set_option_bitrate(bps(kbps))?;
         }
         self.encoder.force_intra_frame();
         Ok(())
@@ -192,11 +199,15 @@ impl VideoEncoder for OpenH264 {
     fn set_bitrate(&mut self, kbps: u32) -> Result<(), EncodeError> {
         self.settings.bitrate_kbps = kbps;
         if !self.started {
-            self.encoder = Self::build(&self.settings)?;
+            self.pending_kbps = Some(kbps);
             return Ok(());
         }
-        self.set_option_bitrate(kbps.saturating_mul(1000).min(i32::MAX as u32) as i32)
+        self.set_option_bitrate(bps(kbps))
     }
+}
+
+fn bps(kbps: u32) -> i32 {
+    kbps.saturating_mul(1000).min(i32::MAX as u32) as i32
 }
 
 /// Borrowed view of a RawFrame for openh264.
@@ -260,6 +271,34 @@ mod tests {
 
     fn encoder(w: u32, h: u32, kbps: u32) -> Encoder {
         Encoder::new(Box::new(OpenH264::new(settings(w, h, kbps)).unwrap()))
+    }
+
+    /// A first viewer's encoder starts at the start rate (`rtc::rate`), and
+    /// its measurement raises it a moment later.
+    #[test]
+    fn a_target_set_before_the_first_frame_holds_and_changes_after_it() {
+        let mut enc = encoder(1280, 720, 1935);
+        enc.set_bitrate(255).unwrap();
+        let scene = Scene::new(1280, 720);
+        let mut raw = RawFrame::black(2, 2);
+        let mut second = |enc: &mut Encoder, from: u64| {
+            let mut bytes = 0;
+            for i in from..from + 30 {
+                scene.draw(&mut raw, i, i);
+                bytes += enc.encode(&raw).unwrap().map_or(0, |f| f.data.len());
+            }
+            bytes * 8 / 1000
+        };
+        second(&mut enc, 0); // the first keyframe
+        let low = second(&mut enc, 30);
+        enc.set_bitrate(611).unwrap();
+        enc.set_bitrate(1935).unwrap();
+        second(&mut enc, 60);
+        let high = second(&mut enc, 90);
+        assert!(
+            low < 450 && high * 10 > low * 13,
+            "{low} then {high} kbit/s"
+        );
     }
 
     #[test]

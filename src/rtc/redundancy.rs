@@ -91,11 +91,64 @@ pub struct Report {
     /// How much longer its round trip is than the shortest seen; `None`
     /// before the first round trip is known.
     pub queue: Option<Duration>,
+    /// Its estimate has been known a while and has not fallen lately
+    /// ([`Peaks::steady`]). Loss that comes with a fall, or in a link's
+    /// first seconds (its first keyframe's tail), is the link overflowing
+    /// (the round trip, from receiver reports, is often too stale to show
+    /// the queue), and gets no copies.
+    pub estimate_steady: bool,
+}
+
+/// A link's recent estimates: whether it fell lately.
+#[derive(Debug, Clone, Default)]
+pub struct Peaks {
+    recent: std::collections::VecDeque<(Instant, u64)>,
+}
+
+/// How far back [`Peaks::fell`] looks, and what counts as a fall.
+const FELL_WITHIN: Duration = Duration::from_secs(2);
+const FELL_BY: f64 = 0.1;
+
+impl Peaks {
+    pub fn push(&mut self, now: Instant, kbps: u64) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.saturating_duration_since(*t) > FELL_WITHIN)
+        {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((now, kbps));
+    }
+
+    /// Estimates go back [`FELL_WITHIN`] and the latest did not fall.
+    pub fn steady(&self, now: Instant) -> bool {
+        let known = self.recent.front().is_some_and(|(t, _)| {
+            now.saturating_duration_since(*t) >= FELL_WITHIN - Duration::from_millis(300)
+        });
+        known && !self.fell(now)
+    }
+
+    /// The latest estimate is more than [`FELL_BY`] under the highest of the
+    /// last [`FELL_WITHIN`].
+    pub fn fell(&self, now: Instant) -> bool {
+        let within = |t: &Instant| now.saturating_duration_since(*t) <= FELL_WITHIN;
+        let peak = self
+            .recent
+            .iter()
+            .filter(|(t, _)| within(t))
+            .map(|(_, k)| *k)
+            .max();
+        let last = self.recent.back().map(|(_, k)| *k);
+        peak.zip(last)
+            .is_some_and(|(p, l)| (l as f64) < p as f64 * (1.0 - FELL_BY))
+    }
 }
 
 impl Report {
     fn random_loss(&self) -> bool {
         self.loss >= LOSSY
+            && self.estimate_steady
             && self.headroom >= CARRIED
             && self.queue.is_some_and(|q| q <= QUEUE_CALM)
     }
@@ -120,7 +173,35 @@ mod tests {
             loss,
             headroom: 1.5,
             queue: Some(Duration::from_millis(5)),
+            estimate_steady: true,
         }
+    }
+
+    #[test]
+    fn loss_as_the_estimate_falls_is_congestion() {
+        let t0 = Instant::now();
+        let mut c = Copies::default();
+        let falling = Report {
+            estimate_steady: false,
+            ..lossy(0.05)
+        };
+        assert!(
+            !c.report(t0, falling),
+            "an overflowing queue, its round trip stale"
+        );
+        let mut p = Peaks::default();
+        p.push(t0, 1000);
+        assert!(!p.steady(t0), "just measured");
+        p.push(t0 + Duration::from_millis(500), 700);
+        assert!(p.fell(t0 + Duration::from_millis(500)));
+        p.push(t0 + Duration::from_millis(2600), 700);
+        assert!(!p.fell(t0 + Duration::from_millis(2600)), "the peak is old");
+        p.push(t0 + Duration::from_millis(2800), 720);
+        assert!(
+            !p.fell(t0 + Duration::from_millis(2800)),
+            "a rise is no fall"
+        );
+        assert!(p.steady(t0 + Duration::from_millis(2800)));
     }
 
     #[test]

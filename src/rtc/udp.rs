@@ -207,8 +207,10 @@ impl RtcTask {
             // as signs of life before any idle timeout is judged.
             self.receive(&mut t.buf);
             self.sessions.handle_timeout(Instant::now());
-            self.flush(&mut t.watchers).await;
+            // Targets before the keyframe asks `flush` passes on: a joiner's
+            // first keyframe is made at the rate its measurement set.
             self.report_demand(&mut t.demand);
+            self.flush(&mut t.watchers).await;
         }
     }
 
@@ -375,16 +377,9 @@ impl RtcTask {
         self.audio.listeners.store(listeners, Ordering::Relaxed);
         let loss = self.sessions.audio_loss_percent();
         self.audio.expected_loss.store(loss, Ordering::Relaxed);
+        // The target first: an encoder that starts for a first viewer starts
+        // at the start rate, not at the ceiling.
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {
-            let n = self.sessions.viewers_of(codec);
-            if n != told.viewers[i]
-                && self
-                    .encoders
-                    .try_send(EncoderControl::Viewers(codec, n))
-                    .is_ok()
-            {
-                told.viewers[i] = n;
-            }
             let target = self.sessions.bitrate_target(codec);
             if let Some(kbps) = target.filter(|_| target != told.bitrate[i])
                 && self
@@ -393,6 +388,15 @@ impl RtcTask {
                     .is_ok()
             {
                 told.bitrate[i] = target;
+            }
+            let n = self.sessions.viewers_of(codec);
+            if n != told.viewers[i]
+                && self
+                    .encoders
+                    .try_send(EncoderControl::Viewers(codec, n))
+                    .is_ok()
+            {
+                told.viewers[i] = n;
             }
         }
     }

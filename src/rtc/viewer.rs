@@ -116,6 +116,29 @@ pub struct Publish {
     pub next_keyframe: Option<Instant>,
 }
 
+/// Where a viewer's bandwidth estimation is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probing {
+    /// None: its codec's rate is not ours to drive (a camera's own H.264).
+    Off,
+    /// Its probes (up to this rate) wait for its first keyframe: they ride
+    /// on it, so nothing but that small keyframe meets an unmeasured link.
+    Armed { up_to_kbps: u64 },
+    /// Probing and estimating.
+    On,
+}
+
+/// When a viewer's first keyframe is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyframeDue {
+    /// It just connected: at once, unless it joins an encoder running far
+    /// above the start rate (`Sessions::first_keyframe`).
+    Now,
+    /// Once its link is measured, or at this time at the latest: a keyframe
+    /// at the others' rate must not meet an unmeasured link.
+    Measured { by: Instant },
+}
+
 /// The most audio packets heard from one viewer and not yet routed.
 pub const MAX_HEARD: usize = 64;
 
@@ -150,9 +173,19 @@ pub struct Viewer {
     /// `frames_sent` at the last telemetry.
     pub frames_at_telemetry: u64,
     /// A bandwidth estimate str0m gave that the policy has not seen yet.
-    pub estimate: Option<u64>,
-    /// A loss report not judged yet, and how many times datagrams go out.
+    pub estimate: Option<super::rate::Estimate>,
+    /// Where its bandwidth estimation is.
+    pub probing: Probing,
+    /// Whether str0m paces its video (the policy's `paced`, as applied).
+    pub paced: bool,
+    /// Its first keyframe, to be asked for once it is connected.
+    pub keyframe_due: Option<KeyframeDue>,
+    /// A loss report not judged yet, when the last was judged, and how
+    /// many times datagrams go out.
     pub loss_report: Option<f32>,
+    pub copies_judged: Option<Instant>,
+    /// Its recent bandwidth estimates: whether its loss is a fall's.
+    pub estimates: super::redundancy::Peaks,
     pub copies: Copies,
     /// The shortest round trip seen: the path with no queue in it.
     pub shortest_rtt_ms: Option<f64>,
@@ -198,7 +231,12 @@ impl Viewer {
             frames_thinned: 0,
             frames_at_telemetry: 0,
             estimate: None,
+            probing: Probing::Off,
+            paced: false,
+            keyframe_due: None,
             loss_report: None,
+            copies_judged: None,
+            estimates: Default::default(),
             copies: Copies::Single,
             shortest_rtt_ms: None,
             channel: None,

@@ -6,6 +6,9 @@ scene at 1280x720, 30 fps.
   between two frames on screen, from requestVideoFrameCallback), at >= 25 fps.
 - An 800 kbit/s link towards the browser: within 5 s rtcam sends under 800 kbit/s (what reaches the
   relay, before its cap) and the page keeps >= 25 fps.
+- The same link at 1280x720 with a home router's 100 ms drop-tail queue, from the first second (issue
+  #20): no freeze over 200 ms from the first frame on, >= 25 fps. The issue also asks >= 600 kbit/s
+  delivered after 10 s; Chromium gets about 480 today (printed, not asserted: open in #20).
 
 Run with the rest of tests/browser (see test_browser.py); -s prints the figures.
 """
@@ -38,8 +41,8 @@ def relayed(start_rtcam):
     """Factory: relayed(down, up) -> (rtcam, relay): rtcam advertises only the relay's address."""
     relays = []
 
-    def start(down: Direction, up: Direction, extra=None):
-        srv = start_rtcam(["--advertise", Relay.FRONT_IP] + list(extra or []), size=SIZE)
+    def start(down: Direction, up: Direction, extra=None, size=SIZE):
+        srv = start_rtcam(["--advertise", Relay.FRONT_IP] + list(extra or []), size=size)
         relay = Relay(srv.rtc_port, down=down, up=up).start()
         relays.append(relay)
         return srv, relay
@@ -116,4 +119,31 @@ def test_an_800_kbit_link_settles_under_it_and_keeps_the_frame_rate(relayed, ope
     print(f"\n800 kbit/s link: rtcam sent {sent:.0f} kbit/s from 5 s on (per second from live: {per_second}); "
           f"{text}; {relay_text(relay)}")
     assert sent < 800, f"rtcam sent {sent:.0f} kbit/s into an 800 kbit/s link"
+    assert fps >= 25, text
+
+
+def test_an_800_kbit_link_at_720p_never_freezes_from_the_start(relayed, open_page):
+    # 100 ms of queue at 800 kbit/s, as in a home router; rtcam's estimate starts low, its first
+    # keyframe is the probe, and the link is paced once measured.
+    down = Direction(kbps=800, buffer_bytes=10_000, delay_s=0.010)
+    srv, relay = relayed(down, Direction(delay_s=0.010), BITRATE, size="1280x720")
+    page = open_page(srv.url)
+    go_live(page)  # returns once the first frame is on screen: gaps count from it
+    t_live = time.monotonic()
+    page.evaluate("() => { window.rtcam.longestGapMs = 0; window.rtcam.gaps = []; }")
+    first = h.snapshot(page)
+    time.sleep(10.0)
+    before = h.snapshot(page)
+    t0 = time.monotonic()
+    time.sleep(WATCH_S - 10.0)
+    t1 = time.monotonic()
+    after = h.snapshot(page, latencies=True)
+    fps, text = describe(before, after, t1 - t0)
+    whole_fps, _ = describe(first, after, t1 - t_live)
+    delivered = relay.down.kbps_delivered(t0, t1)
+    per_second = [round(relay.down.kbps_delivered(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
+    print(f"\n800 kbit/s, 100 ms queue, 1280x720: {delivered:.0f} kbit/s delivered from 10 s on (per second "
+          f"from the first frame: {per_second}); {whole_fps:.1f} fps over the whole call; {text}; "
+          f"{relay_text(relay)}")
+    assert after["longestGapMs"] <= 200, text
     assert fps >= 25, text

@@ -60,10 +60,14 @@ pub fn decode(file: &Path, output: &[&str]) -> Vec<u8> {
 /// Every frame decoded by ffmpeg, as the stamps of their stripes.
 pub fn stamps(file: &Path, width: usize, height: usize) -> Vec<u64> {
     // Every frame as it is in the file: ffmpeg would repeat frames to fill
-    // a gap in time (an emulated CPU's lower frame rate).
+    // a gap in time (an emulated CPU's lower frame rate); and in the file's
+    // own time base, or two frames closer than a 30th of a second (a loaded
+    // machine's capture) would get the same time and fail the muxer.
     let output = [
         "-fps_mode",
         "passthrough",
+        "-enc_time_base",
+        "-1",
         "-f",
         "rawvideo",
         "-pix_fmt",

@@ -319,6 +319,8 @@ pub struct LinkPeer {
     /// The table's bandwidth estimate towards it, noted when it changed
     /// (sampled every [`SAMPLE_EVERY`]).
     pub estimates: Vec<(Instant, u64)>,
+    /// (time, count) of every change in how many times its datagrams go out.
+    pub copies: Vec<(Instant, u8)>,
     /// Its picture waits for a keyframe: none came yet, or a gap since.
     waiting: bool,
     /// Whether it asks for a keyframe while waiting ([`LinkSim::ask_keyframes`]).
@@ -557,6 +559,7 @@ impl LinkSim {
             breaks: Vec::new(),
             plis: Vec::new(),
             estimates: Vec::new(),
+            copies: Vec::new(),
             waiting: true,
             asks_keyframes: self.ask_keyframes,
             mid: None,
@@ -643,22 +646,24 @@ impl LinkSim {
         let _ = writeln!(out, "  still over 100 ms after the first frame: [{still}]");
         let _ = writeln!(
             out,
-            "     s  drops  wire kbps  video kbps  shown fps  estimate  target"
+            "     s  drops  wire kbps  video kbps  shown fps  estimate  target  copies"
         );
         let whole = self.now.saturating_duration_since(self.start).as_secs();
         for s in 0..whole {
             let (a, b) = (self.at(s as f64), self.at(s as f64 + 1.0));
             let estimate = p.estimates.iter().rev().find(|(t, _)| *t < b);
             let estimate = estimate.map_or_else(|| "-".to_string(), |(_, k)| k.to_string());
+            let copies = p.copies.iter().rev().find(|(t, _)| *t < b);
             let _ = writeln!(
                 out,
-                "  {s:>4} {:>6} {:>10.0} {:>11.0} {:>10.1} {:>9} {:>7}",
+                "  {s:>4} {:>6} {:>10.0} {:>11.0} {:>10.1} {:>9} {:>7} {:>7}",
                 p.drops(a, b),
                 p.wire_kbps(a, b),
                 p.kbps(a, b),
                 p.shown_fps(a, b),
                 estimate,
                 self.target_at(b),
+                copies.map_or(1, |(_, n)| *n),
             );
         }
         out
@@ -779,10 +784,12 @@ impl LinkSim {
     fn sample(&mut self) {
         let stats = self.sessions.viewer_stats();
         for p in &mut self.peers {
-            let kbps = stats
-                .iter()
-                .find(|(v, ..)| *v == p.id)
-                .and_then(|(_, _, s)| s.bwe_kbps);
+            let mine = stats.iter().find(|(v, ..)| *v == p.id);
+            let kbps = mine.and_then(|(_, _, s)| s.bwe_kbps);
+            let copies = mine.map_or(1, |(_, _, s)| s.copies);
+            if p.copies.last().map_or(1, |(_, n)| *n) != copies {
+                p.copies.push((self.now, copies));
+            }
             let last = p.estimates.last().map(|(_, k)| *k);
             if let Some(k) = kbps.filter(|k| last != Some(*k)) {
                 p.estimates.push((self.now, k));

@@ -12,7 +12,14 @@ use str0m::{Event, IceConnectionState, Input, Output};
 use super::audio::bind_audio;
 use super::sdp::bind_codec;
 use super::{CONTROL_CHANNEL, ChannelInput, SERIAL_CHANNEL, SessionConfig, SessionEvent, Sessions};
-use crate::rtc::viewer::{EndReason, MAX_HEARD, Viewer};
+use crate::frame::VideoCodec;
+use crate::rtc::rate::Estimate;
+use crate::rtc::viewer::{EndReason, KeyframeDue, MAX_HEARD, Probing, Viewer};
+
+/// How long a viewer joining a fast-running encoder waits for its link to
+/// be measured before its first keyframe is asked for anyway (transport-wide
+/// feedback comes every 50-100 ms; a browser's, up to 250 ms).
+const JOIN_KEYFRAME_WAIT: Duration = Duration::from_millis(250);
 
 /// The most pacer turns one viewer gets in one of ours.
 const MAX_TURNS: usize = 256;
@@ -49,13 +56,106 @@ impl Sessions {
         while let Some(d) = self.viewers[i].heard.pop_front() {
             self.heard(i, d);
         }
-        let v = &mut self.viewers[i];
-        if let (Some(kbps), Some(codec)) = (v.estimate.take(), v.codec) {
-            let id = v.id;
-            self.rate.estimate(self.now, id, codec, kbps);
-            self.push_targets();
-        }
+        self.follow_estimate(i);
         self.judge_copies(i);
+    }
+
+    /// The viewer's link to the bitrate policy: connected, estimated; the
+    /// targets it changed to the encoders, and its pacing as the policy
+    /// decides it.
+    fn follow_estimate(&mut self, i: usize) {
+        let (now, v) = (self.now, &mut self.viewers[i]);
+        let Some(codec) = v.codec else { return };
+        if v.sending() {
+            self.rate.connected(now, v.id);
+        }
+        self.first_keyframe(i, codec);
+        let v = &mut self.viewers[i];
+        let Some(estimate) = v.estimate.take() else {
+            return;
+        };
+        let (Estimate::Twcc(kbps) | Estimate::Remb(kbps)) = estimate;
+        v.estimates.push(now, kbps);
+        self.rate.estimate(now, v.id, codec, estimate);
+        self.push_targets();
+        self.first_keyframe(i, codec);
+        let v = &mut self.viewers[i];
+        let paced = self.rate.paced(v.id);
+        if paced != v.paced
+            && let Some(mid) = v.mid
+            && let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None)
+        {
+            tx.set_unpaced(!paced);
+            v.paced = paced;
+            tracing::debug!(viewer = %v.id, "video {}", if paced { "paced" } else { "unpaced" });
+        }
+    }
+
+    /// A connected viewer's first keyframe. A viewer joining an encoder
+    /// that others keep far above the start rate would get a keyframe of
+    /// their size, unmeasured and unpaced, which a slow link cannot take:
+    /// its probes go out at once instead (padding), and the keyframe is
+    /// asked for once they have measured its link (its rate and pacing
+    /// decided first), or after [`JOIN_KEYFRAME_WAIT`].
+    fn first_keyframe(&mut self, i: usize, codec: VideoCodec) {
+        let (now, v) = (self.now, &mut self.viewers[i]);
+        let ask = match v.keyframe_due {
+            None => false,
+            Some(KeyframeDue::Measured { by }) => self.rate.measured(v.id) || now >= by,
+            Some(KeyframeDue::Now) => {
+                let start = self.rate.range(codec).map(|r| r.start_kbps());
+                let high = self
+                    .rate
+                    .target(codec)
+                    .zip(start)
+                    .is_some_and(|(t, s)| t > 2 * s);
+                if high && !self.rate.measured(v.id) && v.probing != Probing::Off {
+                    Self::arm_probes(v);
+                    let by = now + JOIN_KEYFRAME_WAIT;
+                    v.keyframe_due = Some(KeyframeDue::Measured { by });
+                    false
+                } else {
+                    true
+                }
+            }
+        };
+        if ask {
+            v.keyframe_due = None;
+            self.events
+                .push_back(SessionEvent::KeyframeWanted(v.id, codec));
+        }
+    }
+
+    /// First keyframes that waited long enough for a measurement.
+    pub(super) fn overdue_keyframes(&mut self) {
+        for i in 0..self.viewers.len() {
+            if let (Some(KeyframeDue::Measured { .. }), Some(codec)) =
+                (self.viewers[i].keyframe_due, self.viewers[i].codec)
+            {
+                self.first_keyframe(i, codec);
+            }
+        }
+    }
+
+    /// When the next first keyframe waiting for a measurement is overdue.
+    pub(super) fn next_overdue_keyframe(&self) -> Option<Instant> {
+        let due = self.viewers.iter().filter_map(|v| match v.keyframe_due {
+            Some(KeyframeDue::Measured { by }) => Some(by),
+            _ => None,
+        });
+        due.min()
+    }
+
+    /// Arms a viewer's probes as its first keyframe goes out: they ride on
+    /// that keyframe's packets (str0m's first probe clusters are the next
+    /// packets it sends), so the keyframe itself measures the link.
+    pub(super) fn arm_probes(v: &mut Viewer) {
+        if let Probing::Armed { up_to_kbps } = v.probing {
+            v.rtc
+                .bwe()
+                .set_bitrate(Bitrate::kbps(0), Bitrate::kbps(up_to_kbps));
+            v.probing = Probing::On;
+        }
     }
 }
 
@@ -95,9 +195,7 @@ pub(super) fn drain(
     }
     if !was_sending && v.sending() {
         events.push_back(SessionEvent::Connected(v.id));
-        if let Some(codec) = v.codec {
-            events.push_back(SessionEvent::KeyframeWanted(v.id, codec));
-        }
+        v.keyframe_due = Some(KeyframeDue::Now);
     }
 }
 
@@ -124,20 +222,16 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             }
             v.heard.push_back(d);
         }
-        Event::EgressBitrateEstimate(BweKind::Twcc {
-            estimate,
-            can_probe: true,
-        }) => {
-            let kbps = (estimate.as_f64() / 1000.0) as u64;
-            v.stats.bwe_kbps = Some(kbps);
-            v.estimate = Some(kbps);
-        }
+        // str0m's event carries its 3 s average, which hides a fall for
+        // seconds: the policy follows the estimate as it stands, from the
+        // stats (`PeerStats::bwe_tx`, four times a second).
+        Event::EgressBitrateEstimate(BweKind::Twcc { .. }) => {}
         // An SFU's own estimate of what reaches it (REMB; Janus sends one
         // when its room has a bitrate cap): counted like ours.
         Event::EgressBitrateEstimate(BweKind::Remb { estimate, .. }) => {
             let kbps = (estimate.as_f64() / 1000.0) as u64;
             v.stats.bwe_kbps = Some(kbps);
-            v.estimate = Some(v.estimate.map_or(kbps, |e| e.min(kbps)));
+            v.estimate = Some(Estimate::Remb(kbps));
         }
         Event::KeyframeRequest(_) => {
             if let (true, Some(codec)) = (v.sending(), v.codec) {
@@ -189,7 +283,11 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
                 v.loss_report = Some(loss);
             }
             if let Some(b) = s.bwe_tx {
-                v.stats.bwe_kbps = Some((b.as_f64() / 1000.0) as u64);
+                let kbps = (b.as_f64() / 1000.0) as u64;
+                v.stats.bwe_kbps = Some(kbps);
+                if v.probing != Probing::Off {
+                    v.estimate = Some(Estimate::Twcc(kbps));
+                }
             }
             if v.stats.rtt_ms.is_none() {
                 v.stats.rtt_ms = s.rtt.map(|d| d.as_secs_f64() * 1000.0);
@@ -200,21 +298,23 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
 }
 
 /// Once a viewer's codec is known: its estimate is to find what its link
-/// carries up to twice the codec's ceiling, and its video leaves unpaced.
-/// str0m paces at about the estimate when estimation runs, so an IDR (tens
-/// of packets) would otherwise trickle out over hundreds of milliseconds
-/// even on a LAN; the encoder's own rate control already keeps the average
-/// under the target.
-pub(super) fn start_estimating(v: &mut Viewer, mid: str0m::media::Mid, config: &SessionConfig) {
-    let Some(codec) = v.codec else { return };
-    let Some((_, range)) = config.rates.iter().find(|(c, _)| *c == codec) else {
-        return;
+/// carries up to twice the codec's ceiling (what the link carries beyond the
+/// ceiling decides whether a lossy link gets copies, `redundancy.rs`), its
+/// probes armed for its first keyframe; and its video leaves unpaced until
+/// the policy has measured its link (`RatePolicy::paced`). Returns the
+/// codec, for the policy to count the viewer.
+pub(super) fn start_estimating(
+    v: &mut Viewer,
+    mid: str0m::media::Mid,
+    config: &SessionConfig,
+) -> Option<VideoCodec> {
+    let codec = v.codec?;
+    let (_, range) = config.rates.iter().find(|(c, _)| *c == codec)?;
+    v.probing = Probing::Armed {
+        up_to_kbps: 2 * range.ceiling_kbps as u64,
     };
-    // Probing up to twice the ceiling: what the link carries beyond the
-    // ceiling decides whether a lossy link gets copies (`redundancy.rs`).
-    let desired = Bitrate::kbps(2 * range.ceiling_kbps as u64);
-    v.rtc.bwe().set_bitrate(Bitrate::kbps(0), desired);
     if let Some(tx) = v.rtc.direct_api().stream_tx_by_mid(mid, None) {
         tx.set_unpaced(true);
     }
+    Some(codec)
 }

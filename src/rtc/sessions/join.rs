@@ -54,7 +54,9 @@ impl Sessions {
         {
             viewer.codec = Some(codec);
             viewer.pt = Some(pt);
-            start_estimating(&mut viewer, mid, &self.config);
+            if let Some(codec) = start_estimating(&mut viewer, mid, &self.config) {
+                self.rate.join(now, id, codec);
+            }
         }
         let mut events = VecDeque::new();
         drain(&mut viewer, &mut self.transmits, &mut events, &self.config);
@@ -63,6 +65,7 @@ impl Sessions {
             return Err(SessionError::NoCodec { offered, ours });
         }
         self.events.extend(events);
+        self.push_targets();
         self.viewers.push(viewer);
         self.drain_at(self.viewers.len() - 1);
         Ok((id, answer))

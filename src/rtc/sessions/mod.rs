@@ -326,6 +326,7 @@ impl Sessions {
             }
         }
         self.publish_keyframes(now);
+        self.overdue_keyframes();
         if now >= self.next_telemetry {
             self.next_telemetry = now + TELEMETRY_EVERY;
             self.push_telemetry();
@@ -392,6 +393,12 @@ impl Sessions {
                 }
                 v.awaiting_keyframe = false;
             }
+            if frame.keyframe {
+                Self::arm_probes(v);
+            }
+            if v.frames_sent == 0 {
+                self.rate.streaming(self.now, v.id);
+            }
             // A link below the floor gets what it can carry: the frames no
             // other frame refers to are left out.
             if frame.droppable && self.rate.thinned(v.id) {
@@ -423,6 +430,7 @@ impl Sessions {
             }
             self.drain_at(i);
         }
+        self.push_targets();
         self.reap();
     }
 
@@ -469,6 +477,7 @@ impl Sessions {
             })
             .chain(self.rate.poll_timeout())
             .chain(self.next_publish_keyframe())
+            .chain(self.next_overdue_keyframe())
             .chain(
                 self.viewers
                     .iter()
@@ -522,9 +531,16 @@ impl Sessions {
     /// out (`redundancy.rs`).
     fn judge_copies(&mut self, i: usize) {
         let v = &mut self.viewers[i];
+        // Stats come four times a second; copies are judged once.
+        if v.copies_judged
+            .is_some_and(|t| self.now < t + COPIES_JUDGED_EVERY)
+        {
+            return;
+        }
         let Some(loss) = v.loss_report.take() else {
             return;
         };
+        v.copies_judged = Some(self.now);
         let target = v.codec.and_then(|c| self.rate.target(c));
         let headroom = match (v.stats.bwe_kbps, target) {
             (Some(estimate), Some(target)) => estimate as f64 * MARGIN / target.max(1) as f64,
@@ -539,6 +555,7 @@ impl Sessions {
             loss,
             headroom,
             queue,
+            estimate_steady: v.estimates.steady(self.now),
         };
         if v.copies.report(self.now, report) {
             tracing::info!(
@@ -585,6 +602,9 @@ pub const CONTROL_CHANNEL: &str = "rtcam";
 
 /// The data channel for the serial bridge's raw bytes.
 pub const SERIAL_CHANNEL: &str = "serial";
+
+/// How often a viewer's loss is judged for copies (`redundancy.rs`).
+const COPIES_JUDGED_EVERY: Duration = Duration::from_secs(1);
 
 /// How often each viewer with a channel is sent telemetry.
 const TELEMETRY_EVERY: Duration = Duration::from_secs(1);

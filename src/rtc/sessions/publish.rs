@@ -97,12 +97,13 @@ impl Sessions {
             .map_err(|e| SessionError::BadAnswer(e.to_string()))?;
         // str0m told of our media when the offer was made, before any codec
         // was agreed: bind it now.
+        let mut joined = None;
         if let Some(mid) = v.mid.or_else(|| video_mid(answer))
             && v.codec.is_none()
             && let Some((codec, pt)) = bind_codec(v, mid, &self.config.codecs)
         {
             (v.mid, v.codec, v.pt) = (Some(mid), Some(codec), Some(pt));
-            start_estimating(v, mid, &self.config);
+            joined = start_estimating(v, mid, &self.config);
         }
         if v.audio.is_none()
             && let Some(mid) = mid_of(answer, "audio")
@@ -112,6 +113,10 @@ impl Sessions {
         let mut events = std::collections::VecDeque::new();
         drain(v, &mut self.transmits, &mut events, &self.config);
         self.events.extend(events);
+        if let Some(codec) = joined {
+            self.rate.join(now, id, codec);
+            self.push_targets();
+        }
         if self.viewers[i].codec.is_none() {
             let ours = self.config.codecs.iter().map(describe_codec).collect();
             return Err(SessionError::NoCodec {

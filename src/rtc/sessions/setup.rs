@@ -9,7 +9,7 @@ use str0m::{Candidate, Rtc};
 
 use super::{SessionError, Sessions};
 use crate::encode::SdpParams;
-use crate::rtc::rate::MARGIN;
+use crate::rtc::rate::START_ESTIMATE_KBPS;
 
 /// Payload types in our codec config for H.264, VP8 and their
 /// retransmissions. Browsers answer with their own numbers; we look the real
@@ -50,8 +50,9 @@ const SEND_BUFFER_PACKETS: usize = 400;
 /// ms); the talk-back jitter buffer covers longer reordering itself.
 const AUDIO_REORDERING: usize = 1;
 
-/// How often str0m reports each viewer's link (`/metrics`).
-const STATS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+/// How often str0m reports each viewer's link (`/metrics`), and its
+/// bandwidth estimate as it stands, which the bitrate policy follows.
+const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Sessions {
     /// str0m's settings for a session sending `codecs` (ICE-lite: a
@@ -102,16 +103,11 @@ impl Sessions {
         Ok(())
     }
 
-    /// Where estimation starts: the highest ceiling plus what the margin
-    /// leaves for headers and retransmissions, so a new viewer's first
-    /// report (the start value, not a measurement) lowers no encoder.
+    /// Where estimation starts, when any encoder's rate is ours to drive:
+    /// low, so that nothing sent before a measurement overfills a slow
+    /// link (`rate.rs`).
     fn start_estimate(&self) -> Option<Bitrate> {
-        let ceiling = self
-            .config
-            .rates
-            .iter()
-            .map(|(_, r)| r.ceiling_kbps)
-            .max()?;
-        Some(Bitrate::kbps((ceiling as f64 / MARGIN).ceil() as u64))
+        let any = !self.config.rates.is_empty();
+        any.then(|| Bitrate::kbps(START_ESTIMATE_KBPS as u64))
     }
 }
