@@ -18,6 +18,7 @@ pub mod fault;
 pub mod frame;
 pub mod http;
 pub mod log_limit;
+pub mod mem;
 pub mod net;
 pub mod notify;
 pub mod record;

@@ -227,11 +227,7 @@ impl Media {
         let encoders =
             encoders::encoders(config, size.0 as u32, size.1 as u32, passthrough.as_deref())?;
         // The probe encoders are gone: give their memory back.
-        #[cfg(target_env = "gnu")]
-        // SAFETY: malloc_trim only returns free heap memory to the system.
-        unsafe {
-            libc::malloc_trim(0);
-        }
+        crate::mem::give_back();
 
         let stop = Arc::new(AtomicBool::new(false));
         let board = StatusBoard::default();

@@ -1,9 +1,9 @@
 //! Starting the sound: which devices `auto` means, the microphone's and the
 //! speaker's threads, and the roads between them and the rtc task.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, OnceLock};
 
 use alsa::Direction;
 use anyhow::Context;
@@ -49,8 +49,11 @@ pub struct AudioStatus {
     pub echo: EchoMode,
     pub bitrate_kbps: u32,
     pub stats: Arc<AudioStats>,
-    /// What ALSA listed at start: capture and playback devices.
-    pub listed: Arc<[Vec<Listed>; 2]>,
+    /// What ALSA lists, capture and playback devices: listed on the first
+    /// report, not at start, since listing reads ALSA's configuration,
+    /// which loads its plugins (PulseAudio's: libpulse and a dozen more
+    /// libraries, 3 MB) that a camera with sound off would carry for good.
+    pub listed: Arc<OnceLock<[Vec<Listed>; 2]>>,
 }
 
 /// `/api/status`'s `audio`.
@@ -60,7 +63,7 @@ pub struct AudioReport {
     pub speaker: DeviceView,
     pub echo: &'static str,
     pub codec: String,
-    /// The devices ALSA listed at start, by the names the flags take.
+    /// The devices ALSA lists, by the names the flags take.
     pub capture_devices: Vec<Listed>,
     pub playback_devices: Vec<Listed>,
 }
@@ -74,7 +77,10 @@ impl AudioStatus {
         }
     }
 
+    /// The report; the first one lists the devices, blocking (see
+    /// [`report_listed`](Self::report_listed) for the runtime).
     pub fn report(&self) -> AudioReport {
+        let [capture, playback] = self.devices();
         AudioReport {
             microphone: self.microphone.borrow().clone(),
             speaker: self.speaker.borrow().clone(),
@@ -83,9 +89,31 @@ impl AudioStatus {
                 "Opus 48 kHz mono, 20 ms frames, in-band FEC, {} kbit/s",
                 self.bitrate_kbps
             ),
-            capture_devices: self.listed[0].clone(),
-            playback_devices: self.listed[1].clone(),
+            capture_devices: capture.clone(),
+            playback_devices: playback.clone(),
         }
+    }
+
+    /// [`report`](Self::report) from async code: the first listing, which
+    /// may load ALSA's plugins, runs on a blocking thread.
+    pub async fn report_listed(&self) -> AudioReport {
+        if self.listed.get().is_none() {
+            let status = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                status.devices();
+            })
+            .await;
+        }
+        self.report()
+    }
+
+    fn devices(&self) -> &[Vec<Listed>; 2] {
+        self.listed.get_or_init(|| {
+            [
+                super::device::listed(Direction::Capture),
+                super::device::listed(Direction::Playback),
+            ]
+        })
     }
 }
 
@@ -171,10 +199,7 @@ pub fn start(
         echo,
         bitrate_kbps: config.bitrate_kbps,
         stats,
-        listed: Arc::new([
-            super::device::listed(Direction::Capture),
-            super::device::listed(Direction::Playback),
-        ]),
+        listed: Arc::default(),
     };
     Ok(AudioPlane {
         road: AudioRoad {
@@ -210,5 +235,26 @@ fn speaker(output: &AudioOut) -> (Option<String>, String) {
             Some(name) => (Some(name.clone()), name),
             None => (None, "no playback device found (--audio-out auto)".into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sound_off_lists_no_devices_until_a_report_asks() {
+        let config = AudioConfig {
+            input: AudioIn::Off,
+            output: AudioOut::Off,
+            ..AudioConfig::default()
+        };
+        let plane = start(&config, Arc::new(AtomicBool::new(false)), None).unwrap();
+        let status = plane.road.status;
+        assert!(status.listed.get().is_none(), "not listed at start");
+        let report = status.report_listed().await;
+        let listed = status.listed.get().expect("listed by the report");
+        assert_eq!(report.capture_devices, listed[0]);
+        assert_eq!(report.playback_devices, listed[1]);
     }
 }

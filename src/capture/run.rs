@@ -99,9 +99,11 @@ impl Capture {
             None => self.report_lost(&sup, None),
         }
         let mut buffers = Buffers::default();
-        // For a camera that came back at another size (`read`).
-        let mut spare = RawFrame::black(self.size.0, self.size.1);
-        let mut slate = Slate::new(self.size.0, self.size.1);
+        // Each a picture (1.35 MB at 720p), made only when needed: the spare
+        // once a camera comes back at another size (`read`), the slate while
+        // the camera is gone.
+        let mut spare: Option<RawFrame> = None;
+        let mut slate: Option<Slate> = None;
         let mut next_slate = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             self.apply_settings(source.as_mut());
@@ -121,12 +123,17 @@ impl Capture {
                     next_slate += SLATE_INTERVAL;
                     let mut frame = buffers.take(self.size);
                     if let Some(raw) = Arc::get_mut(&mut frame) {
-                        slate.next_frame(raw);
+                        let (w, h) = self.size;
+                        slate
+                            .get_or_insert_with(|| Slate::new(w, h))
+                            .next_frame(raw);
                         self.deliver(frame, &mut buffers);
                     }
                 }
                 continue;
             };
+            // The camera is back: the slate waits for the next loss.
+            slate = None;
             if self.sink.take_keyframe_request() {
                 s.request_keyframe();
             }
@@ -150,7 +157,7 @@ impl Capture {
         source: &mut Source,
         buffers: &mut Buffers,
         problem: &mut Problem,
-        spare: &mut RawFrame,
+        spare: &mut Option<RawFrame>,
     ) -> Result<(), CaptureError> {
         let mut frame = buffers.take(self.size);
         let Some(raw) = Arc::get_mut(&mut frame) else {
@@ -168,7 +175,9 @@ impl Capture {
                 if (raw.width, raw.height) != self.size {
                     // Scaled into the spare, which then takes the camera's
                     // buffer for next time: no allocation per frame.
-                    raw.scale_into(spare, self.size.0, self.size.1);
+                    let (w, h) = self.size;
+                    let spare = spare.get_or_insert_with(|| RawFrame::black(w, h));
+                    raw.scale_into(spare, w, h);
                     std::mem::swap(raw, spare);
                 }
                 self.deliver(frame, buffers);

@@ -148,11 +148,12 @@ async fn status(
             let source = state.source.borrow().clone();
             let encoders = state.encoders.snapshot();
             let whip = whip_status(&state.whip, &rtc, &encoders);
+            let audio = state.audio.report_listed().await;
             axum::Json(Status {
                 rtc,
                 source,
                 encoders,
-                audio: state.audio.report(),
+                audio,
                 whip,
                 record: state.record.status.view(),
             })

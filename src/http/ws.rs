@@ -40,6 +40,12 @@ const SEND_BUFFER: i32 = 32 * 1024;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the socket's login session is looked at again.
 const SESSION_CHECK: Duration = Duration::from_secs(1);
+/// tungstenite's read buffer, allocated up front for each socket (128 KiB
+/// by default, for every open page), and how much it gathers before
+/// writing. A signaling message is a few KiB; a larger one grows the read
+/// buffer, up to the message limit below.
+const READ_BUFFER: usize = 8 * 1024;
+const WRITE_BUFFER: usize = 8 * 1024;
 
 pub async fn upgrade(
     ws: WebSocketUpgrade,
@@ -66,6 +72,8 @@ pub async fn upgrade(
     // error; beyond that tungstenite closes with 1009 (message too big).
     ws.max_message_size(2 * MAX_MESSAGE_BYTES)
         .max_frame_size(2 * MAX_MESSAGE_BYTES)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| async move {
             let _lease = lease;
             session(socket, state, from, login, fd).await
