@@ -103,6 +103,8 @@ pub struct Report {
 #[derive(Debug, Clone, Default)]
 pub struct Peaks {
     recent: std::collections::VecDeque<(Instant, u64)>,
+    /// When the first estimate came.
+    since: Option<Instant>,
 }
 
 /// How far back [`Peaks::fell`] looks, and what counts as a fall.
@@ -119,13 +121,14 @@ impl Peaks {
             self.recent.pop_front();
         }
         self.recent.push_back((now, kbps));
+        self.since.get_or_insert(now);
     }
 
     /// Estimates go back [`FELL_WITHIN`] and the latest did not fall.
     pub fn steady(&self, now: Instant) -> bool {
-        let known = self.recent.front().is_some_and(|(t, _)| {
-            now.saturating_duration_since(*t) >= FELL_WITHIN - Duration::from_millis(300)
-        });
+        let known = self
+            .since
+            .is_some_and(|t| now.saturating_duration_since(t) >= FELL_WITHIN);
         known && !self.fell(now)
     }
 

@@ -488,6 +488,9 @@ pub struct LinkSim {
     /// their picture waits for one, as browsers do. Off unless asked for:
     /// older tests count the table's keyframe requests.
     pub ask_keyframes: bool,
+    /// Frames from a real encoder on the camera-like scene instead of the
+    /// stand-in's (the send-path benchmark).
+    pub scene: Option<SceneSource>,
     next_sample: Instant,
 }
 
@@ -521,6 +524,7 @@ impl LinkSim {
                 changes: Vec::new(),
             },
             ask_keyframes: false,
+            scene: None,
             next_sample: now,
         }
     }
@@ -776,7 +780,13 @@ impl LinkSim {
         self.sessions.handle_timeout(now);
         if now >= self.encoder.next_frame {
             let frame = self.encoder.next(now);
-            self.sessions.write_frame(&frame);
+            let frame = match &mut self.scene {
+                Some(scene) => scene.next(&mut self.encoder, now),
+                None => Some(frame),
+            };
+            if let Some(frame) = frame {
+                self.sessions.write_frame(&frame);
+            }
         }
     }
 
@@ -923,5 +933,53 @@ fn drain_peer(p: &mut LinkPeer, now: Instant) -> bool {
                 _ => {}
             },
         }
+    }
+}
+
+/// openh264 encoding the camera-like scene (`capture::scene`, what
+/// `--source test` shows) at the stand-in's times, targets and keyframe
+/// asks: the whole send path with real frames.
+pub struct SceneSource {
+    scene: rtcam::capture::scene::Scene,
+    raw: rtcam::frame::RawFrame,
+    encoder: rtcam::encode::Encoder,
+    n: u64,
+    kbps: u32,
+}
+
+impl SceneSource {
+    pub fn openh264(width: u32, height: u32, fps: u32, kbps: u32) -> SceneSource {
+        let settings = rtcam::encode::EncoderSettings {
+            width,
+            height,
+            fps,
+            bitrate_kbps: kbps,
+            threads: 1,
+            slice_bytes: rtcam::encode::DEFAULT_SLICE_BYTES,
+        };
+        let inner = rtcam::encode::openh264::OpenH264::new(settings).expect("openh264");
+        SceneSource {
+            scene: rtcam::capture::scene::Scene::new(width as usize, height as usize),
+            raw: rtcam::frame::RawFrame::black(2, 2),
+            encoder: rtcam::encode::Encoder::new(Box::new(inner)),
+            n: 0,
+            kbps,
+        }
+    }
+
+    /// The next picture encoded; `stand_in` (whose frame was just made and
+    /// is thrown away) says the target and whether a keyframe was asked.
+    fn next(&mut self, stand_in: &mut FakeEncoder, now: Instant) -> Option<EncodedFrame> {
+        if stand_in.target_kbps != self.kbps {
+            self.kbps = stand_in.target_kbps;
+            self.encoder.set_bitrate(self.kbps).expect("bitrate");
+        }
+        if stand_in.since_key == 0 {
+            self.encoder.request_keyframe();
+        }
+        self.n += 1;
+        self.scene.draw(&mut self.raw, self.n, self.n);
+        self.raw.captured = now;
+        self.encoder.encode(&self.raw).expect("encode")
     }
 }
