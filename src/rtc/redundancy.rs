@@ -110,6 +110,9 @@ pub struct Peaks {
 /// How far back [`Peaks::fell`] looks, and what counts as a fall.
 const FELL_WITHIN: Duration = Duration::from_secs(2);
 const FELL_BY: f64 = 0.1;
+/// How long a link's estimate must be known before its loss can be called
+/// random: its first keyframe's tail, lost in a slow link's queue, is not.
+const KNOWN_FOR: Duration = Duration::from_secs(1);
 
 impl Peaks {
     pub fn push(&mut self, now: Instant, kbps: u64) {
@@ -124,11 +127,11 @@ impl Peaks {
         self.since.get_or_insert(now);
     }
 
-    /// Estimates go back [`FELL_WITHIN`] and the latest did not fall.
+    /// Estimates go back [`KNOWN_FOR`] and the latest did not fall.
     pub fn steady(&self, now: Instant) -> bool {
         let known = self
             .since
-            .is_some_and(|t| now.saturating_duration_since(t) >= FELL_WITHIN);
+            .is_some_and(|t| now.saturating_duration_since(t) >= KNOWN_FOR);
         known && !self.fell(now)
     }
 
@@ -197,6 +200,10 @@ mod tests {
         assert!(!p.steady(t0), "just measured");
         p.push(t0 + Duration::from_millis(500), 700);
         assert!(p.fell(t0 + Duration::from_millis(500)));
+        assert!(
+            !p.steady(t0 + Duration::from_millis(1100)),
+            "fell 0.6 s ago"
+        );
         p.push(t0 + Duration::from_millis(2600), 700);
         assert!(!p.fell(t0 + Duration::from_millis(2600)), "the peak is old");
         p.push(t0 + Duration::from_millis(2800), 720);
