@@ -108,7 +108,7 @@ pub struct Peaks {
 }
 
 /// How far back [`Peaks::fell`] looks, and what counts as a fall.
-const FELL_WITHIN: Duration = Duration::from_secs(2);
+const FELL_WITHIN: Duration = Duration::from_secs(1);
 const FELL_BY: f64 = 0.1;
 /// How long a link's estimate must be known before its loss can be called
 /// random: its first keyframe's tail, lost in a slow link's queue, is not.
@@ -201,8 +201,8 @@ mod tests {
         p.push(t0 + Duration::from_millis(500), 700);
         assert!(p.fell(t0 + Duration::from_millis(500)));
         assert!(
-            !p.steady(t0 + Duration::from_millis(1100)),
-            "fell 0.6 s ago"
+            !p.steady(t0 + Duration::from_secs(1)),
+            "known 1 s, fell 0.5 s ago"
         );
         p.push(t0 + Duration::from_millis(2600), 700);
         assert!(!p.fell(t0 + Duration::from_millis(2600)), "the peak is old");

@@ -105,21 +105,32 @@ def test_five_percent_loss_plays_without_freezes(relayed, open_page):
 def test_an_800_kbit_link_settles_under_it_and_keeps_the_frame_rate(relayed, open_page):
     srv, relay = relayed(Direction(kbps=800, delay_s=0.010), Direction(delay_s=0.010), BITRATE)
     page = open_page(srv.url)
-    go_live(page)
-    t_live = time.monotonic()
-    time.sleep(5.0)
-    before = h.snapshot(page)
-    t0 = time.monotonic()
-    time.sleep(WATCH_S - 5.0)
-    t1 = time.monotonic()
-    after = h.snapshot(page, latencies=True)
+    t_live, _, before, after, t0, t1 = watch_from_live(page, 5.0)
     fps, text = describe(before, after, t1 - t0)
     sent = relay.down.kbps_offered(t0, t1)
-    per_second = [round(relay.down.kbps_offered(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
-    print(f"\n800 kbit/s link: rtcam sent {sent:.0f} kbit/s from 5 s on (per second from live: {per_second}); "
-          f"{text}; {relay_text(relay)}")
+    print(f"\n800 kbit/s link: rtcam sent {sent:.0f} kbit/s from 5 s on (per second from live: "
+          f"{per_second(relay.down.kbps_offered, t_live, t1)}); {text}; {relay_text(relay)}")
     assert sent < 800, f"rtcam sent {sent:.0f} kbit/s into an 800 kbit/s link"
     assert fps >= 25, text
+
+
+def watch_from_live(page, settle_s: float):
+    """Live (the first frame on screen), its gaps counted from there, `settle_s` more, then watching until
+    WATCH_S from live: (t_live, at live, before, after, t0, t1), times monotonic."""
+    go_live(page)
+    t_live = time.monotonic()
+    page.evaluate("() => { window.rtcam.longestGapMs = 0; window.rtcam.gaps = []; }")
+    first = h.snapshot(page)
+    time.sleep(settle_s)
+    before = h.snapshot(page)
+    t0 = time.monotonic()
+    time.sleep(WATCH_S - settle_s)
+    t1 = time.monotonic()
+    return t_live, first, before, h.snapshot(page, latencies=True), t0, t1
+
+
+def per_second(rate, t_live: float, t1: float) -> list[int]:
+    return [round(rate(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
 
 
 @pytest.mark.xfail(strict=False, reason="issue #20, open: in Chromium the first 720p keyframe (openh264 ignores "
@@ -131,23 +142,13 @@ def test_an_800_kbit_link_at_720p_never_freezes_from_the_start(relayed, open_pag
     down = Direction(kbps=800, buffer_bytes=10_000, delay_s=0.010)
     srv, relay = relayed(down, Direction(delay_s=0.010), BITRATE, size="1280x720")
     page = open_page(srv.url)
-    go_live(page)  # returns once the first frame is on screen: gaps count from it
-    t_live = time.monotonic()
-    page.evaluate("() => { window.rtcam.longestGapMs = 0; window.rtcam.gaps = []; }")
-    first = h.snapshot(page)
-    time.sleep(10.0)
-    before = h.snapshot(page)
-    t0 = time.monotonic()
-    time.sleep(WATCH_S - 10.0)
-    t1 = time.monotonic()
-    after = h.snapshot(page, latencies=True)
+    t_live, first, before, after, t0, t1 = watch_from_live(page, 10.0)
     fps, text = describe(before, after, t1 - t0)
     whole_fps, _ = describe(first, after, t1 - t_live)
     delivered = relay.down.kbps_delivered(t0, t1)
-    per_second = [round(relay.down.kbps_delivered(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
     print(f"\n800 kbit/s, 100 ms queue, 1280x720: {delivered:.0f} kbit/s delivered from 10 s on (per second "
-          f"from the first frame: {per_second}); {whole_fps:.1f} fps over the whole call; {text}; "
-          f"{relay_text(relay)}")
+          f"from the first frame: {per_second(relay.down.kbps_delivered, t_live, t1)}); {whole_fps:.1f} fps over "
+          f"the whole call; {text}; {relay_text(relay)}")
     assert after["longestGapMs"] <= 200, text
     assert delivered >= 600, f"{delivered:.0f} kbit/s delivered from 10 s on"
     assert fps >= 25, text

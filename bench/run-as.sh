@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# RTCAM_TEST_WRAPPER for the benchmarks: runs $RTCAM_BENCH_REAL (a release
+# rtcam, or an older one to compare) in place of the test's own binary, whose
+# path comes first and is dropped; the emulated-CPU "bars" source the tests
+# then ask for is turned back into the camera-like scene.
+set -euo pipefail
+shift
+args=()
+for a in "$@"; do [ "$a" = bars ] && a=test; args+=("$a"); done
+exec "${RTCAM_BENCH_REAL:?a release rtcam}" "${args[@]}"
