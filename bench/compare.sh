@@ -8,8 +8,8 @@
 #   bench/compare.sh BEFORE_BINARY [AFTER_BINARY (default target/release/rtcam)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-before=${1:?an older rtcam binary to compare with}
-after=${2:-target/release/rtcam}
+before=$(realpath "${1:?an older rtcam binary to compare with}")
+after=$(realpath -m "${2:-target/release/rtcam}")
 scripts/setup.sh
 [ -n "${2:-}" ] || cargo build --release --locked --bin rtcam
 py=.venv/bin/python
@@ -42,7 +42,7 @@ for which in before after; do
   runs=$(first_frames "$bin" "$table" | tr '\n' ' ')
   echo "click-to-first-frame in Chromium, 5 runs: $runs-> median $(echo "$runs" | tr ' ' '\n' | grep . | median) ms"
   grep -E 'rtcam (CPU|VmRSS max|VmHWM)' "$table" | tail -n 3 | sed 's/^/one Chromium viewer, last run: /'
-  RTCAM_TEST_WRAPPER="$PWD/bench/run-as.sh" RTCAM_BENCH_REAL="$PWD/$bin" RTCAM_BENCH_VIEWERS=1,10,100 \
+  RTCAM_TEST_WRAPPER="$PWD/bench/run-as.sh" RTCAM_BENCH_REAL="$bin" RTCAM_BENCH_VIEWERS=1,10,100 \
     RTCAM_BENCH_SECONDS=6 cargo test --release --locked --test bench_viewers -- --ignored --nocapture 2>&1 |
     grep -v '^\[OpenH264\]' | grep -E '^ *(viewers|[0-9]+ )|per added' || true
 done
