@@ -8,6 +8,7 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::mpsc;
 
+use crate::audio::AudioIn;
 use crate::config::Config;
 use crate::encode::pool::{EncodedTap, EncoderControl, PictureTap};
 use crate::frame::{RawFrame, VideoCodec};
@@ -129,7 +130,12 @@ fn start_recorder(
     }
     .spawn()?;
     let (tap, recorder) = RecorderThread {
-        recorder: Recorder::new(RecorderConfig::new(r.mode, r.pre, r.post, r.segment)),
+        recorder: Recorder::new(RecorderConfig {
+            // A named microphone; `auto`'s is found later (a segment opened
+            // before it was heard rolls over at the next keyframe).
+            microphone: matches!(config.audio.input, AudioIn::Test | AudioIn::Pcm(_)),
+            ..RecorderConfig::new(r.mode, r.pre, r.post, r.segment)
+        }),
         status: status.clone(),
         events: events.clone(),
         disk: ops_tx,

@@ -34,7 +34,8 @@ use super::ring::{AudioUnit, Ring, Unit};
 const OPUS_PRE_SKIP: u16 = 312;
 /// One Opus packet of the microphone, in 48 kHz samples (20 ms).
 const OPUS_FRAME: u32 = crate::audio::FRAME as u32;
-/// A segment carries sound when the microphone was heard this lately.
+/// A segment carries sound when a microphone is configured, or when one
+/// was heard this lately.
 const AUDIO_LATELY: Duration = Duration::from_secs(1);
 use super::{ClipId, RecordMode, Trigger};
 
@@ -50,6 +51,9 @@ pub struct RecorderConfig {
     pub keyframe_every: Duration,
     /// The pre-roll's bound in RAM.
     pub ring_bytes: usize,
+    /// A microphone is configured: every segment has a sound track from
+    /// its start, even one opened before the microphone's first packet.
+    pub microphone: bool,
 }
 
 impl RecorderConfig {
@@ -67,6 +71,7 @@ impl RecorderConfig {
                 .clamp(Duration::from_secs(2), Duration::from_secs(10))
                 .min(segment),
             ring_bytes: 16 << 20,
+            microphone: false,
         }
     }
 }
@@ -181,9 +186,13 @@ impl Recorder {
             .as_ref()
             .zip(converted.pps.as_ref())
             .is_some_and(|(sps, pps)| (sps, pps) != (&s.params.0, &s.params.1));
+        // A microphone heard after a silent segment opened: the next
+        // segment has the sound track.
+        let sound_came = s.audio.is_none() && self.heard_lately(now);
         let rolls = unit.keyframe
             && (unit.captured.saturating_duration_since(s.origin) >= self.config.segment
-                || new_params);
+                || new_params
+                || sound_came);
         if rolls {
             self.close(Some(unit.captured));
             // Everything before this keyframe is in the segment just closed:
@@ -314,9 +323,7 @@ impl Recorder {
             return; // a keyframe without SPS/PPS: wait for the next
         };
         let (width, height) = fmp4::sps_size(&sps).unwrap_or((0, 0));
-        let sound = self
-            .last_audio
-            .is_some_and(|t| now.saturating_duration_since(t) < AUDIO_LATELY);
+        let sound = self.config.microphone || self.heard_lately(now);
         let init = fmp4::init_segment(
             &VideoTrack {
                 width,
@@ -371,6 +378,11 @@ impl Recorder {
         }
         let duration = Duration::from_micros(s.dts * 1_000_000 / u64::from(VIDEO_TIMESCALE));
         self.out.push_back(Output::Close { id: s.id, duration });
+    }
+
+    fn heard_lately(&self, now: Instant) -> bool {
+        self.last_audio
+            .is_some_and(|t| now.saturating_duration_since(t) < AUDIO_LATELY)
     }
 
     fn next_id(&mut self, start_ms: u64) -> ClipId {
@@ -782,5 +794,53 @@ mod tests {
         assert_eq!(opens.len(), 2, "{opens:?}");
         assert!(sim.keyframes_sent.contains(&opens[1].1));
         assert!(opens[1].1 > 3_000, "nothing from before the gap: {opens:?}");
+    }
+
+    fn sound_tracks(sim: &Sim) -> Vec<bool> {
+        sim.outs
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Output::Open { init, .. } => Some(init.windows(4).any(|w| w == b"soun")),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Video until `ms`, with a microphone packet every 20 ms.
+    fn run_with_sound(sim: &mut Sim, ms: u64) {
+        let mut at = sim.now_ms();
+        while at < ms {
+            at += 20;
+            sim.run_until(at);
+            let unit = AudioUnit {
+                data: Arc::from(&[0xf8u8, 0xff, 0xfe][..]),
+                captured: sim.at(at),
+            };
+            sim.rec.audio(unit);
+        }
+    }
+
+    #[test]
+    fn a_named_microphone_gives_the_first_segment_its_sound_track_before_it_is_heard() {
+        let mut sim = Sim::new(RecorderConfig {
+            microphone: true,
+            ..config(RecordMode::Continuous, 5, 3, 300)
+        });
+        sim.run_until(500); // the first keyframe opens before any sound
+        run_with_sound(&mut sim, 3_000);
+        assert_eq!(sound_tracks(&sim), [true]);
+    }
+
+    #[test]
+    fn a_microphone_heard_after_a_silent_segment_opened_starts_a_segment_with_sound() {
+        let mut sim = Sim::new(config(RecordMode::Continuous, 5, 3, 300));
+        sim.run_until(3_000);
+        assert_eq!(sound_tracks(&sim), [false]);
+        run_with_sound(&mut sim, 12_000);
+        // At the next keyframe (asked every 5 s), not only after 300 s.
+        assert_eq!(sound_tracks(&sim), [false, true]);
+        let opens = sim.opens();
+        assert!(opens[1].1 <= 8_100, "{opens:?}");
+        assert!(sim.keyframes_sent.contains(&opens[1].1));
     }
 }
