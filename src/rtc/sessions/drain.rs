@@ -60,13 +60,15 @@ impl Sessions {
         self.judge_copies(i);
     }
 
-    /// The viewer's link to the bitrate policy: its first keyframe, its
-    /// estimates; the
+    /// The viewer's link to the bitrate policy: connected, estimated; the
     /// targets it changed to the encoders, and its pacing as the policy
     /// decides it.
     fn follow_estimate(&mut self, i: usize) {
         let (now, v) = (self.now, &mut self.viewers[i]);
         let Some(codec) = v.codec else { return };
+        if v.sending() {
+            self.rate.connected(now, v.id);
+        }
         self.first_keyframe(i, codec);
         let v = &mut self.viewers[i];
         let Some(estimate) = v.estimate.take() else {
@@ -101,9 +103,6 @@ impl Sessions {
             None => false,
             Some(KeyframeDue::Measured { by }) => self.rate.measured(v.id) || now >= by,
             Some(KeyframeDue::Now) => {
-                // Set once, as it connected: from now on its measurement
-                // is awaited.
-                self.rate.connected(now, v.id);
                 let start = self.rate.range(codec).map(|r| r.start_kbps());
                 let high = self
                     .rate
