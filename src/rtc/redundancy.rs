@@ -31,7 +31,7 @@ pub const VERY_LOSSY: f32 = 0.04;
 /// shortest) or the estimate falling under `CONGESTED` of the target means
 /// the loss is the link overflowing, and copies would add to it.
 pub const QUEUE_CALM: Duration = Duration::from_millis(40);
-pub const QUEUE_FULL: Duration = Duration::from_millis(100);
+pub const QUEUE_FULL: Duration = Duration::from_millis(70);
 pub const CARRIED: f64 = 1.0;
 pub const CONGESTED: f64 = 0.75;
 /// How long copies last before a trial of single copies.
@@ -39,16 +39,26 @@ pub const TRIAL_AFTER: Duration = Duration::from_secs(30);
 /// A trial's verdict waits this long: the first report after it started
 /// still counts mostly copied packets.
 pub const TRIAL_LENGTH: Duration = Duration::from_millis(2500);
+/// How long copies that did not hide the loss are not tried again.
+pub const REFUSED_FOR: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Copies {
     #[default]
     Single,
+    /// One second's loss looked random: copies if the next second's does
+    /// too. The loss of a queue overflowing comes before the estimate's
+    /// fall (it is what makes the estimate fall), and copies started on it
+    /// would triple what an overflowing link is sent.
+    Suspect,
     /// Every datagram `n` times (2 or 3), since then.
     Many { n: u8, since: Instant },
     /// Single copies for a while after a long `Many`, to see whether the
     /// link still loses.
     Trial { since: Instant },
+    /// Copies did not hide the loss: the loss was the link overflowing
+    /// (and copies made more of it). None for `REFUSED_FOR`.
+    Refused { since: Instant },
 }
 
 impl Copies {
@@ -63,9 +73,24 @@ impl Copies {
     /// A loss report (once a second). Returns whether the count changed.
     pub fn report(&mut self, now: Instant, link: Report) -> bool {
         let next = match *self {
-            Copies::Single if link.random_loss() => link.many(now),
+            Copies::Refused { since } if now.saturating_duration_since(since) < REFUSED_FOR => {
+                *self
+            }
+            Copies::Refused { .. } | Copies::Single if link.random_loss() => Copies::Suspect,
+            Copies::Refused { .. } => Copies::Single,
+            Copies::Suspect if link.random_loss() => link.many(now),
+            Copies::Suspect => Copies::Single,
             _ if link.congested() => Copies::Single,
             Copies::Single => Copies::Single,
+            // Random loss under copies is only packets whose every copy was
+            // lost: this much, once the copies' own seconds are measured
+            // (the first report after they start still counts single
+            // copies), is an overflowing link.
+            Copies::Many { since, .. }
+                if link.loss >= LOSSY && now.saturating_duration_since(since) >= TRIAL_LENGTH =>
+            {
+                Copies::Refused { since: now }
+            }
             Copies::Many { since, .. } if now.saturating_duration_since(since) >= TRIAL_AFTER => {
                 Copies::Trial { since: now }
             }
@@ -97,6 +122,9 @@ pub struct Report {
     /// (the round trip, from receiver reports, is often too stale to show
     /// the queue), and gets no copies.
     pub estimate_steady: bool,
+    /// Its estimate fell by [`CRASH_BY`] within the last second
+    /// ([`Peaks::fell_by`]).
+    pub estimate_crashed: bool,
 }
 
 /// A link's recent estimates: whether it fell lately.
@@ -110,6 +138,8 @@ pub struct Peaks {
 /// How far back [`Peaks::fell`] looks, and what counts as a fall.
 const FELL_WITHIN: Duration = Duration::from_secs(1);
 const FELL_BY: f64 = 0.1;
+/// A fall this deep is the link overflowing, and ends copies.
+pub const CRASH_BY: f64 = 0.3;
 /// How long a link's estimate must be known before its loss can be called
 /// random: its first keyframe's tail, lost in a slow link's queue, is not.
 const KNOWN_FOR: Duration = Duration::from_secs(1);
@@ -138,6 +168,12 @@ impl Peaks {
     /// The latest estimate is more than [`FELL_BY`] under the highest of the
     /// last [`FELL_WITHIN`].
     pub fn fell(&self, now: Instant) -> bool {
+        self.fell_by(now, FELL_BY)
+    }
+
+    /// The latest estimate is more than `share` under the highest of the
+    /// last [`FELL_WITHIN`].
+    pub fn fell_by(&self, now: Instant, share: f64) -> bool {
         let within = |t: &Instant| now.saturating_duration_since(*t) <= FELL_WITHIN;
         let peak = self
             .recent
@@ -147,7 +183,7 @@ impl Peaks {
             .max();
         let last = self.recent.back().map(|(_, k)| *k);
         peak.zip(last)
-            .is_some_and(|(p, l)| (l as f64) < p as f64 * (1.0 - FELL_BY))
+            .is_some_and(|(p, l)| (l as f64) < p as f64 * (1.0 - share))
     }
 }
 
@@ -159,8 +195,16 @@ impl Report {
             && self.queue.is_some_and(|q| q <= QUEUE_CALM)
     }
 
+    /// A queue, an estimate that no longer carries the target, or one that
+    /// crashed: the encoder's target follows the estimate down, so a link
+    /// overflowing keeps its headroom and shows only in the crash (copies
+    /// on an overflowing 800 kbit/s link tripled what it was sent and held
+    /// its estimate under 100 kbit/s for 15 s in Chromium). A smaller fall
+    /// is the noise of an estimate on a lossy link.
     fn congested(&self) -> bool {
-        self.headroom < CONGESTED || self.queue.is_none_or(|q| q >= QUEUE_FULL)
+        self.headroom < CONGESTED
+            || self.queue.is_none_or(|q| q >= QUEUE_FULL)
+            || self.estimate_crashed
     }
 
     /// Copies for this loss (measured with single copies).
@@ -180,6 +224,7 @@ mod tests {
             headroom: 1.5,
             queue: Some(Duration::from_millis(5)),
             estimate_steady: true,
+            estimate_crashed: false,
         }
     }
 
@@ -220,24 +265,25 @@ mod tests {
         let s = |n: u64| t0 + Duration::from_secs(n);
         let mut c = Copies::default();
         assert!(!c.report(s(1), lossy(0.01)), "1 % is repaired well enough");
-        assert!(c.report(s(2), lossy(0.03)));
+        assert!(!c.report(s(2), lossy(0.03)), "one lossy second");
+        assert!(c.report(s(3), lossy(0.03)), "and another");
         assert_eq!(c.count(), 2);
-        for n in 3..32 {
+        for n in 4..33 {
             assert!(!c.report(s(n), lossy(0.0)), "the copies hide the loss");
         }
         // 30 s on: single copies for a trial, and the link loses more now.
-        assert!(c.report(s(32), lossy(0.0)));
+        assert!(c.report(s(33), lossy(0.0)));
         assert_eq!(c.count(), 1);
-        assert!(!c.report(s(33), lossy(0.01)), "too early to tell");
-        assert!(c.report(s(35), lossy(0.05)));
+        assert!(!c.report(s(34), lossy(0.01)), "too early to tell");
+        assert!(c.report(s(36), lossy(0.05)));
         assert_eq!(c.count(), 3);
         // Later the loss is gone.
-        for n in 36..66 {
+        for n in 37..67 {
             c.report(s(n), lossy(0.0));
         }
         assert!(matches!(c, Copies::Trial { .. }));
-        c.report(s(67), lossy(0.0));
-        c.report(s(69), lossy(0.0));
+        c.report(s(68), lossy(0.0));
+        c.report(s(70), lossy(0.0));
         assert_eq!(c, Copies::Single);
     }
 
@@ -267,6 +313,7 @@ mod tests {
             ..lossy(0.10)
         };
         assert!(!c.report(s(2), unknown), "no round trip known yet");
+        assert!(!c.report(s(3), lossy(0.05)));
         assert!(c.report(s(3), lossy(0.05)));
         let wobble = Report {
             headroom: 0.8,
@@ -276,5 +323,42 @@ mod tests {
         assert!(!c.report(s(4), wobble), "a wobble keeps the copies");
         assert!(c.report(s(5), queued));
         assert_eq!(c, Copies::Single);
+        // The loss of an overflow's start looks random for a second: the
+        // estimate falls only after it (and the target with it: the
+        // headroom holds), the round trip stale and calm.
+        assert!(!c.report(s(6), lossy(0.14)));
+        let falling = Report {
+            estimate_steady: false,
+            estimate_crashed: true,
+            ..lossy(0.20)
+        };
+        assert!(!c.report(s(7), falling), "no copies: the estimate fell");
+        assert_eq!(c, Copies::Single);
+        // Copies that started end at a fall too.
+        c.report(s(8), lossy(0.03));
+        assert!(c.report(s(9), lossy(0.03)));
+        let noisy = Report {
+            estimate_steady: false,
+            ..lossy(0.001)
+        };
+        assert!(!c.report(s(10), noisy), "a lossy link's noise keeps them");
+        assert!(c.report(s(11), falling), "a crash ends the copies");
+        assert_eq!(c, Copies::Single);
+        // Copies that do not hide the loss (a third of the packets lost
+        // with every copy, the estimate steady as the target falls with it)
+        // end, and are not tried again for a while.
+        c.report(s(12), lossy(0.05));
+        assert!(c.report(s(13), lossy(0.05)));
+        assert!(
+            !c.report(s(14), lossy(0.05)),
+            "the first report counts single copies still"
+        );
+        assert!(c.report(s(16), lossy(0.25)));
+        assert_eq!(c.count(), 1);
+        for n in 17..46 {
+            assert!(!c.report(s(n), lossy(0.05)), "refused");
+        }
+        c.report(s(47), lossy(0.05));
+        assert!(c.report(s(48), lossy(0.05)), "tried again after 30 s");
     }
 }

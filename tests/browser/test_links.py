@@ -133,9 +133,9 @@ def per_second(rate, t_live: float, t1: float) -> list[int]:
     return [round(rate(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
 
 
-@pytest.mark.xfail(strict=False, reason="issue #20, open: in Chromium the first 720p keyframe (openh264 ignores "
-                   "the start rate for it, about 30 KB) overfills the 10 KB queue, the estimate falls to about "
-                   "250 kbit/s and climbs back slowly: gaps of 150-300 ms, about 500 kbit/s delivered")
+@pytest.mark.xfail(strict=False, reason="issue #20, open: the first 720p keyframe (14-20 KB with the patched "
+                   "openh264, 26-36 KB before) still overfills the 10 KB queue and the estimate crashes in the first "
+                   "second; later crashes come every 5-10 s: gaps of 180-570 ms, 485-694 kbit/s delivered")
 def test_an_800_kbit_link_at_720p_never_freezes_from_the_start(relayed, open_page):
     # 100 ms of queue at 800 kbit/s, as in a home router; rtcam's estimate starts low, its first
     # keyframe is the probe, and the link is paced once measured.

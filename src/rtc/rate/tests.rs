@@ -107,6 +107,41 @@ fn rises_gently_after_holding() {
 }
 
 #[test]
+fn after_an_overflow_the_level_below_it_comes_back_in_one_step() {
+    let (mut p, t0) = policy();
+    let t = measured(&mut p, t0, &[(1, 900)]);
+    assert_eq!(p.target(H), Some(765));
+    // The link overflowed: its estimate crashes on the loss.
+    twcc(&mut p, t + ms(100), 1, 350);
+    assert_eq!(drain(&mut p), vec![297]);
+    // It recovers; the rise holds 1 s, then goes to 85 % of 765 at once.
+    twcc(&mut p, t + ms(1500), 1, 900);
+    run_until(&mut p, t + ms(2600));
+    assert_eq!(drain(&mut p), vec![650]);
+    // Near where it overflowed: 5 % steps, 3 s apart, to a quarter above.
+    run_until(&mut p, t + ms(5400));
+    assert_eq!(drain(&mut p), Vec::<u32>::new());
+    run_until(&mut p, t + ms(5600));
+    assert_eq!(drain(&mut p), vec![682]);
+    run_until(&mut p, t + Duration::from_secs(20));
+    assert_eq!(drain(&mut p), vec![716, 751, 765]);
+}
+
+#[test]
+fn a_joiner_bringing_the_rate_down_is_no_overflow() {
+    let (mut p, t0) = policy();
+    let t = measured(&mut p, t0, &[(1, 5000)]);
+    assert_eq!(p.target(H), Some(2000));
+    p.join(t, ViewerId(2), H);
+    twcc(&mut p, t + ms(200), 2, 600);
+    assert_eq!(drain(&mut p), vec![510]);
+    // Its link gets faster: 10 % steps, no jump towards 2000.
+    twcc(&mut p, t + ms(1500), 2, 1500);
+    run_until(&mut p, t + ms(3000));
+    assert_eq!(drain(&mut p), vec![561]);
+}
+
+#[test]
 fn a_joiner_counts_only_once_measured() {
     let (mut p, t0) = policy();
     let t = measured(&mut p, t0, &[(1, 5000)]);

@@ -27,7 +27,8 @@ mod setup;
 use drain::drain;
 
 use super::rate::{MARGIN, RatePolicy, RateRange};
-use super::redundancy::Report;
+
+use super::redundancy::{CRASH_BY, Report};
 use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
 use crate::audio::TalkPacket;
 use crate::control::{AudioTelemetry, Control, Telemetry};
@@ -556,6 +557,7 @@ impl Sessions {
             headroom,
             queue,
             estimate_steady: v.estimates.steady(self.now),
+            estimate_crashed: v.estimates.fell_by(self.now, CRASH_BY),
         };
         if v.copies.report(self.now, report) {
             tracing::info!(
