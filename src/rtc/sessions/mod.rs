@@ -532,7 +532,7 @@ impl Sessions {
     /// out (`redundancy.rs`).
     fn judge_copies(&mut self, i: usize) {
         let v = &mut self.viewers[i];
-        // Stats come four times a second; copies are judged once.
+        // Stats come four times a second; copies are judged twice.
         if v.copies_judged
             .is_some_and(|t| self.now < t + COPIES_JUDGED_EVERY)
         {
@@ -605,8 +605,9 @@ pub const CONTROL_CHANNEL: &str = "rtcam";
 /// The data channel for the serial bridge's raw bytes.
 pub const SERIAL_CHANNEL: &str = "serial";
 
-/// How often a viewer's loss is judged for copies (`redundancy.rs`).
-const COPIES_JUDGED_EVERY: Duration = Duration::from_secs(1);
+/// How often a viewer's loss is judged for copies (`redundancy.rs`): twice
+/// a second, so the two lossy reports copies wait for take half a second.
+const COPIES_JUDGED_EVERY: Duration = Duration::from_millis(500);
 
 /// How often each viewer with a channel is sent telemetry.
 const TELEMETRY_EVERY: Duration = Duration::from_secs(1);
