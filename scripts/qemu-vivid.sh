@@ -358,11 +358,16 @@ echo "init: \$(echo /dev/video*) \$(echo /dev/snd/*)"
 # The room rtcam's microphone hears: the stamp, played into snd-aloop. Both
 # run at a higher priority with 200 ms of buffer: the emulated CPU stalls for
 # tens of ms, and an underrun would cut a stamp (the feed then runs late and
-# whole instead; the test reads latency, not the room's sound quality).
-( sh -c 'renice -n -10 -p \$\$ >/dev/null; exec stamp-feed' |
-  sh -c 'renice -n -10 -p \$\$ >/dev/null; LD_LIBRARY_PATH=/lib exec aplay -q -D hw:Loopback,0,0 \
-    -t raw -f S16_LE -r 48000 -c 1 --buffer-time=200000 --period-time=10000' 2>&1 | sed 's/^/aplay: /'
-  echo "init: the stamp feed ended" ) &
+# whole instead; the test reads latency, not the room's sound quality). aplay
+# on snd-aloop can die of an EIO under the emulated CPU (a CI run): the room
+# then plays again, as a real room would, rather than going silent for good.
+( while true; do
+    sh -c 'renice -n -10 -p \$\$ >/dev/null; exec stamp-feed' |
+    sh -c 'renice -n -10 -p \$\$ >/dev/null; LD_LIBRARY_PATH=/lib exec aplay -q -D hw:Loopback,0,0 \
+      -t raw -f S16_LE -r 48000 -c 1 --buffer-time=200000 --period-time=10000' 2>&1 | sed 's/^/aplay: /'
+    echo "init: the stamp feed ended; playing it again"
+    sleep 1
+  done ) &
 echo "init: starting rtcam"
 NO_COLOR=1 RUST_LOG=info LD_LIBRARY_PATH=/lib /rtcam --state-dir /state --board qemu-virt \\
   --http 0.0.0.0:$http_port --rtc 0.0.0.0:$udp_port --advertise 127.0.0.1 \\

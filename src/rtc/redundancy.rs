@@ -51,9 +51,10 @@ pub const REFUSED_FOR: Duration = Duration::from_secs(30);
 pub enum Copies {
     #[default]
     Single,
-    /// One second's loss (in tenths of a per cent) looked random: copies
-    /// if the two seconds together lose enough while the link stays calm
-    /// (at a few hundred kbit/s one second holds too few packets to tell). The loss of a queue overflowing comes before the estimate's
+    /// One report's loss (in tenths of a per cent) looked random: copies
+    /// if it and the next, half a second later, lose enough together while
+    /// the link stays calm (at a few hundred kbit/s one report holds too
+    /// few packets to tell). The loss of a queue overflowing comes before the estimate's
     /// fall (it is what makes the estimate fall), and copies started on it
     /// would triple what an overflowing link is sent.
     Suspect { permille: u16 },
