@@ -219,7 +219,11 @@ async fn the_microphone_is_recorded_in_step_with_the_picture() {
         let video = stamps(f, 640, 360);
         let pcm = sound(f);
         let heard = rtcam::audio::stamp::detect_i16(&pcm, 48_000);
-        let seconds = pcm.len() as f64 / 48_000.0;
+        // The first segment's sound track starts with the segment, which
+        // may open before the microphone's first packet: that lead is
+        // silence, not stamps lost.
+        let lead = pcm.iter().position(|s| s.unsigned_abs() > 64).unwrap_or(0);
+        let seconds = (pcm.len() - lead) as f64 / 48_000.0;
         // Most stamps read back (a CI run on a loaded machine found 3 of 8 in
         // one segment); every one found must be in step (below).
         assert!(
