@@ -188,11 +188,10 @@ impl Recorder {
             .is_some_and(|(sps, pps)| (sps, pps) != (&s.params.0, &s.params.1));
         // A microphone heard after a silent segment opened: the next
         // segment has the sound track.
-        let sound_came = s.audio.is_none() && self.heard_lately(now);
         let rolls = unit.keyframe
             && (unit.captured.saturating_duration_since(s.origin) >= self.config.segment
                 || new_params
-                || sound_came);
+                || (s.audio.is_none() && self.heard_lately(now)));
         if rolls {
             self.close(Some(unit.captured));
             // Everything before this keyframe is in the segment just closed:

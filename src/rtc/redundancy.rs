@@ -54,9 +54,9 @@ pub enum Copies {
     /// One report's loss (in tenths of a per cent) looked random: copies
     /// if it and the next, half a second later, lose enough together while
     /// the link stays calm (at a few hundred kbit/s one report holds too
-    /// few packets to tell). The loss of a queue overflowing comes before the estimate's
-    /// fall (it is what makes the estimate fall), and copies started on it
-    /// would triple what an overflowing link is sent.
+    /// few packets to tell). The loss of a queue overflowing comes before
+    /// the estimate's fall (it is what makes the estimate fall), and copies
+    /// started on it would triple what an overflowing link is sent.
     Suspect { permille: u16 },
     /// Every datagram `n` times (2 or 3), since then.
     Many { n: u8, since: Instant },
@@ -77,7 +77,7 @@ impl Copies {
         }
     }
 
-    /// A loss report (once a second). Returns whether the count changed.
+    /// A loss report (twice a second). Returns whether the count changed.
     pub fn report(&mut self, now: Instant, link: Report) -> bool {
         let next = match *self {
             Copies::Refused { since } if now.saturating_duration_since(since) < REFUSED_FOR => {

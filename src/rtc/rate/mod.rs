@@ -377,9 +377,7 @@ impl RatePolicy {
         } else {
             (usable_kbps as f64) < ceiling * PACE_BELOW
         };
-        if crashed {
-            enc.crashed = true;
-        }
+        enc.crashed |= crashed;
         self.decide(now, codec);
     }
 
