@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -83,7 +84,7 @@ def open_viewers(browser, url: str, n: int, password: str):
 def call_all(pages, timeout_ms: float):
     for p in pages:
         p.click("#call")
-    firsts = []
+    firsts, phases = [], []
     for p in pages:
         try:
             h.wait_state(p, "live", timeout_ms)
@@ -91,8 +92,19 @@ def call_all(pages, timeout_ms: float):
             s = h.snapshot(p)
             print(f"  a viewer did not go live: state {s['state']!r} {s.get('reason', '')!r}", file=sys.stderr)
             continue
-        firsts.append(h.snapshot(p)["clickToFirstFrameMs"])
-    return firsts
+        snap = h.snapshot(p)
+        firsts.append(snap["clickToFirstFrameMs"])
+        phases.append(dict(snap.get("phases") or {}, click=snap["clickTime"]))
+    return firsts, phases
+
+
+STEPS = ("ws", "offer", "answer", "ice", "dtls", "track", "frame")
+
+
+def steps_line(steps: dict) -> str:
+    """The page's rtcam.phases in call order: signaling open, offer sent, answer, ICE, DTLS,
+    video track, first frame."""
+    return ", ".join(f"{k} {steps[k]:.0f}" for k in STEPS if k in steps)
 
 
 def measure(pages, sampler: Sampler, seconds: float) -> dict:
@@ -155,6 +167,7 @@ def main():
     ap.add_argument("--fps", type=int, default=30, help="frame rate (default 30)")
     ap.add_argument("--viewers", type=int, default=10, help="viewers in phase 2 (default 10; 0 skips it)")
     ap.add_argument("--settle", type=float, default=2.0, help="seconds to wait after going live (default 2)")
+    ap.add_argument("--log", default=None, help="copy rtcam's log here when done (RUST_LOG sets what it holds)")
     ap.add_argument("--bitrate", type=int, default=None, help="rtcam --bitrate in kbit/s (default: rtcam's)")
     ap.add_argument("--audio-in", default=None,
                     help="rtcam --audio-in (e.g. test, or off): run twice, off and test, to see what audio "
@@ -182,7 +195,7 @@ def main():
                         print(f"phase: {n} viewer(s)...", file=sys.stderr)
                         ctxs, pages = open_viewers(browser, srv.url, n, srv.password)
                         t_call = time.monotonic()
-                        firsts = call_all(pages, 20_000 + 2_000 * n)
+                        firsts, steps = call_all(pages, 20_000 + 2_000 * n)
                         all_live = time.monotonic() - t_call
                         time.sleep(args.settle)
                         r = measure(pages, Sampler(srv.pid), args.seconds)
@@ -190,6 +203,8 @@ def main():
                         r["first_avg"] = sum(firsts) / len(firsts) if firsts else None
                         r["first_max"] = max(firsts) if firsts else None
                         r["all_live_s"] = all_live
+                        r["steps"] = steps
+                        r["click"] = steps[0]["click"] if steps else 0
                         columns.append(r)
                         hang_up(pages)
                         for ctx in ctxs:
@@ -199,6 +214,8 @@ def main():
                     browser.close()
         finally:
             srv.stop()
+            if args.log:
+                shutil.copy(srv.log_path, args.log)
 
     print()
     print(f"rtcam browser bench: test source {args.size}@{args.fps}, audio-in {args.audio_in or 'default'}, "
@@ -230,6 +247,11 @@ def main():
     print(f"{'-' * w0}  " + "  ".join("-" * w for w in ws))
     for (name, _), c in zip(rows, cells):
         print(f"{name:<{w0}}  " + "  ".join(f"{v:>{w}}" for v, w in zip(c, ws)))
+    for r in columns:
+        if r["steps"]:
+            print(f"call start, {r['n']} viewer(s), ms after the click (first viewer): {steps_line(r['steps'][0])}")
+            if os.environ.get("RTCAM_BENCH_CLICK"):
+                print(f"click at {r['click']:.1f} (Unix ms)")
     print("\n(the browser decodes every viewer on the same machine: with many viewers its CPU use, "
           "not rtcam's, dominates fps and latency; see 'machine busy')")
 

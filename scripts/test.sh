@@ -18,6 +18,8 @@ step() {
 step "cargo fmt";    cargo fmt --all -- --check
 step "cargo clippy"; cargo clippy --locked --all-targets -- -D warnings
 step "cargo test";   RTCAM_PROMTOOL="$PWD/target/tools/promtool" cargo test --locked --all-targets
+step "the patched ICE agent's own tests (vendor/is, vendor/README.md)"
+CARGO_TARGET_DIR=target/vendor-is cargo test --locked --manifest-path vendor/is/Cargo.toml --features sha1
 step "systemd unit exposure (must be 1.5 or lower)"
 systemd-analyze security --offline=true --threshold=15 systemd/rtcam.service | tail -n 1
 step "fuzz (10 s per target)"; scripts/fuzz.sh 10

@@ -88,6 +88,10 @@ const rtcam = {
   clickTime: null, // wall-clock ms (like Date.now()) of the Call click
   firstFrameTime: null, // wall-clock ms at which the first frame was due on screen
   clickToFirstFrameMs: null,
+  // When each step of the call's start was reached, ms after the click (the first attempt only):
+  // ws (signaling open), offer (sent), answer (received), ice (connected), dtls (the connection
+  // connected), track (the video track), frame (the first frame due on screen).
+  phases: {},
   framesDecoded: 0,
   framesDropped: 0,
   fps: 0,
@@ -200,11 +204,17 @@ let decodedBase = 0; // frames decoded by earlier attempts of this call
 let droppedBase = 0;
 let statsTimer = null;
 
+// Notes when a step of the call's start was first reached (rtcam.phases).
+function phase(name, at = wallNow()) {
+  if (rtcam.clickTime !== null && !(name in rtcam.phases)) rtcam.phases[name] = at - rtcam.clickTime;
+}
+
 function resetCallStats() {
   Object.assign(rtcam, {
     clickTime: wallNow(),
     firstFrameTime: null,
     clickToFirstFrameMs: null,
+    phases: {},
     lastShown: null,
     longestGapMs: 0,
     gaps: [],
@@ -283,6 +293,7 @@ function startAttempt() {
   a.ws.onopen = () => {
     if (a !== cur || a.closed) return;
     a.wsOpened = true;
+    phase('ws');
     for (const m of a.outbox.splice(0)) a.ws.send(JSON.stringify(m));
   };
   a.ws.onmessage = (ev) => {
@@ -330,7 +341,10 @@ function startAttempt() {
     noteTrack(ev.track);
     if (video.srcObject !== a.stream) video.srcObject = a.stream;
     playVideo();
-    if (ev.track.kind === 'video') watchFrames();
+    if (ev.track.kind === 'video') {
+      phase('track');
+      watchFrames();
+    }
   };
 
   pc.onicecandidate = (ev) => {
@@ -352,6 +366,7 @@ function startAttempt() {
   };
   pc.oniceconnectionstatechange = () => onIceState(a);
   pc.onconnectionstatechange = () => {
+    if (a === cur && !a.closed && pc.connectionState === 'connected') phase('dtls');
     if (a === cur && !a.closed && pc.connectionState === 'failed') failAttempt(a, 'connection failed');
   };
 
@@ -365,6 +380,7 @@ function startAttempt() {
     if (a !== cur || a.closed) return;
     // Trickle ICE: the offer goes out at once, candidates follow it.
     send(a, { type: 'offer', sdp: pc.localDescription.sdp });
+    phase('offer');
     a.offerSent = true;
     for (const m of a.early.splice(0)) send(a, m);
   })().catch((e) => {
@@ -406,6 +422,7 @@ async function onServerMessage(a, data) {
   }
   switch (msg && msg.type) {
     case 'answer':
+      phase('answer');
       try {
         await a.pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
       } catch (e) {
@@ -459,6 +476,7 @@ function onIceState(a) {
       a.disconnectTimer = addTimer(a, DISCONNECTED_TIMEOUT_MS, () => failAttempt(a, 'connection lost'));
     }
   } else if (s === 'connected' || s === 'completed') {
+    phase('ice');
     if (a.disconnectTimer) {
       clearTimeout(a.disconnectTimer);
       a.timers.delete(a.disconnectTimer);
@@ -641,6 +659,7 @@ function frameArrived(a, shown) {
   if (rtcam.firstFrameTime === null) {
     rtcam.firstFrameTime = shown;
     rtcam.clickToFirstFrameMs = shown - rtcam.clickTime;
+    phase('frame', shown);
   }
   const ice = a.pc.iceConnectionState;
   if (ice !== 'disconnected' && ice !== 'failed') setState('live');

@@ -124,7 +124,9 @@ pub enum Probing {
     /// Its probes (up to this rate) wait for its first keyframe: they ride
     /// on it, so nothing but that small keyframe meets an unmeasured link.
     Armed { up_to_kbps: u64 },
-    /// Probing and estimating.
+    /// Its first probes went out at `since`; no measurement has come back.
+    Probed { since: Instant },
+    /// Measured (or probed a second time): estimating.
     On,
 }
 
@@ -137,6 +139,47 @@ pub enum KeyframeDue {
     /// Once its link is measured, or at this time at the latest: a keyframe
     /// at the others' rate must not meet an unmeasured link.
     Measured { by: Instant },
+}
+
+/// How far a viewer's transport has come. The browser's ICE nominating a
+/// path and DTLS securing it finish in either order: our ICE-lite agent
+/// answers DTLS from the first check's path (`vendor/is`), while a browser
+/// nominates with a later check (Chromium's came 50-60 ms later).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Transport {
+    #[default]
+    Opening,
+    /// DTLS is done; the browser has not nominated its path yet.
+    Secured,
+    /// The browser nominated its path; DTLS is not done yet.
+    Nominated,
+    /// Both: media may flow. (Chromium stamped media that came before its
+    /// nomination with one arrival time, which wrecked the probes riding on
+    /// the first keyframe, and showed it only once it had nominated.)
+    Ready,
+}
+
+impl Transport {
+    /// DTLS finished.
+    pub fn secured(self) -> Self {
+        match self {
+            Transport::Opening | Transport::Secured => Transport::Secured,
+            Transport::Nominated | Transport::Ready => Transport::Ready,
+        }
+    }
+
+    /// ICE nominated a path.
+    pub fn nominated(self) -> Self {
+        match self {
+            Transport::Opening | Transport::Nominated => Transport::Nominated,
+            Transport::Secured | Transport::Ready => Transport::Ready,
+        }
+    }
+
+    /// DTLS is done: the peer proved who it is (data channels can open).
+    pub fn is_secured(self) -> bool {
+        matches!(self, Transport::Secured | Transport::Ready)
+    }
 }
 
 /// The most audio packets heard from one viewer and not yet routed.
@@ -161,7 +204,7 @@ pub struct Viewer {
     pub audio_received: u64,
     /// Its audio that str0m gave us, for the talk floor to route.
     pub heard: std::collections::VecDeque<str0m::media::MediaData>,
-    pub connected: bool,
+    pub transport: Transport,
     /// Nothing is sent until the first IDR: P-frames before it are useless.
     pub awaiting_keyframe: bool,
     pub created: Instant,
@@ -222,7 +265,7 @@ impl Viewer {
             audio_sent: 0,
             audio_received: 0,
             heard: Default::default(),
-            connected: false,
+            transport: Transport::Opening,
             awaiting_keyframe: true,
             created: now,
             last_input: now,
@@ -258,13 +301,28 @@ impl Viewer {
 
     /// Ready to receive media.
     pub fn sending(&self) -> bool {
-        self.connected && self.mid.is_some() && self.pt.is_some() && self.ending.is_none()
+        self.transport == Transport::Ready
+            && self.mid.is_some()
+            && self.pt.is_some()
+            && self.ending.is_none()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_transport_is_ready_once_nominated_and_secured_in_either_order() {
+        let t = Transport::Opening;
+        assert_eq!(t.secured().nominated(), Transport::Ready);
+        assert_eq!(t.nominated().secured(), Transport::Ready);
+        assert_eq!(t.secured(), Transport::Secured);
+        assert!(t.secured().is_secured());
+        assert!(!t.nominated().is_secured());
+        assert_eq!(t.nominated().nominated(), Transport::Nominated);
+        assert_eq!(Transport::Ready.nominated().secured(), Transport::Ready);
+    }
 
     #[test]
     fn id_round_trips_through_text() {

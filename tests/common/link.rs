@@ -51,6 +51,18 @@ impl Path {
         }
     }
 
+    /// A wired gigabit LAN: a keyframe's burst reaches the viewer within
+    /// the 250 us its transport-wide feedback can tell apart, so a probe
+    /// riding on that burst alone measures nothing.
+    pub fn gigabit() -> Path {
+        Path {
+            kbps: 1_000_000,
+            delay: Duration::from_micros(200),
+            loss: 0.0,
+            queue: None,
+        }
+    }
+
     pub fn capped(kbps: u64) -> Path {
         Path {
             kbps,

@@ -13,13 +13,20 @@ use super::audio::bind_audio;
 use super::sdp::bind_codec;
 use super::{CONTROL_CHANNEL, ChannelInput, SERIAL_CHANNEL, SessionConfig, SessionEvent, Sessions};
 use crate::frame::VideoCodec;
-use crate::rtc::rate::Estimate;
+use crate::rtc::rate::{Estimate, START_ESTIMATE_KBPS};
 use crate::rtc::viewer::{EndReason, KeyframeDue, MAX_HEARD, Probing, Viewer};
 
 /// How long a viewer joining a fast-running encoder waits for its link to
 /// be measured before its first keyframe is asked for anyway (transport-wide
 /// feedback comes every 50-100 ms; a browser's, up to 250 ms).
 const JOIN_KEYFRAME_WAIT: Duration = Duration::from_millis(250);
+
+/// How long after its first probes a viewer whose link is still unmeasured
+/// (with feedback come back) is probed again (`probe_again_if_unmeasured`):
+/// a probe's result comes with the feedback on its packets, about a round
+/// trip after a fast link's; str0m's estimate began to drift from the start
+/// value about 0.7 s in.
+const REPROBE_AFTER: Duration = Duration::from_millis(300);
 
 /// The most pacer turns one viewer gets in one of ours.
 const MAX_TURNS: usize = 256;
@@ -56,6 +63,7 @@ impl Sessions {
         while let Some(d) = self.viewers[i].heard.pop_front() {
             self.heard(i, d);
         }
+        self.probe_again_if_unmeasured(i);
         self.follow_estimate(i);
         self.judge_copies(i);
     }
@@ -110,7 +118,7 @@ impl Sessions {
                     .zip(start)
                     .is_some_and(|(t, s)| t > 2 * s);
                 if high && !self.rate.measured(v.id) && v.probing != Probing::Off {
-                    Self::arm_probes(v);
+                    Self::arm_probes(v, now);
                     let by = now + JOIN_KEYFRAME_WAIT;
                     v.keyframe_due = Some(KeyframeDue::Measured { by });
                     false
@@ -149,11 +157,36 @@ impl Sessions {
     /// Arms a viewer's probes as its first keyframe goes out: they ride on
     /// that keyframe's packets (str0m's first probe clusters are the next
     /// packets it sends), so the keyframe itself measures the link.
-    pub(super) fn arm_probes(v: &mut Viewer) {
+    pub(super) fn arm_probes(v: &mut Viewer, now: Instant) {
         if let Probing::Armed { up_to_kbps } = v.probing {
             v.rtc
                 .bwe()
                 .set_bitrate(Bitrate::kbps(0), Bitrate::kbps(up_to_kbps));
+            v.probing = Probing::Probed { since: now };
+        }
+    }
+
+    /// Probes once more, with padding, when the first ones measured nothing.
+    /// A probe needs its packets to arrive spread out, and a keyframe's burst
+    /// on a fast link reaches the viewer within one tick of its feedback's
+    /// clock (250 us): str0m's estimate then stays at the start rate and
+    /// drifts from it (a gigabit LAN stayed under 400 kbit/s for 2 s;
+    /// Chromium on loopback, reading the burst in one batch, did too, in 5
+    /// runs of 6). str0m's padding probes are paced over 15 ms each, which
+    /// any link can measure. Asked only once feedback has come back and
+    /// [`REPROBE_AFTER`] has passed: a slow link's first measurement takes
+    /// its time, and a start value no later than that means none came.
+    fn probe_again_if_unmeasured(&mut self, i: usize) {
+        let (now, v) = (self.now, &mut self.viewers[i]);
+        let Probing::Probed { since } = v.probing else {
+            return;
+        };
+        let start = Some(u64::from(START_ESTIMATE_KBPS));
+        if v.stats.bwe_kbps.is_some() && v.stats.bwe_kbps != start {
+            v.probing = Probing::On;
+        } else if now >= since + REPROBE_AFTER && v.stats.wire_loss.is_some() {
+            tracing::debug!(viewer = %v.id, "its first probes measured nothing: probing again");
+            v.rtc.bwe().reset(Bitrate::kbps(START_ESTIMATE_KBPS.into()));
             v.probing = Probing::On;
         }
     }
@@ -201,7 +234,12 @@ pub(super) fn drain(
 
 fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, config: &SessionConfig) {
     match e {
-        Event::Connected => v.connected = true,
+        Event::Connected => v.transport = v.transport.secured(),
+        Event::IceConnectionStateChange(
+            IceConnectionState::Connected | IceConnectionState::Completed,
+        ) => {
+            v.transport = v.transport.nominated();
+        }
         Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
             v.mid = Some(m.mid);
             if v.codec.is_some() {

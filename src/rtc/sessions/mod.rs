@@ -11,9 +11,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use rand::Rng;
 use str0m::Input;
-use str0m::media::{Frequency, MediaTime};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::AbsCaptureTime;
 use thiserror::Error;
 
 mod audio;
@@ -23,6 +21,7 @@ mod join;
 mod publish;
 mod sdp;
 mod setup;
+mod video;
 
 use drain::drain;
 
@@ -33,7 +32,7 @@ use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
 use crate::audio::TalkPacket;
 use crate::control::{AudioTelemetry, Control, Telemetry};
 use crate::encode::SdpParams;
-use crate::frame::{EncodedFrame, VideoCodec};
+use crate::frame::VideoCodec;
 
 pub use publish::PublishSpec;
 pub use str0m::net::Transmit;
@@ -316,11 +315,11 @@ impl Sessions {
                 self.timeouts_at(i, now);
             }
             let v = &mut self.viewers[i];
-            if !v.connected
+            if !v.transport.is_secured()
                 && now.saturating_duration_since(v.created) >= self.config.connect_timeout
             {
                 v.ending.get_or_insert(EndReason::ConnectTimeout);
-            } else if v.connected
+            } else if v.transport.is_secured()
                 && now.saturating_duration_since(v.last_input) >= self.config.idle_timeout
             {
                 v.ending.get_or_insert(EndReason::Idle);
@@ -370,71 +369,6 @@ impl Sessions {
         }
     }
 
-    /// Sends one encoded frame to every viewer that can take it. A viewer
-    /// that just joined waits for the next IDR.
-    pub fn write_frame(&mut self, frame: &EncodedFrame) {
-        let rtp_time = MediaTime::new(
-            (frame
-                .captured
-                .saturating_duration_since(self.epoch)
-                .as_micros()
-                * 9
-                / 100) as u64,
-            Frequency::NINETY_KHZ,
-        );
-        let wall = UNIX_EPOCH + Duration::from_millis(frame.stamp_ms);
-        for i in 0..self.viewers.len() {
-            let v = &mut self.viewers[i];
-            if !v.sending() || v.codec != Some(frame.codec) {
-                continue;
-            }
-            if v.awaiting_keyframe {
-                if !frame.keyframe {
-                    continue;
-                }
-                v.awaiting_keyframe = false;
-            }
-            if frame.keyframe {
-                Self::arm_probes(v);
-            }
-            if v.frames_sent == 0 {
-                self.rate.streaming(self.now, v.id);
-            }
-            // A link below the floor gets what it can carry: the frames no
-            // other frame refers to are left out.
-            if frame.droppable && self.rate.thinned(v.id) {
-                v.frames_thinned += 1;
-                continue;
-            }
-            let (Some(mid), Some(pt)) = (v.mid, v.pt) else {
-                continue;
-            };
-            let Some(mut writer) = v.rtc.writer(mid) else {
-                v.ending
-                    .get_or_insert(EndReason::Failed("media vanished".into()));
-                continue;
-            };
-            if self.config.zero_playout_delay {
-                writer = writer.playout_delay(MediaTime::ZERO, MediaTime::ZERO);
-            }
-            let result = writer
-                .abs_capture_time(AbsCaptureTime {
-                    capture_time: wall,
-                    clock_offset: None,
-                })
-                .write(pt, frame.captured, rtp_time, frame.data.clone());
-            match result {
-                Ok(()) => v.frames_sent += 1,
-                Err(e) => {
-                    v.ending.get_or_insert(EndReason::Failed(e.to_string()));
-                }
-            }
-            self.drain_at(i);
-        }
-        self.push_targets();
-        self.reap();
-    }
-
     /// Viewers bound to `codec` (joining or connected, not ending): what
     /// decides whether its encoder runs.
     pub fn viewers_of(&self, codec: VideoCodec) -> usize {
@@ -469,7 +403,7 @@ impl Sessions {
         self.viewers
             .iter()
             .map(|v| {
-                let ours = if v.connected {
+                let ours = if v.transport.is_secured() {
                     v.last_input + self.config.idle_timeout
                 } else {
                     v.created + self.config.connect_timeout
