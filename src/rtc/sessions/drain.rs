@@ -11,6 +11,7 @@ use str0m::{Event, IceConnectionState, Input, Output};
 
 use super::audio::bind_audio;
 use super::sdp::bind_codec;
+use super::setup::keep_for_resends;
 use super::{CONTROL_CHANNEL, ChannelInput, SERIAL_CHANNEL, SessionConfig, SessionEvent, Sessions};
 use crate::frame::VideoCodec;
 use crate::rtc::rate::{Estimate, START_ESTIMATE_KBPS};
@@ -242,6 +243,7 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         }
         Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
             v.mid = Some(m.mid);
+            keep_for_resends(&mut v.rtc, m.mid);
             if v.codec.is_some() {
                 return;
             }

@@ -1,9 +1,11 @@
 //! How each session's str0m `Rtc` is set up: codecs and their payload
 //! types, extensions, buffers, estimation, the MTU, our host candidates.
 
+use std::time::Duration;
+
 use str0m::bwe::Bitrate;
 use str0m::format::Codec;
-use str0m::media::Frequency;
+use str0m::media::{Frequency, Mid};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc};
 
@@ -40,11 +42,29 @@ fn str0m_mtu(mtu: usize) -> std::ops::RangeInclusive<usize> {
     target..=mtu
 }
 
-/// Video packets kept per viewer for retransmission (NACK): str0m's 1,000
-/// cost 1.5 MB a viewer; 400 are about 1.8 s at 2 Mbit/s (1,100-byte
-/// packets), many round trips on any link a camera serves, and hold the
-/// largest 720p IDR (~60 packets) several times over.
-const SEND_BUFFER_PACKETS: usize = 400;
+/// Video packets kept per viewer for retransmission (NACK), and for how
+/// long. Each viewer keeps its own copy of every packet it was sent (str0m
+/// packetizes per session), so this is most of what a viewer costs: str0m's
+/// 1,000 packets over 3 s cost 1.5 MB a viewer, and 400 over 3 s about 500
+/// KB (the slots alone are 432 bytes each). 150 packets are 0.65 s at 2
+/// Mbit/s and 1 s at 1 Mbit/s (1,100-byte packets): several round trips on
+/// any link a camera serves (a NACK comes a round trip after the loss, and
+/// libwebrtc keeps about a second too), and two of the largest 720p IDRs
+/// (~60 packets). A resend asked for later than that is answered by a
+/// keyframe (the browser's PLI).
+const SEND_BUFFER_PACKETS: usize = 150;
+const SEND_BUFFER_AGE: Duration = Duration::from_secs(1);
+/// str0m's default: queued resends are dropped while they are over 15 % of
+/// what is sent.
+const RESEND_RATIO_CAP: Option<f32> = Some(0.15);
+
+/// Sets a viewer's video stream to keep [`SEND_BUFFER_PACKETS`] for at most
+/// [`SEND_BUFFER_AGE`] (`RtcConfig` can set only the count; its age is 3 s).
+pub(super) fn keep_for_resends(rtc: &mut Rtc, mid: Mid) {
+    if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
+        tx.set_rtx_cache(SEND_BUFFER_PACKETS, SEND_BUFFER_AGE, RESEND_RATIO_CAP);
+    }
+}
 
 /// Audio packets str0m waits for after a gap before it moves on: one (20
 /// ms); the talk-back jitter buffer covers longer reordering itself.
@@ -52,7 +72,7 @@ const AUDIO_REORDERING: usize = 1;
 
 /// How often str0m reports each viewer's link (`/metrics`), and its
 /// bandwidth estimate as it stands, which the bitrate policy follows.
-const STATS_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+const STATS_EVERY: Duration = Duration::from_millis(250);
 
 impl Sessions {
     /// str0m's settings for a session sending `codecs` (ICE-lite: a
