@@ -18,7 +18,14 @@ step() {
 step "cargo fmt";    cargo fmt --all -- --check
 step "cargo clippy"; cargo clippy --locked --all-targets -- -D warnings
 step "cargo test";   RTCAM_PROMTOOL="$PWD/target/tools/promtool" cargo test --locked --all-targets
-step "the patched ICE agent's own tests (vendor/is, vendor/README.md)"
+step "the vendored crates are the ones built, and the patched ICE agent's own tests (vendor/README.md)"
+# A [patch] that no longer matches what str0m or openh264 asks for is only a
+# warning to cargo, and the patch would silently be gone.
+for c in is openh264-sys2; do
+  built=$(cargo tree --locked -i "$c" --prefix none | sed -n 1p)
+  [[ $built == *"($PWD/vendor/$c)"* ]] ||
+    { echo "$c is not built from vendor/$c ($built): its [patch] in Cargo.toml is unused" >&2; exit 1; }
+done
 CARGO_TARGET_DIR=target/vendor-is cargo test --locked --manifest-path vendor/is/Cargo.toml --features sha1
 step "systemd unit exposure (must be 1.5 or lower)"
 systemd-analyze security --offline=true --threshold=15 systemd/rtcam.service | tail -n 1

@@ -175,11 +175,6 @@ impl Transport {
             Transport::Secured | Transport::Ready => Transport::Ready,
         }
     }
-
-    /// DTLS is done: the peer proved who it is (data channels can open).
-    pub fn is_secured(self) -> bool {
-        matches!(self, Transport::Secured | Transport::Ready)
-    }
 }
 
 /// The most audio packets heard from one viewer and not yet routed.
@@ -217,6 +212,8 @@ pub struct Viewer {
     pub frames_at_telemetry: u64,
     /// A bandwidth estimate str0m gave that the policy has not seen yet.
     pub estimate: Option<super::rate::Estimate>,
+    /// When str0m took its latest statistics (the estimate in `stats`).
+    pub stats_at: Option<Instant>,
     /// Where its bandwidth estimation is.
     pub probing: Probing,
     /// Whether str0m paces its video (the policy's `paced`, as applied).
@@ -274,6 +271,7 @@ impl Viewer {
             frames_thinned: 0,
             frames_at_telemetry: 0,
             estimate: None,
+            stats_at: None,
             probing: Probing::Off,
             paced: false,
             keyframe_due: None,
@@ -318,8 +316,6 @@ mod tests {
         assert_eq!(t.secured().nominated(), Transport::Ready);
         assert_eq!(t.nominated().secured(), Transport::Ready);
         assert_eq!(t.secured(), Transport::Secured);
-        assert!(t.secured().is_secured());
-        assert!(!t.nominated().is_secured());
         assert_eq!(t.nominated().nominated(), Transport::Nominated);
         assert_eq!(Transport::Ready.nominated().secured(), Transport::Ready);
     }

@@ -23,11 +23,22 @@ use crate::rtc::viewer::{EndReason, KeyframeDue, MAX_HEARD, Probing, Viewer};
 const JOIN_KEYFRAME_WAIT: Duration = Duration::from_millis(250);
 
 /// How long after its first probes a viewer whose link is still unmeasured
-/// (with feedback come back) is probed again (`probe_again_if_unmeasured`):
-/// a probe's result comes with the feedback on its packets, about a round
-/// trip after a fast link's; str0m's estimate began to drift from the start
-/// value about 0.7 s in.
+/// is probed again (`probe_again_if_unmeasured`): a fast link's feedback
+/// is back within about a round trip and a feedback interval (50-100 ms),
+/// and str0m's estimate began to drift from the start value about 0.7 s in;
+/// a slow link, whose probe takes its own time, is not unmeasured this way
+/// (its burst arrives spread out).
 const REPROBE_AFTER: Duration = Duration::from_millis(300);
+
+/// [`REPROBE_AFTER`], or two round trips and 100 ms when that is longer.
+fn reprobe_after(rtt_ms: Option<f64>) -> Duration {
+    let rtt = rtt_ms
+        .filter(|r| r.is_finite())
+        .unwrap_or(0.0)
+        .clamp(0.0, 5_000.0);
+    let rtts = Duration::from_secs_f64(2.0 * rtt / 1000.0);
+    REPROBE_AFTER.max(rtts + Duration::from_millis(100))
+}
 
 /// The most pacer turns one viewer gets in one of ours.
 const MAX_TURNS: usize = 256;
@@ -174,20 +185,28 @@ impl Sessions {
     /// drifts from it (a gigabit LAN stayed under 400 kbit/s for 2 s;
     /// Chromium on loopback, reading the burst in one batch, did too, in 5
     /// runs of 6). str0m's padding probes are paced over 15 ms each, which
-    /// any link can measure. Asked only once feedback has come back and
-    /// [`REPROBE_AFTER`] has passed: a slow link's first measurement takes
-    /// its time, and a start value no later than that means none came.
+    /// any link can measure. Judged on statistics str0m took
+    /// [`reprobe_after`] after the first probes, with feedback come back: a
+    /// probe's result comes with the feedback on its packets.
     fn probe_again_if_unmeasured(&mut self, i: usize) {
-        let (now, v) = (self.now, &mut self.viewers[i]);
+        let v = &mut self.viewers[i];
         let Probing::Probed { since } = v.probing else {
             return;
         };
-        let start = Some(u64::from(START_ESTIMATE_KBPS));
-        if v.stats.bwe_kbps.is_some() && v.stats.bwe_kbps != start {
+        let Some(kbps) = v.stats.bwe_kbps else {
+            return;
+        };
+        let start = u64::from(START_ESTIMATE_KBPS);
+        if kbps.abs_diff(start) > start / 20 {
             v.probing = Probing::On;
-        } else if now >= since + REPROBE_AFTER && v.stats.wire_loss.is_some() {
+            return;
+        }
+        let judged = v
+            .stats_at
+            .is_some_and(|at| at >= since + reprobe_after(v.stats.rtt_ms));
+        if judged && v.stats.wire_loss.is_some() {
             tracing::debug!(viewer = %v.id, "its first probes measured nothing: probing again");
-            v.rtc.bwe().reset(Bitrate::kbps(START_ESTIMATE_KBPS.into()));
+            v.rtc.bwe().reset(Bitrate::kbps(start));
             v.probing = Probing::On;
         }
     }
@@ -243,7 +262,7 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
         }
         Event::MediaAdded(m) if m.kind == MediaKind::Video && v.mid.is_none() => {
             v.mid = Some(m.mid);
-            keep_for_resends(&mut v.rtc, m.mid);
+            keep_for_resends(&mut v.rtc, m.mid, config);
             if v.codec.is_some() {
                 return;
             }
@@ -316,6 +335,7 @@ fn on_event(v: &mut Viewer, e: Event, events: &mut VecDeque<SessionEvent>, confi
             st.loss = s.loss.or(st.loss);
         }
         Event::PeerStats(s) => {
+            v.stats_at = Some(s.timestamp);
             // Loss on the wire (transport-wide feedback, before any repair):
             // what the receiver's own reports hide once NACKs repaired it.
             if let Some(loss) = s.egress_loss_fraction {
@@ -357,4 +377,19 @@ pub(super) fn start_estimating(
         tx.set_unpaced(true);
     }
     Some(codec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_probe_waits_longer_on_a_long_round_trip() {
+        let ms = |m| Duration::from_millis(m);
+        assert_eq!(reprobe_after(None), ms(300));
+        assert_eq!(reprobe_after(Some(20.0)), ms(300));
+        assert_eq!(reprobe_after(Some(150.0)), ms(400));
+        assert_eq!(reprobe_after(Some(f64::NAN)), ms(300));
+        assert_eq!(reprobe_after(Some(1e12)), ms(10_100));
+    }
 }

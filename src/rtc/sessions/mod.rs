@@ -28,7 +28,7 @@ use drain::drain;
 use super::rate::{MARGIN, RatePolicy, RateRange};
 
 use super::redundancy::{CRASH_BY, Report};
-use super::viewer::{EndReason, Viewer, ViewerId, ViewerStats};
+use super::viewer::{EndReason, Transport, Viewer, ViewerId, ViewerStats};
 use crate::audio::TalkPacket;
 use crate::control::{AudioTelemetry, Control, Telemetry};
 use crate::encode::SdpParams;
@@ -315,11 +315,12 @@ impl Sessions {
                 self.timeouts_at(i, now);
             }
             let v = &mut self.viewers[i];
-            if !v.transport.is_secured()
-                && now.saturating_duration_since(v.created) >= self.config.connect_timeout
-            {
+            // Not ready: DTLS done or not, a path never nominated is no
+            // connection (a client could hold a slot with DTLS alone).
+            let ready = v.transport == Transport::Ready;
+            if !ready && now.saturating_duration_since(v.created) >= self.config.connect_timeout {
                 v.ending.get_or_insert(EndReason::ConnectTimeout);
-            } else if v.transport.is_secured()
+            } else if ready
                 && now.saturating_duration_since(v.last_input) >= self.config.idle_timeout
             {
                 v.ending.get_or_insert(EndReason::Idle);
@@ -403,7 +404,7 @@ impl Sessions {
         self.viewers
             .iter()
             .map(|v| {
-                let ours = if v.transport.is_secured() {
+                let ours = if v.transport == Transport::Ready {
                     v.last_input + self.config.idle_timeout
                 } else {
                     v.created + self.config.connect_timeout

@@ -14,6 +14,7 @@ use str0m::media::{Direction, MediaKind};
 use super::audio::bind_audio;
 use super::drain::{drain, start_estimating};
 use super::sdp::{bind_codec, describe_codec, mid_of, one_line, video_mid};
+use super::setup::keep_for_resends;
 use super::{SessionError, SessionEvent, Sessions};
 use crate::frame::VideoCodec;
 use crate::rtc::viewer::{Publish, Role, Viewer, ViewerId};
@@ -95,14 +96,15 @@ impl Sessions {
             .sdp_api()
             .accept_answer(pending, parsed)
             .map_err(|e| SessionError::BadAnswer(e.to_string()))?;
-        // str0m told of our media when the offer was made, before any codec
-        // was agreed: bind it now.
+        // str0m tells the side that offered of no media (no MediaAdded):
+        // bind it from the answer now that a codec was agreed.
         let mut joined = None;
         if let Some(mid) = v.mid.or_else(|| video_mid(answer))
             && v.codec.is_none()
             && let Some((codec, pt)) = bind_codec(v, mid, &self.config.codecs)
         {
             (v.mid, v.codec, v.pt) = (Some(mid), Some(codec), Some(pt));
+            keep_for_resends(&mut v.rtc, mid, &self.config);
             joined = start_estimating(v, mid, &self.config);
         }
         if v.audio.is_none()

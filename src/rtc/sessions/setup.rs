@@ -9,7 +9,7 @@ use str0m::media::{Frequency, Mid};
 use str0m::rtp::Extension;
 use str0m::{Candidate, Rtc};
 
-use super::{SessionError, Sessions};
+use super::{SessionConfig, SessionError, Sessions};
 use crate::encode::SdpParams;
 use crate::rtc::rate::START_ESTIMATE_KBPS;
 
@@ -45,24 +45,49 @@ fn str0m_mtu(mtu: usize) -> std::ops::RangeInclusive<usize> {
 /// Video packets kept per viewer for retransmission (NACK), and for how
 /// long. Each viewer keeps its own copy of every packet it was sent (str0m
 /// packetizes per session), so this is most of what a viewer costs: str0m's
-/// 1,000 packets over 3 s cost 1.5 MB a viewer, and 400 over 3 s about 500
-/// KB (the slots alone are 432 bytes each). 150 packets are 0.65 s at 2
-/// Mbit/s and 1 s at 1 Mbit/s (1,100-byte packets): several round trips on
-/// any link a camera serves (a NACK comes a round trip after the loss, and
-/// libwebrtc keeps about a second too), and two of the largest 720p IDRs
-/// (~60 packets). A resend asked for later than that is answered by a
-/// keyframe (the browser's PLI).
-const SEND_BUFFER_PACKETS: usize = 150;
+/// 1,000 packets over 3 s cost 1.5 MB a viewer, and 400 over 3 s about
+/// 850 KB (the slots alone are 432 bytes each). A NACK comes a round trip
+/// after the loss, and libwebrtc keeps about a second too: a second is
+/// several round trips on any link a camera serves. A resend asked for
+/// later than that is answered by a keyframe (the browser's PLI).
 const SEND_BUFFER_AGE: Duration = Duration::from_secs(1);
+/// At least this many packets (0.65 s at the default 1.9 Mbit/s ceiling,
+/// 1,100-byte packets; two of its largest 720p IDRs, ~60 packets each)...
+const SEND_BUFFER_MIN_PACKETS: usize = 150;
+/// ...or half a second at the highest ceiling, whichever is more: a 1080p
+/// camera at 4 Mbit/s (the Pi 5's profile) makes IDRs of 120 packets and
+/// more, whose first packets must still be there when their NACK comes.
+const SEND_BUFFER_MIN_SPAN: Duration = Duration::from_millis(500);
+/// A passthrough camera's rate is its own and unknown here: the count
+/// str0m was given before.
+const SEND_BUFFER_PASSTHROUGH: usize = 400;
+/// The size str0m cuts video packets to, about (`--mtu`'s default).
+const PACKET_BYTES: u64 = 1_100;
 /// str0m's default: queued resends are dropped while they are over 15 % of
 /// what is sent.
 const RESEND_RATIO_CAP: Option<f32> = Some(0.15);
 
-/// Sets a viewer's video stream to keep [`SEND_BUFFER_PACKETS`] for at most
+/// How many video packets a viewer keeps for resends, from the highest
+/// bitrate ceiling of the encoders rtcam drives.
+fn send_buffer_packets(config: &SessionConfig) -> usize {
+    let Some(kbps) = config.rates.iter().map(|(_, r)| r.ceiling_kbps).max() else {
+        return SEND_BUFFER_PASSTHROUGH;
+    };
+    let bytes = u64::from(kbps) * 1000 / 8 * SEND_BUFFER_MIN_SPAN.as_millis() as u64 / 1000;
+    SEND_BUFFER_MIN_PACKETS.max((bytes / PACKET_BYTES) as usize)
+}
+
+/// Sets a viewer's video stream to keep its packets for resends for at most
 /// [`SEND_BUFFER_AGE`] (`RtcConfig` can set only the count; its age is 3 s).
-pub(super) fn keep_for_resends(rtc: &mut Rtc, mid: Mid) {
+/// The stream must exist: a viewer's from its offer, a publisher's once the
+/// answer is applied.
+pub(super) fn keep_for_resends(rtc: &mut Rtc, mid: Mid, config: &SessionConfig) {
     if let Some(tx) = rtc.direct_api().stream_tx_by_mid(mid, None) {
-        tx.set_rtx_cache(SEND_BUFFER_PACKETS, SEND_BUFFER_AGE, RESEND_RATIO_CAP);
+        tx.set_rtx_cache(
+            send_buffer_packets(config),
+            SEND_BUFFER_AGE,
+            RESEND_RATIO_CAP,
+        );
     }
 }
 
@@ -82,7 +107,7 @@ impl Sessions {
             .set_ice_lite(true)
             .set_mtu(str0m_mtu(self.config.mtu))
             .set_stats_interval(Some(STATS_EVERY))
-            .set_send_buffer_video(SEND_BUFFER_PACKETS)
+            .set_send_buffer_video(send_buffer_packets(&self.config))
             .enable_bwe(self.start_estimate())
             // Our jitter buffer (audio/jitter.rs) waits for late packets;
             // str0m's default would hold all audio ~300 ms after a loss.
@@ -129,5 +154,29 @@ impl Sessions {
     fn start_estimate(&self) -> Option<Bitrate> {
         let any = !self.config.rates.is_empty();
         any.then(|| Bitrate::kbps(START_ESTIMATE_KBPS as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::VideoCodec;
+    use crate::rtc::rate::RateRange;
+
+    fn config(ceilings: &[u32]) -> SessionConfig {
+        let mut c = SessionConfig::new(vec![], 4, vec![]);
+        c.rates = ceilings
+            .iter()
+            .map(|&k| (VideoCodec::H264, RateRange::from_ceiling(k)))
+            .collect();
+        c
+    }
+
+    #[test]
+    fn the_resend_history_holds_half_a_second_at_the_ceiling_and_150_packets_at_least() {
+        assert_eq!(send_buffer_packets(&config(&[1935])), 150);
+        assert_eq!(send_buffer_packets(&config(&[4000])), 227);
+        assert_eq!(send_buffer_packets(&config(&[1935, 4000])), 227);
+        assert_eq!(send_buffer_packets(&config(&[])), SEND_BUFFER_PASSTHROUGH);
     }
 }
