@@ -14,7 +14,6 @@ use str0m::media::{Direction, MediaKind};
 use super::audio::bind_audio;
 use super::drain::{drain, start_estimating};
 use super::sdp::{bind_codec, describe_codec, mid_of, one_line, video_mid};
-use super::setup::keep_for_resends;
 use super::{SessionError, SessionEvent, Sessions};
 use crate::frame::VideoCodec;
 use crate::rtc::viewer::{Publish, Role, Viewer, ViewerId};
@@ -104,7 +103,6 @@ impl Sessions {
             && let Some((codec, pt)) = bind_codec(v, mid, &self.config.codecs)
         {
             (v.mid, v.codec, v.pt) = (Some(mid), Some(codec), Some(pt));
-            keep_for_resends(&mut v.rtc, mid, &self.config);
             joined = start_estimating(v, mid, &self.config);
         }
         if v.audio.is_none()
