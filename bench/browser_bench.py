@@ -94,7 +94,7 @@ def call_all(pages, timeout_ms: float):
             continue
         snap = h.snapshot(p)
         firsts.append(snap["clickToFirstFrameMs"])
-        phases.append(dict(snap.get("phases") or {}, click=snap["clickTime"]))
+        phases.append(snap.get("phases") or {})
     return firsts, phases
 
 
@@ -204,7 +204,6 @@ def main():
                         r["first_max"] = max(firsts) if firsts else None
                         r["all_live_s"] = all_live
                         r["steps"] = steps
-                        r["click"] = steps[0]["click"] if steps else 0
                         columns.append(r)
                         hang_up(pages)
                         for ctx in ctxs:
@@ -250,8 +249,6 @@ def main():
     for r in columns:
         if r["steps"]:
             print(f"call start, {r['n']} viewer(s), ms after the click (first viewer): {steps_line(r['steps'][0])}")
-            if os.environ.get("RTCAM_BENCH_CLICK"):
-                print(f"click at {r['click']:.1f} (Unix ms)")
     print("\n(the browser decodes every viewer on the same machine: with many viewers its CPU use, "
           "not rtcam's, dominates fps and latency; see 'machine busy')")
 

@@ -88,7 +88,8 @@ const rtcam = {
   clickTime: null, // wall-clock ms (like Date.now()) of the Call click
   firstFrameTime: null, // wall-clock ms at which the first frame was due on screen
   clickToFirstFrameMs: null,
-  // When each step of the call's start was reached, ms after the click (the first attempt only):
+  // When each step of the call's start was first reached, ms after the click (a retry that gets
+  // further adds the steps it reached):
   // ws (signaling open), offer (sent), answer (received), ice (connected), dtls (the connection
   // connected), track (the video track), frame (the first frame due on screen).
   phases: {},

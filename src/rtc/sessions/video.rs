@@ -1,6 +1,6 @@
 //! Video to viewers: each encoded frame to every viewer that can take it.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use str0m::media::{Frequency, MediaTime};
 use str0m::rtp::AbsCaptureTime;
@@ -13,9 +13,10 @@ impl Sessions {
     /// Sends one encoded frame to every viewer that can take it. A viewer
     /// that just joined waits for the next IDR.
     pub fn write_frame(&mut self, frame: &EncodedFrame) {
+        let times = self.times_of(frame);
         for i in 0..self.viewers.len() {
             let v = &self.viewers[i];
-            if v.sending() && v.codec == Some(frame.codec) && self.write_to(i, frame) {
+            if v.sending() && v.codec == Some(frame.codec) && self.write_to(i, frame, times) {
                 self.drain_at(i);
             }
         }
@@ -25,8 +26,7 @@ impl Sessions {
 
     /// Writes one frame to viewer `i` (sending, of the frame's codec):
     /// whether anything went to its str0m, which must then be drained.
-    fn write_to(&mut self, i: usize, frame: &EncodedFrame) -> bool {
-        let rtp_time = self.rtp_time(frame);
+    fn write_to(&mut self, i: usize, frame: &EncodedFrame, times: FrameTimes) -> bool {
         let v = &mut self.viewers[i];
         if v.awaiting_keyframe {
             if !frame.keyframe {
@@ -59,13 +59,12 @@ impl Sessions {
         if self.config.zero_playout_delay {
             writer = writer.playout_delay(MediaTime::ZERO, MediaTime::ZERO);
         }
-        let wall = UNIX_EPOCH + Duration::from_millis(frame.stamp_ms);
         let result = writer
             .abs_capture_time(AbsCaptureTime {
-                capture_time: wall,
+                capture_time: times.wall,
                 clock_offset: None,
             })
-            .write(pt, frame.captured, rtp_time, frame.data.clone());
+            .write(pt, frame.captured, times.rtp, frame.data.clone());
         match result {
             Ok(()) => v.frames_sent += 1,
             Err(e) => {
@@ -75,10 +74,20 @@ impl Sessions {
         true
     }
 
-    /// A frame's RTP time: its capture time on the media clock all viewers
-    /// share.
-    fn rtp_time(&self, frame: &EncodedFrame) -> MediaTime {
+    /// A frame's times, the same for every viewer: its capture time on the
+    /// media clock all viewers share, and on the wall clock.
+    fn times_of(&self, frame: &EncodedFrame) -> FrameTimes {
         let since = frame.captured.saturating_duration_since(self.epoch);
-        MediaTime::new((since.as_micros() * 9 / 100) as u64, Frequency::NINETY_KHZ)
+        FrameTimes {
+            rtp: MediaTime::new((since.as_micros() * 9 / 100) as u64, Frequency::NINETY_KHZ),
+            wall: UNIX_EPOCH + Duration::from_millis(frame.stamp_ms),
+        }
     }
+}
+
+/// What [`Sessions::times_of`] works out once per frame.
+#[derive(Clone, Copy)]
+struct FrameTimes {
+    rtp: MediaTime,
+    wall: SystemTime,
 }
