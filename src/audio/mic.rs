@@ -308,7 +308,6 @@ impl Microphone {
         cancelled: &mut Vec<i16>,
         listening: bool,
     ) {
-        let now = Instant::now();
         let Some(road) = &self.reference else { return };
         for reference in road.try_iter() {
             if listening && let Err(e) = canceller.render(&reference.pcm, reference.plays_at) {
@@ -316,6 +315,7 @@ impl Microphone {
             }
         }
         if !listening {
+            canceller.idle();
             return;
         }
         // The canceller always runs (it stays aligned and converged), but
@@ -326,7 +326,7 @@ impl Microphone {
         // speaker).
         cancelled.clear();
         cancelled.extend_from_slice(pcm);
-        if let Err(e) = canceller.capture(cancelled, at, now) {
+        if let Err(e) = canceller.capture(cancelled, at) {
             tracing::warn!("microphone: {e}");
         }
         let ringing = self
@@ -347,8 +347,12 @@ impl Microphone {
         s.echo_erle_db.set(e.erle_db.unwrap_or(f64::NAN));
         let delay = e.delay_ms.map_or(0, |d| d.max(0) as u64);
         s.echo_delay_ms.store(delay, Ordering::Relaxed);
-        s.echo_hint_ms
-            .store(e.hint_ms.max(0) as u64, Ordering::Relaxed);
+        let t = e.timeline;
+        s.echo_timeline_gaps.store(t.gaps, Ordering::Relaxed);
+        s.echo_timeline_overlaps
+            .store(t.overlaps, Ordering::Relaxed);
+        s.echo_timeline_silence.store(t.silence, Ordering::Relaxed);
+        s.echo_timeline_dropped.store(t.dropped, Ordering::Relaxed);
     }
 
     fn tell(&self, state: DeviceState, problem: Option<String>) {

@@ -22,6 +22,7 @@ pub mod plane;
 pub mod room;
 pub mod speaker;
 pub mod stamp;
+pub mod timeline;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -240,10 +241,14 @@ pub struct AudioStats {
     pub echo_reference_dropped: AtomicU64,
     /// AEC3's echo return loss enhancement, dB (NaN until it has one).
     pub echo_erle_db: Gauge,
-    /// AEC3's estimate of the echo's delay, and the hint from ALSA's
-    /// delays, ms.
+    /// AEC3's estimate of the echo's delay, ms.
     pub echo_delay_ms: AtomicU64,
-    pub echo_hint_ms: AtomicU64,
+    /// What the speaker's timeline made up for (`timeline.rs`): gaps and
+    /// overlaps, and 10 ms chunks of silence handed over or dropped.
+    pub echo_timeline_gaps: AtomicU64,
+    pub echo_timeline_overlaps: AtomicU64,
+    pub echo_timeline_silence: AtomicU64,
+    pub echo_timeline_dropped: AtomicU64,
 }
 
 impl AudioStats {

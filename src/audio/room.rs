@@ -41,6 +41,31 @@ pub struct Room {
     /// long after its capture a microphone frame is processed.
     pub speaker_lead: Duration,
     pub capture_age: Duration,
+    /// The speaker's and the microphone's threads held up now and then, as
+    /// on a busy CPU. A speaker held up longer than its lead runs dry:
+    /// silence plays until it writes again.
+    pub speaker_stalls: Option<Stalls>,
+    pub mic_stalls: Option<Stalls>,
+}
+
+/// A thread held up for `length` every `every`.
+#[derive(Debug, Clone, Copy)]
+pub struct Stalls {
+    pub every: Duration,
+    pub length: Duration,
+}
+
+impl Stalls {
+    /// When a thread that wants to run at sample `t` runs.
+    fn runs_at(&self, t: usize) -> usize {
+        let (every, length) = (samples(self.every), samples(self.length));
+        let into = t % every;
+        if into < length { t - into + length } else { t }
+    }
+}
+
+fn samples(d: Duration) -> usize {
+    (d.as_nanos() * u128::from(RATE) / 1_000_000_000) as usize
 }
 
 impl Default for Room {
@@ -67,6 +92,8 @@ impl Default for Room {
             noise: 0.0005,
             speaker_lead: Duration::from_millis(19),
             capture_age: Duration::from_millis(21),
+            speaker_stalls: None,
+            mic_stalls: None,
         }
     }
 }
@@ -75,6 +102,9 @@ impl Default for Room {
 #[derive(Debug, Clone)]
 pub struct Heard {
     pub far: Vec<i16>,
+    /// Each far-end frame's sample of when the speaker wrote it and of
+    /// when it played.
+    pub frames: Vec<(usize, usize)>,
     /// The echo alone (what cancelling should remove).
     pub echo: Vec<f32>,
     pub mic: Vec<i16>,
@@ -90,7 +120,13 @@ impl Room {
             .into_iter()
             .map(to_i16)
             .collect();
-        let played: Vec<f32> = far.iter().map(|&s| f32::from(s) / 32768.0).collect();
+        let frames = self.speaker_schedule(far.len() / FRAME);
+        let mut played = vec![0f32; frames.last().map_or(0, |f| f.1 + FRAME)];
+        for (k, &(_, at)) in frames.iter().enumerate() {
+            for (p, &s) in played[at..at + FRAME].iter_mut().zip(&far[k * FRAME..]) {
+                *p = f32::from(s) / 32768.0;
+            }
+        }
         let h = impulse_response(self.direct, 0.06, 12.0, self.reverb_ms, 0x9e37_79b9);
         let echo = echo_of(&played, &h, self.bulk_ms as usize * RATE as usize / 1000);
         let mut near = vec![0i16; n];
@@ -102,7 +138,29 @@ impl Room {
                 to_i16(echo[i] + talker + self.noise * rng.range(-1.0, 1.0))
             })
             .collect();
-        Heard { far, echo, mic }
+        Heard {
+            far,
+            frames,
+            echo,
+            mic,
+        }
+    }
+
+    /// When the speaker writes each of `n` frames and when it plays: each
+    /// is written `speaker_lead` before the one before it ends, or when the
+    /// thread runs again, and plays right after that one unless the
+    /// speaker ran dry meanwhile.
+    fn speaker_schedule(&self, n: usize) -> Vec<(usize, usize)> {
+        let mut end = 0;
+        (0..n)
+            .map(|_| {
+                let wants = end - end.min(samples(self.speaker_lead));
+                let written = self.speaker_stalls.map_or(wants, |s| s.runs_at(wants));
+                let plays = end.max(written);
+                end = plays + FRAME;
+                (written, plays)
+            })
+            .collect()
     }
 }
 
@@ -126,11 +184,11 @@ pub struct Trial {
     pub stats: EchoStats,
 }
 
-/// Runs a canceller through `room` as the threads do: the speaker writes
-/// each frame `speaker_lead` before it plays and hands it on; the
-/// microphone's thread takes every frame written by the time it processes
-/// a capture frame (`capture_age` after its capture), then the capture
-/// frame. Capture frames start 300 samples off the speaker's.
+/// Runs a canceller through `room` as the threads do: the speaker hands
+/// each frame on as it writes it, with when it plays; the microphone's
+/// thread takes every frame written by the time it processes a capture
+/// frame (`capture_age` after its capture, or when it runs again), then
+/// the capture frame. Capture frames start 300 samples off the speaker's.
 pub fn trial(room: &Room) -> Trial {
     let heard = room.hear();
     let mut canceller = EchoCanceller::new();
@@ -140,15 +198,18 @@ pub fn trial(room: &Room) -> Trial {
     let (mut next, mut busy, mut frames) = (0, Duration::ZERO, 0);
     let n = out.len();
     for first in (300..).step_by(FRAME).take_while(|f| f + FRAME <= n) {
-        let now = at(first) + room.capture_age;
+        let wants = first + samples(room.capture_age);
+        let now = room.mic_stalls.map_or(wants, |s| s.runs_at(wants));
         let t = Instant::now();
-        while (next + 1) * FRAME <= heard.far.len() && at(next * FRAME) <= now + room.speaker_lead {
+        while let Some(&(written, plays)) = heard.frames.get(next)
+            && written <= now
+        {
             let frame = &heard.far[next * FRAME..(next + 1) * FRAME];
-            canceller.render(frame, at(next * FRAME)).expect("render");
+            canceller.render(frame, at(plays)).expect("render");
             next += 1;
         }
         let pcm = &mut out[first..first + FRAME];
-        canceller.capture(pcm, at(first), now).expect("capture");
+        canceller.capture(pcm, at(first)).expect("capture");
         busy += t.elapsed();
         frames += 1;
     }

@@ -228,7 +228,7 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
         out.sample("rtcam_audio_device_open", &[("device", device)], open);
     }
     let get = AudioStats::get;
-    let counters: [CounterFamily; 5] = [
+    let counters: [CounterFamily; 6] = [
         (
             "rtcam_audio_microphone_frames_total",
             "Microphone frames (20 ms), by what became of them.",
@@ -267,6 +267,18 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
                 ("cancelled", &s.echo_frames),
                 ("reference", &s.echo_reference),
                 ("reference_dropped", &s.echo_reference_dropped),
+            ],
+        ),
+        (
+            "rtcam_audio_echo_timeline_total",
+            "The speaker's sound as it played, for the echo canceller: gaps (the speaker \
+             ran dry) and overlaps (its buffer shrank), and 10 ms chunks of silence handed \
+             over where nothing played or dropped because their time had passed.",
+            &[
+                ("gap", &s.echo_timeline_gaps),
+                ("overlap", &s.echo_timeline_overlaps),
+                ("silence_chunk", &s.echo_timeline_silence),
+                ("dropped_chunk", &s.echo_timeline_dropped),
             ],
         ),
     ];
@@ -313,15 +325,13 @@ fn echo_gauges(out: &mut Text, s: &AudioStats) {
     out.family(
         "rtcam_audio_echo_delay_seconds",
         "gauge",
-        "The echo's delay: AEC3's estimate, and the hint from ALSA's delays.",
+        "The echo's delay: AEC3's estimate.",
     );
-    for (kind, v) in [("estimated", &s.echo_delay_ms), ("hint", &s.echo_hint_ms)] {
-        out.sample(
-            "rtcam_audio_echo_delay_seconds",
-            &[("kind", kind)],
-            AudioStats::get(v) as f64 / 1000.0,
-        );
-    }
+    out.sample(
+        "rtcam_audio_echo_delay_seconds",
+        &[("kind", "estimated")],
+        AudioStats::get(&s.echo_delay_ms) as f64 / 1000.0,
+    );
 }
 
 fn camera(out: &mut Text, s: &SourceInfo) {
@@ -737,13 +747,15 @@ mod tests {
         AudioStats::add(&stats.echo_frames, 250);
         AudioStats::add(&stats.echo_reference_dropped, 2);
         stats.echo_erle_db.set(24.5);
-        AudioStats::add(&stats.echo_hint_ms, 34);
+        AudioStats::add(&stats.echo_delay_ms, 34);
+        AudioStats::add(&stats.echo_timeline_silence, 3);
         let text = render(&inputs(&stats));
         for line in [
             r#"rtcam_audio_echo_frames_total{kind="cancelled"} 250"#,
             r#"rtcam_audio_echo_frames_total{kind="reference_dropped"} 2"#,
             "rtcam_audio_echo_return_loss_enhancement_decibels 24.5",
-            r#"rtcam_audio_echo_delay_seconds{kind="hint"} 0.034"#,
+            r#"rtcam_audio_echo_delay_seconds{kind="estimated"} 0.034"#,
+            r#"rtcam_audio_echo_timeline_total{kind="silence_chunk"} 3"#,
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }
