@@ -155,8 +155,6 @@ mod tests {
     use crate::audio::room::{Room, Stalls, trial};
     use std::time::Duration;
 
-    const MS: Duration = Duration::from_millis(1);
-
     #[test]
     fn frames_must_be_whole_10_ms_chunks() {
         let mut c = EchoCanceller::new();
