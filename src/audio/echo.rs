@@ -122,7 +122,7 @@ impl EchoCanceller {
     /// Nobody listens: what the speaker plays meanwhile is not handed over,
     /// and the timeline starts again with the next frame.
     pub fn idle(&mut self) {
-        self.timeline = Timeline::default();
+        self.timeline.restart();
     }
 
     /// What played until `until`, to AEC3.

@@ -104,9 +104,7 @@ impl Timeline {
             // The buffer shrank: what was queued from here on will not play
             // where it was put.
             self.stats.overlaps += 1;
-            let dropped = self.queue.len();
-            self.queue.retain(|c| c.at + CHUNK_TIME / 2 <= plays_at);
-            self.stats.dropped += (dropped - self.queue.len()) as u64;
+            self.keep_only(|c| c.at + CHUNK_TIME / 2 <= plays_at);
             plays_at
         } else {
             end
@@ -123,9 +121,7 @@ impl Timeline {
         if let Some(floor) = until.checked_sub(CHUNK_TIME * MOST_SILENCE)
             && at < floor
         {
-            let stale = self.queue.len();
-            self.queue.retain(|c| c.at + CHUNK_TIME / 2 > floor);
-            self.stats.dropped += (stale - self.queue.len()) as u64;
+            self.keep_only(|c| c.at + CHUNK_TIME / 2 > floor);
             at = floor;
         }
         while at < until {
@@ -143,6 +139,21 @@ impl Timeline {
             }
         }
         self.handed = Some(at);
+    }
+
+    /// Drops the queued chunks `keep` refuses, counted.
+    fn keep_only(&mut self, keep: impl Fn(&Chunk) -> bool) {
+        let before = self.queue.len();
+        self.queue.retain(keep);
+        self.stats.dropped += (before - self.queue.len()) as u64;
+    }
+
+    /// Starts again with the next frame (nobody listened meanwhile); the
+    /// counts go on, as `/metrics` counters must.
+    pub fn restart(&mut self) {
+        self.queue.clear();
+        self.end = None;
+        self.handed = None;
     }
 
     pub fn stats(&self) -> TimelineStats {
@@ -269,5 +280,18 @@ mod tests {
         assert_eq!(handed.len(), 50);
         assert_eq!(handed[0], 20);
         assert_eq!(t.stats().dropped, 20);
+    }
+
+    #[test]
+    fn a_restart_forgets_the_frames_but_keeps_the_counts() {
+        let t0 = Instant::now();
+        let mut t = Timeline::default();
+        t.push(&frame(10), t0);
+        t.push(&frame(20), t0 + 50 * MS);
+        t.restart();
+        // A frame long after: no gap, nothing from before handed over.
+        t.push(&frame(30), t0 + Duration::from_secs(5));
+        assert_eq!(hand(&mut t, t0 + Duration::from_millis(5020)), vec![30, 31]);
+        assert_eq!(t.stats().gaps, 1);
     }
 }
