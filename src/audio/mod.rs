@@ -9,11 +9,13 @@
 //! What decides anything is sans-IO and tested on simulated time: the
 //! jitter buffer (`jitter.rs`), the half-duplex gate (`gate.rs`), the
 //! capture clock (`clock.rs`), the echo canceller's alignment (`echo.rs`,
-//! tested in a simulated room, `room.rs`); the threads around them are thin.
+//! tested in a simulated room, `room.rs`), the loss the encoder's FEC plans
+//! for (`fec.rs`); the threads around them are thin.
 
 pub mod clock;
 pub mod device;
 pub mod echo;
+pub mod fec;
 pub mod gate;
 pub mod jitter;
 pub mod mic;
@@ -249,6 +251,9 @@ pub struct AudioStats {
     pub echo_timeline_overlaps: AtomicU64,
     pub echo_timeline_silence: AtomicU64,
     pub echo_timeline_dropped: AtomicU64,
+    /// The loss the encoder's in-band FEC plans for, percent (`fec.rs`,
+    /// set by the rtc task from the listeners' reports).
+    pub fec_loss_percent: AtomicU64,
 }
 
 impl AudioStats {

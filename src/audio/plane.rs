@@ -1,7 +1,7 @@
 //! Starting the sound: which devices `auto` means, the microphone's and the
 //! speaker's threads, and the roads between them and the rtc task.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, OnceLock};
 
@@ -34,9 +34,6 @@ pub struct AudioRoad {
     pub talk: Option<SyncSender<TalkPacket>>,
     /// Viewers receiving audio (the microphone encodes only while any do).
     pub listeners: Arc<AtomicUsize>,
-    /// The worst loss the listeners' links report, percent: the encoder's
-    /// in-band FEC follows it.
-    pub expected_loss: Arc<AtomicU8>,
     pub status: AudioStatus,
 }
 
@@ -152,7 +149,6 @@ pub fn start(
     let stats = Arc::new(AudioStats::default());
     let voiced = Arc::new(Voiced::default());
     let listeners = Arc::new(AtomicUsize::new(0));
-    let expected_loss = Arc::new(AtomicU8::new(0));
     let (reference_tx, reference) = match echo {
         EchoMode::Cancel => {
             let (tx, rx) = std::sync::mpsc::sync_channel(REFERENCE_QUEUE);
@@ -170,7 +166,6 @@ pub fn start(
             packets: packets_tx,
             status: mic_status,
             listeners: listeners.clone(),
-            expected_loss: expected_loss.clone(),
             speaker: voiced.clone(),
             stats: stats.clone(),
             stop: stop.clone(),
@@ -206,7 +201,6 @@ pub fn start(
             packets,
             talk,
             listeners,
-            expected_loss,
             status,
         },
         threads,

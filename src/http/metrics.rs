@@ -303,6 +303,16 @@ fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, DeviceState)]
             get(v) as f64 / 1000.0,
         );
     }
+    out.family(
+        "rtcam_audio_fec_planned_loss_ratio",
+        "gauge",
+        "The loss the microphone's Opus encoder plans for (in-band FEC), from the listeners' smoothed reports.",
+    );
+    out.sample(
+        "rtcam_audio_fec_planned_loss_ratio",
+        &[],
+        get(&s.fec_loss_percent) as f64 / 100.0,
+    );
     echo_gauges(out, s);
 }
 

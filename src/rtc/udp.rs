@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use super::socket::{AddressMap, MediaSocket, ReplyFrom};
 use super::{Command, EndReason, PeerEvent, RtcStats, SessionEvent, Sessions, ViewerId};
+use crate::audio::fec::LossPlan;
 use crate::audio::plane::AudioRoad;
 use crate::audio::{AudioStats, EncodedAudio};
 use crate::capture::SourceInfo;
@@ -51,6 +52,8 @@ struct Liveness {
 struct Demand {
     viewers: [usize; VideoCodec::ALL.len()],
     bitrate: [Option<u32>; VideoCodec::ALL.len()],
+    /// The loss the microphone's encoder plans for, from the listeners'.
+    loss: LossPlan,
 }
 
 /// Everything the rtc task owns.
@@ -369,14 +372,32 @@ impl RtcTask {
         }
     }
 
+    /// The loss the microphone's encoder plans for: the listeners' reports,
+    /// smoothed over seconds (`audio::fec`). A change is logged, rate-limited
+    /// (a viewer's reports move it).
+    fn plan_loss(&self, plan: &mut LossPlan) {
+        let before = plan.planned();
+        let planned = plan.observe(Instant::now(), self.sessions.audio_loss());
+        if planned != before {
+            crate::info_limited!(
+                smoothed_loss_percent = format_args!("{:.1}", plan.smoothed()),
+                "microphone: the encoder now plans for {planned} % loss (in-band FEC {})",
+                if planned > 0 { "on" } else { "off" }
+            );
+        }
+        let stats = &self.audio.status.stats;
+        stats
+            .fec_loss_percent
+            .store(planned.into(), Ordering::Relaxed);
+    }
+
     /// Tells the encoders when a codec's viewer count or bitrate target
     /// changed. What was told is remembered only once sent: a full queue is
     /// tried again on the next turn, so the pool never misses a change.
     fn report_demand(&self, told: &mut Demand) {
         let listeners = self.sessions.audio_listeners();
         self.audio.listeners.store(listeners, Ordering::Relaxed);
-        let loss = self.sessions.audio_loss_percent();
-        self.audio.expected_loss.store(loss, Ordering::Relaxed);
+        self.plan_loss(&mut told.loss);
         // The target first: an encoder that starts for a first viewer starts
         // at the start rate, not at the ceiling.
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {

@@ -13,6 +13,8 @@ verified), decodes the Opus (PyAV's libopus) and the video for ~5 s, and the ref
 - an offer with only video (no audio section) still gets its video; the answer then has no audio section, or
   an inactive / rejected one.
 
+RTCAM_AUDIO_DUMP=FILE.npz keeps what aiortc decoded (the signal laid out on RTP time, and each frame's span).
+
 Latency (printed with -s, p50 / p95): the "decoder output" figure of AUDIO_STAMP.md section 6: the wall time
 aiortc handed us the decoded frame holding the stamp's first sample + that sample's offset in the frame - the
 slot's start. It includes the sender's 20 ms packetisation, the Opus look-ahead (6.5 ms) and aiortc's audio
@@ -202,6 +204,8 @@ def test_aiortc_hears_the_audio_stamps(start_rtcam, audio_player):
     assert player.frame_size == (640, 360), player.frame_size
 
     sig, fs, spans = assemble(frames)
+    if os.environ.get("RTCAM_AUDIO_DUMP"):
+        np.savez(os.environ["RTCAM_AUDIO_DUMP"], sig=sig, fs=fs, spans=np.array(spans))
     dets = audio_stamp.detect(sig, fs)
     starts = [s for s, _, _ in spans]
 

@@ -63,16 +63,16 @@ impl Sessions {
     }
 
     /// The worst loss on the wire among viewers that hear the microphone,
-    /// percent (transport-wide feedback: audio has no retransmissions, so
-    /// what the wire loses is what the listener loses).
-    pub fn audio_loss_percent(&self) -> u8 {
+    /// 0..=1 (transport-wide feedback: audio has no retransmissions, so
+    /// what the wire loses is what the listener loses; receiver reports
+    /// where a viewer gives no such feedback).
+    pub fn audio_loss(&self) -> f32 {
         self.viewers
             .iter()
             .filter(|v| v.audio.is_some_and(|a| a.sends))
             .filter_map(|v| v.stats.wire_loss.or(v.stats.loss))
-            .map(|l| (l.clamp(0.0, 1.0) * 100.0).ceil() as u8)
-            .max()
-            .unwrap_or(0)
+            .filter(|l| !l.is_nan())
+            .fold(0.0, f32::max)
     }
 
     /// The device's microphone and speaker, told to every viewer.
