@@ -458,10 +458,23 @@ mod tests {
     use crate::audio::opus::{VoiceDecoder, VoiceEncoder};
     use crate::audio::stamp;
 
-    /// The test source started at `wall_ns` by [`stamp_start`], through
-    /// the encoder (planning for `loss` %) and a decoder: the stamps found
-    /// in `frames` frames, and the decoded samples at full scale.
-    fn through_opus(wall_ns: u64, loss: u8, frames: usize) -> (Vec<stamp::Detection>, usize) {
+    /// What came out of Opus: each stamp's margin, and how many samples
+    /// were at full scale.
+    struct Heard {
+        margins: Vec<f32>,
+        clipped: usize,
+    }
+
+    impl Heard {
+        /// At least `n` stamps, none under `margin_db`.
+        fn holds(&self, n: usize, margin_db: f32) -> bool {
+            self.margins.len() >= n && self.margins.iter().all(|&m| m >= margin_db)
+        }
+    }
+
+    /// The test source started at `wall_ns` by [`stamp_start`], `frames`
+    /// long, through the encoder (planning for `loss` %) and a decoder.
+    fn through_opus(wall_ns: u64, loss: u8, frames: usize) -> Heard {
         let (_, wall0) = stamp_start(Instant::now(), wall_ns);
         let mut source = StampSource::new(wall0, RATE);
         let mut enc = VoiceEncoder::new(super::super::DEFAULT_BITRATE_KBPS).unwrap();
@@ -474,8 +487,13 @@ mod tests {
             let slot = crate::audio::jitter::Playout::Packet(packet.to_vec());
             out.extend_from_slice(dec.decode(&slot));
         }
-        let clipped = out.iter().filter(|s| s.unsigned_abs() >= 32_767).count();
-        (stamp::detect_i16(&out, RATE), clipped)
+        Heard {
+            margins: stamp::detect_i16(&out, RATE)
+                .iter()
+                .map(|d| d.margin_db)
+                .collect(),
+            clipped: out.iter().filter(|s| s.unsigned_abs() >= 32_767).count(),
+        }
     }
 
     #[test]
@@ -495,23 +513,13 @@ mod tests {
         let slot0 = 1_767_225_600_000_000_000u64;
         let starts = (0..25u64).map(|i| slot0 + i * 20_700_000 + (i * 137_931) % 1_000_000);
         for start in starts {
-            let (found, clipped) = through_opus(start, 0, 150);
-            let margins: Vec<f32> = found.iter().map(|d| d.margin_db).collect();
-            let worst = margins.iter().copied().fold(f32::MAX, f32::min);
-            assert!(
-                found.len() >= 5 && worst >= 20.0,
-                "start {start}: {margins:?}"
-            );
-            assert_eq!(clipped, 0, "start {start}: {margins:?}");
+            let clean = through_opus(start, 0, 150);
+            assert!(clean.holds(5, 20.0), "start {start}: {:?}", clean.margins);
+            assert_eq!(clean.clipped, 0, "start {start}: {:?}", clean.margins);
             // In-band FEC for a lossy listener costs margin (and clips a
             // few samples) but no stamp.
-            let (found, _) = through_opus(start, 10, 150);
-            let margins: Vec<f32> = found.iter().map(|d| d.margin_db).collect();
-            let worst = margins.iter().copied().fold(f32::MAX, f32::min);
-            assert!(
-                found.len() >= 5 && worst >= 10.0,
-                "start {start}, FEC: {margins:?}"
-            );
+            let fec = through_opus(start, 10, 150);
+            assert!(fec.holds(5, 10.0), "start {start}, FEC: {:?}", fec.margins);
         }
     }
 }
