@@ -7,7 +7,7 @@
 //!                                     speaker thread -> what it wrote -> echo canceller
 //! ```
 //! What decides anything is sans-IO and tested on simulated time: the
-//! jitter buffer (`jitter.rs`), the half-duplex gate (`gate.rs`), the
+//! jitter buffer (`jitter/`), the half-duplex gate (`gate.rs`), the
 //! capture clock (`clock.rs`), the echo canceller's alignment (`echo.rs`,
 //! tested in a simulated room, `room.rs`), the loss the encoder's FEC plans
 //! for (`fec.rs`); the threads around them are thin.

@@ -7,7 +7,7 @@
 //! from what the encoder really writes (for H.264, its own SPS), learned by
 //! [`Encoder::probe`] before any viewer is answered.
 //!
-//! Which encoders run, and when, is `pool.rs` (threads) driven by
+//! Which encoders run, and when, is `pool/` (threads) driven by
 //! `demand.rs` (sans-IO: first viewer of a codec starts its encoder, the
 //! last one leaving stops it after a grace period).
 

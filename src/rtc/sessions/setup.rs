@@ -111,7 +111,7 @@ impl Sessions {
             .set_stats_interval(Some(STATS_EVERY))
             .set_send_buffer_video(send_buffer_packets(&self.config))
             .enable_bwe(self.start_estimate())
-            // Our jitter buffer (audio/jitter.rs) waits for late packets;
+            // Our jitter buffer (audio/jitter/) waits for late packets;
             // str0m's default would hold all audio ~300 ms after a loss.
             .set_reordering_size_audio(AUDIO_REORDERING)
             .clear_codecs();
