@@ -209,10 +209,11 @@ impl RtcTask {
             // Datagrams that queued up while we were busy (or stopped) count
             // as signs of life before any idle timeout is judged.
             self.receive(&mut t.buf);
-            self.sessions.handle_timeout(Instant::now());
+            let now = Instant::now();
+            self.sessions.handle_timeout(now);
             // Targets before the keyframe asks `flush` passes on: a joiner's
             // first keyframe is made at the rate its measurement set.
-            self.report_demand(&mut t.demand);
+            self.report_demand(&mut t.demand, now);
             self.flush(&mut t.watchers).await;
         }
     }
@@ -375,9 +376,9 @@ impl RtcTask {
     /// The loss the microphone's encoder plans for: the listeners' reports,
     /// smoothed over seconds (`audio::fec`). A change is logged, rate-limited
     /// (a viewer's reports move it).
-    fn plan_loss(&self, plan: &mut LossPlan) {
+    fn plan_loss(&self, plan: &mut LossPlan, now: Instant) {
         let before = plan.planned();
-        let planned = plan.observe(Instant::now(), self.sessions.audio_loss());
+        let planned = plan.observe(now, self.sessions.audio_loss());
         if planned != before {
             crate::info_limited!(
                 smoothed_loss_percent = format_args!("{:.1}", plan.smoothed()),
@@ -394,10 +395,10 @@ impl RtcTask {
     /// Tells the encoders when a codec's viewer count or bitrate target
     /// changed. What was told is remembered only once sent: a full queue is
     /// tried again on the next turn, so the pool never misses a change.
-    fn report_demand(&self, told: &mut Demand) {
+    fn report_demand(&self, told: &mut Demand, now: Instant) {
         let listeners = self.sessions.audio_listeners();
         self.audio.listeners.store(listeners, Ordering::Relaxed);
-        self.plan_loss(&mut told.loss);
+        self.plan_loss(&mut told.loss, now);
         // The target first: an encoder that starts for a first viewer starts
         // at the start rate, not at the ceiling.
         for (i, codec) in VideoCodec::ALL.into_iter().enumerate() {

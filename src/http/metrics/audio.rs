@@ -110,7 +110,7 @@ pub(super) fn audio(out: &mut Text, s: &AudioStats, devices: &[(&'static str, De
 }
 
 /// The canceller's view of the echo: how much its linear filter removes
-/// (once AEC3 says), where it found the echo and where ALSA's delays put it.
+/// (once AEC3 says) and where it found the echo.
 fn echo_gauges(out: &mut Text, s: &AudioStats) {
     let erle = s.echo_erle_db.get();
     if !erle.is_nan() {
