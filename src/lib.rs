@@ -26,3 +26,4 @@ pub mod rtc;
 pub mod serial;
 pub mod signal;
 pub mod state_dir;
+pub mod xorshift;

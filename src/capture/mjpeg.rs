@@ -631,17 +631,11 @@ mod tests {
         }
     }
 
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n.max(1) as u64) as usize
-        }
+    use crate::xorshift::XorShift;
+
+    /// A value in `0..n` as an index (0 when `n` is 0).
+    fn below(rng: &mut XorShift, n: usize) -> usize {
+        rng.below(n as u64) as usize
     }
 
     #[test]
@@ -909,17 +903,17 @@ mod tests {
         for round in 0..3000 {
             let base = [&small, &progressive, &bare][round % 3];
             let mut bad = base.clone();
-            for _ in 0..1 + rng.below(4) {
+            for _ in 0..1 + below(&mut rng, 4) {
                 // Half the damage in the headers, where sizes and lengths are.
-                let at = if rng.next() & 1 == 0 {
-                    rng.below(header_len)
+                let at = if rng.next_u64() & 1 == 0 {
+                    below(&mut rng, header_len)
                 } else {
-                    rng.below(bad.len())
+                    below(&mut rng, bad.len())
                 };
-                bad[at] ^= 1 << rng.below(8);
+                bad[at] ^= 1 << below(&mut rng, 8);
             }
-            if rng.below(4) == 0 {
-                bad.truncate(rng.below(bad.len()));
+            if below(&mut rng, 4) == 0 {
+                bad.truncate(below(&mut rng, bad.len()));
             }
             (out.width, out.height) = (48, 32);
             if decoder.decode(&bad, &mut out).is_ok() {
@@ -927,7 +921,9 @@ mod tests {
             }
         }
         for round in 0..500 {
-            let mut junk: Vec<u8> = (0..rng.below(3000)).map(|_| rng.next() as u8).collect();
+            let mut junk: Vec<u8> = (0..below(&mut rng, 3000))
+                .map(|_| rng.next_u64() as u8)
+                .collect();
             if round % 2 == 0 && junk.len() >= 2 {
                 junk[..2].copy_from_slice(&[0xFF, 0xD8]);
             }

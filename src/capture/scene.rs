@@ -12,6 +12,7 @@
 
 use super::stripe;
 use crate::frame::RawFrame;
+use crate::xorshift::XorShift;
 
 /// How far the view may sway from the world's centre, in pixels.
 const SWAY_X: usize = 96;
@@ -63,7 +64,7 @@ impl Scene {
             world_v[i] = v;
         }
         let noise = (0..NOISE_LEN + width)
-            .map(|_| rng.triangular(NOISE_LUMA))
+            .map(|_| triangular(&mut rng, NOISE_LUMA))
             .collect();
         Scene {
             width,
@@ -159,7 +160,7 @@ impl Scene {
         let w = self.width;
         let mut rng = XorShift(n.wrapping_mul(0x2545_f491_4f6c_dd1d) | 1);
         for line in y.chunks_exact_mut(w).skip(stripe::ROWS) {
-            let start = (rng.next() as usize) % NOISE_LEN;
+            let start = (rng.next_u64() as usize) % NOISE_LEN;
             for (px, &dn) in line.iter_mut().zip(&self.noise[start..start + w]) {
                 *px = (*px as i16 + dn as i16).clamp(16, 235) as u8;
             }
@@ -218,7 +219,7 @@ impl Lattice {
     fn new(rng: &mut XorShift) -> Self {
         let mut v = [0f32; 64 * 64];
         for p in &mut v {
-            *p = (rng.next() % 1024) as f32 / 1023.0;
+            *p = (rng.next_u64() % 1024) as f32 / 1023.0;
         }
         Lattice(v)
     }
@@ -238,27 +239,14 @@ impl Lattice {
     }
 }
 
-/// A tiny deterministic generator (xorshift64): for precomputation and
-/// per-frame row offsets only, never per pixel per frame.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    /// Triangular noise in -peak..=peak (the sum of two uniforms).
-    fn triangular(&mut self, peak: i16) -> i8 {
-        let span = (peak + 1) as u64;
-        let a = (self.next() % span) as i16;
-        let b = (self.next() % span) as i16;
-        (a - b) as i8
-    }
+/// Triangular noise in -peak..=peak (the sum of two uniforms), from the
+/// generator used for precomputation and per-frame row offsets only, never
+/// per pixel per frame.
+fn triangular(rng: &mut XorShift, peak: i16) -> i8 {
+    let span = (peak + 1) as u64;
+    let a = rng.below(span) as i16;
+    let b = rng.below(span) as i16;
+    (a - b) as i8
 }
 
 #[cfg(test)]

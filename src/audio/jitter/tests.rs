@@ -3,26 +3,11 @@
 use super::*;
 use std::collections::HashMap;
 
-/// A tiny deterministic RNG: the same seed gives the same network.
-struct XorShift(u64);
+use crate::xorshift::XorShift;
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
-    }
-
-    fn percent(&mut self, p: u64) -> bool {
-        self.below(100) < p
-    }
+/// `p` % of the time.
+fn percent(rng: &mut XorShift, p: u64) -> bool {
+    rng.below(100) < p
 }
 
 /// The browser and the path to the device.
@@ -95,11 +80,11 @@ fn simulate(link: Link, total_ms: u64) -> (Run, JitterBuffer) {
         if now < link.talk_ms && now % link.frame_ms == 0 {
             let i = now / link.frame_ms;
             run.sent += 1;
-            if rng.percent(link.loss_pct) {
+            if percent(&mut rng, link.loss_pct) {
                 run.lost_on_link.push(i);
             } else {
                 let mut delay = link.base_ms + rng.below((link.jitter_ms)(now) + 1);
-                if i.is_multiple_of(2) && rng.percent(link.swap_pct) {
+                if i.is_multiple_of(2) && percent(&mut rng, link.swap_pct) {
                     delay += link.frame_ms + 1;
                 }
                 wire.push((now + delay, i));
@@ -368,14 +353,14 @@ fn a_flood_of_random_packets_keeps_memory_bounded() {
         let (seq, ts) = match n / 2_000 % 3 {
             // Within the window, many times the capacity.
             0 => (rng.below(5_000), 1_000_000 + rng.below(RATE)),
-            1 => (rng.next(), rng.next()),
+            1 => (rng.next_u64(), rng.next_u64()),
             _ => (u64::MAX - rng.below(100), u64::MAX - rng.below(RATE)),
         };
         jb.push(now, seq, ts, vec![0; rng.below(200) as usize]);
         max_len = max_len.max(jb.packets.len());
         assert!(jb.packets.len() <= CAPACITY);
         // The first 500 of each 2000 come in one burst, unplayed.
-        if n % 2_000 >= 500 && rng.percent(30) {
+        if n % 2_000 >= 500 && percent(&mut rng, 30) {
             now += Duration::from_millis(rng.below(25));
             let _ = jb.pop(now);
         }
