@@ -12,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 command -v valgrind > /dev/null || sudo apt-get install -y valgrind
-bin=$(cargo test --release --locked --test bench_send_path --no-run --message-format=json 2> /dev/null |
-  sed -n 's/.*"executable":"\([^"]*bench_send_path[^"]*\)".*/\1/p' | tail -n 1)
+bin=$(cargo test --release --locked --test integration --no-run --message-format=json 2> /dev/null |
+  sed -n 's/.*"executable":"\([^"]*integration[^"]*\)".*/\1/p' | tail -n 1)
 out=$(mktemp -d)
 frames=300
 fn() { # inclusive instructions of functions matching $2 in callgrind file $1
@@ -24,7 +24,7 @@ printf '%-8s %16s %16s %16s\n' viewers "encoder/frame" "send path/frame" "window
 for n in ${RTCAM_BENCH_STEPS:-1 10}; do
   RTCAM_BENCH_VIEWERS=$n valgrind --tool=callgrind --callgrind-out-file="$out/cg.$n" \
     --collect-atstart=no --toggle-collect='*measured_window*' \
-    "$bin" --ignored --exact send_path_instructions --test-threads 1 > /dev/null 2>&1
+    "$bin" --ignored --exact bench_send_path::send_path_instructions --test-threads 1 > /dev/null 2>&1
   window=$(fn "$out/cg.$n" 'measured_window')
   enc=$(fn "$out/cg.$n" 'rtcam::encode::Encoder::encode')
   send=0

@@ -43,11 +43,11 @@ for which in before after; do
   echo "click-to-first-frame in Chromium, 5 runs: $runs-> median $(echo "$runs" | tr ' ' '\n' | grep . | median) ms"
   grep -E 'rtcam (CPU|VmRSS max|VmHWM)' "$table" | tail -n 3 | sed 's/^/one Chromium viewer, last run: /'
   RTCAM_TEST_WRAPPER="$PWD/bench/run-as.sh" RTCAM_BENCH_REAL="$bin" RTCAM_BENCH_VIEWERS=1,10,100 \
-    RTCAM_BENCH_SECONDS=6 cargo test --release --locked --test bench_viewers -- --ignored --nocapture 2>&1 |
+    RTCAM_BENCH_SECONDS=6 cargo test --release --locked --test integration -- --ignored --nocapture bench_viewers:: 2>&1 |
     grep -v '^\[OpenH264\]' | grep -E '^ *(viewers|[0-9]+ )|per added' || true
 done
 echo "== this tree: instructions per frame"
 bench/callgrind.sh
 echo "== this tree: the slow-link start on simulated time"
-cargo test --locked --test rate_start -- --nocapture --test-threads 1 2>&1 |
+cargo test --locked --test integration -- --nocapture --test-threads 1 rate_start:: 2>&1 |
   grep -E '^behind|of video|first frame .* after connecting'

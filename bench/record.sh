@@ -11,5 +11,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test >/dev/null
-cargo test --release --locked --test bench_record -- --ignored --nocapture --test-threads 1 2>&1 |
+cargo test --release --locked --test integration -- --ignored --nocapture --test-threads 1 bench_record:: 2>&1 |
   grep -E '^(one viewer|motion|test result)'

@@ -8,4 +8,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --release --locked --test bench_soak -- --ignored --nocapture 2>&1 | grep -v '^\[OpenH264\]'
+cargo test --release --locked --test integration -- --ignored --nocapture bench_soak:: 2>&1 | grep -v '^\[OpenH264\]'

@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-cargo test --release --locked --test bench_viewers -- --ignored --nocapture 2>&1 | grep -v '^\[OpenH264\]'
+cargo test --release --locked --test integration -- --ignored --nocapture bench_viewers:: 2>&1 | grep -v '^\[OpenH264\]'

@@ -1,4 +1,4 @@
-"""Runs tests/bench_whip.rs (its compiled binary, argv[1]) inside a network namespace with Janus
+"""Runs tests/bench_whip.rs (in the integration binary, argv[1]) inside a network namespace with Janus
 and simple-whip-server: Janus never offers 127.0.0.1 (shared/notes/whip-janus.md), so it, rtcam
 and the subscribers meet on a veth pair that never leaves the machine. Used by bench/whip.sh."""
 
@@ -35,7 +35,7 @@ def main(bench: str) -> int:
                        RTCAM_BENCH_WHIP_TOKEN_FILE=str(token_file),
                        RTCAM_BENCH_ROOM=str(js.ROOM),
                        RTCAM_BENCH_ADVERTISE=h.NetNs.DEVICE_IP)
-            run = subprocess.run(ns.prefix + [bench, "--ignored", "--nocapture", "--test-threads=1"],
+            run = subprocess.run(ns.prefix + [bench, "--ignored", "--nocapture", "--test-threads=1", "bench_whip::"],
                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             for line in run.stdout.splitlines():
                 if not line.startswith("[OpenH264]"):

@@ -15,8 +15,8 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 scripts/setup.sh --test >/dev/null
-bin=$(cargo test --release --locked --test bench_whip --no-run --message-format=json 2>/dev/null |
+bin=$(cargo test --release --locked --test integration --no-run --message-format=json 2>/dev/null |
   .venv/bin/python -c 'import json, sys
 exes = [m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")]
-print([e for e in exes if "bench_whip" in e][-1])')
+print([e for e in exes if "/integration-" in e][-1])')
 exec .venv/bin/python bench/whip.py "$bin"

@@ -69,14 +69,15 @@ for cam in MJPEG:$mjpeg_port H264:$h264_port; do
     "RTCAM_QEMU_${cam%%:*}_TOKEN=$token" "RTCAM_QEMU_${cam%%:*}_LOG=$work/serial.log"
 done
 echo "== system test: str0m viewer on the host"
-cargo test --locked --test qemu_vivid -- --ignored --nocapture --exact vivid_camera_in_an_arm64_guest_reaches_a_host_viewer
+cargo test --locked --test integration -- --ignored --nocapture --exact qemu_vivid::vivid_camera_in_an_arm64_guest_reaches_a_host_viewer
 echo "== system test: the page in Chromium on the host (then the camera unplugged and back)"
 .venv/bin/python -m pytest -q -s tests/browser/test_qemu_guest.py
 echo "== system test: the guest's microphone (snd-aloop, fed the audio stamp) to a player on the host"
-cargo test --locked --test qemu_vivid -- --ignored --nocapture --exact snd_aloop_microphone_in_an_arm64_guest_reaches_a_host_player
+cargo test --locked --test integration -- --ignored --nocapture --exact qemu_vivid::snd_aloop_microphone_in_an_arm64_guest_reaches_a_host_player
 echo "== system test: an MJPEG and an H.264 camera (v4l2loopback) in the guest, str0m viewers on the host"
 scripts/qemu-vivid.sh loopback "$work" "$control"
 # One at a time: the emulated board has two CPUs.
-cargo test --locked --test qemu_vivid -- --ignored --nocapture --test-threads=1 _camera_in_an_arm64_guest --skip vivid_
+cargo test --locked --test integration -- --ignored --nocapture --test-threads=1 \
+  qemu_vivid::mjpeg_camera_in_an_arm64_guest qemu_vivid::h264_camera_in_an_arm64_guest
 echo "== system test: the guest's rtcam log"
 grep -a -E "board:|video source|encoders:|encoder started|listening on|viewer|vivid|capture|loopback|passthrough|audio|microphone|aplay|snd" "$work/serial.log" | tail -n 60

@@ -329,7 +329,11 @@ case "\$cmd" in
     echo done ;;
   loopback)
     [ -x /loopback ] || { echo "no loopback cameras in this guest"; exit 0; }
-    setsid /loopback </dev/null >/dev/console 2>&1 &
+    # Once: the host asks again when it heard no answer.
+    [ -e /tmp/loopback.started ] || {
+      : >/tmp/loopback.started
+      setsid /loopback </dev/null >/dev/console 2>&1 &
+    }
     echo started ;;
   *) echo "unknown command: \$cmd" ;;
 esac
@@ -415,12 +419,24 @@ EOF
 # rtcams (the "loopback" control command), and returns once both serve.
 loopback() {
   local work=$1 control_port=$2 t0=$SECONDS
-  exec 3<>"/dev/tcp/127.0.0.1/$control_port" || die "no control port $control_port"
-  echo loopback >&3
-  local reply
-  read -r reply <&3 || true
-  exec 3<&-
-  [ "$reply" = started ] || die "the guest said: $reply"
+  # QEMU's forward accepts on the host at once and only then connects to the
+  # guest's nc, which the guest restarts after every command: a command that
+  # comes while it restarts is reset unread (seen once in CI). The guest's
+  # "loopback" is idempotent, so asking again is safe.
+  local reply="" try
+  for try in 1 2 3 4 5 6 7 8 9 10; do
+    if exec 3<>"/dev/tcp/127.0.0.1/$control_port"; then
+      { echo loopback >&3 && read -r reply <&3; } 2>/dev/null || reply=""
+      exec 3<&-
+    fi
+    [ -n "$reply" ] && break
+    echo "qemu-vivid: the guest's control port did not answer (try $try of 10)" >&2
+    sleep 1
+  done
+  [ "$reply" = started ] || {
+    tail -n 40 "$work/serial.log" >&2
+    die "the guest said: ${reply:-nothing}"
+  }
   until grep -aq "^mjpeg| .*listening on https://" "$work/serial.log" &&
     grep -aq "^h264| .*listening on https://" "$work/serial.log"; do
     if grep -aq -E "^(mjpeg|h264)\| init: rtcam exited|init: insmod v4l2loopback.ko failed" "$work/serial.log" ||

@@ -4,7 +4,7 @@
 //! stamps it sent are read back. Latency each way is printed, not judged
 //! (bench/ judges it).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Every route, every way in: no credentials, wrong ones, an ended session,
 //! a foreign Origin; each is refused while the right credentials work.
 
-mod common;
+use crate::common;
 
 use common::*;
 

@@ -1,7 +1,7 @@
 //! Garbage, floods and vanishing peers: each gets its error or is cleaned
 //! up, and another viewer's video never stops.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! against the stream's own bytes (mdat payload); and the time from the
 //! picture motion was seen in to the event reaching a viewer.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

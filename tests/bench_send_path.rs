@@ -9,7 +9,7 @@
 //! receiving is in the window too, and left out of the send path's figure.
 //! Asserts only that every viewer got the frames: it is a benchmark.
 
-mod common;
+use crate::common;
 
 use common::link::{LinkSim, Path, SceneSource};
 

@@ -8,7 +8,7 @@
 //! per second, the probe's latency; and the drift between start and end.
 //! Asserts nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! host the figures at many viewers say as much about the viewers as about
 //! rtcam: the machine's load is printed too. Asserts nothing.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

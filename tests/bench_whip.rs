@@ -8,7 +8,7 @@
 //! subscribers and Janus run on the same machine, so its load is printed
 //! too. Asserts nothing.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

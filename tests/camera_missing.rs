@@ -2,7 +2,7 @@
 //! serves its page, says the camera is lost, sends viewers the "camera
 //! lost" slate, and keeps looking (capture::supervise).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! base64 chunks on its `rtcam` channel, and another viewer gets a chat line
 //! with its URL and fetches the same bytes over HTTPS (with its own token).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! again when rtcam starts next (the same camera model: here the test
 //! scene), and a watch-only token cannot make one.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Each limit answers with its status and a log line, and none of them
 //! stops the server serving others.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! which locked the owner out (or flooded the log) before, on the real
 //! binary over TLS on loopback.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 use std::sync::Arc;

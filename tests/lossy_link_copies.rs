@@ -2,7 +2,7 @@
 //! merely slow link never does; copies end when the loss does. str0m peers
 //! behind emulated links (str0m-netem), on simulated time.
 
-mod common;
+use crate::common;
 
 use common::link::{LinkSim, Path};
 

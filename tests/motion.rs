@@ -5,7 +5,7 @@
 //! gets it as JSON, and `--record motion` keeps one clip that starts
 //! before the motion (the pre-roll) and decodes whole.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

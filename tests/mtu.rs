@@ -4,7 +4,7 @@
 //! str0m peers; the harness checks each datagram against the default
 //! 1150 bytes in every other simulated test too.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! viewer through QEMU's port forwards. `scripts/qemu-test.sh` boots the
 //! guest and runs it (it is ignored in a plain `cargo test`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -15,22 +15,40 @@ use common::*;
 /// its clock from an RTC of whole seconds, so it is up to a second behind).
 /// The guest reads its clock after starting a shell for the connection, so
 /// the answer is dated at its arrival, later by at most the round trip.
+/// QEMU's forward accepts before the guest's nc (restarted after each
+/// command) does, so a reset or an empty answer is asked again.
 fn guest_clock_offset() -> (i128, Duration) {
-    use std::io::{Read, Write};
     let addr =
         std::env::var("RTCAM_QEMU_CONTROL").expect("RTCAM_QEMU_CONTROL: run scripts/qemu-test.sh");
-    let sent = std::time::Instant::now();
-    let mut s = std::net::TcpStream::connect(&addr).expect("the guest's control port");
-    s.write_all(b"clock\n").unwrap();
+    let mut last = String::new();
+    for _ in 0..10 {
+        let sent = std::time::Instant::now();
+        match ask_guest(&addr, "clock") {
+            Ok(answer) if !answer.trim().is_empty() => {
+                let host = rtcam::audio::unix_ns();
+                let round_trip = sent.elapsed();
+                let guest: i128 = answer
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("clock: {answer:?}: {e}"));
+                return (guest - host as i128, round_trip);
+            }
+            Ok(_) => last = "an empty answer".into(),
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    panic!("the guest's control port did not answer \"clock\" in 10 tries: {last}");
+}
+
+/// One command on the guest's control port, its whole answer.
+fn ask_guest(addr: &str, command: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.write_all(format!("{command}\n").as_bytes())?;
     let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    let host = rtcam::audio::unix_ns();
-    let round_trip = sent.elapsed();
-    let guest: i128 = answer
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("clock: {answer:?}: {e}"));
-    (guest - host as i128, round_trip)
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
 }
 
 /// A WHEP viewer through QEMU's forwards until `frames` decoded; its

@@ -2,7 +2,7 @@
 //! it is sent only the frames that others refer to (about half), and the
 //! others keep the rate their links take. str0m peers behind emulated links.
 
-mod common;
+use crate::common;
 
 use common::link::{LinkSim, Path};
 

@@ -2,7 +2,7 @@
 //! bandwidth estimate, and rises again when that viewer leaves. str0m peers
 //! behind emulated links (str0m-netem), on simulated time.
 
-mod common;
+use crate::common;
 
 use common::link::{LinkSim, Path};
 

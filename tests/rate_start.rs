@@ -8,7 +8,7 @@
 //! links, on simulated time. Each test prints what its viewers went through,
 //! second by second (`LinkSim::report`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

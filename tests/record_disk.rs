@@ -5,7 +5,7 @@
 //! recording comes back by itself; nothing is ever written to the empty
 //! mount point a disk leaves behind.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,7 +4,7 @@
 //! over HTTP with byte ranges, and `kill -9` in the middle of a segment
 //! leaves it playable up to its last whole fragment.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! where the stand-in loops an openh264 stream made here as the hardware
 //! encoder's and rtcam passes it through.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -5,7 +5,7 @@
 //! socat is missing or under qemu-user (which cannot run rtcam's pty
 //! ioctls); scripts/setup.sh installs socat.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@
 //! the holder's next write goes through. Skipped under qemu-user, which
 //! cannot run rtcam's pty ioctls.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! whose offer takes audio, whatever its video codec; viewers without audio
 //! keep their video; one talker at a time reaches the speaker.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

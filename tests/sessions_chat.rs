@@ -1,7 +1,7 @@
 //! Chat on the `rtcam` data channel each viewer makes in its offer: the
 //! session table and str0m peers in one process on simulated time.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

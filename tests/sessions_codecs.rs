@@ -2,7 +2,7 @@
 //! gets only its codec's frames, asks only its codec's encoder for
 //! keyframes, and its encoder runs while it watches.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! every page, so sliders move together. Session table and str0m peers on
 //! simulated time.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Every connected viewer gets every frame, from its first keyframe on.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! A viewer's PLI reaches the encoder as one keyframe ask.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

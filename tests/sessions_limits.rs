@@ -1,6 +1,6 @@
 //! What the session table refuses, and how it says so.
 
-mod common;
+use crate::common;
 
 use common::sim::{Sim, offer_with};
 use rtcam::rtc::SessionError;

@@ -5,7 +5,7 @@
 //! port's bytes reach every viewer's `serial` channel; a holder whose writes
 //! a full port queue drops is told once, not once per message.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

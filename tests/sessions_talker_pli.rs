@@ -7,7 +7,7 @@
 //! str0m signs its feedback with its first sending SSRC, which is then its
 //! audio sender's, exactly the shape Chromium 147 sends.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

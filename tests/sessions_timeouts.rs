@@ -1,6 +1,6 @@
 //! Viewers that never connect, or that vanish, are removed; others stay.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

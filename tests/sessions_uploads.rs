@@ -4,7 +4,7 @@
 //! announce again whenever they are told no; a third viewer still shares
 //! its picture within seconds.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! viewers, closes its sockets and exits cleanly, well inside the unit's
 //! TimeoutStopSec (5 s) after which systemd would kill it.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

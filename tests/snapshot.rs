@@ -2,7 +2,7 @@
 //! stream's size, for a logged-in page or a bearer token, never for anyone
 //! else; and a picture the viewers' setting changed shows the change.
 
-mod common;
+use crate::common;
 
 use common::{Server, https_raw, now_ms};
 

@@ -1,6 +1,6 @@
 //! Ten viewers at once, one encoder: everybody gets every frame.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

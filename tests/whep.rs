@@ -1,6 +1,6 @@
 //! A standard WHEP player's view: POST an offer, get video, trickle, leave.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! follows it all. Real sockets, no SFU: `tests/browser/test_whip_janus.py`
 //! does the same through Janus.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -4,7 +4,7 @@
 //! the encoder, it does not take a viewer's place, and an answer that
 //! refuses our codec is an error. Simulated time, str0m style.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

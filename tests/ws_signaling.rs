@@ -1,6 +1,6 @@
 //! The browser's path: offer, answer and trickle over secure WebSocket.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
