@@ -11,8 +11,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
+mod capture;
 mod encoders;
 pub mod record;
+mod serial;
+
+use capture::{open_source, start_capture};
+use serial::start_serial;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -355,103 +360,6 @@ impl Media {
     }
 }
 
-/// The capture thread and the rtc task's roads to it: what the camera is
-/// and offers, settings viewers ask for, and the camera's refusals.
-struct Camera {
-    thread: std::thread::JoinHandle<()>,
-    status: watch::Receiver<SourceInfo>,
-    set_control: std_mpsc::SyncSender<SetControl>,
-    refusals: mpsc::Receiver<ControlRefused>,
-}
-
-fn start_capture(
-    config: &Config,
-    want: Want,
-    size: (usize, usize),
-    source: Option<Source>,
-    tap: &Arc<FrameTap>,
-    captured: &Arc<AtomicU64>,
-    stop: &Arc<AtomicBool>,
-) -> anyhow::Result<Camera> {
-    let info = source.as_ref().map_or_else(
-        || SourceInfo::none(size.0, size.1, config.fps),
-        |s| s.info(),
-    );
-    let (status_tx, status) = watch::channel(info);
-    // Settings viewers ask for: a few at a time (a slider sends at most
-    // five a second per viewer); a full road refuses the next.
-    let (set_control, requests) = std_mpsc::sync_channel(SETTINGS_QUEUE);
-    let (refusals_tx, refusals) = mpsc::channel(SETTINGS_QUEUE);
-    let thread = Capture {
-        spec: config.source.clone(),
-        want,
-        size,
-        sink: tap.clone(),
-        status: status_tx,
-        captured: captured.clone(),
-        stop: stop.clone(),
-        control: ControlRoad {
-            requests,
-            refusals: refusals_tx,
-            saved: Saved::load(&config.state_dir),
-        },
-    }
-    .spawn(source)
-    .context("starting the capture thread")?;
-    Ok(Camera {
-        thread,
-        status,
-        set_control,
-        refusals,
-    })
-}
-
-/// The serial bridge's thread, if one is configured, and the rtc task's
-/// road to it (whose senders are dropped at once without one).
-struct Serial {
-    road: SerialRoad,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Serial chunks from the device waiting for the rtc task (at most 4 KiB
-/// each). The holder's bytes the other way wait in an [`Outbox`] bounded
-/// in bytes by the line's speed (`serial::queue`).
-const SERIAL_QUEUE: usize = 64;
-/// At most one log line about a viewer's dropped serial writes this often.
-const SERIAL_DROPS_LOG: Duration = Duration::from_secs(10);
-
-fn start_serial(config: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Serial> {
-    let (status_tx, status_rx) = watch::channel(SerialView::default());
-    let (received_tx, received_rx) = mpsc::channel(SERIAL_QUEUE);
-    let limit = config
-        .serial
-        .as_ref()
-        .map_or(0, |s| queue::limit_for(s.baud));
-    let writes = Outbox::new(limit).context("making the serial bridge's queue")?;
-    let road = SerialRoad {
-        status: status_rx,
-        received: received_rx,
-        writes: writes.clone(),
-        drops_log: Throttle::new(SERIAL_DROPS_LOG),
-    };
-    let Some(serial) = config.serial.clone() else {
-        return Ok(Serial { road, thread: None });
-    };
-    let thread = SerialBridge {
-        config: serial,
-        status: status_tx,
-        received: received_tx,
-        writes,
-        stop,
-    }
-    .spawn()
-    .context("starting the serial thread")?;
-    Ok(Serial {
-        road,
-        thread: Some(thread),
-    })
-}
-
 /// A panic's message, as `panic!` was given it.
 fn panic_text(payload: Box<dyn std::any::Any + Send>) -> String {
     match payload.downcast::<String>() {
@@ -542,32 +450,6 @@ fn log_board(config: &Config) {
         config.board.serial_port.as_deref().unwrap_or("none"),
         config.board.memory_max.as_deref().unwrap_or("none"),
     );
-}
-
-/// The source at start. A camera that is missing (or broken) is not a
-/// failure: rtcam serves its page, shows the "camera lost" slate, and the
-/// capture thread keeps looking for it.
-async fn open_source(config: &Config, want: Want) -> Option<Source> {
-    let spec = config.source.clone();
-    let opened = tokio::task::spawn_blocking(move || Source::open(&spec, &want)).await;
-    match opened {
-        Ok(Ok(source)) => {
-            let info = source.info();
-            tracing::info!("video source: {} ({})", source.describe(), info.why);
-            Some(source)
-        }
-        Ok(Err(e)) => {
-            tracing::error!(
-                "video source '{}' is not there ({e}); serving the \"camera lost\" slate and looking for it every second",
-                config.source
-            );
-            None
-        }
-        Err(e) => {
-            tracing::error!("opening the video source: {e}");
-            None
-        }
-    }
 }
 
 /// The candidates viewers are told about.

@@ -16,10 +16,13 @@
 //! box types, all write-only, each a size, a type and a few big-endian
 //! fields. The one reader is [`top_level_boxes`], which walks top-level
 //! boxes only. [`annexb_to_sample`] and [`sps_size`] turn what the H.264
-//! encoder hands out into what the boxes need.
+//! encoder hands out into what the boxes need (the SPS read by
+//! `capture::annexb`, the one H.264 header parser).
 //!
 //! Times: video samples and decode times are in [`VIDEO_TIMESCALE`] ticks,
 //! audio in [`AUDIO_TIMESCALE`] ticks (one Opus 20 ms frame is 960).
+
+use crate::capture::annexb;
 
 /// Ticks per second of the video track (the RTP clock of H.264, too).
 pub const VIDEO_TIMESCALE: u32 = 90_000;
@@ -42,8 +45,6 @@ const DEFAULT_BASE_IS_MOOF: u32 = 0x0002_0000;
 const TRUN_FLAGS: u32 = 0x0000_0001 | 0x0000_0100 | 0x0000_0200 | 0x0000_0400;
 /// The profiles whose `avcC` carries the chroma / bit depth trailer.
 const AVCC_HIGH_PROFILES: [u8; 4] = [100, 110, 122, 144];
-/// The profiles whose SPS carries chroma format, bit depths and scaling lists.
-const SPS_HIGH_PROFILES: [u32; 13] = [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135];
 
 /// The video track of a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -222,7 +223,11 @@ pub fn annexb_to_sample(au: &[u8]) -> Converted {
 /// cropping applied. None if it is not an SPS or does not parse; never
 /// panics, whatever the input.
 pub fn sps_size(sps: &[u8]) -> Option<(u16, u16)> {
-    parse_sps(sps).map(|s| (s.width, s.height))
+    let sps = annexb::parse_sps(sps).ok()?;
+    Some((
+        u16::try_from(sps.width).ok()?,
+        u16::try_from(sps.height).ok()?,
+    ))
 }
 
 /// The whole top-level boxes at the start of `data`: (type, offset, size)
@@ -508,13 +513,14 @@ fn avcc(out: &mut Vec<u8>, sps: &[u8], pps: &[u8]) {
         out.push(1); // numOfPictureParameterSets
         put_u16_prefixed(out, pps);
         if AVCC_HIGH_PROFILES.contains(&profile) {
-            let (chroma, luma_depth, chroma_depth) = parse_sps(sps).map_or((1, 0, 0), |s| {
-                (
-                    s.chroma_format_idc,
-                    s.bit_depth_luma_minus8,
-                    s.bit_depth_chroma_minus8,
-                )
-            });
+            let (chroma, luma_depth, chroma_depth) =
+                annexb::parse_sps(sps).map_or((1, 0, 0), |s| {
+                    (
+                        s.chroma_format_idc as u8,
+                        s.bit_depth_luma_minus8,
+                        s.bit_depth_chroma_minus8,
+                    )
+                });
             // Reserved bits set, then no SPS extensions.
             out.extend_from_slice(&[0xFC | chroma, 0xF8 | luma_depth, 0xF8 | chroma_depth, 0]);
         }
@@ -640,213 +646,6 @@ fn annexb_nal_units(au: &[u8]) -> Vec<&[u8]> {
         }
     }
     nals
-}
-
-/// What the muxer needs from an SPS.
-struct SpsInfo {
-    width: u16,
-    height: u16,
-    chroma_format_idc: u8,
-    bit_depth_luma_minus8: u8,
-    bit_depth_chroma_minus8: u8,
-}
-
-/// Chroma format and bit depths (high profiles only; 4:2:0, 8 bits otherwise).
-struct Chroma {
-    format_idc: u8,
-    separate_planes: bool,
-    luma_minus8: u8,
-    chroma_minus8: u8,
-}
-
-/// H.264 7.3.2.1.1, up to frame cropping; the VUI is not needed.
-fn parse_sps(nal: &[u8]) -> Option<SpsInfo> {
-    let (&header, payload) = nal.split_first()?;
-    if header & 0x1F != 7 {
-        return None;
-    }
-    let rbsp = unescape(payload);
-    let mut r = Bits {
-        data: &rbsp,
-        pos: 0,
-    };
-    let profile_idc = r.bits(8)?;
-    r.bits(16)?; // constraint flags, level_idc
-    if r.ue()? > 31 {
-        return None; // seq_parameter_set_id
-    }
-    let chroma = if SPS_HIGH_PROFILES.contains(&profile_idc) {
-        read_chroma(&mut r)?
-    } else {
-        Chroma {
-            format_idc: 1,
-            separate_planes: false,
-            luma_minus8: 0,
-            chroma_minus8: 0,
-        }
-    };
-    if r.ue()? > 12 {
-        return None; // log2_max_frame_num_minus4
-    }
-    skip_pic_order_cnt(&mut r)?;
-    r.ue()?; // max_num_ref_frames
-    r.bit()?; // gaps_in_frame_num_value_allowed_flag
-    let width_mbs = u64::from(r.ue()?) + 1;
-    let height_map_units = u64::from(r.ue()?) + 1;
-    let frame_mbs_only = r.bit()? == 1;
-    if !frame_mbs_only {
-        r.bit()?; // mb_adaptive_frame_field_flag
-    }
-    r.bit()?; // direct_8x8_inference_flag
-    let crop = if r.bit()? == 1 {
-        [r.ue()?, r.ue()?, r.ue()?, r.ue()?]
-    } else {
-        [0; 4]
-    };
-
-    // ChromaArrayType 0 (monochrome or separate planes) crops in luma samples.
-    let chroma_array_type = if chroma.separate_planes {
-        0
-    } else {
-        chroma.format_idc
-    };
-    let (sub_width, sub_height) = match chroma_array_type {
-        1 => (2, 2),
-        2 => (2, 1),
-        _ => (1, 1),
-    };
-    let fields = if frame_mbs_only { 1 } else { 2 };
-    let crop_x = sub_width * (u64::from(crop[0]) + u64::from(crop[1]));
-    let crop_y = sub_height * fields * (u64::from(crop[2]) + u64::from(crop[3]));
-    let width = (width_mbs * 16).checked_sub(crop_x)?;
-    let height = (fields * height_map_units * 16).checked_sub(crop_y)?;
-    Some(SpsInfo {
-        width: u16::try_from(width).ok().filter(|&w| w > 0)?,
-        height: u16::try_from(height).ok().filter(|&h| h > 0)?,
-        chroma_format_idc: chroma.format_idc,
-        bit_depth_luma_minus8: chroma.luma_minus8,
-        bit_depth_chroma_minus8: chroma.chroma_minus8,
-    })
-}
-
-fn read_chroma(r: &mut Bits) -> Option<Chroma> {
-    let format_idc = u8::try_from(r.ue()?).ok().filter(|&c| c <= 3)?;
-    let separate_planes = format_idc == 3 && r.bit()? == 1;
-    let luma_minus8 = u8::try_from(r.ue()?).ok().filter(|&d| d <= 6)?;
-    let chroma_minus8 = u8::try_from(r.ue()?).ok().filter(|&d| d <= 6)?;
-    r.bit()?; // qpprime_y_zero_transform_bypass_flag
-    if r.bit()? == 1 {
-        // seq_scaling_matrix_present_flag
-        let lists = if format_idc == 3 { 12 } else { 8 };
-        for i in 0..lists {
-            if r.bit()? == 1 {
-                skip_scaling_list(r, if i < 6 { 16 } else { 64 })?;
-            }
-        }
-    }
-    Some(Chroma {
-        format_idc,
-        separate_planes,
-        luma_minus8,
-        chroma_minus8,
-    })
-}
-
-/// H.264 7.3.2.1.1.1: deltas are read until one makes the next scale 0.
-fn skip_scaling_list(r: &mut Bits, size: usize) -> Option<()> {
-    let (mut last, mut next) = (8i64, 8i64);
-    for _ in 0..size {
-        if next != 0 {
-            let delta = r.se()?;
-            if !(-128..=127).contains(&delta) {
-                return None;
-            }
-            next = (last + delta).rem_euclid(256);
-        }
-        if next != 0 {
-            last = next;
-        }
-    }
-    Some(())
-}
-
-fn skip_pic_order_cnt(r: &mut Bits) -> Option<()> {
-    match r.ue()? {
-        0 => {
-            if r.ue()? > 12 {
-                return None; // log2_max_pic_order_cnt_lsb_minus4
-            }
-        }
-        1 => {
-            r.bit()?; // delta_pic_order_always_zero_flag
-            r.se()?; // offset_for_non_ref_pic
-            r.se()?; // offset_for_top_to_bottom_field
-            let cycle = r.ue()?;
-            if cycle > 255 {
-                return None;
-            }
-            for _ in 0..cycle {
-                r.se()?; // offset_for_ref_frame
-            }
-        }
-        2 => {}
-        _ => return None,
-    }
-    Some(())
-}
-
-/// The RBSP of a NAL unit payload: each `00 00 03` loses its 03.
-fn unescape(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len());
-    let mut zeros = 0;
-    for &b in payload {
-        if zeros == 2 && b == 3 {
-            zeros = 0;
-            continue;
-        }
-        zeros = if b == 0 { (zeros + 1).min(2) } else { 0 };
-        out.push(b);
-    }
-    out
-}
-
-/// A big-endian bit reader; every read is None past the end.
-struct Bits<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl Bits<'_> {
-    fn bit(&mut self) -> Option<u32> {
-        let byte = *self.data.get(self.pos / 8)?;
-        let shift = 7 - self.pos % 8;
-        self.pos += 1;
-        Some(u32::from((byte >> shift) & 1))
-    }
-
-    /// `n` bits (at most 32).
-    fn bits(&mut self, n: u32) -> Option<u32> {
-        (0..n).try_fold(0u32, |acc, _| Some((acc << 1) | self.bit()?))
-    }
-
-    /// An unsigned exp-Golomb number; None beyond 32 bits.
-    fn ue(&mut self) -> Option<u32> {
-        let mut zeros = 0;
-        while self.bit()? == 0 {
-            zeros += 1;
-            if zeros > 31 {
-                return None;
-            }
-        }
-        let rest = self.bits(zeros)?;
-        u32::try_from((1u64 << zeros) - 1 + u64::from(rest)).ok()
-    }
-
-    /// A signed exp-Golomb number.
-    fn se(&mut self) -> Option<i64> {
-        let k = i64::from(self.ue()?);
-        Some(if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) })
-    }
 }
 
 #[cfg(test)]
