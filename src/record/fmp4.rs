@@ -651,6 +651,7 @@ fn annexb_nal_units(au: &[u8]) -> Vec<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::capture::annexb::tests::BitWriter;
 
     // --- helpers -----------------------------------------------------------
 
@@ -708,70 +709,6 @@ mod tests {
         }
     }
 
-    /// An exp-Golomb bit writer, to build SPSs.
-    #[derive(Default)]
-    struct BitWriter {
-        bytes: Vec<u8>,
-        bits: usize,
-    }
-
-    impl BitWriter {
-        fn bit(&mut self, b: u32) {
-            if self.bits.is_multiple_of(8) {
-                self.bytes.push(0);
-            }
-            if b & 1 == 1 {
-                *self.bytes.last_mut().unwrap() |= 0x80u8 >> (self.bits % 8);
-            }
-            self.bits += 1;
-        }
-
-        fn bits(&mut self, v: u64, n: u32) {
-            for i in (0..n).rev() {
-                self.bit(((v >> i) & 1) as u32);
-            }
-        }
-
-        fn ue(&mut self, v: u32) {
-            let x = u64::from(v) + 1;
-            let n = 64 - x.leading_zeros();
-            self.bits(0, n - 1);
-            self.bits(x, n);
-        }
-
-        fn se(&mut self, v: i32) {
-            self.ue(if v > 0 {
-                2 * v as u32 - 1
-            } else {
-                2 * v.unsigned_abs()
-            });
-        }
-
-        /// rbsp_trailing_bits.
-        fn finish(mut self) -> Vec<u8> {
-            self.bit(1);
-            while !self.bits.is_multiple_of(8) {
-                self.bit(0);
-            }
-            self.bytes
-        }
-    }
-
-    /// RBSP -> NAL payload: 03 after two zeros before any byte <= 3.
-    fn escape(rbsp: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut zeros = 0;
-        for &b in rbsp {
-            if zeros >= 2 && b <= 3 {
-                out.push(3);
-                zeros = 0;
-            }
-            out.push(b);
-            zeros = if b == 0 { zeros + 1 } else { 0 };
-        }
-        out
-    }
-
     struct TestSps {
         profile: u8,
         constraints: u8,
@@ -811,18 +748,18 @@ mod tests {
 
         fn build(&self) -> Vec<u8> {
             let mut w = BitWriter::default();
-            w.bits(self.profile.into(), 8);
-            w.bits(self.constraints.into(), 8);
-            w.bits(31, 8); // level 3.1
+            w.u(8, self.profile.into());
+            w.u(8, self.constraints.into());
+            w.u(8, 31); // level 3.1
             w.ue(0); // seq_parameter_set_id
             if self.profile >= 100 {
                 w.ue(1); // chroma_format_idc 4:2:0
                 w.ue(0); // bit_depth_luma_minus8
                 w.ue(0); // bit_depth_chroma_minus8
-                w.bit(0); // qpprime
-                w.bit(1); // seq_scaling_matrix_present_flag
+                w.u(1, 0); // qpprime
+                w.u(1, 1); // seq_scaling_matrix_present_flag
                 for i in 0..8 {
-                    w.bit(u32::from(i == 0 || i == 6));
+                    w.u(1, u32::from(i == 0 || i == 6));
                     if i == 0 {
                         // 8 -> 11 -> 9 -> 0: the list ends after three deltas.
                         for d in [3, -2, -9] {
@@ -839,9 +776,11 @@ mod tests {
             w.ue(0); // log2_max_frame_num_minus4
             w.ue(self.poc_type);
             match self.poc_type {
-                0 => w.ue(2),
+                0 => {
+                    w.ue(2);
+                }
                 1 => {
-                    w.bit(0);
+                    w.u(1, 0);
                     w.se(-1);
                     w.se(2);
                     w.ue(2);
@@ -851,25 +790,23 @@ mod tests {
                 _ => {}
             }
             w.ue(self.max_ref_frames);
-            w.bit(0); // gaps
+            w.u(1, 0); // gaps
             w.ue(self.width_mbs - 1);
             w.ue(self.height_map_units - 1);
-            w.bit(u32::from(self.frame_mbs_only));
+            w.u(1, u32::from(self.frame_mbs_only));
             if !self.frame_mbs_only {
-                w.bit(1); // mb_adaptive_frame_field_flag
+                w.u(1, 1); // mb_adaptive_frame_field_flag
             }
-            w.bit(1); // direct_8x8_inference_flag
+            w.u(1, 1); // direct_8x8_inference_flag
             let cropping = self.crop != [0; 4];
-            w.bit(u32::from(cropping));
+            w.u(1, u32::from(cropping));
             if cropping {
                 for c in self.crop {
                     w.ue(c);
                 }
             }
-            w.bit(0); // vui_parameters_present_flag
-            let mut nal = vec![0x67];
-            nal.extend(escape(&w.finish()));
-            nal
+            w.u(1, 0); // vui_parameters_present_flag
+            w.nal(0x67)
         }
     }
 
