@@ -1,4 +1,9 @@
 fn main() {
+    // rtcam: the cc crate's rerun-if-env-changed lines turn off cargo's
+    // default of rerunning on any change in the package, so a patched source
+    // file was never recompiled (only a clean build saw it).
+    println!("cargo:rerun-if-changed=upstream");
+    println!("cargo:rerun-if-changed=build.rs");
     #[cfg(feature = "source")]
     source_build::compile();
 }

@@ -32,6 +32,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h> // rtcam: large zeroed blocks are mapped (below)
+#endif
 #include "memory_align.h"
 #include "macros.h"
 
@@ -61,7 +64,38 @@ CMemoryAlign::~CMemoryAlign() {
 #endif//MEMORY_MONITOR
 }
 
-void* WelsMalloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAlign) {
+// rtcam: a large zeroed block is a mapping of its own, not malloc + memset.
+// The kernel's fresh pages are zero already and become resident only where
+// they are written: the encoder's bitstream buffer (2.8 MB at 720p) is written
+// a frame's worth (tens of KB) at a time, but its memset made all of it
+// resident for as long as the encoder lived. (calloc does not help: the heap
+// reuses the pages of the start-up probe encoders, which it must clear.) The
+// mapping's length is kept in its first bytes, ahead of the usual header, and
+// the pointer kept for WelsFree is tagged with its low bit (a mapping is page
+// aligned, a malloc block 8-byte aligned, so the bit is free either way).
+#if defined(__linux__)
+static const uint32_t kuiMapFromBytes = 256 * 1024;
+static const uint32_t kuiMapLead = 16;
+
+static uint8_t* MapZeroed (const uint32_t kuiSize) {
+  const size_t kLen = (size_t) kuiSize + kuiMapLead;
+  void* pMap = mmap (NULL, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (pMap == MAP_FAILED)
+    return NULL;
+  * ((size_t*) pMap) = kLen;
+  return (uint8_t*) pMap + kuiMapLead;
+}
+
+static bool FreeMapped (void* pBuf) {
+  if (((uintptr_t) pBuf & 1) == 0)
+    return false;
+  uint8_t* pMap = (uint8_t*) ((uintptr_t) pBuf & ~ (uintptr_t) 1) - kuiMapLead;
+  munmap (pMap, * ((size_t*) pMap));
+  return true;
+}
+#endif
+
+static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAlign, const bool kbZero) {
   const uint32_t kiSizeOfVoidPointer     = sizeof (void**);
   const uint32_t kiSizeOfInt             = sizeof (int32_t);
   const uint32_t kiAlignedBytes          = kiAlign - 1;
@@ -69,7 +103,16 @@ void* WelsMalloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAl
   const uint32_t kiActualRequestedSize   = kiTrialRequestedSize;
   const uint32_t kiPayloadSize          = kuiSize;
 
-  uint8_t* pBuf = (uint8_t*) malloc (kiActualRequestedSize);
+  uint8_t* pBuf = NULL;
+  bool bMapped = false;
+#if defined(__linux__)
+  if (kbZero && kiActualRequestedSize >= kuiMapFromBytes) {
+    pBuf = MapZeroed (kiActualRequestedSize);
+    bMapped = pBuf != NULL;
+  }
+#endif
+  if (NULL == pBuf)
+    pBuf = (uint8_t*) (kbZero ? calloc (1, kiActualRequestedSize) : malloc (kiActualRequestedSize));
   if (NULL == pBuf)
     return NULL;
 
@@ -92,10 +135,14 @@ void* WelsMalloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAl
   uint8_t* pAlignedBuffer;
   pAlignedBuffer = pBuf + kiAlignedBytes + kiSizeOfVoidPointer + kiSizeOfInt;
   pAlignedBuffer -= ((uintptr_t) pAlignedBuffer & kiAlignedBytes);
-  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = pBuf;
+  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = bMapped ? (void*) ((uintptr_t) pBuf | 1) : pBuf;
   * ((int32_t*) (pAlignedBuffer - (kiSizeOfVoidPointer + kiSizeOfInt))) = kiPayloadSize;
 
   return pAlignedBuffer;
+}
+
+void* WelsMalloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAlign) {
+  return WelsAlignedAlloc (kuiSize, kpTag, kiAlign, false);
 }
 
 void WelsFree (void* pPointer, const char* kpTag) {
@@ -110,18 +157,25 @@ void WelsFree (void* pPointer, const char* kpTag) {
       fflush (fpMemChkPoint);
     }
 #endif
-    free (* (((void**) pPointer) - 1));
+    void* pBuf = * (((void**) pPointer) - 1);
+#if defined(__linux__)
+    if (FreeMapped (pBuf))
+      return;
+#endif
+    free (pBuf);
   }
 }
 
 void* CMemoryAlign::WelsMallocz (const uint32_t kuiSize, const char* kpTag) {
-  void* pPointer = WelsMalloc (kuiSize, kpTag);
-  if (NULL == pPointer) {
-    return NULL;
+  // rtcam: zeroed by the kernel or calloc (above), not by a memset that
+  // touches every page.
+  void* pPointer = WelsAlignedAlloc (kuiSize, kpTag, m_nCacheLineSize, true);
+#ifdef MEMORY_MONITOR
+  if (pPointer != NULL) {
+    m_nMemoryUsageInBytes += * ((int32_t*) ((uint8_t*)pPointer - sizeof (void**) - sizeof (
+                                 int32_t))) + m_nCacheLineSize - 1 + sizeof (void**) + sizeof (int32_t);
   }
-  // zero memory
-  memset (pPointer, 0, kuiSize);
-
+#endif//MEMORY_MONITOR
   return pPointer;
 }
 
@@ -155,12 +209,7 @@ void CMemoryAlign::WelsFree (void* pPointer, const char* kpTag) {
 }
 
 void* WelsMallocz (const uint32_t kuiSize, const char* kpTag) {
-  void* pPointer = WelsMalloc (kuiSize, kpTag, 16);
-  if (NULL == pPointer) {
-    return NULL;
-  }
-  memset (pPointer, 0, kuiSize);
-  return pPointer;
+  return WelsAlignedAlloc (kuiSize, kpTag, 16, true); // rtcam: as CMemoryAlign::WelsMallocz
 }
 
 const uint32_t CMemoryAlign::WelsGetCacheLineSize() const {

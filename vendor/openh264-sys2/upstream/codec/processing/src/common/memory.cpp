@@ -31,27 +31,65 @@
  */
 
 #include "memory.h"
+#if defined(__linux__)
+#include <sys/mman.h> // rtcam: large blocks are mapped (below)
+#endif
 
 WELSVP_NAMESPACE_BEGIN
 /////////////////////////////////////////////////////////////////////////////////
+
+// rtcam: every block here is zeroed. A large one is a mapping of its own
+// instead of malloc + memset: the kernel's fresh pages are zero already and
+// become resident only where they are written. The memset made the
+// downsampler's buffers resident (6 MB at 720p) although nothing is scaled.
+// As in common/src/memory_align.cpp: the mapping's length is in its first
+// bytes, and the pointer kept for WelsFree is tagged with its low bit.
+#if defined(__linux__)
+static const uint32_t kuiMapFromBytes = 256 * 1024;
+static const uint32_t kuiMapLead = 16;
+
+static uint8_t* MapZeroed (const uint32_t kuiSize) {
+  const size_t kLen = (size_t) kuiSize + kuiMapLead;
+  void* pMap = mmap (NULL, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (pMap == MAP_FAILED)
+    return NULL;
+  * ((size_t*) pMap) = kLen;
+  return (uint8_t*) pMap + kuiMapLead;
+}
+
+static bool FreeMapped (void* pBuf) {
+  if (((uintptr_t) pBuf & 1) == 0)
+    return false;
+  uint8_t* pMap = (uint8_t*) ((uintptr_t) pBuf & ~ (uintptr_t) 1) - kuiMapLead;
+  munmap (pMap, * ((size_t*) pMap));
+  return true;
+}
+#endif
 
 void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
   const int32_t kiSizeVoidPointer       = sizeof (void**);
   const int32_t kiSizeInt32             = sizeof (int32_t);
   const int32_t kiAlignedBytes          = ALIGNBYTES - 1;
+  const uint32_t kuiTotal               = kuiSize + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32;
 
-  uint8_t* pBuf         = (uint8_t*) ::malloc (kuiSize + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32);
+  uint8_t* pBuf         = NULL;
   uint8_t* pAlignedBuf = NULL;
+  bool bMapped = false;
 
+#if defined(__linux__)
+  if (kuiTotal >= kuiMapFromBytes) {
+    pBuf = MapZeroed (kuiTotal);
+    bMapped = pBuf != NULL;
+  }
+#endif
+  if (NULL == pBuf)
+    pBuf = (uint8_t*) ::calloc (1, kuiTotal);
   if (NULL == pBuf)
     return NULL;
 
-  // to fill zero values
-  WelsMemset (pBuf, 0, kuiSize + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32);
-
   pAlignedBuf = pBuf + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32;
   pAlignedBuf -= WelsCastFromPointer (pAlignedBuf) & kiAlignedBytes;
-  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = pBuf;
+  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = bMapped ? (void*) ((uintptr_t) pBuf | 1) : pBuf;
   * ((int32_t*) (pAlignedBuf - (kiSizeVoidPointer + kiSizeInt32))) = kuiSize;
 
   return (pAlignedBuf);
@@ -61,7 +99,12 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
 
 void WelsFree (void* pPointer, char* pTag) {
   if (pPointer) {
-    ::free (* (((void**) pPointer) - 1));
+    void* pBuf = * (((void**) pPointer) - 1);
+#if defined(__linux__)
+    if (FreeMapped (pBuf))
+      return;
+#endif
+    ::free (pBuf);
   }
 }
 
