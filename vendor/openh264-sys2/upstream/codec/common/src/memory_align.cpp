@@ -32,9 +32,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#if defined(__linux__)
-#include <sys/mman.h> // rtcam: large zeroed blocks are mapped (below)
-#endif
+#include "wels_map_zeroed.h" // rtcam
 #include "memory_align.h"
 #include "macros.h"
 
@@ -64,37 +62,11 @@ CMemoryAlign::~CMemoryAlign() {
 #endif//MEMORY_MONITOR
 }
 
-// rtcam: a large zeroed block is a mapping of its own, not malloc + memset.
-// The kernel's fresh pages are zero already and become resident only where
-// they are written: the encoder's bitstream buffer (2.8 MB at 720p) is written
-// a frame's worth (tens of KB) at a time, but its memset made all of it
-// resident for as long as the encoder lived. (calloc does not help: the heap
-// reuses the pages of the start-up probe encoders, which it must clear.) The
-// mapping's length is kept in its first bytes, ahead of the usual header, and
-// the pointer kept for WelsFree is tagged with its low bit (a mapping is page
-// aligned, a malloc block 8-byte aligned, so the bit is free either way).
-#if defined(__linux__)
-static const uint32_t kuiMapFromBytes = 256 * 1024;
-static const uint32_t kuiMapLead = 16;
-
-static uint8_t* MapZeroed (const uint32_t kuiSize) {
-  const size_t kLen = (size_t) kuiSize + kuiMapLead;
-  void* pMap = mmap (NULL, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (pMap == MAP_FAILED)
-    return NULL;
-  * ((size_t*) pMap) = kLen;
-  return (uint8_t*) pMap + kuiMapLead;
-}
-
-static bool FreeMapped (void* pBuf) {
-  if (((uintptr_t) pBuf & 1) == 0)
-    return false;
-  uint8_t* pMap = (uint8_t*) ((uintptr_t) pBuf & ~ (uintptr_t) 1) - kuiMapLead;
-  munmap (pMap, * ((size_t*) pMap));
-  return true;
-}
-#endif
-
+// rtcam: a large zeroed block is a mapping of its own (wels_map_zeroed.h), not
+// malloc + memset: the encoder's bitstream buffer (2.8 MB at 720p) is written a
+// frame's worth (tens of KB) at a time, but the memset made all of it resident.
+// (calloc alone does not help: the heap reuses the pages of the start-up probe
+// encoders, which it must clear.) Smaller zeroed blocks come from calloc.
 static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const uint32_t kiAlign, const bool kbZero) {
   const uint32_t kiSizeOfVoidPointer     = sizeof (void**);
   const uint32_t kiSizeOfInt             = sizeof (int32_t);
@@ -105,12 +77,10 @@ static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const 
 
   uint8_t* pBuf = NULL;
   bool bMapped = false;
-#if defined(__linux__)
-  if (kbZero && kiActualRequestedSize >= kuiMapFromBytes) {
-    pBuf = MapZeroed (kiActualRequestedSize);
+  if (kbZero && kiActualRequestedSize >= WELS_MAP_FROM_BYTES) {
+    pBuf = WelsMapZeroed (kiActualRequestedSize);
     bMapped = pBuf != NULL;
   }
-#endif
   if (NULL == pBuf)
     pBuf = (uint8_t*) (kbZero ? calloc (1, kiActualRequestedSize) : malloc (kiActualRequestedSize));
   if (NULL == pBuf)
@@ -135,7 +105,7 @@ static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const 
   uint8_t* pAlignedBuffer;
   pAlignedBuffer = pBuf + kiAlignedBytes + kiSizeOfVoidPointer + kiSizeOfInt;
   pAlignedBuffer -= ((uintptr_t) pAlignedBuffer & kiAlignedBytes);
-  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = bMapped ? (void*) ((uintptr_t) pBuf | 1) : pBuf;
+  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = WelsMapTag (pBuf, bMapped);
   * ((int32_t*) (pAlignedBuffer - (kiSizeOfVoidPointer + kiSizeOfInt))) = kiPayloadSize;
 
   return pAlignedBuffer;
@@ -158,10 +128,8 @@ void WelsFree (void* pPointer, const char* kpTag) {
     }
 #endif
     void* pBuf = * (((void**) pPointer) - 1);
-#if defined(__linux__)
-    if (FreeMapped (pBuf))
+    if (WelsFreeMapped (pBuf))
       return;
-#endif
     free (pBuf);
   }
 }

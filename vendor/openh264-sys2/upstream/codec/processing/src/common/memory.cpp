@@ -31,41 +31,14 @@
  */
 
 #include "memory.h"
-#if defined(__linux__)
-#include <sys/mman.h> // rtcam: large blocks are mapped (below)
-#endif
+#include "wels_map_zeroed.h" // rtcam
 
 WELSVP_NAMESPACE_BEGIN
 /////////////////////////////////////////////////////////////////////////////////
 
 // rtcam: every block here is zeroed. A large one is a mapping of its own
-// instead of malloc + memset: the kernel's fresh pages are zero already and
-// become resident only where they are written. The memset made the
-// downsampler's buffers resident (6 MB at 720p) although nothing is scaled.
-// As in common/src/memory_align.cpp: the mapping's length is in its first
-// bytes, and the pointer kept for WelsFree is tagged with its low bit.
-#if defined(__linux__)
-static const uint32_t kuiMapFromBytes = 256 * 1024;
-static const uint32_t kuiMapLead = 16;
-
-static uint8_t* MapZeroed (const uint32_t kuiSize) {
-  const size_t kLen = (size_t) kuiSize + kuiMapLead;
-  void* pMap = mmap (NULL, kLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (pMap == MAP_FAILED)
-    return NULL;
-  * ((size_t*) pMap) = kLen;
-  return (uint8_t*) pMap + kuiMapLead;
-}
-
-static bool FreeMapped (void* pBuf) {
-  if (((uintptr_t) pBuf & 1) == 0)
-    return false;
-  uint8_t* pMap = (uint8_t*) ((uintptr_t) pBuf & ~ (uintptr_t) 1) - kuiMapLead;
-  munmap (pMap, * ((size_t*) pMap));
-  return true;
-}
-#endif
-
+// (wels_map_zeroed.h) instead of malloc + memset, which made the downsampler's
+// buffers resident although rtcam never scales; smaller ones come from calloc.
 void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
   const int32_t kiSizeVoidPointer       = sizeof (void**);
   const int32_t kiSizeInt32             = sizeof (int32_t);
@@ -76,12 +49,10 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
   uint8_t* pAlignedBuf = NULL;
   bool bMapped = false;
 
-#if defined(__linux__)
-  if (kuiTotal >= kuiMapFromBytes) {
-    pBuf = MapZeroed (kuiTotal);
+  if (kuiTotal >= WELS_MAP_FROM_BYTES) {
+    pBuf = WelsMapZeroed (kuiTotal);
     bMapped = pBuf != NULL;
   }
-#endif
   if (NULL == pBuf)
     pBuf = (uint8_t*) ::calloc (1, kuiTotal);
   if (NULL == pBuf)
@@ -89,7 +60,7 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
 
   pAlignedBuf = pBuf + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32;
   pAlignedBuf -= WelsCastFromPointer (pAlignedBuf) & kiAlignedBytes;
-  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = bMapped ? (void*) ((uintptr_t) pBuf | 1) : pBuf;
+  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = WelsMapTag (pBuf, bMapped);
   * ((int32_t*) (pAlignedBuf - (kiSizeVoidPointer + kiSizeInt32))) = kuiSize;
 
   return (pAlignedBuf);
@@ -100,10 +71,8 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
 void WelsFree (void* pPointer, char* pTag) {
   if (pPointer) {
     void* pBuf = * (((void**) pPointer) - 1);
-#if defined(__linux__)
-    if (FreeMapped (pBuf))
+    if (WelsFreeMapped (pBuf))
       return;
-#endif
     ::free (pBuf);
   }
 }
