@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #if defined(__linux__)
 #include <sys/mman.h>
 #endif
@@ -35,20 +36,30 @@ static inline uint8_t* WelsMapZeroed (const uint32_t kuiSize) {
 #endif
 }
 
-/* What an allocator keeps for its free: the block, tagged if it is mapped. */
-static inline void* WelsMapTag (uint8_t* pBuf, const bool kbMapped) {
-  return kbMapped ? (void*) ((uintptr_t) pBuf | 1) : (void*) pBuf;
+/* kuiSize zeroed bytes: a mapping from WELS_MAP_FROM_BYTES up, calloc below (or
+ * when mapping fails). Returns the block and sets *pKept to what the allocator
+ * keeps for WelsFreeKept: the block, tagged if it is mapped. */
+static inline uint8_t* WelsAllocZeroed (const uint32_t kuiSize, void** pKept) {
+  uint8_t* pBuf = kuiSize >= WELS_MAP_FROM_BYTES ? WelsMapZeroed (kuiSize) : NULL;
+  if (pBuf != NULL) {
+    *pKept = (void*) ((uintptr_t) pBuf | 1);
+    return pBuf;
+  }
+  pBuf = (uint8_t*) calloc (1, kuiSize);
+  *pKept = pBuf;
+  return pBuf;
 }
 
-/* Unmaps a tagged block and says so; false for an untagged (malloc) block. */
-static inline bool WelsFreeMapped (void* pKept) {
-  if (((uintptr_t) pKept & 1) == 0)
-    return false;
+/* Frees what an allocator kept: unmaps a tagged block, frees any other. */
+static inline void WelsFreeKept (void* pKept) {
+  if (((uintptr_t) pKept & 1) == 0) {
+    free (pKept);
+    return;
+  }
 #if defined(__linux__)
   uint8_t* pMap = (uint8_t*) ((uintptr_t) pKept & ~ (uintptr_t) 1) - WELS_MAP_LEAD;
   munmap (pMap, * ((size_t*) pMap));
 #endif
-  return true;
 }
 
 #endif

@@ -75,14 +75,9 @@ static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const 
   const uint32_t kiActualRequestedSize   = kiTrialRequestedSize;
   const uint32_t kiPayloadSize          = kuiSize;
 
-  uint8_t* pBuf = NULL;
-  bool bMapped = false;
-  if (kbZero && kiActualRequestedSize >= WELS_MAP_FROM_BYTES) {
-    pBuf = WelsMapZeroed (kiActualRequestedSize);
-    bMapped = pBuf != NULL;
-  }
-  if (NULL == pBuf)
-    pBuf = (uint8_t*) (kbZero ? calloc (1, kiActualRequestedSize) : malloc (kiActualRequestedSize));
+  void* pKept = NULL;
+  uint8_t* pBuf = kbZero ? WelsAllocZeroed (kiActualRequestedSize, &pKept)
+                  : (uint8_t*) (pKept = malloc (kiActualRequestedSize));
   if (NULL == pBuf)
     return NULL;
 
@@ -105,7 +100,7 @@ static void* WelsAlignedAlloc (const uint32_t kuiSize, const char* kpTag, const 
   uint8_t* pAlignedBuffer;
   pAlignedBuffer = pBuf + kiAlignedBytes + kiSizeOfVoidPointer + kiSizeOfInt;
   pAlignedBuffer -= ((uintptr_t) pAlignedBuffer & kiAlignedBytes);
-  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = WelsMapTag (pBuf, bMapped);
+  * ((void**) (pAlignedBuffer - kiSizeOfVoidPointer)) = pKept;
   * ((int32_t*) (pAlignedBuffer - (kiSizeOfVoidPointer + kiSizeOfInt))) = kiPayloadSize;
 
   return pAlignedBuffer;
@@ -127,10 +122,7 @@ void WelsFree (void* pPointer, const char* kpTag) {
       fflush (fpMemChkPoint);
     }
 #endif
-    void* pBuf = * (((void**) pPointer) - 1);
-    if (WelsFreeMapped (pBuf))
-      return;
-    free (pBuf);
+    WelsFreeKept (* (((void**) pPointer) - 1));
   }
 }
 

@@ -45,22 +45,16 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
   const int32_t kiAlignedBytes          = ALIGNBYTES - 1;
   const uint32_t kuiTotal               = kuiSize + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32;
 
-  uint8_t* pBuf         = NULL;
+  void* pKept = NULL;
+  uint8_t* pBuf         = WelsAllocZeroed (kuiTotal, &pKept);
   uint8_t* pAlignedBuf = NULL;
-  bool bMapped = false;
 
-  if (kuiTotal >= WELS_MAP_FROM_BYTES) {
-    pBuf = WelsMapZeroed (kuiTotal);
-    bMapped = pBuf != NULL;
-  }
-  if (NULL == pBuf)
-    pBuf = (uint8_t*) ::calloc (1, kuiTotal);
   if (NULL == pBuf)
     return NULL;
 
   pAlignedBuf = pBuf + kiAlignedBytes + kiSizeVoidPointer + kiSizeInt32;
   pAlignedBuf -= WelsCastFromPointer (pAlignedBuf) & kiAlignedBytes;
-  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = WelsMapTag (pBuf, bMapped);
+  * ((void**) (pAlignedBuf - kiSizeVoidPointer)) = pKept;
   * ((int32_t*) (pAlignedBuf - (kiSizeVoidPointer + kiSizeInt32))) = kuiSize;
 
   return (pAlignedBuf);
@@ -70,10 +64,7 @@ void* WelsMalloc (const uint32_t kuiSize, char* pTag) {
 
 void WelsFree (void* pPointer, char* pTag) {
   if (pPointer) {
-    void* pBuf = * (((void**) pPointer) - 1);
-    if (WelsFreeMapped (pBuf))
-      return;
-    ::free (pBuf);
+    WelsFreeKept (* (((void**) pPointer) - 1));
   }
 }
 
