@@ -13,7 +13,7 @@
 //! that logged-in sockets can never take the owner's login page away.
 //! Only when every slot is being answered or leased is a newcomer refused.
 //! The IO shell (`http::serve`) asks [`Connections::admit`] and tells it
-//! when a request starts, when its body is whole and when it ends, when a
+//! when its TLS handshake is done, when a request starts, when its body is whole and when it ends, when a
 //! WebSocket leases a connection and when a connection closes; the handle
 //! `T` it keeps per connection is how it tells one to go.
 
@@ -57,7 +57,9 @@ pub enum Admission<T> {
 /// What a connection is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Use {
-    /// Nothing in flight since then (or not yet through TLS).
+    /// Accepted then, not yet through its TLS handshake.
+    Handshaking(Instant),
+    /// Through TLS, nothing in flight since then.
     Idle(Instant),
     /// A request whose body has been arriving since then.
     Receiving(Instant),
@@ -75,13 +77,15 @@ struct Conn<T> {
 }
 
 impl<T> Conn<T> {
-    /// Whether a newcomer may take its slot, and how early it goes: the
-    /// idle first, then the longest-receiving, each oldest first.
+    /// Whether a newcomer may take its slot, and how early it goes: those
+    /// still in their handshake first (they have shown nothing), then the
+    /// idle, then the longest-receiving, each oldest first.
     fn displaceable(&self) -> Option<(u8, Instant)> {
         match (self.leased, self.now) {
             (true, _) | (_, Use::Answering) => None,
-            (false, Use::Idle(t)) => Some((0, t)),
-            (false, Use::Receiving(t)) => Some((1, t)),
+            (false, Use::Handshaking(t)) => Some((0, t)),
+            (false, Use::Idle(t)) => Some((1, t)),
+            (false, Use::Receiving(t)) => Some((2, t)),
         }
     }
 }
@@ -133,12 +137,20 @@ impl<T> Connections<T> {
         self.next += 1;
         let conn = Conn {
             ip,
-            now: Use::Idle(now),
+            now: Use::Handshaking(now),
             leased: false,
             handle,
         };
         self.conns.insert(id, conn);
         Admission::In { id, evicted }
+    }
+
+    /// `id` is through its TLS handshake: idle from now, and displaced only
+    /// after every connection still in its handshake (under a flood of new
+    /// connections, a browser about to send its request must not be the
+    /// first to go).
+    pub fn secured(&mut self, id: ConnId, now: Instant) {
+        self.set(id, Use::Idle(now));
     }
 
     /// A request arrived on `id`; `has_body` when a body is still to come.
@@ -291,6 +303,26 @@ mod tests {
         assert_eq!(c.len(), 3);
         c.closed(b); // its task ends later: harmless
         assert_eq!(c.len(), 3);
+    }
+
+    #[test]
+    fn a_connection_through_tls_outlasts_every_handshake() {
+        let t0 = Instant::now();
+        let mut c = Connections::new(limits(2, 2));
+        let owner = id_of(&c.admit(ip(1), t0, "owner"));
+        let _ = id_of(&c.admit(ip(2), t0 + Duration::from_secs(1), "slow"));
+        c.secured(owner, t0 + Duration::from_secs(2));
+        let d = c.admit(ip(3), t0 + Duration::from_secs(3), "new");
+        assert!(
+            matches!(&d, Admission::In { evicted, .. } if evicted == &["slow"]),
+            "{d:?}"
+        );
+        // Newer handshakes go before it too.
+        let e = c.admit(ip(4), t0 + Duration::from_secs(4), "newer");
+        assert!(
+            matches!(&e, Admission::In { evicted, .. } if evicted == &["new"]),
+            "{e:?}"
+        );
     }
 
     #[test]

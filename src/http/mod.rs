@@ -384,6 +384,7 @@ impl Conn {
                 return;
             }
         };
+        guard::lock(&self.table).secured(self.id, Instant::now());
         let (started, ended) = (self.clone(), self.clone());
         let app = tower::ServiceExt::map_request(
             app,

@@ -112,7 +112,27 @@ pub async fn https_raw_from(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> HttpResponse {
-    let mut s = tls_connect_from(addr, from).await;
+    https_over(
+        tls_connect_from(addr, from).await,
+        addr,
+        method,
+        path,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// [`https_raw`] on a TLS connection already made (to time the request
+/// alone, without the handshake).
+pub async fn https_over(
+    mut s: TlsStream<TcpStream>,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> HttpResponse {
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost:{}\r\nConnection: close\r\nContent-Length: {}\r\n",
         addr.port(),
