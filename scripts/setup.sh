@@ -79,7 +79,7 @@ fi
 if [ "$want_test" = 1 ]; then
   rustup component add clippy rustfmt >/dev/null 2>&1 || true
   # Every top-level package of requirements.txt: an older .venv without one gets it installed.
-  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest, aiortc, numpy, zeroconf' 2>/dev/null; then
+  if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import playwright, pytest, aiortc, numpy, zeroconf, pytest_rerunfailures' 2>/dev/null; then
     echo "setup: creating .venv with the browser test's Python packages"
     python3 -m venv .venv
     .venv/bin/pip install -q --disable-pip-version-check -r tests/browser/requirements.txt

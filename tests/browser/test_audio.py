@@ -85,6 +85,10 @@ ECHO_DB = 20.0
 # 0.5 then drops every stamp of such a call. The CRC and the symbols' 3 dB margins still reject a damaged stamp.
 DETECT_RHO = 0.2
 LOOPBACK_MS = 30  # module-loopback's latency: the echo's delay (about 35 ms measured)
+# The room's echo path holds still when every stamp the speaker played is in the microphone with a correlation of at
+# least this (0.97-0.99 in every run recorded here; 0.31-0.69 in the one where module-loopback's delay jumped from 34
+# to 100 ms mid-phase).
+ROOM_STILL_RHO = 0.9
 WORKLET_PATH = "/__audio_test__/stamp-worklet.js"
 # A promise in the page, given up after 10 s (Playwright's evaluate waits for ever).
 BOUNDED = ("() => Promise.race([%s, "
@@ -92,6 +96,12 @@ BOUNDED = ("() => Promise.race([%s, "
 LIVE_TIMEOUT_MS = 20_000
 
 # ---------------------------------------------------------------- the room: PulseAudio
+
+
+class RoomMoved(AssertionError):
+    """A check of the page's sound failed while the room's echo path was not the one the test set up (PulseAudio's
+    loopback changed its delay under load): such a run says nothing about rtcam, and it is run again once
+    (pytest-rerunfailures, `only_rerun`). Any other failure is not."""
 
 
 class PulseRoom(PrivatePulse):
@@ -481,6 +491,7 @@ def missing(ds: list[dict]) -> list[int]:
 # Half-duplex (what `auto` means) and the echo canceller (`--echo cancel`), each through this echo path
 # (34 ms, 0 dB, linear).
 @pytest.mark.parametrize("echo", ["half-duplex", "cancel"])
+@pytest.mark.flaky(reruns=1, only_rerun=[RoomMoved])
 def test_talk_and_listen_through_a_real_echo_path(room, tmp_path, echo):
     room, started = room
     talker = NearEndTalker(room, tmp_path)
@@ -737,8 +748,12 @@ def run_phases(rig: Rig, echo: str):
     print(f"[audio] while talking with the room quiet, the page heard {len(back)} stamps "
           f"({', '.join(str(d['slot']) for d in back) or 'none'}); its loudest 160 ms ({at - t2_0:.2f} s in) was "
           f"{db(loudest):.1f} dBFS: the echo is {att:.1f} dB under the near-end stamps' level")
-    assert not back, f"the page heard its own stamps back: {back}"
-    assert att >= ECHO_DB, f"the page's own sound came back only {att:.1f} dB down"
+    rhos = [v[2] for v in echoes]
+    moved = None if min(rhos) >= ROOM_STILL_RHO else (
+        f"the room's echo path moved under the test (speaker -> microphone correlation {min(rhos):.2f}..{max(rhos):.2f}, "
+        f"delay {pcts([v[0] for v in e_ok])})")
+    room_check(not back, moved, f"the page heard its own stamps back: {back}")
+    room_check(att >= ECHO_DB, moved, f"the page's own sound came back only {att:.1f} dB down")
 
     # double talk (reported): half-duplex lets the room through in the page's pauses, the canceller throughout
     rig.rec.pull(page)
@@ -785,6 +800,15 @@ def run_phases(rig: Rig, echo: str):
               f"render p50 {r_mid:.0f} ms (phase 1): the sound {r_mid - v50:+.0f} ms against the picture")
     print(f"[audio] rtcam: {rig.metrics()}")
     print(f"[audio] the page's render threads: {rig.page_lateness()}; talker: {rig.talker.log().strip() or 'on time'}")
+
+
+def room_check(ok: bool, moved: str | None, message: str):
+    """An assertion about what the page heard of the room: RoomMoved when it fails while the room moved."""
+    if ok:
+        return
+    if moved:
+        raise RoomMoved(f"{moved}: {message}")
+    raise AssertionError(message)
 
 
 def last_sound(anchor: float, x: np.ndarray, t0: float, t1: float, floor_db: float = -50.0) -> float:
