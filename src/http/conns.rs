@@ -5,21 +5,27 @@
 //! connections used to lock every user out (129 from one address, held for
 //! as long as the handshake deadline allowed, renewed by a few a second).
 //! So each address may hold only so many, and when the server (or that
-//! address) is full, a newcomer takes the slot of the connection that has
-//! been idle longest; failing that, of the request whose body has been
-//! arriving longest (a body trickled in a byte a second held every slot:
-//! an honest body arrives in milliseconds). A request being answered is
-//! never displaced, and WebSockets may hold only part of the table, so
-//! that logged-in sockets can never take the owner's login page away.
-//! Only when every slot is being answered or leased is a newcomer refused.
+//! address) is full, a newcomer takes a slot of the heaviest address (the
+//! slots it holds and the connections it opened lately, [`super::churn`]):
+//! the connection longest in its handshake, else the one idle longest,
+//! else the request whose body has been arriving longest (a body trickled
+//! in a byte a second held every slot: an honest body arrives in
+//! milliseconds). A request being answered is never displaced, and
+//! WebSockets may hold only part of the table, so that logged-in sockets
+//! can never take the owner's login page away. Only when every slot is
+//! being answered or leased is a newcomer refused.
+//!
 //! The IO shell (`http::serve`) asks [`Connections::admit`] and tells it
-//! when its TLS handshake is done, when a request starts, when its body is whole and when it ends, when a
-//! WebSocket leases a connection and when a connection closes; the handle
-//! `T` it keeps per connection is how it tells one to go.
+//! when its TLS handshake is done, when a request starts, when its body is
+//! whole and when it ends, when a WebSocket leases a connection and when a
+//! connection closes; the handle `T` it keeps per connection is how it
+//! tells one to go.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Instant;
+
+use super::churn::Churn;
 
 /// A connection's number in the table.
 pub type ConnId = u64;
@@ -106,6 +112,8 @@ pub struct Connections<T> {
     limits: Limits,
     conns: HashMap<ConnId, Conn<T>>,
     next: ConnId,
+    /// How many connections each address opened lately.
+    churn: Churn,
 }
 
 impl<T> Connections<T> {
@@ -114,6 +122,7 @@ impl<T> Connections<T> {
             limits,
             conns: HashMap::new(),
             next: 1,
+            churn: Churn::default(),
         }
     }
 
@@ -121,6 +130,7 @@ impl<T> Connections<T> {
     /// its address, or of all), or refused.
     pub fn admit(&mut self, ip: IpAddr, now: Instant, handle: T) -> Admission<T> {
         let mut evicted = Vec::new();
+        self.churn.opened(ip, now);
         if self.count_of(ip) >= self.limits.per_address {
             match self.first_to_go(Some(ip)) {
                 Some(id) => evicted.extend(self.remove(id)),
@@ -128,7 +138,7 @@ impl<T> Connections<T> {
             }
         }
         if self.conns.len() >= self.limits.total {
-            match self.heaviest_first_to_go() {
+            match self.heaviest_first_to_go(now) {
                 Some(id) => evicted.extend(self.remove(id)),
                 None => return Admission::Refused(Refusal::Full),
             }
@@ -237,19 +247,22 @@ impl<T> Connections<T> {
     }
 
     /// The connection a newcomer displaces when the table is full: of the
-    /// address holding the most slots (a crowd from a few addresses gives
-    /// way before a lone newcomer still in its handshake), then as
-    /// [`Connections::first_to_go`] orders them.
-    fn heaviest_first_to_go(&self) -> Option<ConnId> {
-        let mut held: HashMap<IpAddr, usize> = HashMap::new();
+    /// heaviest address, by the slots it holds and the connections it
+    /// opened lately (a crowd from a few addresses, or a crowd that keeps
+    /// reconnecting, gives way before a lone newcomer still in its
+    /// handshake), then as [`Connections::first_to_go`] orders them.
+    fn heaviest_first_to_go(&self, now: Instant) -> Option<ConnId> {
+        let mut weight: HashMap<IpAddr, usize> = HashMap::new();
         for c in self.conns.values() {
-            *held.entry(c.ip).or_default() += 1;
+            *weight
+                .entry(c.ip)
+                .or_insert_with(|| self.churn.recent(c.ip, now)) += 1;
         }
         self.conns
             .iter()
             .filter_map(|(id, c)| {
                 let (rank, since) = c.displaceable()?;
-                Some((std::cmp::Reverse(held[&c.ip]), rank, since, *id))
+                Some((std::cmp::Reverse(weight[&c.ip]), rank, since, *id))
             })
             .min()
             .map(|(.., id)| id)
@@ -433,6 +446,28 @@ mod tests {
             c.conns.contains_key(&lone),
             "the lone newcomer keeps its slot"
         );
+        assert_eq!(c.len(), 8);
+    }
+
+    #[test]
+    fn a_crowd_that_keeps_reconnecting_gives_way_before_an_older_handshake() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut c = Connections::new(limits(8, 8));
+        // Eight addresses, each reconnecting as soon as it is displaced.
+        let mut t = t0;
+        let crowd = |c: &mut Connections<&'static str>, t: &mut Instant, n: u32| {
+            for i in 0..n {
+                *t += 10 * ms;
+                let _ = id_of(&c.admit(ip(10 + (i % 8) as u8), *t, "crowd"));
+            }
+        };
+        crowd(&mut c, &mut t, 80);
+        // The owner's browser, then the crowd goes on while its handshake
+        // is under way: it is the oldest handshake, and it stays.
+        let owner = id_of(&c.admit(ip(1), t, "owner"));
+        crowd(&mut c, &mut t, 80);
+        assert!(c.conns.contains_key(&owner), "the owner's handshake stays");
         assert_eq!(c.len(), 8);
     }
 

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod body;
+pub mod churn;
 pub mod conns;
 pub mod guard;
 pub mod login;
