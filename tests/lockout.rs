@@ -258,12 +258,7 @@ async fn the_owner_is_checked_before_a_flood_of_wrong_logins() {
         return;
     }
     let server = Server::start(&["--size", "640x360"]);
-    // The owner's browser logged in before: it has its device cookie.
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let body = format!("password={PASSWORD}");
-    let first = https_raw(server.http, "POST", "/login", &form, body.as_bytes()).await;
-    assert_eq!(first.status, 204, "{first:?}");
-    let device = device_cookie(&first);
+    let (body, device) = owner_logged_in_before(&server).await;
 
     // The flood: 100 addresses, each sending wrong logins one after another
     // until told to stop; each answer is numbered in the order it came.
@@ -276,7 +271,7 @@ async fn the_owner_is_checked_before_a_flood_of_wrong_logins() {
         .unwrap();
     let before = flood.answered();
     let t = Instant::now();
-    let headers = [form[0], ("Cookie", device.as_str())];
+    let headers = [FORM, ("Cookie", device.as_str())];
     let owner = https_over(
         tls,
         server.http,
@@ -322,14 +317,10 @@ async fn the_owner_gets_in_through_a_crowd_that_keeps_reconnecting() {
         return;
     }
     let server = Server::start(&["--size", "640x360"]);
-    let form = [("Content-Type", "application/x-www-form-urlencoded")];
-    let body = format!("password={PASSWORD}");
-    let first = https_raw(server.http, "POST", "/login", &form, body.as_bytes()).await;
-    assert_eq!(first.status, 204, "{first:?}");
-    let device = device_cookie(&first);
+    let (body, device) = owner_logged_in_before(&server).await;
     let flood = Flood::start(server.http, 150);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let headers = [form[0], ("Cookie", device.as_str())];
+    let headers = [FORM, ("Cookie", device.as_str())];
     let mut statuses = Vec::new();
     for _ in 0..5 {
         let owner = https_raw_from(
@@ -355,7 +346,17 @@ async fn the_owner_gets_in_through_a_crowd_that_keeps_reconnecting() {
     assert_eq!(statuses, [204; 5], "0: the connection was closed");
 }
 
-/// The device cookie a login set (`rtcam_device=...`), to send back.
+const FORM: (&str, &str) = ("Content-Type", "application/x-www-form-urlencoded");
+
+/// The owner's browser logged in before: its login form, and the device
+/// cookie that login set (`rtcam_device=...`), to send back.
+async fn owner_logged_in_before(server: &Server) -> (String, String) {
+    let body = format!("password={PASSWORD}");
+    let first = https_raw(server.http, "POST", "/login", &[FORM], body.as_bytes()).await;
+    assert_eq!(first.status, 204, "{first:?}");
+    (body, device_cookie(&first))
+}
+
 fn device_cookie(login: &HttpResponse) -> String {
     login
         .headers
