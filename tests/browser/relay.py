@@ -37,6 +37,10 @@ class Direction:
     # (time, bytes) of every datagram offered, for rates over a window
     offered_log: list = field(default_factory=list)
     delivered_log: list = field(default_factory=list)
+    # wall time (time.time(), as the page's clock) of every datagram the full queue dropped
+    overflow_log: list = field(default_factory=list)
+    # (wall time, SSRC) of every delivered RTP packet with the marker bit: a video frame's last packet
+    marker_log: list = field(default_factory=list)
     # link state
     _free_at: float = 0.0  # when the cap's "wire" is free again
     _queued_bytes: int = 0
@@ -46,6 +50,19 @@ class Direction:
 
     def kbps_delivered(self, t0: float, t1: float) -> float:
         return _rate(self.delivered_log, t0, t1)
+
+
+def frame_gaps(d: Direction, t0: float, over_s: float = 0.1) -> list[tuple[float, int]]:
+    """When the link delivered video frames (the busiest SSRC's packets with the marker bit) more than
+    `over_s` apart: (seconds after wall time t0, gap in ms), from t0 on."""
+    if not d.marker_log:
+        return []
+    counts: dict[int, int] = {}
+    for _, ssrc in d.marker_log:
+        counts[ssrc] = counts.get(ssrc, 0) + 1
+    video = max(counts, key=counts.get)
+    times = [t for t, ssrc in d.marker_log if ssrc == video and t >= t0]
+    return [(round(b - t0, 2), round((b - a) * 1000)) for a, b in zip(times, times[1:]) if b - a > over_s]
 
 
 def _rate(log, t0, t1) -> float:
@@ -111,6 +128,7 @@ class Relay:
         if d.kbps:
             if d._queued_bytes + len(data) > d.buffer_bytes:
                 d.overflowed += 1
+                d.overflow_log.append(time.time())
                 return
             start = max(now, d._free_at)
             d._free_at = start + len(data) * 8 / (d.kbps * 1000)
@@ -128,6 +146,9 @@ class Relay:
                     d._queued_bytes -= len(data)
                 d.delivered += 1
                 d.delivered_log.append((now, len(data)))
+                # SRTP leaves the RTP header readable: version 2, not RTCP (payload types 72-76 with the marker)
+                if len(data) >= 12 and data[0] >> 6 == 2 and data[1] & 0x80 and not 72 <= data[1] & 0x7F <= 76:
+                    d.marker_log.append((time.time(), int.from_bytes(data[8:12], "big")))
                 try:
                     if addr is None:
                         sock.send(data)
