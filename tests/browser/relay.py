@@ -65,6 +65,19 @@ def frame_gaps(d: Direction, t0: float, over_s: float = 0.1) -> list[tuple[float
     return [(round(b - t0, 2), round((b - a) * 1000)) for a, b in zip(times, times[1:]) if b - a > over_s]
 
 
+def overflow_bursts(d: Direction, t0: float, apart_s: float = 0.2) -> list[tuple[float, int]]:
+    """The datagrams the full queue dropped, in bursts no more than `apart_s` apart: (seconds after wall
+    time t0 the burst began, how many)."""
+    out: list[tuple[float, int]] = []
+    last = None
+    for t in d.overflow_log:
+        if last is None or t - last > apart_s:
+            out.append((round(t - t0, 2), 0))
+        out[-1] = (out[-1][0], out[-1][1] + 1)
+        last = t
+    return out
+
+
 def _rate(log, t0, t1) -> float:
     b = sum(n for t, n in log if t0 <= t < t1)
     return b * 8 / 1000 / max(t1 - t0, 1e-6)

@@ -28,7 +28,7 @@ if os.environ.get("RTCAM_BROWSER_TEST") == "skip":
     pytest.skip("RTCAM_BROWSER_TEST=skip", allow_module_level=True)
 
 import rtcam_harness as h  # noqa: E402
-from relay import Direction, Relay, frame_gaps  # noqa: E402
+from relay import Direction, Relay, frame_gaps, overflow_bursts  # noqa: E402
 from test_browser import browser, go_live, open_page, start_rtcam  # noqa: E402,F401  (fixtures)
 
 WATCH_S = 20.0
@@ -137,18 +137,6 @@ def watch_from_live(page, settle_s: float):
     return t_live, first, before, h.snapshot(page, latencies=True), t0, t1
 
 
-def bursts(times: list[float], t0_ms: float) -> list[tuple[float, int]]:
-    """Wall times (s) grouped into bursts no more than 0.2 s apart: (start in s after t0_ms, how many)."""
-    out: list[tuple[float, int]] = []
-    last = None
-    for t in times:
-        if last is None or t - last > 0.2:
-            out.append((round(t - t0_ms / 1000, 2), 0))
-        out[-1] = (out[-1][0], out[-1][1] + 1)
-        last = t
-    return out
-
-
 def per_second(rate, t_live: float, t1: float) -> list[int]:
     return [round(rate(t_live + i, t_live + i + 1)) for i in range(int(t1 - t_live))]
 
@@ -170,9 +158,10 @@ def test_an_800_kbit_link_at_720p_never_freezes_from_the_start(relayed, open_pag
     print(f"\n800 kbit/s, 100 ms queue, 1280x720: {delivered:.0f} kbit/s delivered from 10 s on (per second "
           f"from the first frame: {per_second(relay.down.kbps_delivered, t_live, t1)}); {whole_fps:.1f} fps over "
           f"the whole call; {text}; {relay_text(relay)}")
-    print(f"  from the first frame (s): overflows {bursts(relay.down.overflow_log, first['firstFrameTime'])}; "
-          f"gaps {[(round((at - first['firstFrameTime']) / 1000, 2), g) for at, g in after['gaps']]}; the link "
-          f"delivered frames over 100 ms apart at {frame_gaps(relay.down, first['firstFrameTime'] / 1000)}")
+    live = first["firstFrameTime"] / 1000  # wall time, s
+    print(f"  from the first frame (s): overflows {overflow_bursts(relay.down, live)}; "
+          f"gaps {[(round(at / 1000 - live, 2), g) for at, g in after['gaps']]}; the link "
+          f"delivered frames over 100 ms apart at {frame_gaps(relay.down, live)}")
     assert after["longestGapMs"] <= 200, text
     assert delivered >= 600, f"{delivered:.0f} kbit/s delivered from 10 s on"
     assert fps >= 25, text

@@ -159,8 +159,14 @@ void RcInitSequenceParameter (sWelsEncCtx* pEncCtx) {
 
     pWelsSvcRc->iFrameDeltaQpUpper = LAST_FRAME_QP_RANGE_UPPER_MODE1 - ((LAST_FRAME_QP_RANGE_UPPER_MODE1 -
                                      LAST_FRAME_QP_RANGE_UPPER_MODE0) * pWelsSvcRc->iRcVaryRatio / MAX_BITS_VARY_PERCENTAGE);
-    pWelsSvcRc->iFrameDeltaQpLower = LAST_FRAME_QP_RANGE_LOWER_MODE1 - ((LAST_FRAME_QP_RANGE_LOWER_MODE1 -
-                                     LAST_FRAME_QP_RANGE_LOWER_MODE0) * pWelsSvcRc->iRcVaryRatio / MAX_BITS_VARY_PERCENTAGE);
+    // rtcam: a frame's QP falls at most 1 below the last one's (the temporal
+    // layers' own step aside), not 2-3 (LAST_FRAME_QP_RANGE_LOWER_MODE0/1 by
+    // iRcVaryRatio). On a camera's picture, sensor noise is coded once QP
+    // falls below about 28: the frame that fell there was 5-12 times its
+    // neighbours (56-130 KB at 1-1.9 Mbit/s, 28 KB at 560 kbit/s: a quarter
+    // of a second of a slow link), and the stream ran 10-25 % over its
+    // target (vendor/README.md).
+    pWelsSvcRc->iFrameDeltaQpLower = 1;
 
     pWelsSvcRc->iSkipFrameNum = 0;
     pWelsSvcRc->iGomSize = (pWelsSvcRc->iNumberMbFrame + pWelsSvcRc->iNumberMbGom - 1) / pWelsSvcRc->iNumberMbGom;
@@ -532,13 +538,7 @@ void RcCalculatePictureQp (sWelsEncCtx* pEncCtx) {
     else if (0 == iTl && iTlLast > 0)
       iDeltaQpTemporal -= 1;
   }
-  // rtcam: a frame's QP falls at most 1 below the last one's (the temporal
-  // layers' own step aside), not iFrameDeltaQpLower (3). On a camera's
-  // picture, sensor noise is coded once QP falls below about 28: the frame
-  // that fell there was 5-12 times its neighbours (56-130 KB at 1-1.9
-  // Mbit/s, 28 KB at 560 kbit/s: a quarter of a second of a slow link), and
-  // the stream ran 10-25 % over its target (vendor/README.md).
-  pWelsSvcRc->iMinFrameQp =  WELS_CLIP3 (pWelsSvcRc->iLastCalculatedQScale - 1 +
+  pWelsSvcRc->iMinFrameQp =  WELS_CLIP3 (pWelsSvcRc->iLastCalculatedQScale - pWelsSvcRc->iFrameDeltaQpLower +
                                          iDeltaQpTemporal, pTOverRc->iMinQp, pTOverRc->iMaxQp) ;
   pWelsSvcRc->iMaxFrameQp =  WELS_CLIP3 (pWelsSvcRc->iLastCalculatedQScale + pWelsSvcRc->iFrameDeltaQpUpper +
                                          iDeltaQpTemporal, pTOverRc->iMinQp, pTOverRc->iMaxQp);
