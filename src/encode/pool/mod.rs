@@ -6,9 +6,11 @@
 //! slow encoder (VP8 on a small board) costs its own viewers frames, never
 //! latency, and never the other codec's rate. The rtc task sends
 //! [`EncoderControl`] messages (viewer counts, keyframe asks, bitrates);
-//! the pool turns viewer counts into starts and stops. Everything ends when
-//! the rtc task drops its sender: the pool returns, dropping each worker's
-//! control sender, and each worker returns.
+//! the pool turns viewer counts into starts and stops; keyframe asks and
+//! bitrates reach an encoder through its mailbox, so it sees them at once.
+//! Everything ends when the rtc task drops its sender: the pool returns,
+//! each worker it held is told to stop (dropping a `Running` does that),
+//! and returns.
 //!
 //! Here the pool and what it makes encoders from; `tap.rs` where frames
 //! come in, `worker.rs` and `forwarder.rs` the threads, `board.rs` what
@@ -37,7 +39,7 @@ use super::vp8::Vp8;
 use super::{EncodeError, Encoder, EncoderSettings};
 use crate::frame::{EncodedFrame, VideoCodec};
 use forwarder::Forwarder;
-use worker::{Running, Worker};
+use worker::{Road, Running, Worker};
 
 /// How long an encoder outlives its last viewer.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -128,10 +130,13 @@ pub struct Pool {
     pub record: Option<Arc<dyn EncodedTap>>,
 }
 
-/// A worker's own control road.
-enum WorkerControl {
+/// What the pool tells a started thread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WorkerControl {
     Keyframe,
     Bitrate(u32),
+    /// The pool let go (no viewers for [`GRACE`], or it ended).
+    Stop,
 }
 
 impl Pool {
@@ -168,13 +173,13 @@ impl Pool {
                 }
                 Ok(EncoderControl::Keyframe(codec)) => {
                     if let Some(w) = workers.get(&codec) {
-                        let _ = w.control.send(WorkerControl::Keyframe);
+                        w.tell(WorkerControl::Keyframe);
                     }
                 }
                 Ok(EncoderControl::Bitrate(codec, kbps)) => {
                     targets.insert(codec, kbps);
                     if let Some(w) = workers.get(&codec) {
-                        let _ = w.control.send(WorkerControl::Bitrate(kbps));
+                        w.tell(WorkerControl::Bitrate(kbps));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -241,24 +246,25 @@ impl Pool {
         }
         let running = self.start_encoder(codec, viewers)?;
         if let Some(&kbps) = targets.get(&codec) {
-            let _ = running.control.send(WorkerControl::Bitrate(kbps));
+            running.tell(WorkerControl::Bitrate(kbps));
         }
         Some(running)
     }
 
     fn start_encoder(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
-        let (tx, rx) = mpsc::channel();
+        let (inbox, tx) = self.tap.subscribe(codec);
         let worker = Worker {
             codec,
             factory: self.factory.clone(),
             board: self.board.clone(),
-            input: self.tap.subscribe(codec),
-            control: rx,
+            inbox,
             frames: self.frames.clone(),
             record: self.record_tap(codec),
             viewers,
         };
-        Running::spawn(format!("encode-{codec}"), tx, move || worker.run())
+        Running::spawn(format!("encode-{codec}"), Road::Encoder(tx), move || {
+            worker.run()
+        })
     }
 }
 
@@ -279,6 +285,11 @@ impl Pool {
             settings: self.factory.h264_settings,
             viewers,
         };
-        Running::spawn("passthrough".into(), tx, move || forwarder.run())
+        Running::spawn("passthrough".into(), Road::Forwarder(tx), move || {
+            forwarder.run()
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;
