@@ -184,7 +184,7 @@ def main():
     columns = []
     with tempfile.TemporaryDirectory(prefix="rtcam-bench-") as tmp:
         srv = h.Rtcam(binary, size=args.size, fps=args.fps, extra=extra, workdir=tmp)
-        srv.start(timeout=30)
+        srv.start(timeout=30, cold=True)
         try:
             with sync_playwright() as pw:
                 browser = h.launch_chromium(pw, tmp)

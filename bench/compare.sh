@@ -14,8 +14,14 @@ scripts/setup.sh
 [ -n "${2:-}" ] || cargo build --release --locked --bin rtcam
 py=.venv/bin/python
 
-idle_rss() { # VmRSS (MiB) of $1 idle for 10 s, test source 720p
+# Drops binary $1 from the page cache, so it starts as a boot finds it (read
+# from storage): one just built or copied shows about 1-1.5 MB more resident
+# code (tests/browser/rtcam_harness.py, evict_page_cache).
+cold() { dd if="$1" iflag=nocache count=0 status=none; }
+
+idle_rss() { # VmRSS (MiB) of $1 idle for 10 s, test source 720p, started cold
   local dir; dir=$(mktemp -d)
+  cold "$1"
   "$1" --source test --size 1280x720 --fps 30 --state-dir "$dir" --http 127.0.0.1:0 \
     --rtc 127.0.0.1:0 --mdns off > "$dir/log" 2>&1 &
   local pid=$!

@@ -7,4 +7,6 @@ set -euo pipefail
 shift
 args=()
 for a in "$@"; do [ "$a" = bars ] && a=test; args+=("$a"); done
-exec "${RTCAM_BENCH_REAL:?a release rtcam}" "${args[@]}"
+# Started as a boot finds it, read from storage (bench/compare.sh, cold).
+dd if="${RTCAM_BENCH_REAL:?a release rtcam}" iflag=nocache count=0 status=none
+exec "$RTCAM_BENCH_REAL" "${args[@]}"

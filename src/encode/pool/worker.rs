@@ -28,12 +28,16 @@ pub(super) enum Road {
 }
 
 impl Running {
+    /// Tells the thread; one that already ended has nothing left to hear.
     pub(super) fn tell(&self, control: WorkerControl) {
-        // A thread that already ended has nothing left to tell.
-        let _ = match &self.control {
-            Road::Encoder(tx) => tx.send(Mail::Control(control)).is_ok(),
-            Road::Forwarder(tx) => tx.send(control).is_ok(),
-        };
+        match &self.control {
+            Road::Encoder(tx) => {
+                let _ = tx.send(Mail::Control(control));
+            }
+            Road::Forwarder(tx) => {
+                let _ = tx.send(control);
+            }
+        }
     }
 
     pub(super) fn spawn(
@@ -424,14 +428,22 @@ mod tests {
 
     const FRAME: Duration = Duration::from_millis(33);
 
+    /// A picture at `at` through a warming start: whether it was made a
+    /// keyframe (and then it came out as one).
+    fn picture(start: &mut Start, at: Instant) -> bool {
+        let keyframe = start.keyframe(at);
+        if keyframe {
+            assert!(start.encoded(Some(encoded(at, true))).is_none(), "kept");
+        }
+        keyframe
+    }
+
     #[test]
     fn warming_makes_keyframes_and_the_ask_gets_the_last() {
         let t0 = Instant::now();
         let mut start = Start::new(true);
         for n in 0..3 {
-            let at = t0 + n * FRAME;
-            assert!(start.keyframe(at));
-            start.encoded(Some(encoded(at, true)));
+            assert!(picture(&mut start, t0 + n * FRAME));
         }
         let kept = start.asked().expect("a keyframe kept");
         assert_eq!(kept.captured, t0 + 2 * FRAME);
@@ -443,17 +455,14 @@ mod tests {
     fn a_keyframe_made_for_another_rate_is_not_kept() {
         let t0 = Instant::now();
         let mut start = Start::new(true);
-        assert!(start.keyframe(t0));
-        start.encoded(Some(encoded(t0, true)));
+        assert!(picture(&mut start, t0));
         start.rate_changed();
         assert!(start.keyframe(t0 + FRAME), "still warming");
         assert!(start.asked().is_none(), "asked before a new one was made");
         let mut start = Start::new(true);
-        start.keyframe(t0);
-        start.encoded(Some(encoded(t0, true)));
+        assert!(picture(&mut start, t0));
         start.rate_changed();
-        start.keyframe(t0 + FRAME);
-        start.encoded(Some(encoded(t0 + FRAME, true)));
+        assert!(picture(&mut start, t0 + FRAME));
         assert_eq!(start.asked().map(|f| f.captured), Some(t0 + FRAME));
     }
 
@@ -461,7 +470,10 @@ mod tests {
     fn an_ask_before_any_picture_is_an_ordinary_ask() {
         let mut start = Start::new(true);
         assert!(start.asked().is_none());
-        assert!(!start.keyframe(Instant::now()), "over");
+        let t0 = Instant::now();
+        assert!(!start.keyframe(t0), "over");
+        let out = start.encoded(Some(encoded(t0, true)));
+        assert!(out.is_some(), "a keyframe made now goes out");
     }
 
     #[test]
@@ -469,8 +481,7 @@ mod tests {
         let t0 = Instant::now();
         let mut start = Start::new(true);
         let mut at = t0;
-        while start.keyframe(at) {
-            start.encoded(Some(encoded(at, true)));
+        while picture(&mut start, at) {
             at += FRAME;
         }
         assert!(at >= t0 + WARM_FOR && at < t0 + WARM_FOR + FRAME);
