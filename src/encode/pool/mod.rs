@@ -130,6 +130,15 @@ pub struct Pool {
     pub record: Option<Arc<dyn EncodedTap>>,
 }
 
+/// Whether a starting encoder warms for its first viewer (`worker::Start`).
+/// Not one started again for viewers already watching (its frames must reach
+/// them at once), nor the recorder's (its clips must not be all keyframes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Warm {
+    Yes,
+    No,
+}
+
 /// What the pool tells a started thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum WorkerControl {
@@ -189,7 +198,8 @@ impl Pool {
             while let Some(action) = demand.poll_action() {
                 match action {
                     Action::Start(codec) => {
-                        if let Some(w) = self.start(codec, demand.viewers(codec), &targets) {
+                        let viewers = demand.viewers(codec);
+                        if let Some(w) = self.start(codec, viewers, &targets, Warm::Yes) {
                             workers.insert(codec, w);
                         }
                     }
@@ -228,7 +238,7 @@ impl Pool {
             }
             self.board.stopped(codec);
             tracing::warn!("{codec} encoder is not running while viewers wait: starting it again");
-            match self.start(codec, demand.viewers(codec), targets) {
+            match self.start(codec, demand.viewers(codec), targets, Warm::No) {
                 Some(w) => workers.insert(codec, w),
                 None => workers.remove(&codec),
             };
@@ -240,18 +250,19 @@ impl Pool {
         codec: VideoCodec,
         viewers: usize,
         targets: &BTreeMap<VideoCodec, u32>,
+        warm: Warm,
     ) -> Option<Running> {
         if codec == VideoCodec::H264 && self.factory.h264 == H264Plan::Passthrough {
             return self.start_forwarder(viewers);
         }
-        let running = self.start_encoder(codec, viewers)?;
+        let running = self.start_encoder(codec, viewers, warm)?;
         if let Some(&kbps) = targets.get(&codec) {
             running.tell(WorkerControl::Bitrate(kbps));
         }
         Some(running)
     }
 
-    fn start_encoder(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
+    fn start_encoder(&self, codec: VideoCodec, viewers: usize, warm: Warm) -> Option<Running> {
         let (inbox, tx) = self.tap.subscribe(codec);
         let worker = Worker {
             codec,
@@ -261,6 +272,7 @@ impl Pool {
             frames: self.frames.clone(),
             record: self.record_tap(codec),
             viewers,
+            warm: warm == Warm::Yes && self.record_tap(codec).is_none(),
         };
         Running::spawn(format!("encode-{codec}"), Road::Encoder(tx), move || {
             worker.run()

@@ -13,7 +13,7 @@ use crate::frame::RawFrame;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-struct Running {
+struct Harness {
     tap: Arc<FrameTap>,
     board: StatusBoard,
     control: mpsc::Sender<EncoderControl>,
@@ -21,8 +21,9 @@ struct Running {
     t0: Instant,
 }
 
-impl Running {
-    fn start(record: Option<Arc<dyn EncodedTap>>) -> Running {
+impl Harness {
+    /// A pool (spawn it, or start its encoders by hand) and its surroundings.
+    fn new(record: Option<Arc<dyn EncodedTap>>) -> (Harness, Pool) {
         let settings = EncoderSettings {
             width: 320,
             height: 180,
@@ -47,17 +48,25 @@ impl Running {
             frames: frames_tx,
             record,
         };
-        pool.spawn().unwrap();
-        control
-            .send(EncoderControl::Viewers(VideoCodec::H264, 1))
-            .unwrap();
-        Running {
+        let harness = Harness {
             tap,
             board,
             control,
             frames,
             t0: Instant::now(),
-        }
+        };
+        (harness, pool)
+    }
+
+    /// The pool running, its first H.264 viewer bound.
+    fn start(record: Option<Arc<dyn EncodedTap>>) -> Harness {
+        let (harness, pool) = Harness::new(record);
+        pool.spawn().unwrap();
+        harness
+            .control
+            .send(EncoderControl::Viewers(VideoCodec::H264, 1))
+            .unwrap();
+        harness
     }
 
     /// Publishes picture `n` (captured n frames after t0) once the worker
@@ -117,7 +126,7 @@ impl Running {
 /// pictures after it are P-frames.
 #[test]
 fn the_first_keyframe_asked_for_is_the_kept_one_at_once() {
-    let mut pool = Running::start(None);
+    let mut pool = Harness::start(None);
     pool.publish(0);
     pool.publish(1);
     pool.encoded(2);
@@ -152,7 +161,7 @@ impl EncodedTap for Clips {
 /// keyframes, so it does not warm.
 #[test]
 fn the_recorders_encoder_does_not_warm() {
-    let mut pool = Running::start(Some(Arc::new(Clips)));
+    let mut pool = Harness::start(Some(Arc::new(Clips)));
     pool.publish(0);
     assert!(pool.next().keyframe);
     pool.publish(1);
@@ -168,7 +177,7 @@ fn the_recorders_encoder_does_not_warm() {
 /// tap stops handing it pictures.
 #[test]
 fn the_encoder_stops_with_the_pool() {
-    let Running { tap, control, .. } = Running::start(None);
+    let Harness { tap, control, .. } = Harness::start(None);
     let picture = Arc::new(RawFrame::black(320, 180));
     let until = Instant::now() + WAIT;
     while tap.publish(&picture) == 0 {
@@ -181,4 +190,20 @@ fn the_encoder_stops_with_the_pool() {
         tap.publish(&picture);
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// An encoder started again while its viewers watch (the last one died)
+/// does not warm: its frames must reach them at once.
+#[test]
+fn an_encoder_started_again_for_viewers_watching_does_not_warm() {
+    let (mut harness, pool) = Harness::new(None);
+    let _worker = pool
+        .start_encoder(VideoCodec::H264, 1, Warm::No)
+        .expect("started");
+    harness.publish(0);
+    assert!(harness.next().keyframe);
+    harness.publish(1);
+    let p = harness.next();
+    assert!(!p.keyframe);
+    assert_eq!(p.captured, harness.at(1));
 }

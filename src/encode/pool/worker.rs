@@ -75,6 +75,8 @@ pub(super) struct Worker {
     pub(super) frames: tokio_mpsc::Sender<EncodedFrame>,
     pub(super) record: Option<Arc<dyn EncodedTap>>,
     pub(super) viewers: usize,
+    /// Warm for the first viewer (`Start`).
+    pub(super) warm: bool,
 }
 
 impl Worker {
@@ -116,7 +118,7 @@ impl Worker {
             s.bitrate_kbps
         );
         let mut run = Run {
-            start: Start::new(self.record.is_none()),
+            start: Start::new(self.warm),
             enc,
             scaled: None,
             errors: 0,
@@ -307,10 +309,10 @@ enum Start {
         kept: Option<EncodedFrame>,
     },
     /// The first keyframe was asked for, or warming ran out, or this
-    /// encoder does not warm: the recorder's encoder runs without viewers,
-    /// and its clips must not be all keyframes; an encoder that holds
-    /// pictures in flight (the hardware one) could hand back a keyframe
-    /// after the kept one.
+    /// encoder does not warm: the recorder's (it runs without viewers, and
+    /// its clips must not be all keyframes), one started again for viewers
+    /// already watching, and one that holds pictures in flight (the
+    /// hardware one: it could hand back a keyframe after the kept one).
     Done,
 }
 
