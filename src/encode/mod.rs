@@ -280,17 +280,6 @@ impl Encoder {
         Ok(out.map(|out| self.number(out)))
     }
 
-    /// Encodes one frame as a keyframe, asked for or not (an encoder
-    /// warming for its first viewer, `pool::worker`). It counts for the
-    /// throttle like any keyframe after the first.
-    pub fn encode_keyframe(
-        &mut self,
-        frame: &RawFrame,
-    ) -> Result<Option<EncodedFrame>, EncodeError> {
-        let out = self.inner.encode(frame, true)?;
-        Ok(out.map(|out| self.number(out)))
-    }
-
     /// A picture that came out after its frame's `encode` returned (see
     /// [`VideoEncoder::poll_output`]): take them until `None`.
     pub fn poll_output(&mut self) -> Result<Option<EncodedFrame>, EncodeError> {

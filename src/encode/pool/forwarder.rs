@@ -100,7 +100,7 @@ impl Forwarder {
                 Ok(WorkerControl::Keyframe) => self.tap.keyframe.store(true, Ordering::Relaxed),
                 Ok(WorkerControl::Bitrate(_)) => {}
                 Err(mpsc::TryRecvError::Empty) => return true,
-                Ok(WorkerControl::Stop) | Err(mpsc::TryRecvError::Disconnected) => return false,
+                Err(mpsc::TryRecvError::Disconnected) => return false,
             }
         }
     }

@@ -6,11 +6,9 @@
 //! slow encoder (VP8 on a small board) costs its own viewers frames, never
 //! latency, and never the other codec's rate. The rtc task sends
 //! [`EncoderControl`] messages (viewer counts, keyframe asks, bitrates);
-//! the pool turns viewer counts into starts and stops; keyframe asks and
-//! bitrates reach an encoder through its mailbox, so it sees them at once.
-//! Everything ends when the rtc task drops its sender: the pool returns,
-//! each worker it held is told to stop (dropping a `Running` does that),
-//! and returns.
+//! the pool turns viewer counts into starts and stops. Everything ends when
+//! the rtc task drops its sender: the pool returns, dropping each worker's
+//! control sender, and each worker returns.
 //!
 //! Here the pool and what it makes encoders from; `tap.rs` where frames
 //! come in, `worker.rs` and `forwarder.rs` the threads, `board.rs` what
@@ -39,7 +37,7 @@ use super::vp8::Vp8;
 use super::{EncodeError, Encoder, EncoderSettings};
 use crate::frame::{EncodedFrame, VideoCodec};
 use forwarder::Forwarder;
-use worker::{Road, Running, Worker};
+use worker::{Running, Worker};
 
 /// How long an encoder outlives its last viewer.
 pub const GRACE: Duration = Duration::from_secs(5);
@@ -130,22 +128,10 @@ pub struct Pool {
     pub record: Option<Arc<dyn EncodedTap>>,
 }
 
-/// Whether a starting encoder warms for its first viewer (`worker::Start`).
-/// Not one started again for viewers already watching (its frames must reach
-/// them at once), nor the recorder's (its clips must not be all keyframes).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Warm {
-    Yes,
-    No,
-}
-
-/// What the pool tells a started thread.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum WorkerControl {
+/// A worker's own control road.
+enum WorkerControl {
     Keyframe,
     Bitrate(u32),
-    /// The pool let go (no viewers for [`GRACE`], or it ended).
-    Stop,
 }
 
 impl Pool {
@@ -182,13 +168,13 @@ impl Pool {
                 }
                 Ok(EncoderControl::Keyframe(codec)) => {
                     if let Some(w) = workers.get(&codec) {
-                        w.tell(WorkerControl::Keyframe);
+                        let _ = w.control.send(WorkerControl::Keyframe);
                     }
                 }
                 Ok(EncoderControl::Bitrate(codec, kbps)) => {
                     targets.insert(codec, kbps);
                     if let Some(w) = workers.get(&codec) {
-                        w.tell(WorkerControl::Bitrate(kbps));
+                        let _ = w.control.send(WorkerControl::Bitrate(kbps));
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
@@ -198,8 +184,7 @@ impl Pool {
             while let Some(action) = demand.poll_action() {
                 match action {
                     Action::Start(codec) => {
-                        let viewers = demand.viewers(codec);
-                        if let Some(w) = self.start(codec, viewers, &targets, Warm::Yes) {
+                        if let Some(w) = self.start(codec, demand.viewers(codec), &targets) {
                             workers.insert(codec, w);
                         }
                     }
@@ -238,7 +223,7 @@ impl Pool {
             }
             self.board.stopped(codec);
             tracing::warn!("{codec} encoder is not running while viewers wait: starting it again");
-            match self.start(codec, demand.viewers(codec), targets, Warm::No) {
+            match self.start(codec, demand.viewers(codec), targets) {
                 Some(w) => workers.insert(codec, w),
                 None => workers.remove(&codec),
             };
@@ -250,33 +235,30 @@ impl Pool {
         codec: VideoCodec,
         viewers: usize,
         targets: &BTreeMap<VideoCodec, u32>,
-        warm: Warm,
     ) -> Option<Running> {
         if codec == VideoCodec::H264 && self.factory.h264 == H264Plan::Passthrough {
             return self.start_forwarder(viewers);
         }
-        let running = self.start_encoder(codec, viewers, warm)?;
+        let running = self.start_encoder(codec, viewers)?;
         if let Some(&kbps) = targets.get(&codec) {
-            running.tell(WorkerControl::Bitrate(kbps));
+            let _ = running.control.send(WorkerControl::Bitrate(kbps));
         }
         Some(running)
     }
 
-    fn start_encoder(&self, codec: VideoCodec, viewers: usize, warm: Warm) -> Option<Running> {
-        let (inbox, tx) = self.tap.subscribe(codec);
+    fn start_encoder(&self, codec: VideoCodec, viewers: usize) -> Option<Running> {
+        let (tx, rx) = mpsc::channel();
         let worker = Worker {
             codec,
             factory: self.factory.clone(),
             board: self.board.clone(),
-            inbox,
+            input: self.tap.subscribe(codec),
+            control: rx,
             frames: self.frames.clone(),
             record: self.record_tap(codec),
             viewers,
-            warm: warm == Warm::Yes && self.record_tap(codec).is_none(),
         };
-        Running::spawn(format!("encode-{codec}"), Road::Encoder(tx), move || {
-            worker.run()
-        })
+        Running::spawn(format!("encode-{codec}"), tx, move || worker.run())
     }
 }
 
@@ -297,11 +279,6 @@ impl Pool {
             settings: self.factory.h264_settings,
             viewers,
         };
-        Running::spawn("passthrough".into(), Road::Forwarder(tx), move || {
-            forwarder.run()
-        })
+        Running::spawn("passthrough".into(), tx, move || forwarder.run())
     }
 }
-
-#[cfg(test)]
-mod tests;

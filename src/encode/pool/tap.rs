@@ -3,11 +3,9 @@
 //! detection's pictures; and the recorder's tap on encoded frames.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use super::WorkerControl;
 use super::board::StatusBoard;
 use crate::capture::run::FrameSink;
 use crate::encode::jpeg::Snapshots;
@@ -31,7 +29,7 @@ pub trait PictureTap: Send + Sync {
 /// passthrough H.264 to its forwarder.
 #[derive(Default)]
 pub struct FrameTap {
-    mailboxes: Mutex<Vec<Mailbox>>,
+    mailboxes: Mutex<Vec<(VideoCodec, SyncSender<Arc<RawFrame>>)>>,
     /// The passthrough forwarder's queue, while it runs.
     coded: Mutex<Option<SyncSender<CodedChunk>>>,
     /// A chunk was dropped (the forwarder was behind): the stream is broken
@@ -43,60 +41,6 @@ pub struct FrameTap {
     snapshots: Arc<Snapshots>,
     /// Motion detection's pictures.
     watcher: Option<Arc<dyn PictureTap>>,
-}
-
-/// What an encoder's thread is handed: the newest picture, or a word from
-/// the pool. One road for both, so a keyframe asked for is seen at once,
-/// not when the next picture comes.
-pub(super) enum Mail {
-    Picture(Arc<RawFrame>),
-    Control(WorkerControl),
-}
-
-/// The tap's side of an encoder's mailbox.
-struct Mailbox {
-    codec: VideoCodec,
-    tx: Sender<Mail>,
-    slot: Arc<Slot>,
-}
-
-/// Whether a picture waits in a mailbox (it holds one at most: a busy
-/// encoder misses the next), and whether its encoder is gone.
-#[derive(Default)]
-struct Slot {
-    full: AtomicBool,
-    closed: AtomicBool,
-}
-
-/// The encoder's side of its mailbox.
-pub(super) struct Inbox {
-    rx: Receiver<Mail>,
-    slot: Arc<Slot>,
-}
-
-impl Inbox {
-    pub(super) fn recv_timeout(&self, wait: Duration) -> Result<Mail, RecvTimeoutError> {
-        let mail = self.rx.recv_timeout(wait)?;
-        if let Mail::Picture(_) = mail {
-            self.slot.full.store(false, Ordering::Release);
-        }
-        Ok(mail)
-    }
-
-    /// What already waits, without waiting.
-    pub(super) fn try_recv(&self) -> Option<Mail> {
-        let mail = self.rx.try_recv().ok()?;
-        if let Mail::Picture(_) = mail {
-            self.slot.full.store(false, Ordering::Release);
-        }
-        Some(mail)
-    }
-}
-
-impl Drop for Inbox {
-    fn drop(&mut self) {
-        self.slot.closed.store(true, Ordering::Release);
-    }
 }
 
 /// Camera H.264 waiting for the forwarder: a second or so at 30 fps. More
@@ -170,88 +114,24 @@ impl FrameTap {
     pub fn publish(&self, frame: &Arc<RawFrame>) -> usize {
         let mut boxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
         let mut took = 0;
-        boxes.retain(|b| {
-            if b.slot.closed.load(Ordering::Acquire) {
-                return false;
+        boxes.retain(|(codec, tx)| match tx.try_send(frame.clone()) {
+            Ok(()) => {
+                took += 1;
+                true
             }
-            if b.slot.full.swap(true, Ordering::AcqRel) {
-                self.board.update(b.codec, |s| s.frames_dropped += 1);
-                return true;
+            Err(TrySendError::Full(_)) => {
+                self.board.update(*codec, |s| s.frames_dropped += 1);
+                true
             }
-            let sent = b.tx.send(Mail::Picture(frame.clone())).is_ok();
-            took += usize::from(sent);
-            sent
+            Err(TrySendError::Disconnected(_)) => false,
         });
         took
     }
 
-    /// A mailbox for `codec`'s encoder: its end, and the pool's road into
-    /// it for controls.
-    pub(super) fn subscribe(&self, codec: VideoCodec) -> (Inbox, Sender<Mail>) {
-        let (tx, rx) = mpsc::channel();
-        let slot = Arc::new(Slot::default());
+    pub(super) fn subscribe(&self, codec: VideoCodec) -> Receiver<Arc<RawFrame>> {
+        let (tx, rx) = mpsc::sync_channel(1);
         let mut boxes = self.mailboxes.lock().unwrap_or_else(|p| p.into_inner());
-        boxes.push(Mailbox {
-            codec,
-            tx: tx.clone(),
-            slot: slot.clone(),
-        });
-        (Inbox { rx, slot }, tx)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn picture() -> Arc<RawFrame> {
-        Arc::new(RawFrame::black(16, 16))
-    }
-
-    fn tap() -> FrameTap {
-        FrameTap::new(StatusBoard::default(), None)
-    }
-
-    const NOW: Duration = Duration::ZERO;
-
-    #[test]
-    fn a_busy_encoder_misses_pictures_and_never_queues_them() {
-        let tap = tap();
-        let (inbox, _) = tap.subscribe(VideoCodec::H264);
-        let (first, second) = (picture(), picture());
-        assert_eq!(tap.publish(&first), 1);
-        assert_eq!(tap.publish(&second), 0, "the mailbox holds one");
-        let Ok(Mail::Picture(got)) = inbox.recv_timeout(NOW) else {
-            panic!("the first picture")
-        };
-        assert!(Arc::ptr_eq(&got, &first));
-        assert!(inbox.recv_timeout(NOW).is_err(), "the second was missed");
-        assert_eq!(tap.publish(&second), 1, "room again once taken");
-    }
-
-    #[test]
-    fn controls_come_through_a_full_mailbox_in_order() {
-        let tap = tap();
-        let (inbox, control) = tap.subscribe(VideoCodec::H264);
-        tap.publish(&picture());
-        control
-            .send(Mail::Control(WorkerControl::Keyframe))
-            .unwrap();
-        assert!(matches!(inbox.recv_timeout(NOW), Ok(Mail::Picture(_))));
-        assert!(matches!(
-            inbox.recv_timeout(NOW),
-            Ok(Mail::Control(WorkerControl::Keyframe))
-        ));
-    }
-
-    #[test]
-    fn a_gone_encoders_mailbox_is_let_go_of() {
-        let tap = tap();
-        let (inbox, _control) = tap.subscribe(VideoCodec::H264);
-        tap.publish(&picture()); // full when its encoder goes
-        assert!(tap.wants_pictures());
-        drop(inbox);
-        assert_eq!(tap.publish(&picture()), 0);
-        assert!(!tap.wants_pictures());
+        boxes.push((codec, tx));
+        rx
     }
 }
