@@ -504,8 +504,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def evict_page_cache(path: str | os.PathLike):
     """Drops `path` from the page cache (it stays cached where it is mapped), so a binary starts as a
     boot finds it: read from storage. One just written by the linker or cp is cached in large folios,
-    and a process mapping it shows about 1-1.5 MB more resident code (22.0-23.1 MiB idle evicted,
-    23.4-24.3 just copied), which made RSS figures depend on what happened to the file before."""
+    and a process mapping it shows about 1-1.5 MB more resident code (the same binary idle: 22.0-23.1 MiB
+    evicted, 23.4-24.3 just copied, four runs each; README, Performance), which made RSS figures depend on
+    what happened to the file before."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
